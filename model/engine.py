@@ -1,0 +1,185 @@
+"""Loss, metrics and the two loops: ``train_one_epoch`` and ``evaluate``.
+
+Batches come from a ``DetectionDataset`` already in memory as uint8; they are moved to the device
+and normalised there. Running sums stay on the device and are read once per epoch, so the loops
+never wait for the accelerator between batches.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.dataset import DetectionDataset, normalize
+
+BOX_LOSSES = ("mse", "smooth-l1", "giou", "smooth-l1+giou")
+SMOOTH_L1_BETA = 0.05  # coordinates are in [0, 1]: quadratic only below 5 % of the image
+
+
+def ordered(boxes: torch.Tensor) -> torch.Tensor:
+    """(B, 4) -> (B, 4) with x1 <= x2 and y1 <= y2 (a sigmoid head does not promise the order)."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([torch.minimum(x1, x2), torch.minimum(y1, y2), torch.maximum(x1, x2), torch.maximum(y1, y2)], -1)
+
+
+def _iou_and_union(pred: torch.Tensor, true: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """IoU and union area of pred[i] with true[i], both (B, 4) xyxy with ordered corners: -> (B,), (B,)."""
+    lt = torch.maximum(pred[:, :2], true[:, :2])
+    rb = torch.minimum(pred[:, 2:], true[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=1)
+    union = (pred[:, 2:] - pred[:, :2]).prod(dim=1) + (true[:, 2:] - true[:, :2]).prod(dim=1) - inter
+    return inter / union.clamp(min=1e-12), union
+
+
+def pairwise_iou(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """IoU of pred[i] with true[i]: (B, 4), (B, 4) xyxy -> (B,)."""
+    return _iou_and_union(ordered(pred), true)[0]
+
+
+def giou_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """1 - generalised IoU per image: (B, 4), (B, 4) -> (B,), in [0, 2]."""
+    pred = ordered(pred)
+    iou, union = _iou_and_union(pred, true)
+    hull = (torch.maximum(pred[:, 2:], true[:, 2:]) - torch.minimum(pred[:, :2], true[:, :2])).prod(dim=1)
+    hull = hull.clamp(min=1e-12)
+    return 1.0 - (iou - (hull - union) / hull)
+
+
+class DetectionLoss(nn.Module):
+    """label_weight * cross-entropy + box_weight * box loss.
+
+    Both terms are means over the images of the batch (the box term sums its four coordinates
+    per image first), so the two weights compare like with like and do not depend on the batch
+    size. Returns (total, class term, box term) as 0-d tensors; the box term is 0 without boxes.
+    """
+
+    def __init__(self, label_weight: float = 1.0, box_weight: float = 1.0, box_loss: str = "mse"):
+        super().__init__()
+        if box_loss not in BOX_LOSSES:
+            raise ValueError(f"unknown box loss {box_loss!r}; choose one of {', '.join(BOX_LOSSES)}")
+        self.label_weight, self.box_weight, self.box_loss = label_weight, box_weight, box_loss
+
+    def box_term(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+        """(B, 4), (B, 4) -> (B,) per-image box loss."""
+        if self.box_loss == "mse":
+            return F.mse_loss(pred, true, reduction="none").sum(dim=1)
+        if self.box_loss == "smooth-l1":
+            return F.smooth_l1_loss(pred, true, reduction="none", beta=SMOOTH_L1_BETA).sum(dim=1)
+        if self.box_loss == "giou":
+            return giou_loss(pred, true)
+        return F.smooth_l1_loss(pred, true, reduction="none", beta=SMOOTH_L1_BETA).sum(dim=1) + giou_loss(pred, true)
+
+    def forward(self, logits, pred_boxes, labels, true_boxes):
+        class_loss = F.cross_entropy(logits.float(), labels)
+        if pred_boxes is None:
+            box_loss = torch.zeros((), device=logits.device)
+        else:
+            box_loss = self.box_term(pred_boxes.float(), true_boxes).mean()
+        return self.label_weight * class_loss + self.box_weight * box_loss, class_loss, box_loss
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    class_loss: float
+    box_loss: float
+    accuracy: float
+    iou: float  # mean IoU; NaN for a classification-only network
+    seconds: float
+    images: int
+
+    def as_dict(self, prefix: str) -> dict[str, float]:
+        return {f"{prefix}_{k}": v for k, v in asdict(self).items() if k not in ("seconds", "images")}
+
+
+class _Totals:
+    """Per-epoch running sums kept on the device: loss, class loss, box loss, correct, IoU."""
+
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(5, dtype=torch.float64, device=device)
+        self.count = 0
+
+    def add(self, losses, logits, pred_boxes, labels, true_boxes) -> None:
+        n = labels.shape[0]
+        total, class_loss, box_loss = (v.detach().double() * n for v in losses)
+        correct = (logits.detach().argmax(dim=1) == labels).sum().double()
+        iou = pairwise_iou(pred_boxes.detach().float(), true_boxes).sum().double() if pred_boxes is not None \
+            else torch.zeros((), dtype=torch.float64, device=labels.device)
+        self.sums += torch.stack([total, class_loss, box_loss, correct, iou])
+        self.count += n
+
+    def stats(self, seconds: float, has_boxes: bool) -> EpochStats:
+        loss, class_loss, box_loss, correct, iou = (self.sums / max(1, self.count)).tolist()
+        return EpochStats(loss, class_loss, box_loss, correct, iou if has_boxes else math.nan, seconds, self.count)
+
+
+def to_device(images: torch.Tensor, dataset: DetectionDataset, device: torch.device,
+              channels_last: bool) -> torch.Tensor:
+    """(B, 3, S, S) uint8 on the host -> normalised float32 on ``device``."""
+    images = normalize(images.to(device, non_blocking=True), dataset.mean, dataset.std)
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+
+def train_one_epoch(model: nn.Module, dataset: DetectionDataset, loss_fn: DetectionLoss,
+                    optimizer: torch.optim.Optimizer, device: torch.device, batch_size: int,
+                    generator: torch.Generator, channels_last: bool = False,
+                    on_batch: Callable[[], None] = lambda: None) -> EpochStats:
+    """One pass over ``dataset`` in random order; loss, accuracy and IoU accumulated as it goes."""
+    model.train()
+    totals = _Totals(device)
+    has_boxes = getattr(model, "box_regressor", None) is not None
+    start = time.perf_counter()
+    for _, images, labels, boxes in dataset.batches(batch_size, shuffle=True, generator=generator):
+        images = to_device(images, dataset, device, channels_last)
+        labels, boxes = labels.to(device, non_blocking=True), boxes.to(device, non_blocking=True)
+        logits, pred_boxes = model(images)
+        losses = loss_fn(logits, pred_boxes, labels, boxes)
+        optimizer.zero_grad(set_to_none=True)
+        losses[0].backward()
+        optimizer.step()
+        totals.add(losses, logits, pred_boxes, labels, boxes)
+        on_batch()
+    return totals.stats(time.perf_counter() - start, has_boxes)
+
+
+@dataclass
+class Predictions:
+    """Per-image outputs of ``evaluate``: probabilities (N, C), boxes (N, 4) xyxy in [0, 1] or None."""
+
+    probabilities: torch.Tensor
+    boxes: torch.Tensor | None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: DetectionDataset, loss_fn: DetectionLoss, device: torch.device,
+             batch_size: int, channels_last: bool = False, on_batch: Callable[[], None] = lambda: None,
+             keep_predictions: bool = False) -> tuple[EpochStats, Predictions | None]:
+    """Loss, accuracy and mean IoU of ``model`` on ``dataset`` in eval mode (and, on request, the
+    per-image predictions, on the CPU, in dataset order)."""
+    model.eval()
+    totals = _Totals(device)
+    has_boxes = getattr(model, "box_regressor", None) is not None
+    probabilities, predicted_boxes = [], []
+    start = time.perf_counter()
+    for _, images, labels, boxes in dataset.batches(batch_size):
+        images = to_device(images, dataset, device, channels_last)
+        labels, boxes = labels.to(device, non_blocking=True), boxes.to(device, non_blocking=True)
+        logits, pred_boxes = model(images)
+        totals.add(loss_fn(logits, pred_boxes, labels, boxes), logits, pred_boxes, labels, boxes)
+        if keep_predictions:
+            probabilities.append(logits.float().softmax(dim=1).cpu())
+            if pred_boxes is not None:
+                predicted_boxes.append(ordered(pred_boxes.float()).cpu())
+        on_batch()
+    stats = totals.stats(time.perf_counter() - start, has_boxes)
+    if not keep_predictions:
+        return stats, None
+    num_classes = len(dataset.classes)
+    probs = torch.cat(probabilities) if probabilities else torch.zeros((0, num_classes))
+    pred = (torch.cat(predicted_boxes) if predicted_boxes else torch.zeros((0, 4))) if has_boxes else None
+    return stats, Predictions(probs, pred)

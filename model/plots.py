@@ -1,0 +1,42 @@
+"""Figures written to files; matplotlib's Agg backend needs no display."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend choice)
+
+
+def save_figure(figure, path: Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    figure.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    tmp.replace(path)
+
+
+def convergence_plot(history: Sequence[dict], path: Path, title: str) -> None:
+    """Loss (total, class, box), accuracy and mean IoU per epoch, train vs validation."""
+    epochs = [row["epoch"] for row in history]
+    has_boxes = any(not math.isnan(row["train_iou"]) for row in history)
+    panels = [("Loss", ["loss", "class_loss"] + (["box_loss"] if has_boxes else [])), ("Accuracy", ["accuracy"])]
+    if has_boxes:
+        panels.append(("Mean IoU", ["iou"]))
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    styles = {"loss": "-", "class_loss": "--", "box_loss": ":"}
+    for ax, (name, keys) in zip(axes, panels):
+        for key in keys:
+            for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
+                label = f"{split} {key.replace('_', ' ')}" if name == "Loss" else split
+                ax.plot(epochs, [row[f"{split}_{key}"] for row in history], styles.get(key, "-"),
+                        color=colour, marker="o" if len(epochs) < 30 else None, markersize=3, label=label)
+        ax.set(title=name, xlabel="epoch", ylabel=name.lower())
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    figure.suptitle(title)
+    figure.tight_layout()
+    save_figure(figure, path)

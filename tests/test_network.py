@@ -1,0 +1,152 @@
+"""The four detectors under every option: shapes, value ranges, frozen backbones, checkpoints."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from model.network import MODEL_NAMES, ResnetDetector, SimpleDetector, WeightsError, build_model, count_parameters, \
+    feature_size, model_options
+
+OPTION_SETS = [
+    {}, {"box_head": False}, {"dropout": 0.0}, {"batchnorm": False}, {"dropout": 0.0, "batchnorm": False},
+    {"pretrained": False, "freeze": False}, {"pretrained": False, "freeze": True},
+]
+
+
+def cases():
+    for name in MODEL_NAMES:
+        for options in OPTION_SETS:
+            if name == "resnet" and ("batchnorm" in options or "pretrained" not in options):
+                continue  # resnet always has BatchNorm; ImageNet weights cannot be downloaded in tests
+            if name != "resnet" and "pretrained" in options:
+                continue
+            yield name, options
+
+
+@pytest.mark.parametrize("name, options", list(cases()))
+def test_forward_shapes_and_ranges(name, options):
+    torch.manual_seed(0)
+    model = build_model(name, 3, image_size=64, **options)
+    images = torch.randn(2, 3, 64, 64)
+    for mode in (model.train, model.eval):
+        mode()
+        logits, boxes = model(images)
+        assert logits.shape == (2, 3) and torch.isfinite(logits).all()
+        if options.get("box_head", True):
+            assert boxes.shape == (2, 4) and (boxes >= 0).all() and (boxes <= 1).all()
+            assert isinstance(model.box_regressor[-1], nn.Sigmoid)
+            assert not any(isinstance(m, nn.Dropout) for m in model.box_regressor)
+        else:
+            assert boxes is None and model.box_regressor is None
+    has_bn = any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert has_bn == (name == "resnet" or options.get("batchnorm", True))
+    dropouts = [m.p for m in model.classifier if isinstance(m, nn.Dropout)]
+    assert dropouts == [options.get("dropout", 0.5)] * 2
+
+
+def test_simple_is_the_course_template_network():
+    model = SimpleDetector(3, box_head=False)
+    assert count_parameters(model) == (75683, 75683)  # the template's ~75.7k parameters
+    assert feature_size(model.features, 224) == 576
+    assert [m.out_features for m in model.classifier if isinstance(m, nn.Linear)] == [32, 16, 3]
+
+
+@pytest.mark.parametrize("name, size, features", [("deeper", 224, 512 * 7 * 7), ("vgg", 224, 512 * 7 * 7),
+                                                  ("deeper", 96, 512 * 3 * 3), ("resnet", 128, 512)])
+def test_feature_sizes_are_measured(name, size, features):
+    options = {"pretrained": False} if name == "resnet" else {}
+    model = build_model(name, 3, image_size=size, **options)
+    assert model.classifier[0].in_features == model.box_regressor[0].in_features == features
+    logits, boxes = model.eval()(torch.zeros(1, 3, size, size))
+    assert boxes.shape == (1, 4)
+
+
+def test_too_small_image_is_a_clear_error():
+    with pytest.raises(ValueError, match="image size 16 is too small"):
+        build_model("simple", 3, image_size=16)
+
+
+def test_frozen_backbone_keeps_weights_and_batchnorm_statistics():
+    torch.manual_seed(0)
+    model = ResnetDetector(3, pretrained=False, freeze=True, image_size=64)
+    before = {k: v.clone() for k, v in model.features.state_dict().items()}
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    assert not model.features.training and model.classifier.training
+    for _ in range(2):
+        logits, boxes = model(torch.randn(4, 3, 64, 64) * 3 + 1)
+        (logits.sum() + boxes.sum()).backward()
+        optimizer.step()
+    after = model.features.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # running_mean / running_var included
+    assert all(not p.requires_grad for p in model.features.parameters())
+    total, trainable = count_parameters(model)
+    assert trainable < total
+
+
+def test_fine_tuned_backbone_trains():
+    model = ResnetDetector(3, pretrained=False, freeze=False, image_size=64).train()
+    running = model.features[1].running_mean.clone()
+    model(torch.randn(4, 3, 64, 64) + 2)
+    assert not torch.equal(running, model.features[1].running_mean)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_imagenet_weights_from_a_file(tmp_path):
+    from torchvision.models import resnet18
+
+    reference = resnet18()
+    torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
+    model = ResnetDetector(3, pretrained=True, weights_path=str(tmp_path / "resnet18.pth"), image_size=64)
+    assert torch.equal(model.features[0].weight, reference.conv1.weight)
+    (tmp_path / "bad.pth").write_text("not weights")
+    with pytest.raises(WeightsError, match="--weights .*bad.pth: not a loadable state dict"):
+        ResnetDetector(3, pretrained=True, weights_path=str(tmp_path / "bad.pth"))
+
+
+def test_imagenet_weights_offline_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: the weights must be downloaded
+    try:
+        ResnetDetector(3, pretrained=True)
+    except WeightsError as error:  # the expected outcome on machines without internet (CI)
+        message = str(error)
+        assert str(tmp_path) in message and "--weights" in message and "--no-pretrained" in message
+        assert "resnet18" in message and "\n" not in message
+    else:
+        pytest.skip("this machine can download the ImageNet weights")
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, name):
+    torch.manual_seed(0)
+    options = model_options(name, pretrained=False, dropout=0.2, image_size=64)
+    model = build_model(name, 3, **options).eval()
+    save_checkpoint(tmp_path / "m.pth", {"model": {"name": name, "options": options}, "classes": ["a", "b", "c"],
+                                         "state_dict": model.state_dict()})
+    raw = torch.load(tmp_path / "m.pth", weights_only=True)  # plain values and tensors only
+    assert raw["format"] == "cvpr-practical-detector"
+    rebuilt = model_from_checkpoint(load_checkpoint(tmp_path / "m.pth"))
+    images = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(model(images), rebuilt(images)):
+            assert torch.equal(a, b)
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pth")
+    (tmp_path / "text.pth").write_text("hello")
+    with pytest.raises(CheckpointError, match="text.pth: not a checkpoint written by this toolkit"):
+        load_checkpoint(tmp_path / "text.pth")
+    torch.save(SimpleDetector(3).state_dict(), tmp_path / "bare.pth")
+    with pytest.raises(CheckpointError, match="bare.pth: not a checkpoint .*bare state dict"):
+        load_checkpoint(tmp_path / "bare.pth")
+    torch.save(SimpleDetector(3), tmp_path / "pickled.pth")  # the template's whole pickled model
+    with pytest.raises(CheckpointError, match="pickled.pth: not a checkpoint"):
+        load_checkpoint(tmp_path / "pickled.pth")
+    torch.save({"format": "cvpr-practical-detector", "version": 99}, tmp_path / "new.pth")
+    with pytest.raises(CheckpointError, match="newer version"):
+        load_checkpoint(tmp_path / "new.pth")

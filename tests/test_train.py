@@ -1,0 +1,128 @@
+"""train.py end to end as a subprocess on a tiny demo set, and its pieces in-process."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from model.checkpoint import load_checkpoint, model_from_checkpoint, split_paths
+from model.dataset import Problems, read_rows
+from model.network import MODEL_NAMES
+from train import improves
+
+TINY = ["--epochs", "2", "--image-size", "64", "--batch-size", "16"]
+
+
+def train(script, dataset: Path, out: Path, *extra: str):
+    return script("train.py", "--dataset", str(dataset), "--output-dir", str(out), *TINY, *extra)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_model_trains_and_writes_every_file(tmp_path, demo_dataset, script, name):
+    extra = ["--no-pretrained"] if name == "resnet" else []
+    done = train(script, demo_dataset, tmp_path, "--model", name, "--name", name, *extra)
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / name
+    expected = {"best.pth", "last.pth", "history.csv", "convergence_plot.png", "config.json",
+                "training_data.csv", "val_data.csv", "test_data.csv"}
+    assert expected <= {p.name for p in run.iterdir()}
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    # one flushed line per epoch off a terminal, no progress-bar control codes
+    epoch_lines = [line for line in done.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and "\x1b" not in done.stdout and "iou" in epoch_lines[0]
+    history = list(csv.DictReader(open(run / "history.csv")))
+    assert [int(r["epoch"]) for r in history] == [1, 2]
+    for column in ("train_loss", "train_class_loss", "train_box_loss", "train_accuracy", "train_iou", "val_loss",
+                   "val_class_loss", "val_box_loss", "val_accuracy", "val_iou", "seconds", "lr"):
+        assert np.isfinite(float(history[0][column])), column
+    checkpoint = torch.load(run / "best.pth", weights_only=True)
+    assert checkpoint["model"]["name"] == name and checkpoint["classes"] == ["airplane", "face", "motorcycle"]
+    assert checkpoint["image_size"] == 64 and checkpoint["normalization"]["mean"] == [0.485, 0.456, 0.406]
+    assert checkpoint["splits"]["test"] == "test_data.csv"
+    assert {"optimizer", "history", "best"} <= set(torch.load(run / "last.pth", weights_only=True))
+    model = model_from_checkpoint(load_checkpoint(run / "best.pth"))
+    logits, boxes = model(torch.zeros(2, 3, 64, 64))
+    assert logits.shape == (2, 3) and boxes.shape == (2, 4)
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == name and config["run"]["classes"] == ["airplane", "face", "motorcycle"]
+
+
+def test_split_files_sizes_cuts_and_train_fraction(tmp_path, demo_dataset, script):
+    done = train(script, demo_dataset, tmp_path, "--cut-val", "0.6", "--cut-test", "0.8", "--train-fraction", "0.5",
+                 "--epochs", "1")
+    assert done.returncode == 0, done.stderr
+    sizes = {name: len(read_rows(tmp_path / f"{name}.csv", Problems(skip=False)))
+             for name in ("training_data", "val_data", "test_data")}
+    # 45 rows: train int(0.6 * 45) = 27, halved per class; val 36 - 27 = 9; test 45 - 36 = 9
+    assert sizes["val_data"] == 9 and sizes["test_data"] == 9 and 12 <= sizes["training_data"] <= 15
+    all_rows = {r.key for name in sizes for r in read_rows(tmp_path / f"{name}.csv", Problems(skip=False))}
+    assert len(all_rows) == sum(sizes.values())  # no image in two splits
+    paths = split_paths(tmp_path / "best.pth", load_checkpoint(tmp_path / "best.pth"))
+    assert paths["train"] == tmp_path / "training_data.csv"
+
+
+def test_plot_is_drawn_with_both_curves(tmp_path, demo_dataset, script):
+    assert train(script, demo_dataset, tmp_path).returncode == 0
+    image = cv2.imread(str(tmp_path / "convergence_plot.png"))
+    assert image is not None and image.shape[0] > 300 and image.shape[1] > 900
+    blue = np.all(np.abs(image.astype(int) - (180, 119, 31)) < 30, axis=2).sum()  # matplotlib tab:blue (BGR)
+    orange = np.all(np.abs(image.astype(int) - (14, 127, 255)) < 30, axis=2).sum()  # tab:orange
+    assert blue > 200 and orange > 200  # train and validation curves are there
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 50
+
+
+def test_second_run_never_overwrites_the_first(tmp_path, demo_dataset, script):
+    assert train(script, demo_dataset, tmp_path, "--epochs", "1").returncode == 0
+    before = (tmp_path / "best.pth").read_bytes()
+    again = train(script, demo_dataset, tmp_path, "--epochs", "1")
+    assert again.returncode == 1 and "already holds a run" in again.stderr and "--name" in again.stderr
+    assert (tmp_path / "best.pth").read_bytes() == before
+    assert train(script, demo_dataset, tmp_path, "--epochs", "1", "--overwrite", "--seed", "3").returncode == 0
+    assert (tmp_path / "best.pth").read_bytes() != before
+
+
+def test_config_file_reruns_an_experiment(tmp_path, demo_dataset, script):
+    assert train(script, demo_dataset, tmp_path, "--name", "a", "--dropout", "0", "--no-batchnorm",
+                 "--epochs", "1").returncode == 0
+    rerun = script("train.py", "--config", str(tmp_path / "a" / "config.json"), "--name", "b")
+    assert rerun.returncode == 0, rerun.stderr
+    a, b = (json.loads((tmp_path / n / "config.json").read_text()) for n in "ab")
+    assert {k: v for k, v in a.items() if k not in ("run", "name")} == {k: v for k, v in b.items() if k not in ("run", "name")}
+    assert (tmp_path / "a" / "history.csv").read_text().splitlines()[1].split(",")[1:6] == \
+           (tmp_path / "b" / "history.csv").read_text().splitlines()[1].split(",")[1:6]  # same seed, same numbers
+    (tmp_path / "typo.json").write_text('{"epohcs": 3}')
+    typo = script("train.py", "--config", str(tmp_path / "typo.json"))
+    assert typo.returncode == 2 and "unknown option(s) epohcs" in typo.stderr
+
+
+def test_diverging_loss_stops_with_a_message(tmp_path, demo_dataset, script):
+    done = train(script, demo_dataset, tmp_path, "--optimizer", "sgd", "--lr", "1e12", "--epochs", "3")
+    assert done.returncode == 1
+    assert "the loss is not finite" in done.stderr and "lower --lr" in done.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cut-val", "0.9", "--cut-test", "0.8"], "--cut-val: must be below --cut-test (0.8)"),
+    (["--model", "alexnet"], "'alexnet' is not one of 'simple', 'deeper', 'vgg', 'resnet'"),
+    (["--lr", "0"], "Invalid value for '--lr'"),
+    (["--fine-tune"], "--freeze/--fine-tune applies to --model resnet only"),
+    (["--dataset", "/nonexistent/data"], "--dataset /nonexistent/data: no images/ and annotations/ folders"),
+    (["--device", "cuda"], "--device cuda: no CUDA device is visible"),
+])
+def test_bad_options_rejected_with_a_clear_message(tmp_path, script, args, message):
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = script("train.py", "--output-dir", str(tmp_path), *args)
+    assert done.returncode != 0 and message in done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_best_model_rule_breaks_ties_by_lower_loss():
+    best = {"val_accuracy": 0.9, "val_loss": 0.5}
+    assert improves(0.9, 0.4, best) and improves(0.95, 0.9, best) and improves(0.1, 9.0, None)
+    assert not improves(0.9, 0.5, best) and not improves(0.9, 0.6, best) and not improves(0.85, 0.1, best)

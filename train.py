@@ -1,0 +1,328 @@
+"""Train a detector (class + box) on the course dataset, or on the demo dataset when none is found.
+
+Writes into the run folder (output/, or output/NAME/ with --name): best.pth, last.pth,
+history.csv, convergence_plot.png, config.json and the split files training_data.csv,
+val_data.csv, test_data.csv.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+import torchvision
+
+from model import config
+from model.checkpoint import CheckpointError, save_checkpoint
+from model.dataset import (DataError, DetectionDataset, Problems, class_names, read_annotations, resolve_dataset,
+                           split_rows, subsample, write_rows)
+from model.engine import BOX_LOSSES, DetectionLoss, EpochStats, evaluate, train_one_epoch
+from model.network import MODEL_NAMES, WeightsError, build_model, count_parameters, model_options
+from model.plots import convergence_plot
+from model.runtime import (DEVICES, Reporter, prepare_device, select_device, slurm_facts, usable_cpus,
+                           uses_channels_last)
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("none", "cosine", "plateau")
+DEFAULT_BOX_LOSS = "smooth-l1+giou"
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_class_loss", "train_box_loss", "train_accuracy", "train_iou",
+                   "val_loss", "val_class_loss", "val_box_loss", "val_accuracy", "val_iou", "seconds", "lr")
+
+
+class TrainingError(Exception):
+    """Training cannot go on (e.g. the loss diverged); the message is one line."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Stages
+# ----------------------------------------------------------------------------------------------
+def run_folder(output_dir: Path, name: str | None) -> Path:
+    return Path(output_dir) / name if name else Path(output_dir)
+
+
+def check_run_folder(run_dir: Path, overwrite: bool) -> None:
+    """Refuse to replace a previous run's checkpoints unless asked to."""
+    previous = [f for f in (config.BEST_CHECKPOINT, config.LAST_CHECKPOINT) if (run_dir / f).exists()]
+    if previous and not overwrite:
+        raise click.ClickException(
+            f"{run_dir} already holds a run ({', '.join(previous)}): pass --name NEW to keep both, "
+            f"or --overwrite to replace it")
+
+
+def load_data(options: dict[str, Any], reporter: Reporter) -> tuple[Path, list[str], dict, dict]:
+    """Dataset root, class names, split rows and decoded train/val datasets."""
+    root = resolve_dataset(options["dataset"], log=reporter.line)
+    problems = Problems(skip=options["skip_bad_rows"])
+    rows = read_annotations(root, problems)
+    classes = class_names(rows)
+    splits = split_rows(rows, options["cut_val"], options["cut_test"], options["seed"])
+    splits["train"] = subsample(splits["train"], options["train_fraction"], options["seed"])
+    for name in ("train", "val"):
+        if not splits[name]:
+            raise click.ClickException(f"--cut-val {options['cut_val']} --cut-test {options['cut_test']}: the {name} "
+                                       f"split of {len(rows)} rows is empty; widen it")
+    start = time.perf_counter()
+    datasets = {name: DetectionDataset(root, splits[name], classes, options["image_size"], problems, options["workers"])
+                for name in ("train", "val")}
+    for name, dataset in datasets.items():
+        splits[name] = dataset.rows  # bad rows skipped with --skip-bad-rows stay out of the split files
+    if problems.summary():
+        reporter.line(problems.summary())
+    counts = ", ".join(f"{name} {len(rows)}" for name, rows in splits.items())
+    reporter.line(f"Dataset {root}: {len(rows)} rows, classes {', '.join(classes)}; splits: {counts}; "
+                  f"decoded at {options['image_size']} px in {time.perf_counter() - start:.1f} s")
+    return root, classes, splits, datasets
+
+
+def make_optimizer(name: str, parameters, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=weight_decay)
+
+
+def make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int):
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
+    return None
+
+
+def improves(accuracy: float, loss: float, best: dict | None) -> bool:
+    """Best = highest validation accuracy; equal accuracy: lower validation loss (Part 1 Q6)."""
+    if best is None:
+        return True
+    return accuracy > best["val_accuracy"] or (accuracy == best["val_accuracy"] and loss < best["val_loss"])
+
+
+def history_row(epoch: int, train: EpochStats, val: EpochStats, lr: float) -> dict[str, float]:
+    return {"epoch": epoch, **train.as_dict("train"), **val.as_dict("val"),
+            "seconds": train.seconds + val.seconds, "lr": lr}
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(history)
+    tmp.replace(path)
+
+
+def epoch_line(row: dict, epochs: int, is_best: bool) -> str:
+    iou = lambda v: "" if math.isnan(v) else f" iou {v:.3f}"  # noqa: E731
+    return (f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.3f}"
+            f"{iou(row['train_iou'])} | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f}"
+            f"{iou(row['val_iou'])} | {row['seconds']:.1f} s lr {row['lr']:.2e}{'  *best*' if is_best else ''}")
+
+
+@dataclass
+class Run:
+    """What a checkpoint records about the run, besides the weights."""
+
+    model_name: str
+    model_options: dict
+    classes: list[str]
+    image_size: int
+    config: dict
+    history: list[dict] = field(default_factory=list)
+    best: dict | None = None
+
+    def payload(self, model: torch.nn.Module, epoch: int, metrics: dict) -> dict[str, Any]:
+        return {
+            "model": {"name": self.model_name, "options": self.model_options},
+            "classes": self.classes, "image_size": self.image_size,
+            "normalization": {"mean": list(config.IMAGENET_MEAN), "std": list(config.IMAGENET_STD)},
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "epoch": epoch, "metrics": metrics, "config": self.config, "splits": dict(config.SPLIT_FILES),
+        }
+
+
+def fit(options: dict[str, Any], reporter: Reporter) -> Path:
+    """The whole run; returns the run folder."""
+    device = select_device(options["device"])
+    prepare_device(device)
+    run_dir = run_folder(options["output_dir"], options["name"])
+    check_run_folder(run_dir, options["overwrite"])
+    torch.manual_seed(options["seed"])
+    root, classes, splits, datasets = load_data(options, reporter)
+
+    model_name = options["model"]
+    opts = model_options(model_name, options["box_head"], options["dropout"], options["batchnorm"],
+                         options["pretrained"], options["freeze"], options["image_size"])
+    extra = {"weights_path": options["weights"]} if model_name == "resnet" else {}
+    model = build_model(model_name, len(classes), **opts, **extra)
+    channels_last = uses_channels_last(device)
+    model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
+    total, trainable = count_parameters(model)
+    trainable_parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(options["optimizer"], trainable_parameters, options["lr"], options["weight_decay"])
+    scheduler = make_scheduler(options["lr_schedule"], optimizer, options["epochs"])
+    loss_fn = DetectionLoss(options["label_weight"], options["box_weight"], options["box_loss"])
+    generator = torch.Generator().manual_seed(options["seed"])
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, filename in config.SPLIT_FILES.items():
+        write_rows(run_dir / filename, splits[name])
+    resolved = {**{k: v for k, v in options.items() if k != "overwrite"},
+                "run": {"dataset": str(Path(root).resolve()), "classes": classes, "device": str(device),
+                        "parameters": total, "trainable_parameters": trainable, "torch": torch.__version__,
+                        "torchvision": torchvision.__version__, "python": platform.python_version(),
+                        "host": platform.node(), "slurm": slurm_facts(), "command": " ".join(sys.argv),
+                        "started": time.strftime("%Y-%m-%dT%H:%M:%S")}}
+    text = json.dumps(resolved, indent=2, default=str) + "\n"
+    resolved = json.loads(text)  # plain values only: checkpoints must load with weights_only=True
+    (run_dir / config.CONFIG_FILE).write_text(text)
+    run = Run(model_name, opts, classes, options["image_size"], resolved)
+    reporter.line(f"Training {model_name} ({total:,} parameters, {trainable:,} trainable) on {device} for "
+                  f"{options['epochs']} epochs, batch {options['batch_size']}, lr {options['lr']:g}; writing to {run_dir}")
+
+    epochs, batch_size = options["epochs"], options["batch_size"]
+    stale_epochs = 0
+    with reporter.progress() as start_bar:
+        for epoch in range(1, epochs + 1):
+            lr = optimizer.param_groups[0]["lr"]
+            advance = start_bar(f"epoch {epoch}/{epochs}", datasets["train"].num_batches(batch_size)
+                                + datasets["val"].num_batches(batch_size))
+            train = train_one_epoch(model, datasets["train"], loss_fn, optimizer, device, batch_size, generator,
+                                    channels_last, advance)
+            val, _ = evaluate(model, datasets["val"], loss_fn, device, batch_size, channels_last, advance)
+            if not (math.isfinite(train.loss) and math.isfinite(val.loss)):
+                raise TrainingError(
+                    f"epoch {epoch}: the loss is not finite (train {train.loss}, val {val.loss}); lower --lr "
+                    f"(now {options['lr']:g}) or --box-weight; the checkpoints of epoch {epoch - 1} in {run_dir} are kept")
+            if scheduler is not None:
+                scheduler.step(val.loss) if options["lr_schedule"] == "plateau" else scheduler.step()
+            row = history_row(epoch, train, val, lr)
+            run.history.append(row)
+            is_best = improves(val.accuracy, val.loss, run.best)
+            if is_best:
+                run.best = {"epoch": epoch, "val_accuracy": val.accuracy, "val_loss": val.loss}
+                save_checkpoint(run_dir / config.BEST_CHECKPOINT, run.payload(model, epoch, row))
+                stale_epochs = 0
+            else:
+                stale_epochs += 1
+            last = run.payload(model, epoch, row)
+            last.update(optimizer=optimizer.state_dict(), history=run.history, best=run.best,
+                        scheduler=scheduler.state_dict() if scheduler is not None else None)
+            save_checkpoint(run_dir / config.LAST_CHECKPOINT, last)
+            write_history(run_dir / config.HISTORY_FILE, run.history)
+            convergence_plot(run.history, run_dir / config.PLOT_FILE, f"{model_name} on {Path(root).name}")
+            reporter.line(epoch_line(row, epochs, is_best))
+            if options["patience"] and stale_epochs >= options["patience"]:
+                reporter.line(f"Early stopping: no better validation accuracy for {stale_epochs} epochs")
+                break
+    best = run.best
+    reporter.line(f"Best epoch {best['epoch']}: val accuracy {best['val_accuracy']:.4f}, val loss "
+                  f"{best['val_loss']:.4f}. Evaluate it with: python eval.py {run_dir / config.BEST_CHECKPOINT}")
+    return run_dir
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+def load_config_file(ctx: click.Context, _param, value: Path | None):
+    """--config FILE: its values become the defaults; options given on the command line win."""
+    if value is None:
+        return None
+    try:
+        values = json.loads(Path(value).read_text())
+    except (OSError, ValueError) as error:
+        raise click.BadParameter(f"{value}: not a readable JSON file ({error})") from None
+    if not isinstance(values, dict):
+        raise click.BadParameter(f"{value}: expected a JSON object of option names and values")
+    values.pop("run", None)  # facts recorded by a previous run, not options
+    known = {p.name for p in ctx.command.params} - {"config"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise click.BadParameter(f"{value}: unknown option(s) {', '.join(unknown)}")
+    ctx.default_map = {**(ctx.default_map or {}), **values}
+    return value
+
+
+@click.command(context_settings={"show_default": True, "max_content_width": 110})
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), callback=load_config_file,
+              is_eager=True, expose_value=False, help="JSON file of options (e.g. a run's config.json) to re-run.")
+@click.option("--model", type=click.Choice(MODEL_NAMES), default="simple", help="Network to train.")
+@click.option("--epochs", type=click.IntRange(min=1), default=config.NUM_EPOCHS)
+@click.option("--batch-size", type=click.IntRange(min=1), default=config.BATCH_SIZE)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=config.INIT_LR, help="Learning rate.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", help="sgd uses momentum 0.9.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0)
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default="none",
+              help="cosine: to 0 over the epochs; plateau: halve after 3 epochs without a lower val loss.")
+@click.option("--label-weight", type=click.FloatRange(min=0), default=config.LABEL_WEIGHT,
+              help="Weight of the cross-entropy term.")
+@click.option("--box-weight", type=click.FloatRange(min=0), default=config.BOX_WEIGHT,
+              help="Weight of the box term.")
+@click.option("--box-loss", type=click.Choice(BOX_LOSSES), default=DEFAULT_BOX_LOSS, help="Box regression loss.")
+@click.option("--box-head/--no-box-head", default=True, help="--no-box-head: classification only (Parts 1-2).")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.5,
+              help="Dropout of the classification head; 0 removes it (Part 1 Q9.2).")
+@click.option("--batchnorm/--no-batchnorm", default=True, help="BatchNorm after each conv (not resnet).")
+@click.option("--pretrained/--no-pretrained", default=True, help="resnet: start from ImageNet weights.")
+@click.option("--freeze/--fine-tune", default=None,
+              help="resnet: keep the backbone fixed, or train it too  [default: freeze when --pretrained]")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="resnet: ImageNet weights file, for machines that cannot download them.")
+@click.option("--cut-val", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=config.CUT_VAL,
+              help="Share of the shuffled rows that trains.")
+@click.option("--cut-test", type=click.FloatRange(0, 1, min_open=True), default=config.CUT_TEST,
+              help="Rows between --cut-val and this share validate; the rest test.")
+@click.option("--train-fraction", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+              help="Keep this share of the training split, per class (Part 1 Q9.1).")
+@click.option("--seed", type=int, default=config.SPLIT_SEED, help="Seeds the split, the weights and the batches.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", help="auto: cuda, then mps, then cpu.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Threads decoding images  [default: CPU affinity, capped by SLURM_CPUS_PER_TASK]")
+@click.option("--image-size", type=click.IntRange(min=32), default=config.IMAGE_SIZE, help="Network input side.")
+@click.option("--dataset", type=click.Path(path_type=Path), default=None,
+              help=f"Dataset folder  [default: ${config.DATASET_ENV_VAR}, {config.COURSE_DATASET}, ./dataset, "
+                   f"else the generated demo set]")
+@click.option("--skip-bad-rows", is_flag=True, help="Skip bad annotation rows and images instead of stopping.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=config.OUTPUT_DIR)
+@click.option("--name", default=None, help="Write into OUTPUT_DIR/NAME/ to keep runs apart.")
+@click.option("--patience", type=click.IntRange(min=0), default=0,
+              help="Stop after this many epochs without a better model; 0: never.")
+@click.option("--overwrite", is_flag=True, help="Replace a previous run in the same folder.")
+def main(**options: Any) -> None:
+    """Train a detector.
+
+    \b
+    python train.py                                   # Simple network, template settings
+    python train.py --model resnet --fine-tune --name resnet_ft
+    python train.py --cut-val 0.05 --cut-test 0.25 --name small   # Part 1 Q9.1
+    python train.py --dropout 0 --no-batchnorm --epochs 200 --name plain
+    python train.py --config output/plain/config.json --name plain_again
+    srun --gres=shard:1 --cpus-per-task=8 --mem=12GB python train.py --model vgg --name vgg
+    """
+    ctx = click.get_current_context()
+    if options["cut_val"] >= options["cut_test"]:
+        raise click.BadParameter(f"must be below --cut-test ({options['cut_test']})", ctx, param_hint="--cut-val")
+    if options["model"] != "resnet":
+        for flag, key in (("--weights", "weights"), ("--no-pretrained", "pretrained"), ("--freeze/--fine-tune", "freeze")):
+            source = ctx.get_parameter_source(key)
+            if source is click.core.ParameterSource.COMMANDLINE:
+                raise click.UsageError(f"{flag} applies to --model resnet only (got --model {options['model']})")
+    if options["freeze"] is None:
+        options["freeze"] = options["pretrained"]
+    if options["workers"] is None:
+        options["workers"] = usable_cpus()
+    try:
+        fit(options, Reporter())
+    except (DataError, WeightsError, CheckpointError, TrainingError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+if __name__ == "__main__":
+    main()
