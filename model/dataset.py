@@ -368,8 +368,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         kept, images, labels, boxes, sizes = [], [], [], [], []
         for row, path, item in zip(rows, paths, decoded):
             if item.image is None:
-                what = "missing image" if not path.exists() else "unreadable image (not a decodable image file)"
-                problems.report(row.where, f"{what} {path}")
+                what = f"missing image {path}" if not path.exists() else f"unreadable image {path} (OpenCV cannot decode it)"
+                problems.report(row.where, what)
                 continue
             box = check_box(row, item.width, item.height, problems)
             if box is None:

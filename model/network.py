@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from model import config
+from model.boxes import ordered
 
 MODEL_NAMES = ("simple", "deeper", "vgg", "resnet")
 
@@ -89,7 +90,10 @@ class Detector(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         features = self.features(images)  # (B, F)
         logits = self.classifier(features)  # (B, C)
-        boxes = self.box_regressor(features) if self.box_regressor is not None else None  # (B, 4) xyxy in [0, 1]
+        if self.box_regressor is None:
+            return logits, None
+        # corners put in order so the output is always a valid xyxy box; min/max pass gradients through
+        boxes = ordered(self.box_regressor(features))  # (B, 4) xyxy in [0, 1]
         return logits, boxes
 
 

@@ -40,3 +40,22 @@ def convergence_plot(history: Sequence[dict], path: Path, title: str) -> None:
     figure.suptitle(title)
     figure.tight_layout()
     save_figure(figure, path)
+
+
+def confusion_plot(labels: Sequence[str], matrix: Sequence[Sequence[int]], path: Path, title: str) -> None:
+    """Counts, rows true and columns predicted, shaded by the share of each true label."""
+    import numpy as np
+
+    counts = np.asarray(matrix)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    figure, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.1 * len(labels) + 1.5))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center",
+                    color="white" if shares[i, j] > 0.5 else "black")
+    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
+           xlabel="predicted label", ylabel="true label", title=title)
+    figure.colorbar(image, ax=ax, label="share of the true label")
+    figure.tight_layout()
+    save_figure(figure, path)

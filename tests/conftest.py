@@ -31,3 +31,13 @@ def run_script(*args: str, cwd: Path | None = None, env: dict | None = None, tim
 @pytest.fixture(scope="session")
 def script():
     return run_script
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, demo_dataset) -> Path:
+    """A Simple detector trained 3 epochs at 64 px on the demo set; its run folder."""
+    out = tmp_path_factory.mktemp("run")
+    done = run_script("train.py", "--dataset", str(demo_dataset), "--output-dir", str(out), "--epochs", "3",
+                      "--image-size", "64", "--batch-size", "8", "--cut-val", "0.6", "--cut-test", "0.7")
+    assert done.returncode == 0, done.stderr
+    return out

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from model import demo
 from model.dataset import DetectionDataset, Problems, class_names, read_annotations, split_rows
-from model.engine import pairwise_iou
+from model.boxes import pairwise_iou
 
 
 @pytest.mark.parametrize("label", demo.CLASSES)

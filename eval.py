@@ -1,0 +1,171 @@
+"""Evaluate a trained checkpoint: per-label accuracy (the course's block), box quality, confusion.
+
+Writes next to the checkpoint (or into --out DIR), named after it (e.g. best.pth -> eval_best.*):
+a JSON of all figures, a per-image CSV and a confusion-matrix PNG per set.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from model.checkpoint import CheckpointError, split_paths
+from model.dataset import DataError, Problems
+from model.inference import images_root, load_rows_dataset, load_trained, run_model
+from model.metrics import ImageResults, summarize, to_json_ready
+from model.plots import confusion_plot
+from model.runtime import DEVICES, select_device, usable_cpus
+
+SET_NAMES = {"train": "train", "val": "validation", "test": "test"}  # as the course template prints them
+
+
+def accuracy_block(name: str, results: ImageResults) -> list[str]:
+    """The course template's lines, exactly (the floats as Python prints them)."""
+    correct = results.predicted_labels == results.true_labels
+    lines = [f"*** {name} set accuracy", f"\tMean accuracy for all labels: {float(correct.mean())}"]
+    for index, label in enumerate(results.classes):
+        selected = results.true_labels == index
+        if selected.any():
+            lines.append(f"\tMean accuracy for label {label}: {float(correct[selected].mean())}")
+            lines.append(f"\t\t {int(correct[selected].sum())} over {int(selected.sum())} samples")
+    return lines
+
+
+def box_table(name: str, figures: dict) -> Table:
+    table = Table(title=f"{name} set: boxes (IoU threshold {figures['iou_threshold']})")
+    for column in ("label", "images", "accuracy", "mean IoU", "IoU >= t", "detection acc.", "corner error px"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    def fmt(value, digits: int = 3) -> str:
+        return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+    for label, f in [("all", figures["overall"]), *figures["per_label"].items()]:
+        table.add_row(label, str(f["images"]), fmt(f["accuracy"]), fmt(f.get("mean_iou")),
+                      fmt(f.get("iou_at_threshold")), fmt(f.get("detection_accuracy")), fmt(f.get("corner_error_px"), 1))
+    return table
+
+
+def confusion_table(name: str, figures: dict) -> Table:
+    labels, matrix = figures["confusion"]["labels"], figures["confusion"]["matrix"]
+    table = Table(title=f"{name} set: confusion (rows true, columns predicted)")
+    table.add_column("true \\ predicted")
+    for label in labels:
+        table.add_column(label, justify="right")
+    for label, row in zip(labels, matrix):
+        table.add_row(label, *(str(v) for v in row))
+    return table
+
+
+def failure_table(name: str, results: ImageResults, iou_threshold: float) -> Table:
+    table = Table(title=f"{name} set: failures (wrong label or IoU < {iou_threshold})")
+    for column in ("image", "true", "predicted", "confidence", "IoU"):
+        table.add_column(column)
+    for i in np.flatnonzero(results.failures(iou_threshold)):
+        iou = "-" if results.iou is None else f"{results.iou[i]:.3f}"
+        table.add_row("/".join(Path(results.paths[i]).parts[-2:]), results.classes[results.true_labels[i]],
+                      results.classes[results.predicted_labels[i]], f"{results.confidence[i]:.3f}", iou)
+    return table
+
+
+def write_per_image_csv(path: Path, sets: dict[str, ImageResults], iou_threshold: float) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["set", "path", "true_label", "predicted_label", "confidence", "iou", "failure",
+                         "pred_x1", "pred_y1", "pred_x2", "pred_y2", "true_x1", "true_y1", "true_x2", "true_y2"])
+        for name, r in sets.items():
+            failures = r.failures(iou_threshold)
+            for i, path_ in enumerate(r.paths):
+                predicted = [f"{v:.1f}" for v in r.predicted_boxes[i]] if r.predicted_boxes is not None else [""] * 4
+                writer.writerow([name, path_, r.classes[r.true_labels[i]], r.classes[r.predicted_labels[i]],
+                                 f"{r.confidence[i]:.4f}", "" if r.iou is None else f"{r.iou[i]:.4f}",
+                                 int(failures[i]), *predicted, *(f"{v:.1f}" for v in r.true_boxes[i])])
+
+
+def evaluation_sets(checkpoint_path: Path, checkpoint: dict, splits: tuple[str, ...], csv_files: tuple[Path, ...]
+                    ) -> dict[str, Path]:
+    """Printed set name -> CSV file: the recorded splits asked for, then the extra CSV files."""
+    recorded = split_paths(checkpoint_path, checkpoint)
+    sets = {}
+    for split in splits:
+        if not recorded.get(split, Path("/nonexistent")).is_file():
+            raise DataError(f"{recorded.get(split, split)}: the {split} split file recorded with {checkpoint_path} is "
+                            f"missing; pass --csv FILE instead")
+        sets[SET_NAMES[split]] = recorded[split]
+    for path in csv_files:
+        sets[path.stem] = path
+    return sets
+
+
+@click.command(context_settings={"show_default": True, "max_content_width": 110})
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--split", "splits", type=click.Choice(list(SET_NAMES)), multiple=True,
+              help="Recorded split(s) to evaluate (repeat the option)  [default: train, val and test; none with --csv]")
+@click.option("--csv", "csv_files", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="Other rows in the course format, e.g. web_images/annotations.csv (repeatable).")
+@click.option("--dataset", type=click.Path(path_type=Path), default=None,
+              help="Where the images are  [default: the CSV's own dataset, else the one the model trained on]")
+@click.option("--failures", is_flag=True, help="List the failing images of each set.")
+@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.5, help="A box is right from this IoU.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the JSON, CSV and PNG  [default: the checkpoint's folder]")
+@click.option("--device", type=click.Choice(DEVICES), default="auto")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64)
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Threads decoding images.")
+@click.option("--skip-bad-rows", is_flag=True, help="Skip unreadable images and bad rows instead of stopping.")
+def main(checkpoint: Path, splits, csv_files, dataset, failures, iou_threshold, out, device, batch_size, workers,
+         skip_bad_rows) -> None:
+    """Evaluate CHECKPOINT on its train, validation and test splits (or on --csv files).
+
+    \b
+    python eval.py output/best.pth
+    python eval.py output/vgg/best.pth --split test --failures
+    python eval.py output/best.pth --csv web_images/annotations.csv
+    """
+    try:
+        torch_device = select_device(device)
+        state, model = load_trained(checkpoint, torch_device)
+        if not splits and not csv_files:
+            splits = tuple(SET_NAMES)
+        sets = evaluation_sets(checkpoint, state, splits, csv_files)
+        problems = Problems(skip=skip_bad_rows)
+        results, figures = {}, {}
+        for name, path in sets.items():
+            data = load_rows_dataset(path, images_root(path, dataset, state), state, problems, workers or usable_cpus())
+            stats, results[name] = run_model(model, data, state, torch_device, batch_size)
+            figures[name] = {"file": str(path), "loss": stats.loss, "class_loss": stats.class_loss,
+                             "box_loss": stats.box_loss, **summarize(results[name], iou_threshold)}
+    except (CheckpointError, DataError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    if problems.summary():
+        click.echo(problems.summary())
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    for name, r in results.items():
+        click.echo("\n".join(accuracy_block(name, r)))
+        if r.iou is not None:
+            console.print(box_table(name, figures[name]))
+        console.print(confusion_table(name, figures[name]))
+        if failures:
+            console.print(failure_table(name, r, iou_threshold))
+
+    out_dir = Path(out) if out else Path(checkpoint).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"eval_{Path(checkpoint).stem}"
+    report = {"checkpoint": str(checkpoint), "epoch": state.get("epoch"), "model": state["model"],
+              "classes": state["classes"], "sets": figures}
+    (out_dir / f"{stem}.json").write_text(json.dumps(to_json_ready(report), indent=2) + "\n")
+    write_per_image_csv(out_dir / f"{stem}_images.csv", results, iou_threshold)
+    for name, f in figures.items():
+        confusion_plot(f["confusion"]["labels"], f["confusion"]["matrix"], out_dir / f"{stem}_confusion_{name}.png",
+                       f"{state['model']['name']}: {name} set")
+    click.echo(f"Wrote {out_dir / stem}.json, {stem}_images.csv and {stem}_confusion_*.png")
+
+
+if __name__ == "__main__":
+    main()

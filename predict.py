@@ -1,0 +1,214 @@
+"""Show a model's predictions (box, label, confidence) on images, with the truth when it is known.
+
+INPUT is any mix of CSV files in the course row format (split files, annotation files,
+web_images/annotations.csv: true label and box known), image files, and folders (a dataset, a
+folder laid out as images/<label>/ or <label>/ giving the true label, or plain images).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+import torch
+
+from model import config
+from model.checkpoint import CheckpointError
+from model.dataset import (Annotation, DataError, Problems, check_labels, image_path, normalize, read_annotations,
+                           read_rows, resize_square, to_chw_uint8)
+from model.boxes import pairwise_iou
+from model.inference import images_root, load_trained
+from model.runtime import DEVICES, select_device
+from model.visualize import draw_prediction, gallery, grad_cam, overlay_cam
+
+QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or ESC
+DEFAULT_SAVE_DIR = config.OUTPUT_DIR / "predictions"
+
+
+@dataclass
+class Item:
+    path: Path
+    label: str | None = None  # true label, when known
+    box: tuple[float, float, float, float] | None = None  # true box in pixels, when known
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in config.IMAGE_EXTENSIONS
+                  and not p.name.startswith("."))
+
+
+def _rows_to_items(root: Path, rows: list[Annotation]) -> list[Item]:
+    return [Item(image_path(root, row), row.label, row.box) for row in rows]
+
+
+def collect_items(inputs: tuple[Path, ...], dataset: Path | None, checkpoint: dict, problems: Problems) -> list[Item]:
+    classes = checkpoint["classes"]
+    items: list[Item] = []
+    for given in inputs:
+        path = Path(given)
+        if path.is_file() and path.suffix.lower() == ".csv":
+            rows = check_labels(read_rows(path, problems), classes, problems)
+            items += _rows_to_items(images_root(path, dataset, checkpoint), rows)
+        elif path.is_file() and path.suffix.lower() in config.IMAGE_EXTENSIONS:
+            items.append(Item(path))
+        elif path.is_dir() and (path / "annotations").is_dir() and (path / "images").is_dir():
+            items += _rows_to_items(path, check_labels(read_annotations(path, problems), classes, problems))
+        elif path.is_dir():
+            labelled = path / "images" if (path / "images").is_dir() else path
+            folders = [labelled / c for c in classes if (labelled / c).is_dir()]
+            for folder in folders:
+                items += [Item(p, folder.name) for p in _image_files(folder)]
+            if not folders:
+                items += [Item(p) for p in _image_files(path)]
+        else:
+            raise click.BadParameter(f"{given}: not a CSV file, an image or a folder", param_hint="INPUT")
+    return items
+
+
+@dataclass
+class Outcome:
+    item: Item
+    predicted: str
+    confidence: float
+    box: tuple[float, float, float, float] | None  # pixels
+    iou: float | None
+    failure: bool
+
+
+@torch.no_grad()
+def predict_one(model, image_bgr: np.ndarray, checkpoint: dict, device: torch.device, item: Item,
+                iou_threshold: float) -> tuple[Outcome, torch.Tensor]:
+    """Run one image through the model; returns the outcome and the normalised input (1, 3, S, S)."""
+    rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+    norm = checkpoint["normalization"]
+    x = normalize(to_chw_uint8(resize_square(rgb, checkpoint["image_size"]))[None].to(device), norm["mean"], norm["std"])
+    logits, boxes = model(x)
+    probabilities = logits.float().softmax(dim=1)[0]
+    confidence, index = probabilities.max(dim=0)
+    predicted = checkpoint["classes"][int(index)]
+    height, width = image_bgr.shape[:2]
+    box = iou = None
+    if boxes is not None:
+        scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+        pred = boxes.float().cpu()[0]
+        box = tuple(float(v) for v in pred * scale)
+        if item.box is not None:
+            true = torch.tensor(item.box, dtype=torch.float32) / scale
+            iou = float(pairwise_iou(pred[None], true[None])[0])
+    failure = (item.label is not None and predicted != item.label) or (iou is not None and iou < iou_threshold)
+    return Outcome(item, predicted, float(confidence), box, iou, failure), x
+
+
+def display_available() -> bool:
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def describe(outcome: Outcome) -> str:
+    item = outcome.item
+    name = "/".join(item.path.parts[-2:])
+    truth = []
+    if item.label is not None:
+        truth.append(f"true {item.label}")
+    if outcome.iou is not None:
+        truth.append(f"IoU {outcome.iou:.3f}")
+    detail = f" ({', '.join(truth)})" if truth else ""
+    return f"{name}: predicted {outcome.predicted} {outcome.confidence:.3f}{detail}{'  FAILURE' if outcome.failure else ''}"
+
+
+@click.command(context_settings={"show_default": True, "max_content_width": 110})
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--model", "checkpoint_path", type=click.Path(path_type=Path),
+              default=config.OUTPUT_DIR / config.BEST_CHECKPOINT, help="Checkpoint to run.")
+@click.option("--failures-only", is_flag=True,
+              help="Only the failures: wrong label, or IoU below --iou-threshold when the true box is known.")
+@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.5)
+@click.option("--save", "save_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help=f"Write the annotated images here instead of showing them  [default without a display: "
+                   f"{DEFAULT_SAVE_DIR}]")
+@click.option("--gallery", "gallery_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a grid of the selected images to this PNG (for the report).")
+@click.option("--gallery-max", type=click.IntRange(min=1), default=24, help="Images in the gallery at most.")
+@click.option("--cam", is_flag=True, help="Overlay a Grad-CAM heat map of the predicted class.")
+@click.option("--delay", type=click.IntRange(min=0), default=0,
+              help="On screen: milliseconds per image; 0 waits for a key (q or ESC quits).")
+@click.option("--dataset", type=click.Path(path_type=Path), default=None,
+              help="Where the images of CSV rows are  [default: the CSV's own dataset, else the training one]")
+@click.option("--device", type=click.Choice(DEVICES), default="auto")
+@click.option("--skip-bad-rows", is_flag=True, help="Skip bad CSV rows instead of stopping.")
+def main(inputs, checkpoint_path, failures_only, iou_threshold, save_dir, gallery_path, gallery_max, cam, delay,
+         dataset, device, skip_bad_rows) -> None:
+    """Show predictions on INPUT... (CSV files, images, folders); any key: next image, q or ESC: quit.
+
+    \b
+    python predict.py output/test_data.csv
+    python predict.py --model output/vgg/best.pth --failures-only output/vgg/test_data.csv
+    python predict.py web_images/images --gallery doc/web_gallery.png --save output/web
+    python predict.py --cam --failures-only output/test_data.csv
+    """
+    try:
+        torch_device = select_device(device)
+        checkpoint, model = load_trained(checkpoint_path, torch_device)
+        items = collect_items(inputs, dataset, checkpoint, Problems(skip=skip_bad_rows))
+    except (CheckpointError, DataError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    if not items:
+        raise click.ClickException(f"no image found in {', '.join(map(str, inputs))}")
+
+    show = save_dir is None and display_available()
+    if save_dir is None and not show:
+        save_dir = DEFAULT_SAVE_DIR
+        click.echo(f"No display (DISPLAY is not set): writing the annotated images to {save_dir}/")
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    selected, failures, unreadable, thumbnails = 0, 0, 0, []
+    try:
+        for index, item in enumerate(items):
+            image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
+            if image is None:
+                click.echo(f"warning: {item.path}: unreadable image, skipped", err=True)
+                unreadable += 1
+                continue
+            outcome, x = predict_one(model, image, checkpoint, torch_device, item, iou_threshold)
+            failures += outcome.failure
+            if failures_only and not outcome.failure:
+                continue
+            selected += 1
+            click.echo(describe(outcome))
+            if cam:
+                heat, _ = grad_cam(model, x)
+                image = overlay_cam(image, heat)
+            canvas = draw_prediction(image, outcome.predicted, outcome.confidence, outcome.box, item.label, item.box,
+                                     outcome.iou, outcome.failure)
+            if gallery_path is not None and len(thumbnails) < gallery_max:
+                thumbnails.append(canvas)
+            if save_dir is not None:
+                cv2.imwrite(str(save_dir / f"{index:04d}_{item.label or 'image'}_{item.path.stem}.jpg"), canvas)
+                continue
+            try:
+                cv2.imshow("predict.py: any key next, q or ESC quits", canvas)
+                key = cv2.waitKey(delay) & 0xFF
+            except cv2.error as error:  # e.g. no GUI backend, or an X11 forwarding problem
+                raise click.ClickException(f"cannot open a window ({str(error).strip().splitlines()[-1]}); "
+                                           f"pass --save DIR to write the images instead") from None
+            if key in QUIT_KEYS:
+                break
+    finally:
+        if show:
+            cv2.destroyAllWindows()
+    if gallery_path is not None and thumbnails:
+        gallery_path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(gallery_path), gallery(thumbnails))
+        click.echo(f"Gallery of {len(thumbnails)} image(s): {gallery_path}")
+    where = f"; annotated images in {save_dir}/" if save_dir is not None else ""
+    click.echo(f"{selected} image(s) shown of {len(items)}, {failures} failure(s)"
+               f"{f', {unreadable} unreadable' if unreadable else ''}{where}")
+
+
+if __name__ == "__main__":
+    main()

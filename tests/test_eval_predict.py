@@ -1,0 +1,172 @@
+"""eval.py and predict.py on a tiny trained model, checked against an independent computation."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torchvision.ops import box_iou
+
+from model.checkpoint import load_checkpoint, model_from_checkpoint
+from model.visualize import PREDICTED, TRUE
+
+
+def direct_predictions(run: Path, split_file: str):
+    """The test split through the model, with OpenCV and torch only (not the toolkit's loaders)."""
+    checkpoint = load_checkpoint(run / "best.pth")
+    model = model_from_checkpoint(checkpoint)
+    root = Path(checkpoint["config"]["run"]["dataset"])
+    mean = torch.tensor(checkpoint["normalization"]["mean"]).view(3, 1, 1)
+    std = torch.tensor(checkpoint["normalization"]["std"]).view(3, 1, 1)
+    rows = [line.split(",") for line in (run / split_file).read_text().splitlines()]
+    out = []
+    for filename, x1, y1, x2, y2, label in rows:
+        image = cv2.cvtColor(cv2.imread(str(root / "images" / label / filename)), cv2.COLOR_BGR2RGB)
+        h, w = image.shape[:2]
+        small = cv2.resize(image, (64, 64), interpolation=cv2.INTER_AREA)
+        x = (torch.from_numpy(small).permute(2, 0, 1).float() / 255 - mean) / std
+        with torch.no_grad():
+            logits, boxes = model(x[None])
+        pred_box = boxes[0].double() * torch.tensor([w, h, w, h])
+        true_box = torch.tensor([float(x1), float(y1), float(x2), float(y2)], dtype=torch.float64)
+        iou = box_iou(pred_box[None], true_box[None])[0, 0].item()
+        predicted = checkpoint["classes"][int(logits.argmax())]
+        out.append({"key": f"{label}/{filename}", "label": label, "predicted": predicted, "iou": iou,
+                    "corner": (pred_box - true_box).abs().mean().item()})
+    return checkpoint["classes"], out
+
+
+def test_eval_block_line_by_line_and_json_equal_direct_computation(trained_run, script):
+    done = script("eval.py", str(trained_run / "best.pth"), "--split", "test", "--failures")
+    assert done.returncode == 0, done.stderr
+    classes, direct = direct_predictions(trained_run, "test_data.csv")
+    correct = [d["predicted"] == d["label"] for d in direct]
+    expected = ["*** test set accuracy", f"\tMean accuracy for all labels: {sum(correct) / len(correct)}"]
+    for label in classes:
+        mine = [c for c, d in zip(correct, direct) if d["label"] == label]
+        if mine:
+            expected += [f"\tMean accuracy for label {label}: {sum(mine) / len(mine)}",
+                         f"\t\t {sum(mine)} over {len(mine)} samples"]
+    assert done.stdout.splitlines()[:len(expected)] == expected
+    report = json.loads((trained_run / "eval_best.json").read_text())["sets"]["test"]
+    ious = np.array([d["iou"] for d in direct])
+    assert report["overall"]["images"] == len(direct)
+    assert report["overall"]["accuracy"] == pytest.approx(np.mean(correct))
+    assert report["overall"]["mean_iou"] == pytest.approx(ious.mean(), abs=1e-5)
+    assert report["overall"]["iou_at_threshold"] == pytest.approx(np.mean(ious >= 0.5))
+    assert report["overall"]["detection_accuracy"] == pytest.approx(np.mean(np.array(correct) & (ious >= 0.5)))
+    assert report["overall"]["corner_error_px"] == pytest.approx(np.mean([d["corner"] for d in direct]), abs=1e-3)
+    for label in classes:
+        mine = [d for d in direct if d["label"] == label]
+        assert report["per_label"][label]["mean_iou"] == pytest.approx(np.mean([d["iou"] for d in mine]), abs=1e-5)
+    matrix = np.zeros((3, 3), int)
+    for d in direct:
+        matrix[classes.index(d["label"]), classes.index(d["predicted"])] += 1
+    assert report["confusion"]["matrix"] == matrix.tolist()
+    for name in ("eval_best_images.csv", "eval_best_confusion_test.png"):
+        assert (trained_run / name).stat().st_size > 0
+    # the failure list names every failing image
+    failing = {d["key"] for d in direct if d["predicted"] != d["label"] or d["iou"] < 0.5}
+    assert all(key in done.stdout for key in failing)
+
+
+def eval_failures(run: Path) -> set[str]:
+    with open(run / "eval_best_images.csv") as handle:
+        return {"/".join(Path(r["path"]).parts[-2:]) for r in csv.DictReader(handle) if r["failure"] == "1"}
+
+
+def test_failures_only_shows_exactly_evals_failures(trained_run, script, tmp_path):
+    assert script("eval.py", str(trained_run / "best.pth"), "--split", "val", "--out", str(tmp_path)).returncode == 0
+    expected = eval_failures(tmp_path)
+    done = script("predict.py", "--model", str(trained_run / "best.pth"), "--failures-only", "--save",
+                  str(tmp_path / "shown"), str(trained_run / "val_data.csv"))
+    assert done.returncode == 0, done.stderr
+    shown = {line.split(":")[0] for line in done.stdout.splitlines() if "FAILURE" in line}
+    assert shown == expected and len(list((tmp_path / "shown").iterdir())) == len(expected)
+    everything = script("predict.py", "--model", str(trained_run / "best.pth"), "--save", str(tmp_path / "all"),
+                        str(trained_run / "val_data.csv"))
+    rows = len((trained_run / "val_data.csv").read_text().splitlines())
+    assert len(list((tmp_path / "all").iterdir())) == rows
+    assert f"{rows} image(s) shown of {rows}, {len(expected)} failure(s)" in everything.stdout
+
+
+def test_headless_mode_saves_and_says_where(trained_run, script, tmp_path, demo_dataset):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    images = tmp_path / "web" / "images" / "face"
+    images.mkdir(parents=True)
+    for name in ("image_0001.jpg", "image_0002.jpg"):
+        shutil.copy(demo_dataset / "images" / "face" / name, images / name)
+    (images / "broken.jpg").write_bytes(b"not an image")
+    done = subprocess.run([os.sys.executable, str(Path.cwd() / "predict.py"), "--model",
+                           str(trained_run / "best.pth"), str(tmp_path / "web" / "images")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "No display (DISPLAY is not set): writing the annotated images to output/predictions/" in done.stdout
+    assert "broken.jpg: unreadable image, skipped" in done.stderr  # predict warns and goes on
+    saved = sorted(p.name for p in (tmp_path / "output" / "predictions").iterdir())
+    assert saved == ["0000_face_broken.jpg", "0001_face_image_0001.jpg", "0002_face_image_0002.jpg"][1:]
+    assert "(true face)" in done.stdout
+
+
+def test_gallery_holds_the_drawn_boxes(trained_run, script, tmp_path):
+    done = script("predict.py", "--model", str(trained_run / "best.pth"), "--save", str(tmp_path / "s"),
+                  "--gallery", str(tmp_path / "g.png"), "--cam", str(trained_run / "test_data.csv"))
+    assert done.returncode == 0, done.stderr
+    image = cv2.imread(str(tmp_path / "g.png"))
+    for colour in (PREDICTED, TRUE):
+        assert np.all(image == colour, axis=2).sum() > 100, colour
+
+
+def test_bad_checkpoint_and_bad_input(trained_run, script, tmp_path):
+    (tmp_path / "junk.pth").write_text("junk")
+    for command in (["eval.py", str(tmp_path / "junk.pth")],
+                    ["predict.py", "--model", str(tmp_path / "junk.pth"), str(trained_run / "test_data.csv")]):
+        done = script(*command)
+        assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+        assert "junk.pth: not a checkpoint written by this toolkit" in done.stderr
+    missing = script("eval.py", str(tmp_path / "none.pth"))
+    assert missing.returncode == 1 and "none.pth: no such checkpoint" in missing.stderr
+    bad_csv = tmp_path / "rows.csv"
+    bad_csv.write_text("image_0001.jpg,1,2,3,face\n")
+    done = script("eval.py", str(trained_run / "best.pth"), "--csv", str(bad_csv))
+    assert done.returncode == 1 and "rows.csv:1: expected 6 fields" in done.stderr
+
+
+def test_eval_stops_on_an_unreadable_image_or_skips_it(trained_run, script, tmp_path, demo_dataset):
+    root = tmp_path / "data"
+    shutil.copytree(demo_dataset, root)
+    first = (trained_run / "test_data.csv").read_text().splitlines()[0].split(",")
+    (root / "images" / first[5] / first[0]).write_bytes(b"garbage")
+    args = ["eval.py", str(trained_run / "best.pth"), "--split", "test", "--dataset", str(root), "--out", str(tmp_path)]
+    failed = script(*args)
+    assert failed.returncode == 1 and f"unreadable image {root / 'images' / first[5] / first[0]}" in failed.stderr
+    skipped = script(*args, "--skip-bad-rows")
+    assert skipped.returncode == 0 and "skipped 1 bad row(s)" in skipped.stdout
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed (apt-get install xvfb)")
+def test_real_display_under_xvfb(trained_run, script, tmp_path):
+    display = ":93"
+    server = subprocess.Popen(["Xvfb", display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        done = subprocess.run([os.sys.executable, str(Path.cwd() / "predict.py"), "--model",
+                               str(trained_run / "best.pth"), "--delay", "50", str(trained_run / "test_data.csv")],
+                              cwd=tmp_path, env={**os.environ, "DISPLAY": display}, capture_output=True, text=True,
+                              timeout=300)
+    finally:
+        server.terminate()
+        server.wait()
+    assert done.returncode == 0, done.stderr
+    rows = len((trained_run / "test_data.csv").read_text().splitlines())
+    assert f"{rows} image(s) shown of {rows}" in done.stdout and "annotated images in" not in done.stdout
+    assert not (tmp_path / "output").exists()  # shown, not saved
