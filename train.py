@@ -21,14 +21,14 @@ import torch
 import torchvision
 
 from model import config
-from model.checkpoint import CheckpointError, save_checkpoint
-from model.dataset import (DataError, DetectionDataset, Problems, class_names, read_annotations, resolve_dataset,
-                           split_rows, subsample, write_rows)
+from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.dataset import (DataError, DetectionDataset, Problems, class_names, read_annotations, read_rows,
+                           resolve_dataset, split_rows, subsample, write_rows)
 from model.engine import BOX_LOSSES, DetectionLoss, EpochStats, evaluate, train_one_epoch
 from model.network import MODEL_NAMES, WeightsError, build_model, count_parameters, model_options
 from model.plots import convergence_plot
-from model.runtime import (DEVICES, Reporter, prepare_device, select_device, slurm_facts, usable_cpus,
-                           uses_channels_last)
+from model.runtime import (DEVICES, Interrupted, Reporter, StopOnSignal, prepare_device, select_device, slurm_facts,
+                           usable_cpus, uses_channels_last)
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("none", "cosine", "plateau")
@@ -57,18 +57,26 @@ def check_run_folder(run_dir: Path, overwrite: bool) -> None:
             f"or --overwrite to replace it")
 
 
-def load_data(options: dict[str, Any], reporter: Reporter) -> tuple[Path, list[str], dict, dict]:
-    """Dataset root, class names, split rows and decoded train/val datasets."""
+def load_data(options: dict[str, Any], reporter: Reporter, resume: dict | None, run_dir: Path
+              ) -> tuple[Path, list[str], dict, dict]:
+    """Dataset root, class names, split rows and decoded train/val datasets.
+
+    A resumed run reads its own split files, so it goes on with exactly the rows it started with.
+    """
     root = resolve_dataset(options["dataset"], log=reporter.line)
     problems = Problems(skip=options["skip_bad_rows"])
-    rows = read_annotations(root, problems)
-    classes = class_names(rows)
-    splits = split_rows(rows, options["cut_val"], options["cut_test"], options["seed"])
-    splits["train"] = subsample(splits["train"], options["train_fraction"], options["seed"])
+    if resume is None:
+        rows = read_annotations(root, problems)
+        classes = class_names(rows)
+        splits = split_rows(rows, options["cut_val"], options["cut_test"], options["seed"])
+        splits["train"] = subsample(splits["train"], options["train_fraction"], options["seed"])
+    else:
+        classes = resume["classes"]
+        splits = {name: read_rows(run_dir / filename, problems) for name, filename in config.SPLIT_FILES.items()}
     for name in ("train", "val"):
         if not splits[name]:
             raise click.ClickException(f"--cut-val {options['cut_val']} --cut-test {options['cut_test']}: the {name} "
-                                       f"split of {len(rows)} rows is empty; widen it")
+                                       f"split is empty; widen it")
     start = time.perf_counter()
     datasets = {name: DetectionDataset(root, splits[name], classes, options["image_size"], problems, options["workers"])
                 for name in ("train", "val")}
@@ -77,7 +85,7 @@ def load_data(options: dict[str, Any], reporter: Reporter) -> tuple[Path, list[s
     if problems.summary():
         reporter.line(problems.summary())
     counts = ", ".join(f"{name} {len(rows)}" for name, rows in splits.items())
-    reporter.line(f"Dataset {root}: {len(rows)} rows, classes {', '.join(classes)}; splits: {counts}; "
+    reporter.line(f"Dataset {root}: classes {', '.join(classes)}; splits: {counts}; "
                   f"decoded at {options['image_size']} px in {time.perf_counter() - start:.1f} s")
     return root, classes, splits, datasets
 
@@ -148,20 +156,45 @@ class Run:
         }
 
 
-def fit(options: dict[str, Any], reporter: Reporter) -> Path:
-    """The whole run; returns the run folder."""
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """Every random state training draws from: dropout (global) and the batch order (generator)."""
+    state = {"torch": torch.get_rng_state(), "batches": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    generator.set_state(state["batches"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def run_info(root: Path, classes: list[str], device: torch.device, total: int, trainable: int) -> dict[str, Any]:
+    return {"dataset": str(Path(root).resolve()), "classes": classes, "device": str(device), "parameters": total,
+            "trainable_parameters": trainable, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
+            "python": platform.python_version(), "host": platform.node(), "slurm": slurm_facts(),
+            "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def fit(options: dict[str, Any], reporter: Reporter, resume: dict | None = None, run_dir: Path | None = None) -> Path:
+    """The whole run (or the rest of a resumed one, from ``resume``, a last.pth); returns the run folder."""
     device = select_device(options["device"])
     prepare_device(device)
-    run_dir = run_folder(options["output_dir"], options["name"])
-    check_run_folder(run_dir, options["overwrite"])
+    if run_dir is None:
+        run_dir = run_folder(options["output_dir"], options["name"])
+        check_run_folder(run_dir, options["overwrite"])
     torch.manual_seed(options["seed"])
-    root, classes, splits, datasets = load_data(options, reporter)
+    root, classes, splits, datasets = load_data(options, reporter, resume, run_dir)
 
     model_name = options["model"]
     opts = model_options(model_name, options["box_head"], options["dropout"], options["batchnorm"],
                          options["pretrained"], options["freeze"], options["image_size"])
-    extra = {"weights_path": options["weights"]} if model_name == "resnet" else {}
-    model = build_model(model_name, len(classes), **opts, **extra)
+    construct = dict(opts)
+    if model_name == "resnet":  # a resumed run has its weights: no ImageNet download
+        construct.update(pretrained=opts["pretrained"] and resume is None, weights_path=options["weights"])
+    model = build_model(model_name, len(classes), **construct)
     channels_last = uses_channels_last(device)
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     total, trainable = count_parameters(model)
@@ -171,57 +204,85 @@ def fit(options: dict[str, Any], reporter: Reporter) -> Path:
     loss_fn = DetectionLoss(options["label_weight"], options["box_weight"], options["box_loss"])
     generator = torch.Generator().manual_seed(options["seed"])
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name, filename in config.SPLIT_FILES.items():
-        write_rows(run_dir / filename, splits[name])
-    resolved = {**{k: v for k, v in options.items() if k != "overwrite"},
-                "run": {"dataset": str(Path(root).resolve()), "classes": classes, "device": str(device),
-                        "parameters": total, "trainable_parameters": trainable, "torch": torch.__version__,
-                        "torchvision": torchvision.__version__, "python": platform.python_version(),
-                        "host": platform.node(), "slurm": slurm_facts(), "command": " ".join(sys.argv),
-                        "started": time.strftime("%Y-%m-%dT%H:%M:%S")}}
+    if resume is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name, filename in config.SPLIT_FILES.items():
+            write_rows(run_dir / filename, splits[name])
+        resolved = {**{k: v for k, v in options.items() if k != "overwrite"},
+                    "run": run_info(root, classes, device, total, trainable)}
+        first_epoch, stale_epochs = 1, 0
+    else:
+        model.load_state_dict(resume["state_dict"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if scheduler is not None and resume.get("scheduler"):
+            scheduler.load_state_dict(resume["scheduler"])
+        resolved = {**resume["config"], "epochs": options["epochs"]}
+        resolved["run"].setdefault("resumed", []).append(run_info(root, classes, device, total, trainable))
+        first_epoch, stale_epochs = resume["epoch"] + 1, resume["stale_epochs"]
     text = json.dumps(resolved, indent=2, default=str) + "\n"
     resolved = json.loads(text)  # plain values only: checkpoints must load with weights_only=True
     (run_dir / config.CONFIG_FILE).write_text(text)
     run = Run(model_name, opts, classes, options["image_size"], resolved)
-    reporter.line(f"Training {model_name} ({total:,} parameters, {trainable:,} trainable) on {device} for "
-                  f"{options['epochs']} epochs, batch {options['batch_size']}, lr {options['lr']:g}; writing to {run_dir}")
+    if resume is not None:
+        run.history, run.best = list(resume["history"]), resume["best"]
+        restore_rng(resume["rng"], generator)
+
+    def save_last(epoch: int, metrics: dict) -> None:
+        """Everything needed to go on after ``epoch`` exactly as if never stopped."""
+        last = run.payload(model, epoch, metrics)
+        last.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict() if scheduler else None,
+                    rng=rng_state(generator), history=run.history, best=run.best, stale_epochs=stale_epochs)
+        save_checkpoint(run_dir / config.LAST_CHECKPOINT, last)
 
     epochs, batch_size = options["epochs"], options["batch_size"]
-    stale_epochs = 0
-    with reporter.progress() as start_bar:
-        for epoch in range(1, epochs + 1):
-            lr = optimizer.param_groups[0]["lr"]
-            advance = start_bar(f"epoch {epoch}/{epochs}", datasets["train"].num_batches(batch_size)
-                                + datasets["val"].num_batches(batch_size))
-            train = train_one_epoch(model, datasets["train"], loss_fn, optimizer, device, batch_size, generator,
-                                    channels_last, advance)
-            val, _ = evaluate(model, datasets["val"], loss_fn, device, batch_size, channels_last, advance)
-            if not (math.isfinite(train.loss) and math.isfinite(val.loss)):
-                raise TrainingError(
-                    f"epoch {epoch}: the loss is not finite (train {train.loss}, val {val.loss}); lower --lr "
-                    f"(now {options['lr']:g}) or --box-weight; the checkpoints of epoch {epoch - 1} in {run_dir} are kept")
-            if scheduler is not None:
-                scheduler.step(val.loss) if options["lr_schedule"] == "plateau" else scheduler.step()
-            row = history_row(epoch, train, val, lr)
-            run.history.append(row)
-            is_best = improves(val.accuracy, val.loss, run.best)
-            if is_best:
-                run.best = {"epoch": epoch, "val_accuracy": val.accuracy, "val_loss": val.loss}
-                save_checkpoint(run_dir / config.BEST_CHECKPOINT, run.payload(model, epoch, row))
-                stale_epochs = 0
-            else:
-                stale_epochs += 1
-            last = run.payload(model, epoch, row)
-            last.update(optimizer=optimizer.state_dict(), history=run.history, best=run.best,
-                        scheduler=scheduler.state_dict() if scheduler is not None else None)
-            save_checkpoint(run_dir / config.LAST_CHECKPOINT, last)
-            write_history(run_dir / config.HISTORY_FILE, run.history)
-            convergence_plot(run.history, run_dir / config.PLOT_FILE, f"{model_name} on {Path(root).name}")
-            reporter.line(epoch_line(row, epochs, is_best))
-            if options["patience"] and stale_epochs >= options["patience"]:
-                reporter.line(f"Early stopping: no better validation accuracy for {stale_epochs} epochs")
-                break
+    if resume is None:
+        save_last(0, {})  # resumable from the very start
+        reporter.line(f"Training {model_name} ({total:,} parameters, {trainable:,} trainable) on {device} for "
+                      f"{epochs} epochs, batch {batch_size}, lr {options['lr']:g}; writing to {run_dir}")
+    else:
+        reporter.line(f"Resuming {run_dir} after epoch {first_epoch - 1} of {epochs} on {device}")
+    epoch = first_epoch
+    with StopOnSignal() as stop, reporter.progress() as start_bar:
+        try:
+            for epoch in range(first_epoch, epochs + 1):
+                stop.check()
+                advance_bar = start_bar(f"epoch {epoch}/{epochs}", datasets["train"].num_batches(batch_size)
+                                        + datasets["val"].num_batches(batch_size))
+
+                def advance() -> None:
+                    advance_bar()
+                    stop.check()  # a signal abandons the epoch; last.pth holds the previous one
+
+                lr = optimizer.param_groups[0]["lr"]
+                train = train_one_epoch(model, datasets["train"], loss_fn, optimizer, device, batch_size, generator,
+                                        channels_last, advance)
+                val, _ = evaluate(model, datasets["val"], loss_fn, device, batch_size, channels_last, advance)
+                if not (math.isfinite(train.loss) and math.isfinite(val.loss)):
+                    raise TrainingError(
+                        f"epoch {epoch}: the loss is not finite (train {train.loss}, val {val.loss}); lower --lr "
+                        f"(now {options['lr']:g}) or --box-weight; the checkpoints of epoch {epoch - 1} in "
+                        f"{run_dir} are kept")
+                if scheduler is not None:
+                    scheduler.step(val.loss) if options["lr_schedule"] == "plateau" else scheduler.step()
+                row = history_row(epoch, train, val, lr)
+                run.history.append(row)
+                is_best = improves(val.accuracy, val.loss, run.best)
+                if is_best:
+                    run.best = {"epoch": epoch, "val_accuracy": val.accuracy, "val_loss": val.loss}
+                    save_checkpoint(run_dir / config.BEST_CHECKPOINT, run.payload(model, epoch, row))
+                stale_epochs = 0 if is_best else stale_epochs + 1
+                save_last(epoch, row)
+                write_history(run_dir / config.HISTORY_FILE, run.history)
+                convergence_plot(run.history, run_dir / config.PLOT_FILE, f"{model_name} on {Path(root).name}")
+                reporter.line(epoch_line(row, epochs, is_best))
+                if options["patience"] and stale_epochs >= options["patience"]:
+                    reporter.line(f"Early stopping: no better validation accuracy for {stale_epochs} epochs")
+                    break
+        except Interrupted as interrupt:
+            last = run_dir / config.LAST_CHECKPOINT
+            reporter.line(f"Interrupted by {interrupt} during epoch {epoch}: {last} holds epochs 1-{epoch - 1} with "
+                          f"everything needed to go on. Resume with: python train.py --resume {last}")
+            raise
     best = run.best
     reporter.line(f"Best epoch {best['epoch']}: val accuracy {best['val_accuracy']:.4f}, val loss "
                   f"{best['val_loss']:.4f}. Evaluate it with: python eval.py {run_dir / config.BEST_CHECKPOINT}")
@@ -295,6 +356,8 @@ def load_config_file(ctx: click.Context, _param, value: Path | None):
 @click.option("--patience", type=click.IntRange(min=0), default=0,
               help="Stop after this many epochs without a better model; 0: never.")
 @click.option("--overwrite", is_flag=True, help="Replace a previous run in the same folder.")
+@click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Go on with the run of this last.pth up to its planned epochs (with --epochs: more).")
 def main(**options: Any) -> None:
     """Train a detector.
 
@@ -305,8 +368,12 @@ def main(**options: Any) -> None:
     python train.py --dropout 0 --no-batchnorm --epochs 200 --name plain
     python train.py --config output/plain/config.json --name plain_again
     srun --gres=shard:1 --cpus-per-task=8 --mem=12GB python train.py --model vgg --name vgg
+    python train.py --resume output/vgg/last.pth      # after a time limit, preemption or Ctrl-C
     """
     ctx = click.get_current_context()
+    if options["resume"] is not None:
+        resume_run(ctx, options)
+        return
     if options["cut_val"] >= options["cut_test"]:
         raise click.BadParameter(f"must be below --cut-test ({options['cut_test']})", ctx, param_hint="--cut-val")
     if options["model"] != "resnet":
@@ -318,10 +385,43 @@ def main(**options: Any) -> None:
         options["freeze"] = options["pretrained"]
     if options["workers"] is None:
         options["workers"] = usable_cpus()
+    run_guarded(options)
+
+
+def run_guarded(options: dict[str, Any], resume: dict | None = None, run_dir: Path | None = None) -> None:
+    """fit(), with errors as one line and exit status 1, and signals as exit status 128 + signal."""
     try:
-        fit(options, Reporter())
+        fit(options, Reporter(), resume, run_dir)
     except (DataError, WeightsError, CheckpointError, TrainingError, ValueError) as error:
         raise click.ClickException(str(error)) from None
+    except Interrupted as interrupt:
+        sys.exit(128 + interrupt.signum)
+
+
+RESUME_OVERRIDES = ("epochs", "device", "workers", "dataset")
+
+
+def resume_run(ctx: click.Context, options: dict[str, Any]) -> None:
+    """--resume PATH: the run's own options, but for --epochs, --device, --workers, --dataset."""
+    path = options["resume"]
+    given = [name for name in ctx.params if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+    extra = sorted(set(given) - {"resume", *RESUME_OVERRIDES})
+    if extra:
+        raise click.UsageError(f"--resume goes on with the run's own options; only {', '.join('--' + o for o in RESUME_OVERRIDES)} "
+                               f"may be given with it (got --{', --'.join(n.replace('_', '-') for n in extra)})")
+    try:
+        checkpoint = load_checkpoint(path)
+    except CheckpointError as error:
+        raise click.ClickException(str(error)) from None
+    if "optimizer" not in checkpoint or "rng" not in checkpoint:
+        raise click.ClickException(f"--resume {path}: holds no training state (a best.pth?); resume from the run's last.pth")
+    resumed = {k: v for k, v in checkpoint["config"].items() if k != "run"}
+    resumed.update(dataset=Path(checkpoint["config"]["run"]["dataset"]), weights=None, workers=usable_cpus())
+    resumed.update({k: options[k] for k in RESUME_OVERRIDES if k in given})
+    if checkpoint["epoch"] >= resumed["epochs"]:
+        raise click.ClickException(f"--resume {path}: the run already finished its {resumed['epochs']} epochs; "
+                                   f"pass --epochs N (more than {checkpoint['epoch']}) to train longer")
+    run_guarded(resumed, checkpoint, Path(path).parent)
 
 
 if __name__ == "__main__":

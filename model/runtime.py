@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from contextlib import contextmanager
@@ -99,3 +100,41 @@ class Reporter:
         finally:
             progress.stop()
             self._progress = None
+
+
+class Interrupted(Exception):
+    """A stop was requested by a signal; ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopOnSignal:
+    """Turns SIGINT (Ctrl-C), SIGTERM (preemption, scancel) and SIGUSR1 (Slurm's warning before the
+    time limit, with ``--signal=USR1@120``) into a request that ``check()`` raises as Interrupted
+    at the next safe point. A second Ctrl-C stops at once."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, _frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __enter__(self) -> StopOnSignal:
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def check(self) -> None:
+        if self.received is not None:
+            raise Interrupted(self.received)

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -14,6 +18,8 @@ from model.checkpoint import load_checkpoint, model_from_checkpoint, split_paths
 from model.dataset import Problems, read_rows
 from model.network import MODEL_NAMES
 from train import improves
+
+from conftest import ROOT
 
 TINY = ["--epochs", "2", "--image-size", "64", "--batch-size", "16"]
 
@@ -126,3 +132,68 @@ def test_best_model_rule_breaks_ties_by_lower_loss():
     best = {"val_accuracy": 0.9, "val_loss": 0.5}
     assert improves(0.9, 0.4, best) and improves(0.95, 0.9, best) and improves(0.1, 9.0, None)
     assert not improves(0.9, 0.5, best) and not improves(0.9, 0.6, best) and not improves(0.85, 0.1, best)
+
+
+def test_workers_capped_by_slurm_cpus_per_task():
+    from model.runtime import usable_cpus
+
+    affinity = len(os.sched_getaffinity(0))
+    assert usable_cpus({"SLURM_CPUS_PER_TASK": "1"}) == 1
+    assert usable_cpus({"SLURM_CPUS_PER_TASK": "64"}) == affinity
+    assert usable_cpus({}) == affinity
+
+
+RESUMABLE = ["--epochs", "6", "--image-size", "64", "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, demo_dataset, script) -> Path:
+    out = tmp_path_factory.mktemp("straight")
+    done = script("train.py", "--dataset", str(demo_dataset), "--output-dir", str(out), *RESUMABLE)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def comparable(history_csv: Path) -> list[list[str]]:
+    """history.csv without the seconds column (wall time differs between runs)."""
+    rows = list(csv.reader(open(history_csv)))
+    drop = rows[0].index("seconds")
+    return [row[:drop] + row[drop + 1:] for row in rows]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])
+def test_signal_then_resume_equals_an_uninterrupted_run(tmp_path, demo_dataset, uninterrupted, signum):
+    command = [sys.executable, "train.py", "--dataset", str(demo_dataset), "--output-dir", str(tmp_path), *RESUMABLE]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines = []
+    for line in process.stdout:  # a real signal, sent while epoch 3 trains
+        lines.append(line)
+        if line.startswith("epoch   2/6"):
+            process.send_signal(signum)
+            break
+    out, err = process.communicate(timeout=300)
+    lines.append(out)
+    assert process.returncode == 128 + signum, err
+    message = "".join(lines)
+    assert f"Interrupted by {signal.Signals(signum).name} during epoch 3" in message
+    assert f"Resume with: python train.py --resume {tmp_path / 'last.pth'}" in message
+    assert torch.load(tmp_path / "last.pth", weights_only=True)["epoch"] == 2
+    assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]  # nothing half-written
+    resumed = subprocess.run([sys.executable, "train.py", "--resume", str(tmp_path / "last.pth")], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert comparable(tmp_path / "history.csv") == comparable(uninterrupted / "history.csv")
+    for name in ("best.pth", "last.pth"):
+        mine, theirs = (torch.load(d / name, weights_only=True) for d in (tmp_path, uninterrupted))
+        assert mine["epoch"] == theirs["epoch"]
+        assert all(torch.equal(mine["state_dict"][k], theirs["state_dict"][k]) for k in mine["state_dict"])
+
+
+def test_resume_refuses_other_options_and_finished_runs(tmp_path, uninterrupted, script):
+    other = script("train.py", "--resume", str(uninterrupted / "last.pth"), "--lr", "0.1")
+    assert other.returncode == 2 and "only --epochs, --device, --workers, --dataset may be given" in other.stderr
+    finished = script("train.py", "--resume", str(uninterrupted / "last.pth"))
+    assert finished.returncode == 1 and "already finished its 6 epochs; pass --epochs N" in finished.stderr
+    best = script("train.py", "--resume", str(uninterrupted / "best.pth"))
+    assert best.returncode == 1 and "holds no training state" in best.stderr
