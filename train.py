@@ -21,6 +21,7 @@ import torch
 import torchvision
 
 from model import config
+from model.cache import ImageCache
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.dataset import (DataError, DetectionDataset, Problems, class_names, read_annotations, read_rows,
                            resolve_dataset, split_rows, subsample, write_rows)
@@ -57,8 +58,8 @@ def check_run_folder(run_dir: Path, overwrite: bool) -> None:
             f"or --overwrite to replace it")
 
 
-def load_data(options: dict[str, Any], reporter: Reporter, resume: dict | None, run_dir: Path
-              ) -> tuple[Path, list[str], dict, dict]:
+def load_data(options: dict[str, Any], reporter: Reporter, resume: dict | None, run_dir: Path,
+              device: torch.device) -> tuple[Path, list[str], dict, dict]:
     """Dataset root, class names, split rows and decoded train/val datasets.
 
     A resumed run reads its own split files, so it goes on with exactly the rows it started with.
@@ -73,20 +74,27 @@ def load_data(options: dict[str, Any], reporter: Reporter, resume: dict | None, 
     else:
         classes = resume["classes"]
         splits = {name: read_rows(run_dir / filename, problems) for name, filename in config.SPLIT_FILES.items()}
+        rows = [row for part in splits.values() for row in part]
     for name in ("train", "val"):
         if not splits[name]:
             raise click.ClickException(f"--cut-val {options['cut_val']} --cut-test {options['cut_test']}: the {name} "
                                        f"split is empty; widen it")
     start = time.perf_counter()
-    datasets = {name: DetectionDataset(root, splits[name], classes, options["image_size"], problems, options["workers"])
+    # one decode of the whole dataset, shared by the splits (and by later runs, from the cache file)
+    cache = ImageCache.build(root, rows, options["image_size"], problems, options["workers"],
+                             config.CACHE_DIR if options.get("cache", True) else None)
+    datasets = {name: DetectionDataset(root, splits[name], classes, options["image_size"], problems, cache=cache)
                 for name in ("train", "val")}
+    if device.type == "cuda":
+        datasets = {name: dataset.pin_memory() for name, dataset in datasets.items()}
     for name, dataset in datasets.items():
         splits[name] = dataset.rows  # bad rows skipped with --skip-bad-rows stay out of the split files
     if problems.summary():
         reporter.line(problems.summary())
     counts = ", ".join(f"{name} {len(rows)}" for name, rows in splits.items())
-    reporter.line(f"Dataset {root}: classes {', '.join(classes)}; splits: {counts}; "
-                  f"decoded at {options['image_size']} px in {time.perf_counter() - start:.1f} s")
+    how = "read from the cache" if cache.from_disk else "decoded"
+    reporter.line(f"Dataset {root}: classes {', '.join(classes)}; splits: {counts}; images {how} at "
+                  f"{options['image_size']} px in {time.perf_counter() - start:.1f} s")
     return root, classes, splits, datasets
 
 
@@ -186,7 +194,7 @@ def fit(options: dict[str, Any], reporter: Reporter, resume: dict | None = None,
         run_dir = run_folder(options["output_dir"], options["name"])
         check_run_folder(run_dir, options["overwrite"])
     torch.manual_seed(options["seed"])
-    root, classes, splits, datasets = load_data(options, reporter, resume, run_dir)
+    root, classes, splits, datasets = load_data(options, reporter, resume, run_dir, device)
 
     model_name = options["model"]
     opts = model_options(model_name, options["box_head"], options["dropout"], options["batchnorm"],
@@ -351,6 +359,8 @@ def load_config_file(ctx: click.Context, _param, value: Path | None):
               help=f"Dataset folder  [default: ${config.DATASET_ENV_VAR}, {config.COURSE_DATASET}, ./dataset, "
                    f"else the generated demo set]")
 @click.option("--skip-bad-rows", is_flag=True, help="Skip bad annotation rows and images instead of stopping.")
+@click.option("--cache/--no-cache", default=True,
+              help=f"Keep the decoded images in {config.CACHE_DIR.relative_to(config.PROJECT_ROOT)}/ for later runs.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=config.OUTPUT_DIR)
 @click.option("--name", default=None, help="Write into OUTPUT_DIR/NAME/ to keep runs apart.")
 @click.option("--patience", type=click.IntRange(min=0), default=0,

@@ -19,6 +19,8 @@ LOCAL_DATASET = Path("dataset")
 DEMO_DATASET = PROJECT_ROOT / "output" / "demo_dataset"
 DEMO_IMAGES = 600  # sized so that the README's main command trains in < 5 min on 2 CPU cores
 DEMO_SEED = 0
+# Decoded images, one memory-mapped file per dataset and image size (see model/cache.py); delete at will.
+CACHE_DIR = PROJECT_ROOT / "output" / "cache"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 

@@ -22,7 +22,6 @@ import math
 import os
 import random
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -332,66 +331,74 @@ def box_to_pixels(boxes: torch.Tensor | np.ndarray, sizes: torch.Tensor | np.nda
     return boxes * scale
 
 
-@dataclass
-class Decoded:
-    image: np.ndarray | None  # (S, S, 3) uint8 RGB
-    width: int = 0
-    height: int = 0
-
-
-def _decode(path: Path, size: int) -> Decoded:
-    image = read_image_rgb(path)
-    if image is None:
-        return Decoded(None)
-    h, w = image.shape[:2]
-    return Decoded(resize_square(image, size), w, h)
-
-
 class DetectionDataset(torch.utils.data.Dataset):
-    """Rows of one split, decoded once into memory.
+    """Rows of one split, decoded once (by an ImageCache, shared between splits when given).
 
     ``images`` (N, 3, S, S) uint8 RGB, ``labels`` (N,) int64, ``boxes`` (N, 4) float32 xyxy in
     [0, 1], ``sizes`` (N, 2) int64 original (width, height). ``rows`` are the rows kept (bad ones
-    are reported or, with ``problems.skip``, dropped).
+    are reported or, with ``problems.skip``, dropped). A split that would not fit in memory stays
+    memory-mapped in the cache and is gathered batch by batch.
     """
 
     def __init__(self, root: Path, rows: Sequence[Annotation], classes: Sequence[str], image_size: int,
                  problems: Problems, workers: int = 1,
-                 mean: Sequence[float] = config.IMAGENET_MEAN, std: Sequence[float] = config.IMAGENET_STD):
+                 mean: Sequence[float] = config.IMAGENET_MEAN, std: Sequence[float] = config.IMAGENET_STD,
+                 cache=None):
+        from model.cache import RAM_SHARE, ImageCache, available_memory  # the cache module builds on this one
+
         self.root, self.classes, self.image_size = Path(root), list(classes), image_size
         self.mean, self.std = tuple(mean), tuple(std)
+        if cache is None or any(row.key not in cache.index for row in rows):
+            cache = ImageCache.build(root, rows, image_size, problems, workers)
         index = {name: i for i, name in enumerate(self.classes)}
-        paths = [image_path(root, row) for row in rows]
-        # cv2 releases the GIL while decoding: threads give a real speed-up and no pickling.
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            decoded = list(pool.map(lambda p: _decode(p, image_size), paths))
-        kept, images, labels, boxes, sizes = [], [], [], [], []
-        for row, path, item in zip(rows, paths, decoded):
-            if item.image is None:
-                what = f"missing image {path}" if not path.exists() else f"unreadable image {path} (OpenCV cannot decode it)"
-                problems.report(row.where, what)
-                continue
-            box = check_box(row, item.width, item.height, problems)
+        kept, positions, labels, boxes = [], [], [], []
+        for row, i in zip(rows, cache.lookup(rows).tolist()):
+            if not cache.decoded[i]:
+                continue  # reported when the cache decoded it
+            width, height = (int(v) for v in cache.sizes[i])
+            box = check_box(row, width, height, problems)
             if box is None:
                 continue
             kept.append(row)
-            images.append(to_chw_uint8(item.image))
+            positions.append(i)
             labels.append(index[row.label])
-            boxes.append(box_to_unit(box, item.width, item.height))
-            sizes.append((item.width, item.height))
+            boxes.append(box_to_unit(box, width, height))
         self.rows = kept
-        s = image_size
-        self.images = torch.stack(images) if images else torch.zeros((0, 3, s, s), dtype=torch.uint8)
+        position = torch.tensor(positions, dtype=torch.int64)
         self.labels = torch.tensor(labels, dtype=torch.int64)
         self.boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-        self.sizes = torch.tensor(sizes, dtype=torch.int64).reshape(-1, 2)
+        self.sizes = cache.sizes[position].reshape(-1, 2)
+        nbytes = len(kept) * 3 * image_size * image_size
+        if nbytes <= RAM_SHARE * available_memory():
+            self._source, self._position = cache.images[position], None  # contiguous, in memory
+        else:
+            self._source, self._position = cache.images, position  # memory-mapped, gathered per batch
+
+    @property
+    def images(self) -> torch.Tensor:
+        """(N, 3, S, S) uint8; materialised from the memory map when the split did not fit in RAM."""
+        return self._source if self._position is None else self._source[self._position]
+
+    @images.setter
+    def images(self, value: torch.Tensor) -> None:
+        self._source, self._position = value, None
+
+    def pin_memory(self) -> DetectionDataset:
+        """Page-lock an in-memory split so that CUDA copies run asynchronously (non_blocking)."""
+        if self._position is None and torch.cuda.is_available():
+            self._source = self._source.pin_memory()
+        return self
+
+    def gather(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B,) indices -> (B, 3, S, S) uint8."""
+        return self._source[idx if self._position is None else self._position[idx]]
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int):
         """(3, S, S) float32 normalised image, label index, (4,) box in [0, 1] (for DataLoader users)."""
-        return normalize(self.images[i : i + 1], self.mean, self.std)[0], self.labels[i], self.boxes[i]
+        return normalize(self.gather(torch.tensor([i])), self.mean, self.std)[0], self.labels[i], self.boxes[i]
 
     def paths(self) -> list[Path]:
         return [image_path(self.root, row) for row in self.rows]
@@ -402,7 +409,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
         for start in range(0, len(self), batch_size):
             idx = order[start : start + batch_size]
-            yield idx, self.images[idx], self.labels[idx], self.boxes[idx]
+            yield idx, self.gather(idx), self.labels[idx], self.boxes[idx]
 
     def num_batches(self, batch_size: int) -> int:
         return math.ceil(len(self) / batch_size)

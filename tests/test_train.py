@@ -197,3 +197,28 @@ def test_resume_refuses_other_options_and_finished_runs(tmp_path, uninterrupted,
     assert finished.returncode == 1 and "already finished its 6 epochs; pass --epochs N" in finished.stderr
     best = script("train.py", "--resume", str(uninterrupted / "best.pth"))
     assert best.returncode == 1 and "holds no training state" in best.stderr
+
+
+def test_progress_bars_on_a_terminal(tmp_path, demo_dataset):
+    """Under a real pseudo-terminal, rich draws a progress bar and still prints each epoch's line."""
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "train.py", "--dataset", str(demo_dataset), "--output-dir",
+                                str(tmp_path), *TINY], cwd=ROOT, stdin=follower, stdout=follower, stderr=follower,
+                               env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert process.wait(timeout=300) == 0
+    output = b"".join(chunks).decode(errors="replace")
+    assert "\x1b[" in output and "━" in output  # escape codes and bar characters: a live progress bar
+    assert "epoch 2/2" in output  # the bar's description
+    assert "epoch   2/2  train loss" in output  # the epoch summary line, printed above the bar

@@ -1,0 +1,125 @@
+"""Decoded images, once per dataset and image size, optionally persisted as a memory-mapped file.
+
+The file is keyed by the content of the dataset: every row (so an annotation change rebuilds it),
+the bytes of every image (so an edited image does too, while a copied dataset reuses it) and the
+image size. It is a plain ``.npy`` array of (N, 3, S, S) uint8 opened memory-mapped, so a dataset
+larger than memory is paged in from disk instead of failing; the same happens without a cache
+folder when the images would not fit in RAM (a temporary file is used then).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.dataset import Annotation, Problems, image_path, read_image_rgb, resize_square
+
+CACHE_VERSION = 1
+RAM_SHARE = 0.5  # without a cache folder, decode into RAM only while it takes at most this share of free memory
+
+
+def dataset_key(root: Path, rows: Sequence[Annotation], image_size: int) -> str:
+    """Content hash of the rows (in a canonical order), their images' bytes and the image size."""
+    digest = hashlib.sha256(f"cvpr-cache v{CACHE_VERSION} {image_size}px\n".encode())
+    for row in sorted(rows, key=lambda r: r.key):
+        digest.update(row.to_row().encode() + b"\n")
+        try:
+            digest.update(image_path(root, row).read_bytes())
+        except OSError:
+            digest.update(b"<unreadable>")
+    return digest.hexdigest()[:32]
+
+
+def available_memory() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62  # unknown (macOS, Windows): assume it fits
+
+
+class ImageCache:
+    """``images`` (N, 3, S, S) uint8 RGB and ``sizes`` (N, 2) original (width, height) of ``rows``;
+    ``decoded[i]`` is False where the image was missing or unreadable (reported to ``problems``)."""
+
+    def __init__(self, rows: Sequence[Annotation], images: torch.Tensor, sizes: torch.Tensor, decoded: torch.Tensor,
+                 from_disk: bool):
+        self.rows, self.images, self.sizes, self.decoded, self.from_disk = list(rows), images, sizes, decoded, from_disk
+        self.index = {row.key: i for i, row in enumerate(self.rows)}
+
+    @classmethod
+    def build(cls, root: Path, rows: Sequence[Annotation], image_size: int, problems: Problems, workers: int = 1,
+              cache_dir: Path | None = None) -> ImageCache:
+        rows = sorted(rows, key=lambda r: r.key)
+        shape = (len(rows), 3, image_size, image_size)
+        path = None
+        if cache_dir is not None:
+            path = Path(cache_dir) / f"{dataset_key(root, rows, image_size)}.npy"
+            if path.exists():
+                try:
+                    return cls._load(rows, path)
+                except (OSError, ValueError):
+                    pass  # a damaged file is rebuilt below
+        nbytes = int(np.prod(shape))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
+        elif nbytes > RAM_SHARE * available_memory():
+            handle, tmp_name = tempfile.mkstemp(suffix=".npy")  # too large for RAM: page it from disk
+        else:
+            handle, tmp_name = None, None
+        if handle is not None:
+            os.close(handle)
+            buffer = np.lib.format.open_memmap(tmp_name, mode="w+", dtype=np.uint8, shape=shape)
+        else:
+            buffer = np.empty(shape, dtype=np.uint8)
+        sizes = np.zeros((len(rows), 2), dtype=np.int64)
+        decoded = np.zeros(len(rows), dtype=bool)
+
+        def decode(i: int) -> None:  # cv2 releases the GIL: threads decode in parallel
+            image = read_image_rgb(image_path(root, rows[i]))
+            if image is not None:
+                sizes[i] = (image.shape[1], image.shape[0])
+                buffer[i] = resize_square(image, image_size).transpose(2, 0, 1)
+                decoded[i] = True
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            list(pool.map(decode, range(len(rows))))
+        for i in np.flatnonzero(~decoded):
+            where = image_path(root, rows[i])
+            what = f"missing image {where}" if not where.exists() else f"unreadable image {where} (OpenCV cannot decode it)"
+            problems.report(rows[i].where, what)
+        if tmp_name is None:
+            return cls(rows, torch.from_numpy(buffer), torch.from_numpy(sizes), torch.from_numpy(decoded), False)
+        buffer.flush()
+        del buffer
+        if path is not None and decoded.all():
+            np.save(path.with_suffix(".sizes.npy"), sizes)
+            os.chmod(tmp_name, 0o644)
+            os.replace(tmp_name, path)  # complete files only: never a half-written cache
+            cache = cls._load(rows, path)
+            cache.from_disk = False  # decoded by this run
+            return cache
+        images = torch.from_numpy(np.load(tmp_name, mmap_mode="c"))
+        os.unlink(tmp_name)  # the mapping stays valid; the space is freed when it closes
+        return cls(rows, images, torch.from_numpy(sizes), torch.from_numpy(decoded), False)
+
+    @classmethod
+    def _load(cls, rows: Sequence[Annotation], path: Path) -> ImageCache:
+        images = np.load(path, mmap_mode="c")  # copy-on-write mapping: writable for torch, never written back
+        sizes = np.load(path.with_suffix(".sizes.npy"))
+        if images.shape[0] != len(rows) or sizes.shape != (len(rows), 2):
+            raise ValueError(f"{path}: does not match its rows")
+        return cls(rows, torch.from_numpy(images), torch.from_numpy(sizes), torch.ones(len(rows), dtype=torch.bool), True)
+
+    def lookup(self, rows: Sequence[Annotation]) -> torch.Tensor:
+        """(len(rows),) indices into ``images``; KeyError when a row is not cached."""
+        return torch.tensor([self.index[row.key] for row in rows], dtype=torch.int64)
