@@ -9,6 +9,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend choice)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+
+def integer_epochs(ax) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def save_figure(figure, path: Path) -> None:
@@ -35,6 +40,7 @@ def convergence_plot(history: Sequence[dict], path: Path, title: str) -> None:
                 ax.plot(epochs, [row[f"{split}_{key}"] for row in history], styles.get(key, "-"),
                         color=colour, marker="o" if len(epochs) < 30 else None, markersize=3, label=label)
         ax.set(title=name, xlabel="epoch", ylabel=name.lower())
+        integer_epochs(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     figure.suptitle(title)

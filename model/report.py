@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from model.metrics import ImageResults
-from model.plots import plt, save_figure
+from model.plots import integer_epochs, plt, save_figure
 
 TIMING_COLUMNS = ("infer_ms_batched", "infer_ms_single")  # vary between runs; everything else is reproducible
 
@@ -163,6 +163,7 @@ def loss_curves(reports: Sequence[ModelReport], path: Path) -> None:
             ax.plot(epochs, [r[f"train_{term}"] for r in report.history], "-", color=colour, label=f"{report.name} train")
             ax.plot(epochs, [r[f"val_{term}"] for r in report.history], "--", color=colour, label=f"{report.name} val")
         ax.set(title=term.replace("_", " ").capitalize(), xlabel="epoch", ylabel="loss")
+        integer_epochs(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", ncol=2)
     figure.suptitle("Loss of every model (solid: train, dashed: validation)")
@@ -179,6 +180,7 @@ def metric_curves(reports: Sequence[ModelReport], path: Path) -> None:
             ax.plot(epochs, [r[f"train_{metric}"] for r in report.history], "-", color=colour, label=f"{report.name} train")
             ax.plot(epochs, [r[f"val_{metric}"] for r in report.history], "--", color=colour, label=f"{report.name} val")
         ax.set(title=title, xlabel="epoch", ylabel=title.lower(), ylim=(0, 1.02))
+        integer_epochs(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", ncol=2)
     figure.suptitle("Accuracy and IoU of every model (solid: train, dashed: validation)")
