@@ -7,6 +7,7 @@ iou_histograms.png, failures_<model>.png, and with --robustness robustness.md / 
 from __future__ import annotations
 
 import copy
+import csv
 import statistics
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from model import config
 from model.checkpoint import CheckpointError, split_paths
 from model.classic import ClassicError, run_baselines
 from model.dataset import DataError, DetectionDataset, Problems, read_rows, to_chw_uint8
-from model.engine import DetectionLoss, evaluate
+from model.engine import DetectionLoss, evaluate, to_device
 from model.inference import images_root, load_rows_dataset, load_trained, run_model
 from model.metrics import ImageResults, summarize
 from model.network import MODEL_NAMES, count_parameters
@@ -58,10 +59,12 @@ def train_missing(models: list[str], output_dir: Path, train_args: list[str]) ->
         if (folder / config.BEST_CHECKPOINT).exists():
             click.echo(f"{folder}: already trained, kept")
         else:
-            extra = ["--fine-tune"] if name == "resnet" and "--no-pretrained" not in train_args else []
+            if name == "resnet":  # fine-tuned: the better of the practical's two ResNet variants
+                model_args = [*train_args, *([] if "--no-pretrained" in train_args else ["--fine-tune"])]
+            else:  # --no-pretrained is a resnet option
+                model_args = [a for a in train_args if a != "--no-pretrained"]
             command = [sys.executable, str(Path(__file__).with_name("train.py")), "--model", name, "--name", name,
-                       "--output-dir", str(output_dir), *extra, *train_args]
-            command = [a for a in command if not (a == "--no-pretrained" and name != "resnet")]
+                       "--output-dir", str(output_dir), *model_args]
             click.echo(f"Training {name}: {' '.join(command[1:])}")
             if subprocess.run(command).returncode != 0:
                 raise click.ClickException(f"training {name} failed (see above); fix it and run compare.py again: "
@@ -76,8 +79,6 @@ def time_inference(model, dataset: DetectionDataset, checkpoint: dict, device: t
     channels_last = uses_channels_last(device)
     evaluate(model, dataset, loss_fn, device, 64, channels_last)  # warm-up
     stats, _ = evaluate(model, dataset, loss_fn, device, 64, channels_last)
-    from model.engine import to_device
-
     latencies = []
     with torch.no_grad():
         for i in range(min(len(dataset), SINGLE_IMAGE_SAMPLES) + 2):
@@ -260,8 +261,6 @@ def main(runs, csv_files, out, train_models, output_dir, epochs, image_size, dat
 
 
 def write_robustness(rows: list[dict], out: Path) -> None:
-    import csv
-
     with open(out / "robustness.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

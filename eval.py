@@ -93,10 +93,11 @@ def evaluation_sets(checkpoint_path: Path, checkpoint: dict, splits: tuple[str, 
     recorded = split_paths(checkpoint_path, checkpoint)
     sets = {}
     for split in splits:
-        if not recorded.get(split, Path("/nonexistent")).is_file():
-            raise DataError(f"{recorded.get(split, split)}: the {split} split file recorded with {checkpoint_path} is "
+        path = recorded.get(split)
+        if path is None or not path.is_file():
+            raise DataError(f"{path or checkpoint_path}: the {split} split file recorded with {checkpoint_path} is "
                             f"missing; pass --csv FILE instead")
-        sets[SET_NAMES[split]] = recorded[split]
+        sets[SET_NAMES[split]] = path
     for path in csv_files:
         sets[path.stem] = path
     return sets

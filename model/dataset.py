@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from model import config
+from model import config, demo
 
 # A box may stick out of its image by this many pixels (annotation tools round corners outward);
 # it is then clipped. Beyond that the row is reported as bad.
@@ -269,8 +269,6 @@ def resolve_dataset(explicit: Path | None, environ: dict | None = None, log=prin
     for candidate in (config.COURSE_DATASET, config.LOCAL_DATASET):
         if is_dataset(candidate):
             return candidate
-    from model import demo
-
     root = config.DEMO_DATASET
     if not demo.is_complete(root, config.DEMO_IMAGES, config.DEMO_SEED):
         log(f"No course dataset found (--dataset, ${config.DATASET_ENV_VAR}, {config.COURSE_DATASET}, "

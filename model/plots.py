@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend choice)
@@ -50,8 +51,6 @@ def convergence_plot(history: Sequence[dict], path: Path, title: str) -> None:
 
 def confusion_plot(labels: Sequence[str], matrix: Sequence[Sequence[int]], path: Path, title: str) -> None:
     """Counts, rows true and columns predicted, shaded by the share of each true label."""
-    import numpy as np
-
     counts = np.asarray(matrix)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     figure, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.1 * len(labels) + 1.5))

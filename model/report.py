@@ -152,40 +152,37 @@ def _colours(n: int):
     return [plt.get_cmap("tab10")(i % 10) for i in range(n)]
 
 
-def loss_curves(reports: Sequence[ModelReport], path: Path) -> None:
-    """Class and box loss per epoch, train (solid) and validation (dashed), one colour per model."""
-    has_box = any(r.history and not math.isnan(r.history[0]["train_iou"]) for r in reports)
-    terms = ["class_loss", "box_loss"] if has_box else ["class_loss"]
-    figure, axes = plt.subplots(1, len(terms), figsize=(6 * len(terms), 4.5), squeeze=False)
-    for ax, term in zip(axes[0], terms):
+def history_figure(reports: Sequence[ModelReport], panels: Sequence[tuple[str, str, str]], title: str, path: Path,
+                   unit_range: bool = False) -> None:
+    """One panel per (history key, panel title, y label): train (solid) and validation (dashed)
+    per epoch, one colour per model."""
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for ax, (key, panel_title, y_label) in zip(axes[0], panels):
         for report, colour in zip(reports, _colours(len(reports))):
             epochs = [r["epoch"] for r in report.history]
-            ax.plot(epochs, [r[f"train_{term}"] for r in report.history], "-", color=colour, label=f"{report.name} train")
-            ax.plot(epochs, [r[f"val_{term}"] for r in report.history], "--", color=colour, label=f"{report.name} val")
-        ax.set(title=term.replace("_", " ").capitalize(), xlabel="epoch", ylabel="loss")
+            for split, style in (("train", "-"), ("val", "--")):
+                ax.plot(epochs, [r[f"{split}_{key}"] for r in report.history], style, color=colour,
+                        label=f"{report.name} {split}")
+        ax.set(title=panel_title, xlabel="epoch", ylabel=y_label, **({"ylim": (0, 1.02)} if unit_range else {}))
         integer_epochs(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", ncol=2)
-    figure.suptitle("Loss of every model (solid: train, dashed: validation)")
+    figure.suptitle(f"{title} (solid: train, dashed: validation)")
     figure.tight_layout()
     save_figure(figure, path)
+
+
+def loss_curves(reports: Sequence[ModelReport], path: Path) -> None:
+    """Class and box loss of every model on one figure (Part 3 Q8)."""
+    has_box = any(r.history and not math.isnan(r.history[0]["train_iou"]) for r in reports)
+    panels = [("class_loss", "Class loss", "loss")] + ([("box_loss", "Box loss", "loss")] if has_box else [])
+    history_figure(reports, panels, "Loss of every model", path)
 
 
 def metric_curves(reports: Sequence[ModelReport], path: Path) -> None:
-    """Accuracy and mean IoU per epoch, train and validation."""
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, metric, title in ((axes[0], "accuracy", "Accuracy"), (axes[1], "iou", "Mean IoU")):
-        for report, colour in zip(reports, _colours(len(reports))):
-            epochs = [r["epoch"] for r in report.history]
-            ax.plot(epochs, [r[f"train_{metric}"] for r in report.history], "-", color=colour, label=f"{report.name} train")
-            ax.plot(epochs, [r[f"val_{metric}"] for r in report.history], "--", color=colour, label=f"{report.name} val")
-        ax.set(title=title, xlabel="epoch", ylabel=title.lower(), ylim=(0, 1.02))
-        integer_epochs(ax)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small", ncol=2)
-    figure.suptitle("Accuracy and IoU of every model (solid: train, dashed: validation)")
-    figure.tight_layout()
-    save_figure(figure, path)
+    """Accuracy and mean IoU of every model."""
+    history_figure(reports, [("accuracy", "Accuracy", "accuracy"), ("iou", "Mean IoU", "mean IoU")],
+                   "Accuracy and IoU of every model", path, unit_range=True)
 
 
 def per_label_bars(reports: Sequence[ModelReport], classes: Sequence[str], path: Path) -> None:
