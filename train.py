@@ -25,7 +25,7 @@ from model.cache import ImageCache
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.dataset import (DataError, DetectionDataset, Problems, class_names, read_annotations, read_rows,
                            resolve_dataset, split_rows, subsample, write_rows)
-from model.engine import BOX_LOSSES, DetectionLoss, EpochStats, evaluate, train_one_epoch
+from model.engine import BOX_LOSSES, DEFAULT_BOX_LOSS, DetectionLoss, EpochStats, evaluate, train_one_epoch
 from model.network import MODEL_NAMES, WeightsError, build_model, count_parameters, model_options
 from model.plots import convergence_plot
 from model.runtime import (DEVICES, Interrupted, Reporter, StopOnSignal, prepare_device, select_device, slurm_facts,
@@ -33,7 +33,6 @@ from model.runtime import (DEVICES, Interrupted, Reporter, StopOnSignal, prepare
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("none", "cosine", "plateau")
-DEFAULT_BOX_LOSS = "smooth-l1+giou"
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_class_loss", "train_box_loss", "train_accuracy", "train_iou",
                    "val_loss", "val_class_loss", "val_box_loss", "val_accuracy", "val_iou", "seconds", "lr")
 

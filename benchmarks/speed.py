@@ -114,7 +114,7 @@ def benchmark_model(name: str, root: Path, rows: dict, classes, device, batch_si
     channels_last = uses_channels_last(device)
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    loss_fn = DetectionLoss(box_loss="smooth-l1+giou")
+    loss_fn = DetectionLoss()
     n_train = batch_size * batches
     train_rows, val_rows = rows["train"][:n_train], rows["val"][: max(batch_size, n_train // 8)]
     reset_peak_memory(device)
@@ -202,7 +202,7 @@ def scaling(root_for: Callable[[int], Path], sizes: list[int], device, batch_siz
         channels_last = uses_channels_last(device)
         model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        loss_fn = DetectionLoss(box_loss="smooth-l1+giou")
+        loss_fn = DetectionLoss()
         generator = torch.Generator().manual_seed(0)
 
         def epoch() -> None:

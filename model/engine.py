@@ -19,6 +19,7 @@ from model.boxes import giou_loss, pairwise_iou
 from model.dataset import DetectionDataset, normalize
 
 BOX_LOSSES = ("mse", "smooth-l1", "giou", "smooth-l1+giou")
+DEFAULT_BOX_LOSS = "smooth-l1+giou"  # the best boxes on the demo set (README, "Why these loss defaults")
 SMOOTH_L1_BETA = 0.05  # coordinates are in [0, 1]: quadratic only below 5 % of the image
 
 
@@ -30,7 +31,7 @@ class DetectionLoss(nn.Module):
     size. Returns (total, class term, box term) as 0-d tensors; the box term is 0 without boxes.
     """
 
-    def __init__(self, label_weight: float = 1.0, box_weight: float = 1.0, box_loss: str = "mse"):
+    def __init__(self, label_weight: float = 1.0, box_weight: float = 1.0, box_loss: str = DEFAULT_BOX_LOSS):
         super().__init__()
         if box_loss not in BOX_LOSSES:
             raise ValueError(f"unknown box loss {box_loss!r}; choose one of {', '.join(BOX_LOSSES)}")
@@ -73,15 +74,16 @@ class _Totals:
     """Per-epoch running sums kept on the device: loss, class loss, box loss, correct, IoU."""
 
     def __init__(self, device: torch.device):
-        self.sums = torch.zeros(5, dtype=torch.float64, device=device)
+        self.dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        self.sums = torch.zeros(5, dtype=self.dtype, device=device)
         self.count = 0
 
     def add(self, losses, logits, pred_boxes, labels, true_boxes) -> None:
         n = labels.shape[0]
-        total, class_loss, box_loss = (v.detach().double() * n for v in losses)
-        correct = (logits.detach().argmax(dim=1) == labels).sum().double()
-        iou = pairwise_iou(pred_boxes.detach().float(), true_boxes).sum().double() if pred_boxes is not None \
-            else torch.zeros((), dtype=torch.float64, device=labels.device)
+        total, class_loss, box_loss = (v.detach().to(self.dtype) * n for v in losses)
+        correct = (logits.detach().argmax(dim=1) == labels).sum().to(self.dtype)
+        iou = pairwise_iou(pred_boxes.detach().float(), true_boxes).sum().to(self.dtype) if pred_boxes is not None \
+            else torch.zeros((), dtype=self.dtype, device=labels.device)
         self.sums += torch.stack([total, class_loss, box_loss, correct, iou])
         self.count += n
 

@@ -8,7 +8,7 @@ import torch
 
 from model.checkpoint import load_checkpoint, model_from_checkpoint
 from model.dataset import DataError, DetectionDataset, Problems, check_labels, read_rows
-from model.engine import DetectionLoss, EpochStats, evaluate
+from model.engine import DEFAULT_BOX_LOSS, DetectionLoss, EpochStats, evaluate
 from model.metrics import ImageResults
 from model.network import Detector
 from model.runtime import uses_channels_last
@@ -55,7 +55,7 @@ def run_model(model: Detector, dataset: DetectionDataset, checkpoint: dict[str, 
     """Batched inference: the set's loss figures (with the run's loss settings) and per-image results."""
     config = checkpoint.get("config", {})
     loss_fn = DetectionLoss(config.get("label_weight", 1.0), config.get("box_weight", 1.0),
-                            config.get("box_loss", "mse"))
+                            config.get("box_loss", DEFAULT_BOX_LOSS))
     stats, predictions = evaluate(model, dataset, loss_fn, device, batch_size, uses_channels_last(device),
                                   keep_predictions=True)
     return stats, ImageResults.from_predictions(dataset, predictions)
