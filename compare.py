@@ -74,11 +74,10 @@ def train_missing(models: list[str], output_dir: Path, train_args: list[str]) ->
 
 
 def time_inference(model, dataset: DetectionDataset, checkpoint: dict, device: torch.device) -> dict[str, float]:
-    """Milliseconds per image: batched (eval's path, 64 per batch) and one image at a time (predict's)."""
-    loss_fn = DetectionLoss()
+    """Milliseconds per image: batched (eval's path, 64 per batch) and one image at a time (predict's).
+    Call it after a first pass over ``dataset`` (run_model's), which is the warm-up."""
     channels_last = uses_channels_last(device)
-    evaluate(model, dataset, loss_fn, device, 64, channels_last)  # warm-up
-    stats, _ = evaluate(model, dataset, loss_fn, device, 64, channels_last)
+    stats, _ = evaluate(model, dataset, DetectionLoss(), device, 64, channels_last)
     latencies = []
     with torch.no_grad():
         for i in range(min(len(dataset), SINGLE_IMAGE_SAMPLES) + 2):
@@ -108,13 +107,16 @@ def degrade(images: torch.Tensor, kind: str, level: float, seed: int = 0) -> tor
 
 
 def robustness(report: ModelReport, model, dataset: DetectionDataset, checkpoint: dict, device, batch_size: int) -> list[dict]:
+    """Test figures per degradation level; the clean level (the first) reuses the report's."""
     rows = []
     for kind, (unit, levels) in DEGRADATIONS.items():
         for level in levels:
-            degraded = copy.copy(dataset)
-            degraded.images = degrade(dataset.images, kind, level)
-            _, results = run_model(model, degraded, checkpoint, device, batch_size)
-            figures = summarize(results)["overall"]
+            if level == levels[0]:
+                figures = report.test["overall"]
+            else:
+                degraded = copy.copy(dataset)
+                degraded.images = degrade(dataset.images, kind, level)
+                figures = summarize(run_model(model, degraded, checkpoint, device, batch_size)[1])["overall"]
             rows.append({"model": report.name, "degradation": kind, "unit": unit, "level": level,
                          "accuracy": figures["accuracy"], "mean_iou": figures.get("mean_iou", float("nan"))})
     return rows

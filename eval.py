@@ -26,15 +26,13 @@ from model.runtime import DEVICES, select_device, usable_cpus
 SET_NAMES = {"train": "train", "val": "validation", "test": "test"}  # as the course template prints them
 
 
-def accuracy_block(name: str, results: ImageResults) -> list[str]:
-    """The course template's lines, exactly (the floats as Python prints them)."""
-    correct = results.predicted_labels == results.true_labels
-    lines = [f"*** {name} set accuracy", f"\tMean accuracy for all labels: {float(correct.mean())}"]
-    for index, label in enumerate(results.classes):
-        selected = results.true_labels == index
-        if selected.any():
-            lines.append(f"\tMean accuracy for label {label}: {float(correct[selected].mean())}")
-            lines.append(f"\t\t {int(correct[selected].sum())} over {int(selected.sum())} samples")
+def accuracy_block(name: str, figures: dict) -> list[str]:
+    """The course template's lines, exactly (the floats as Python prints them), from summarize()."""
+    lines = [f"*** {name} set accuracy", f"\tMean accuracy for all labels: {figures['overall']['accuracy']}"]
+    for label, f in figures["per_label"].items():
+        if f["images"]:
+            lines.append(f"\tMean accuracy for label {label}: {f['accuracy']}")
+            lines.append(f"\t\t {f['correct']} over {f['images']} samples")
     return lines
 
 
@@ -42,6 +40,7 @@ def box_table(name: str, figures: dict) -> Table:
     table = Table(title=f"{name} set: boxes (IoU threshold {figures['iou_threshold']})")
     for column in ("label", "images", "accuracy", "mean IoU", "IoU >= t", "detection acc.", "corner error px"):
         table.add_column(column, justify="left" if column == "label" else "right")
+
     def fmt(value, digits: int = 3) -> str:
         return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
@@ -148,7 +147,7 @@ def main(checkpoint: Path, splits, csv_files, dataset, failures, iou_threshold, 
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     for name, r in results.items():
-        click.echo("\n".join(accuracy_block(name, r)))
+        click.echo("\n".join(accuracy_block(name, figures[name])))
         if r.iou is not None:
             console.print(box_table(name, figures[name]))
         console.print(confusion_table(name, figures[name]))

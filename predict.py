@@ -18,8 +18,8 @@ import torch
 
 from model import config
 from model.checkpoint import CheckpointError
-from model.dataset import (Annotation, DataError, Problems, check_labels, image_path, normalize, read_annotations,
-                           read_rows, resize_square, to_chw_uint8)
+from model.dataset import (Annotation, DataError, Problems, box_to_pixels, box_to_unit, check_labels, image_path,
+                           network_input, read_annotations, read_rows)
 from model.boxes import pairwise_iou
 from model.inference import images_root, load_trained
 from model.runtime import DEVICES, select_device
@@ -83,9 +83,9 @@ class Outcome:
 def predict_one(model, image_bgr: np.ndarray, checkpoint: dict, device: torch.device, item: Item,
                 iou_threshold: float) -> tuple[Outcome, torch.Tensor]:
     """Run one image through the model; returns the outcome and the normalised input (1, 3, S, S)."""
-    rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     norm = checkpoint["normalization"]
-    x = normalize(to_chw_uint8(resize_square(rgb, checkpoint["image_size"]))[None].to(device), norm["mean"], norm["std"])
+    x = network_input(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), checkpoint["image_size"], device,
+                      norm["mean"], norm["std"])
     logits, boxes = model(x)
     probabilities = logits.float().softmax(dim=1)[0]
     confidence, index = probabilities.max(dim=0)
@@ -93,12 +93,11 @@ def predict_one(model, image_bgr: np.ndarray, checkpoint: dict, device: torch.de
     height, width = image_bgr.shape[:2]
     box = iou = None
     if boxes is not None:
-        scale = torch.tensor([width, height, width, height], dtype=torch.float32)
-        pred = boxes.float().cpu()[0]
-        box = tuple(float(v) for v in pred * scale)
+        pred = boxes.float().cpu()  # (1, 4) in [0, 1]
+        box = tuple(float(v) for v in box_to_pixels(pred, [[width, height]])[0])
         if item.box is not None:
-            true = torch.tensor(item.box, dtype=torch.float32) / scale
-            iou = float(pairwise_iou(pred[None], true[None])[0])
+            true = torch.tensor([box_to_unit(item.box, width, height)], dtype=torch.float32)
+            iou = float(pairwise_iou(pred, true)[0])
     failure = (item.label is not None and predicted != item.label) or (iou is not None and iou < iou_threshold)
     return Outcome(item, predicted, float(confidence), box, iou, failure), x
 

@@ -23,8 +23,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from model import config, demo
-from model.dataset import (DetectionDataset, Problems, class_names, image_path, normalize, read_annotations,
-                           read_image_rgb, resize_square, split_rows, to_chw_uint8)
+from model.dataset import (DetectionDataset, Problems, class_names, image_path, network_input, read_annotations,
+                           read_image_rgb, split_rows)
 from model.engine import DetectionLoss, evaluate, to_device, train_one_epoch
 from model.network import MODEL_NAMES, build_model
 from model.runtime import select_device, uses_channels_last
@@ -82,7 +82,7 @@ class NaiveDataset(Dataset):
         row = self.rows[i]
         image = read_image_rgb(image_path(self.root, row))
         h, w = image.shape[:2]
-        x = normalize(to_chw_uint8(resize_square(image, config.IMAGE_SIZE))[None])[0]
+        x = network_input(image, config.IMAGE_SIZE)[0]
         box = torch.tensor([row.x1 / w, row.y1 / h, row.x2 / w, row.y2 / h], dtype=torch.float32)
         return x, self.index[row.label], box
 
@@ -168,7 +168,7 @@ def benchmark_model(name: str, root: Path, rows: dict, classes, device, batch_si
         with torch.no_grad():
             rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
             model.eval()
-            model(normalize(to_chw_uint8(resize_square(rgb, config.IMAGE_SIZE))[None].to(device)))
+            model(network_input(rgb, config.IMAGE_SIZE, device))
 
     t_compute = median_time(compute_only, repeats, device)
     t_real = median_time(toolkit_pass, repeats, device)

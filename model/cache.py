@@ -100,7 +100,6 @@ class ImageCache:
         if tmp_name is None:
             return cls(rows, torch.from_numpy(buffer), torch.from_numpy(sizes), torch.from_numpy(decoded), False)
         buffer.flush()
-        del buffer
         if path is not None and decoded.all():
             np.save(path.with_suffix(".sizes.npy"), sizes)
             os.chmod(tmp_name, 0o644)

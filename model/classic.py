@@ -14,7 +14,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
+from model.boxes import pairwise_iou
 from model.dataset import Annotation, image_path
 from model.metrics import ImageResults
 
@@ -90,14 +92,6 @@ def load_cascade() -> cv2.CascadeClassifier:
     return cascade
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def run_baselines(root: Path, train_rows: Sequence[Annotation], test_rows: Sequence[Annotation],
                   classes: Sequence[str]) -> dict[str, ImageResults]:
     """Train HOG+SVM on ``train_rows``, then score both baselines on ``test_rows``."""
@@ -118,7 +112,7 @@ def run_baselines(root: Path, train_rows: Sequence[Annotation], test_rows: Seque
     ones = np.ones(len(test_rows))  # classic classifiers give no calibrated confidence
 
     def results(labels, boxes) -> ImageResults:
-        iou = np.array([_iou(p, t) for p, t in zip(boxes, true_boxes)])
+        iou = pairwise_iou(torch.as_tensor(boxes), torch.as_tensor(true_boxes)).numpy()
         return ImageResults(paths, list(classes), true_labels, labels, ones, iou, true_boxes, boxes)
 
     return {"hog_svm": results(svm_labels, edge_boxes), "haar_face": results(haar_labels, haar_boxes)}

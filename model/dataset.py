@@ -314,6 +314,13 @@ def normalize(images: torch.Tensor, mean: Sequence[float] = config.IMAGENET_MEAN
     return (images.float() - mean_t) / std_t
 
 
+def network_input(image_rgb: np.ndarray, image_size: int, device: torch.device | str = "cpu",
+                  mean: Sequence[float] = config.IMAGENET_MEAN, std: Sequence[float] = config.IMAGENET_STD
+                  ) -> torch.Tensor:
+    """One (H, W, 3) uint8 RGB image -> (1, 3, S, S) float32, resized and normalised on ``device``."""
+    return normalize(to_chw_uint8(resize_square(image_rgb, image_size))[None].to(device), mean, std)
+
+
 def box_to_unit(box: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
     """Pixel xyxy of an image of (width, height) -> xyxy in [0, 1]."""
     x1, y1, x2, y2 = box

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,14 +75,6 @@ def summarize(results: ImageResults, iou_threshold: float = 0.5) -> dict:
                       for i, name in enumerate(results.classes)},
         "confusion": {"labels": list(results.classes), "matrix": confusion.tolist()},
     }
-
-
-def concatenate(parts: Sequence[ImageResults]) -> ImageResults:
-    first = parts[0]
-    stack = lambda name: None if getattr(first, name) is None else np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
-    return ImageResults([path for p in parts for path in p.paths], first.classes, stack("true_labels"),
-                        stack("predicted_labels"), stack("confidence"), stack("iou"), stack("true_boxes"),
-                        stack("predicted_boxes"))
 
 
 def to_json_ready(value):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import filecmp
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,7 +66,7 @@ def test_class_balance_follows_the_course_set():
 def test_command_line_writes_a_dataset(tmp_path, script):
     done = script("-m", "model.demo", str(tmp_path / "d"), "--images", "12", "--seed", "3")
     assert done.returncode == 0, done.stderr
-    assert f"Wrote 12 demo images" in done.stdout
+    assert "Wrote 12 demo images" in done.stdout
     assert len(list((tmp_path / "d" / "images").rglob("*.jpg"))) == 12
 
 
