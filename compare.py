@@ -31,7 +31,7 @@ from model.metrics import ImageResults, summarize
 from model.network import MODEL_NAMES, count_parameters
 from model.report import (ModelReport, confusion_grid, error_analysis, iou_histograms, loss_curves, metric_curves,
                           per_label_bars, read_history, robustness_plot, row_of, write_tables)
-from model.runtime import DEVICES, select_device, usable_cpus, uses_channels_last
+from model.runtime import DEVICES, select_device, synchronize, usable_cpus, uses_channels_last
 from model.visualize import draw_prediction, gallery
 
 DEGRADATIONS = {  # name -> (unit, levels); level 0 / 1 is the clean image
@@ -83,8 +83,7 @@ def time_inference(model, dataset: DetectionDataset, checkpoint: dict, device: t
         for i in range(min(len(dataset), SINGLE_IMAGE_SAMPLES) + 2):
             start = time.perf_counter()
             model(to_device(dataset.images[i % len(dataset):][:1], dataset, device, channels_last))
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(device)
             latencies.append(time.perf_counter() - start)
     return {"batched_ms": 1000 * stats.seconds / max(1, len(dataset)),
             "single_ms": 1000 * statistics.median(latencies[2:])}  # the first two warm up
@@ -220,6 +219,9 @@ def main(runs, csv_files, out, train_models, output_dir, epochs, image_size, dat
             splits = split_paths(path, checkpoint)
             test = load_rows_dataset(splits["test"], images_root(splits["test"], None, checkpoint), checkpoint, problems,
                                      usable_cpus())
+            if not test.rows:
+                raise DataError(f"{splits['test']}: the run's test split is empty (trained with --cut-test 1.0?); "
+                                f"compare scores runs on their test split: retrain with a test split")
             stats, results = run_model(model, test, checkpoint, torch_device, batch_size)
             total, trainable = count_parameters(model)
             report = ModelReport(unique_name(path, checkpoint["model"]["name"], {r.name for r in reports}),
@@ -237,12 +239,16 @@ def main(runs, csv_files, out, train_models, output_dir, epochs, image_size, dat
         if classic:
             path, checkpoint, test = first
             train_rows = read_rows(split_paths(path, checkpoint)["train"], problems)
-            for name, results in run_baselines(test.root, train_rows, test.rows, classes).items():
-                reports.append(ModelReport(name, "classic (OpenCV)", "cpu", test=summarize(results), results=results,
-                                           note="trained on the first run's training split"))
+            for name, baseline in run_baselines(test.root, train_rows, test.rows, classes).items():
+                reports.append(ModelReport(name, "classic (OpenCV)", "cpu", test=summarize(baseline.results),
+                                           results=baseline.results,
+                                           note=f"fitted on the first run's training split: {baseline.chosen}"))
     except (CheckpointError, DataError, ClassicError, ValueError) as error:
         raise click.ClickException(str(error)) from None
 
+    for line in (problems.summary(), problems.warning()):
+        if line:
+            click.echo(line)
     out.mkdir(parents=True, exist_ok=True)
     rows = [row_of(r, classes) for r in reports]
     write_tables(rows, out)

@@ -27,12 +27,21 @@ SET_NAMES = {"train": "train", "val": "validation", "test": "test"}  # as the co
 
 
 def accuracy_block(name: str, figures: dict) -> list[str]:
-    """The course template's lines, exactly (the floats as Python prints them), from summarize()."""
-    lines = [f"*** {name} set accuracy", f"\tMean accuracy for all labels: {figures['overall']['accuracy']}"]
+    """The course template's printout of one set, character for character, from summarize().
+
+    An empty line before the header and before each label; every class, also one with no image in
+    the set, for which the template's numpy prints ``nan`` and ``0.0 over 0 samples``.
+    """
+
+    def mean(f: dict) -> str:  # numpy's mean of the per-image booleans, as print() shows it
+        return str(f["accuracy"]) if f["images"] else "nan"
+
+    def count(f: dict) -> str:  # numpy's sum of a list of booleans: an integer, or 0.0 when empty
+        return str(f["correct"]) if f["images"] else "0.0"
+
+    lines = ["", f"*** {name} set accuracy", f"\tMean accuracy for all labels: {mean(figures['overall'])}"]
     for label, f in figures["per_label"].items():
-        if f["images"]:
-            lines.append(f"\tMean accuracy for label {label}: {f['accuracy']}")
-            lines.append(f"\t\t {f['correct']} over {f['images']} samples")
+        lines += ["", f"\tMean accuracy for label {label}: {mean(f)}", f"\t\t {count(f)} over {f['images']} samples"]
     return lines
 
 
@@ -118,8 +127,9 @@ def evaluation_sets(checkpoint_path: Path, checkpoint: dict, splits: tuple[str, 
 @click.option("--batch-size", type=click.IntRange(min=1), default=64)
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Threads decoding images.")
 @click.option("--skip-bad-rows", is_flag=True, help="Skip unreadable images and bad rows instead of stopping.")
+@click.option("--strict", is_flag=True, help="Stop on odd rows too (zero-size or clipped boxes), kept otherwise.")
 def main(checkpoint: Path, splits, csv_files, dataset, failures, iou_threshold, out, device, batch_size, workers,
-         skip_bad_rows) -> None:
+         skip_bad_rows, strict) -> None:
     """Evaluate CHECKPOINT on its train, validation and test splits (or on --csv files).
 
     \b
@@ -133,21 +143,25 @@ def main(checkpoint: Path, splits, csv_files, dataset, failures, iou_threshold, 
         if not splits and not csv_files:
             splits = tuple(SET_NAMES)
         sets = evaluation_sets(checkpoint, state, splits, csv_files)
-        problems = Problems(skip=skip_bad_rows)
+        problems = Problems(skip=skip_bad_rows, strict=strict)
         results, figures = {}, {}
         for name, path in sets.items():
             data = load_rows_dataset(path, images_root(path, dataset, state), state, problems, workers or usable_cpus())
+            if not data.rows and path in csv_files:  # an empty recorded split prints as the template does
+                raise DataError(f"{path}: no usable row to evaluate")
             stats, results[name] = run_model(model, data, state, torch_device, batch_size)
             figures[name] = {"file": str(path), "loss": stats.loss, "class_loss": stats.class_loss,
                              "box_loss": stats.box_loss, **summarize(results[name], iou_threshold)}
     except (CheckpointError, DataError, ValueError) as error:
         raise click.ClickException(str(error)) from None
-    if problems.summary():
-        click.echo(problems.summary())
+    for line in (problems.summary(), problems.warning()):
+        if line:
+            click.echo(line)
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    click.echo("\n".join(line for name in results for line in accuracy_block(name, figures[name])))
     for name, r in results.items():
-        click.echo("\n".join(accuracy_block(name, figures[name])))
+        click.echo()
         if r.iou is not None:
             console.print(box_table(name, figures[name]))
         console.print(confusion_table(name, figures[name]))

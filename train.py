@@ -21,12 +21,13 @@ import torch
 import torchvision
 
 from model import config
-from model.cache import ImageCache
+from model.cache import ImageCache, cache_folder
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from model.dataset import (DataError, DetectionDataset, Problems, class_names, read_annotations, read_rows,
-                           resolve_dataset, split_rows, subsample, write_rows)
+from model.dataset import (DataError, DetectionDataset, Problems, check_labels, class_names, read_annotations,
+                           read_split_files, resolve_dataset, split_rows, subsample, write_rows)
+from model.files import atomic_path, holds_data, write_text
 from model.engine import BOX_LOSSES, DEFAULT_BOX_LOSS, DetectionLoss, EpochStats, evaluate, train_one_epoch
-from model.network import MODEL_NAMES, WeightsError, build_model, count_parameters, model_options
+from model.network import MODEL_NAMES, WeightsError, build_model, count_parameters, min_image_size, model_options
 from model.plots import convergence_plot
 from model.runtime import (DEVICES, Interrupted, Reporter, StopOnSignal, prepare_device, select_device, slurm_facts,
                            usable_cpus, uses_channels_last)
@@ -48,48 +49,65 @@ def run_folder(output_dir: Path, name: str | None) -> Path:
     return Path(output_dir) / name if name else Path(output_dir)
 
 
-def check_run_folder(run_dir: Path, overwrite: bool) -> None:
-    """Refuse to replace a previous run's checkpoints unless asked to."""
-    previous = [f for f in (config.BEST_CHECKPOINT, config.LAST_CHECKPOINT) if (run_dir / f).exists()]
+RUN_FILES = (config.BEST_CHECKPOINT, config.LAST_CHECKPOINT, config.HISTORY_FILE, config.PLOT_FILE,
+             config.CONFIG_FILE, *config.SPLIT_FILES.values())
+
+
+def check_run_folder(run_dir: Path, overwrite: bool) -> list[Path]:
+    """The previous run's files that this run will replace; refuses a folder holding data (a
+    dataset, web_images/) and, without --overwrite, a folder holding a run."""
+    data = holds_data(run_dir)
+    if data is not None:
+        raise click.ClickException(f"{run_dir} holds data ({data}) that train.py did not write: a run goes into a "
+                                   f"folder of its own; choose another --output-dir or --name")
+    previous = [run_dir / f for f in RUN_FILES if (run_dir / f).exists()]
+    previous += sorted(run_dir.glob("eval_*")) if previous else []  # eval.py's files about that run
+    checkpoints = [p.name for p in previous if p.suffix == ".pth"]
     if previous and not overwrite:
         raise click.ClickException(
-            f"{run_dir} already holds a run ({', '.join(previous)}): pass --name NEW to keep both, "
-            f"or --overwrite to replace it")
+            f"{run_dir} already holds a run ({', '.join(checkpoints or [p.name for p in previous][:3])}): pass "
+            f"--name NEW to keep both, or --overwrite to replace it")
+    return previous
 
 
 def load_data(options: dict[str, Any], reporter: Reporter, resume: dict | None, run_dir: Path,
-              device: torch.device) -> tuple[Path, list[str], dict, dict]:
+              stop: StopOnSignal) -> tuple[Path, list[str], dict, dict]:
     """Dataset root, class names, split rows and decoded train/val datasets.
 
     A resumed run reads its own split files, so it goes on with exactly the rows it started with.
     """
     root = resolve_dataset(options["dataset"], log=reporter.line)
-    problems = Problems(skip=options["skip_bad_rows"])
+    problems = Problems(skip=options["skip_bad_rows"], strict=options["strict"])
     if resume is None:
         rows = read_annotations(root, problems)
         classes = class_names(rows)
-        splits = split_rows(rows, options["cut_val"], options["cut_test"], options["seed"])
+        if options["splits"] is not None:  # given split files, e.g. the template's output/
+            splits = read_split_files(options["splits"], problems)
+            check_labels([row for part in splits.values() for row in part], classes, problems)
+        else:
+            splits = split_rows(rows, options["cut_val"], options["cut_test"], options["seed"])
         splits["train"] = subsample(splits["train"], options["train_fraction"], options["seed"])
+        rows = [row for part in splits.values() for row in part]
     else:
         classes = resume["classes"]
-        splits = {name: read_rows(run_dir / filename, problems) for name, filename in config.SPLIT_FILES.items()}
+        splits = read_split_files(run_dir, problems)
         rows = [row for part in splits.values() for row in part]
     for name in ("train", "val"):
         if not splits[name]:
-            raise click.ClickException(f"--cut-val {options['cut_val']} --cut-test {options['cut_test']}: the {name} "
-                                       f"split is empty; widen it")
+            where = f"--splits {options['splits']}" if options.get("splits") else \
+                f"--cut-val {options['cut_val']} --cut-test {options['cut_test']}"
+            raise click.ClickException(f"{where}: the {name} split is empty; widen it")
     start = time.perf_counter()
     # one decode of the whole dataset, shared by the splits (and by later runs, from the cache file)
     cache = ImageCache.build(root, rows, options["image_size"], problems, options["workers"],
-                             config.CACHE_DIR if options.get("cache", True) else None)
+                             cache_folder() if options.get("cache", True) else None, interrupt=stop.check)
     datasets = {name: DetectionDataset(root, splits[name], classes, options["image_size"], problems, cache=cache)
                 for name in ("train", "val")}
-    if device.type == "cuda":
-        datasets = {name: dataset.pin_memory() for name, dataset in datasets.items()}
     for name, dataset in datasets.items():
         splits[name] = dataset.rows  # bad rows skipped with --skip-bad-rows stay out of the split files
-    if problems.summary():
-        reporter.line(problems.summary())
+    for line in (problems.summary(), problems.warning()):
+        if line:
+            reporter.line(line)
     counts = ", ".join(f"{name} {len(rows)}" for name, rows in splits.items())
     how = "read from the cache" if cache.from_disk else "decoded"
     reporter.line(f"Dataset {root}: classes {', '.join(classes)}; splits: {counts}; images {how} at "
@@ -105,12 +123,41 @@ def make_optimizer(name: str, parameters, lr: float, weight_decay: float) -> tor
     return torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=weight_decay)
 
 
-def make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int):
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    if name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
-    return None
+class LearningRate:
+    """The learning rate of each epoch (--lr-schedule), and the state a resumed run needs.
+
+    none: --lr throughout. cosine: epoch e of E trains at lr * (1 + cos(pi * (e - 1) / E)) / 2,
+    from --lr down towards 0 at the last epoch; a run resumed with more epochs follows the curve of
+    its new total from where it stands, so it neither restarts from --lr nor sits at 0. plateau:
+    halved after PLATEAU_EPOCHS epochs in a row without a validation loss below the best so far.
+    """
+
+    PLATEAU_EPOCHS = 3
+
+    def __init__(self, kind: str, base: float, epochs: int):
+        self.kind, self.base, self.epochs = kind, base, epochs
+        self.best_loss, self.stale, self.scale = math.inf, 0, 1.0  # plateau's state
+
+    def at(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (1-based)."""
+        if self.kind == "cosine":
+            return self.base * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / self.epochs))
+        return self.base * self.scale
+
+    def observe(self, val_loss: float) -> None:
+        """Called after each epoch with its validation loss."""
+        if val_loss < self.best_loss:
+            self.best_loss, self.stale = val_loss, 0
+        else:
+            self.stale += 1
+        if self.kind == "plateau" and self.stale >= self.PLATEAU_EPOCHS:
+            self.scale, self.stale = self.scale * 0.5, 0
+
+    def state_dict(self) -> dict[str, float]:
+        return {"best_loss": self.best_loss, "stale": self.stale, "scale": self.scale}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.best_loss, self.stale, self.scale = float(state["best_loss"]), int(state["stale"]), float(state["scale"])
 
 
 def improves(accuracy: float, loss: float, best: dict | None) -> bool:
@@ -126,12 +173,10 @@ def history_row(epoch: int, train: EpochStats, val: EpochStats, lr: float) -> di
 
 
 def write_history(path: Path, history: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
         writer.writeheader()
         writer.writerows(history)
-    tmp.replace(path)
 
 
 def epoch_line(row: dict, epochs: int, is_best: bool) -> str:
@@ -174,8 +219,9 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
 def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
     torch.set_rng_state(state["torch"].cpu())
     generator.set_state(state["batches"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if "cuda" in state and torch.cuda.is_available():  # as many GPUs as this node has (it may have fewer)
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), index)
 
 
 def run_info(root: Path, classes: list[str], device: torch.device, total: int, trainable: int) -> dict[str, Any]:
@@ -189,11 +235,17 @@ def fit(options: dict[str, Any], reporter: Reporter, resume: dict | None = None,
     """The whole run (or the rest of a resumed one, from ``resume``, a last.pth); returns the run folder."""
     device = select_device(options["device"])
     prepare_device(device)
+    previous: list[Path] = []
     if run_dir is None:
         run_dir = run_folder(options["output_dir"], options["name"])
-        check_run_folder(run_dir, options["overwrite"])
+        previous = check_run_folder(run_dir, options["overwrite"])
     torch.manual_seed(options["seed"])
-    root, classes, splits, datasets = load_data(options, reporter, resume, run_dir, device)
+    with StopOnSignal() as stop:  # a signal while the images decode stops the run before it writes anything
+        try:
+            root, classes, splits, datasets = load_data(options, reporter, resume, run_dir, stop)
+        except Interrupted as interrupt:
+            reporter.line(f"Interrupted by {interrupt} while reading the dataset: nothing was written")
+            raise
 
     model_name = options["model"]
     opts = model_options(model_name, options["box_head"], options["dropout"], options["batchnorm"],
@@ -207,11 +259,13 @@ def fit(options: dict[str, Any], reporter: Reporter, resume: dict | None = None,
     total, trainable = count_parameters(model)
     trainable_parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(options["optimizer"], trainable_parameters, options["lr"], options["weight_decay"])
-    scheduler = make_scheduler(options["lr_schedule"], optimizer, options["epochs"])
+    schedule = LearningRate(options["lr_schedule"], options["lr"], options["epochs"])
     loss_fn = DetectionLoss(options["label_weight"], options["box_weight"], options["box_loss"])
     generator = torch.Generator().manual_seed(options["seed"])
 
     if resume is None:
+        for path in previous:  # --overwrite: the previous run's files go only once this one can start
+            path.unlink()
         run_dir.mkdir(parents=True, exist_ok=True)
         for name, filename in config.SPLIT_FILES.items():
             write_rows(run_dir / filename, splits[name])
@@ -221,14 +275,14 @@ def fit(options: dict[str, Any], reporter: Reporter, resume: dict | None = None,
     else:
         model.load_state_dict(resume["state_dict"])
         optimizer.load_state_dict(resume["optimizer"])
-        if scheduler is not None and resume.get("scheduler"):
-            scheduler.load_state_dict(resume["scheduler"])
+        if resume.get("schedule"):
+            schedule.load_state_dict(resume["schedule"])
         resolved = {**resume["config"], "epochs": options["epochs"]}
         resolved["run"].setdefault("resumed", []).append(run_info(root, classes, device, total, trainable))
         first_epoch, stale_epochs = resume["epoch"] + 1, resume["stale_epochs"]
     text = json.dumps(resolved, indent=2, default=str) + "\n"
     resolved = json.loads(text)  # plain values only: checkpoints must load with weights_only=True
-    (run_dir / config.CONFIG_FILE).write_text(text)
+    write_text(run_dir / config.CONFIG_FILE, text)
     run = Run(model_name, opts, classes, options["image_size"], resolved)
     if resume is not None:
         run.history, run.best = list(resume["history"]), resume["best"]
@@ -237,7 +291,7 @@ def fit(options: dict[str, Any], reporter: Reporter, resume: dict | None = None,
     def save_last(epoch: int, metrics: dict) -> None:
         """Everything needed to go on after ``epoch`` exactly as if never stopped."""
         last = run.payload(model, epoch, metrics)
-        last.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict() if scheduler else None,
+        last.update(optimizer=optimizer.state_dict(), schedule=schedule.state_dict(),
                     rng=rng_state(generator), history=run.history, best=run.best, stale_epochs=stale_epochs)
         save_checkpoint(run_dir / config.LAST_CHECKPOINT, last)
 
@@ -260,7 +314,9 @@ def fit(options: dict[str, Any], reporter: Reporter, resume: dict | None = None,
                     advance_bar()
                     stop.check()  # a signal abandons the epoch; last.pth holds the previous one
 
-                lr = optimizer.param_groups[0]["lr"]
+                lr = schedule.at(epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 train = train_one_epoch(model, datasets["train"], loss_fn, optimizer, device, batch_size, generator,
                                         channels_last, advance)
                 val, _ = evaluate(model, datasets["val"], loss_fn, device, batch_size, channels_last, advance)
@@ -269,8 +325,7 @@ def fit(options: dict[str, Any], reporter: Reporter, resume: dict | None = None,
                         f"epoch {epoch}: the loss is not finite (train {train.loss}, val {val.loss}); lower --lr "
                         f"(now {options['lr']:g}) or --box-weight; the checkpoints of epoch {epoch - 1} in "
                         f"{run_dir} are kept")
-                if scheduler is not None:
-                    scheduler.step(val.loss) if options["lr_schedule"] == "plateau" else scheduler.step()
+                schedule.observe(val.loss)
                 row = history_row(epoch, train, val, lr)
                 run.history.append(row)
                 is_best = improves(val.accuracy, val.loss, run.best)
@@ -328,7 +383,8 @@ def load_config_file(ctx: click.Context, _param, value: Path | None):
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", help="sgd uses momentum 0.9.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0)
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default="none",
-              help="cosine: to 0 over the epochs; plateau: halve after 3 epochs without a lower val loss.")
+              help="cosine: from --lr towards 0 at the last epoch (re-planned when --resume adds epochs); plateau: "
+                   "halve after 3 epochs in a row without a lower val loss.")
 @click.option("--label-weight", type=click.FloatRange(min=0), default=config.LABEL_WEIGHT,
               help="Weight of the cross-entropy term.")
 @click.option("--box-weight", type=click.FloatRange(min=0), default=config.BOX_WEIGHT,
@@ -358,8 +414,15 @@ def load_config_file(ctx: click.Context, _param, value: Path | None):
               help=f"Dataset folder  [default: ${config.DATASET_ENV_VAR}, {config.COURSE_DATASET}, ./dataset, "
                    f"else the generated demo set]")
 @click.option("--skip-bad-rows", is_flag=True, help="Skip bad annotation rows and images instead of stopping.")
+@click.option("--strict", is_flag=True,
+              help="Stop on odd rows too (a box of zero width or height, a box clipped to the border), which are "
+                   "otherwise kept with a warning.")
+@click.option("--splits", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Use the split files of this folder (training_data.csv, val_data.csv, test_data.csv: a run "
+                   "folder, or the course template's output/) instead of drawing a split.")
 @click.option("--cache/--no-cache", default=True,
-              help=f"Keep the decoded images in {config.CACHE_DIR.relative_to(config.PROJECT_ROOT)}/ for later runs.")
+              help=f"Keep the decoded images in {config.CACHE_DIR.relative_to(config.PROJECT_ROOT)}/ (or "
+                   f"${config.CACHE_ENV_VAR}) for later runs.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=config.OUTPUT_DIR)
 @click.option("--name", default=None, help="Write into OUTPUT_DIR/NAME/ to keep runs apart.")
 @click.option("--patience", type=click.IntRange(min=0), default=0,
@@ -385,6 +448,15 @@ def main(**options: Any) -> None:
         return
     if options["cut_val"] >= options["cut_test"]:
         raise click.BadParameter(f"must be below --cut-test ({options['cut_test']})", ctx, param_hint="--cut-val")
+    if options["splits"] is not None:
+        given = [f"--{name.replace('_', '-')}" for name in ("cut_val", "cut_test")
+                 if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"--splits uses the split files as they are; {' and '.join(given)} cannot apply")
+    smallest = min_image_size(options["model"])
+    if options["image_size"] < smallest:
+        raise click.BadParameter(f"{options['image_size']} is too small for --model {options['model']} (at least "
+                                 f"{smallest} px)", ctx, param_hint="--image-size")
     if options["model"] != "resnet":
         for flag, key in (("--weights", "weights"), ("--no-pretrained", "pretrained"), ("--freeze/--fine-tune", "freeze")):
             source = ctx.get_parameter_source(key)
@@ -414,6 +486,8 @@ def resume_run(ctx: click.Context, options: dict[str, Any]) -> None:
     """--resume PATH: the run's own options, but for --epochs, --device, --workers, --dataset."""
     path = options["resume"]
     given = [name for name in ctx.params if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+    if ctx.default_map:  # --config FILE filled the defaults: they would be silently ignored
+        raise click.UsageError("--config and --resume cannot go together: --resume goes on with the run's own options")
     extra = sorted(set(given) - {"resume", *RESUME_OVERRIDES})
     if extra:
         raise click.UsageError(f"--resume goes on with the run's own options; only {', '.join('--' + o for o in RESUME_OVERRIDES)} "
@@ -426,10 +500,13 @@ def resume_run(ctx: click.Context, options: dict[str, Any]) -> None:
         raise click.ClickException(f"--resume {path}: holds no training state (a best.pth?); resume from the run's last.pth")
     resumed = {k: v for k, v in checkpoint["config"].items() if k != "run"}
     resumed.update(dataset=Path(checkpoint["config"]["run"]["dataset"]), weights=None, workers=usable_cpus())
+    resumed.setdefault("strict", False)  # options a run of an earlier version did not record
+    resumed.setdefault("splits", None)
     resumed.update({k: options[k] for k in RESUME_OVERRIDES if k in given})
-    if checkpoint["epoch"] >= resumed["epochs"]:
-        raise click.ClickException(f"--resume {path}: the run already finished its {resumed['epochs']} epochs; "
-                                   f"pass --epochs N (more than {checkpoint['epoch']}) to train longer")
+    if checkpoint["epoch"] >= resumed["epochs"]:  # nothing left: resubmitting a finished job is no error
+        click.echo(f"{path}: the run already finished its {resumed['epochs']} epochs; nothing to do (pass --epochs N, "
+                   f"more than {checkpoint['epoch']}, to train longer)")
+        return
     run_guarded(resumed, checkpoint, Path(path).parent)
 
 

@@ -27,7 +27,7 @@ from model.dataset import (DetectionDataset, Problems, class_names, image_path, 
                            read_image_rgb, split_rows)
 from model.engine import DetectionLoss, evaluate, to_device, train_one_epoch
 from model.network import MODEL_NAMES, build_model
-from model.runtime import select_device, uses_channels_last
+from model.runtime import select_device, synchronize, uses_channels_last
 
 
 def median_time(function: Callable[[], object], repeats: int, device: torch.device) -> float:
@@ -35,12 +35,10 @@ def median_time(function: Callable[[], object], repeats: int, device: torch.devi
     function()
     times = []
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         start = time.perf_counter()
         function()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

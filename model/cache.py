@@ -11,17 +11,24 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from model import config
 from model.dataset import Annotation, Problems, image_path, read_image_rgb, resize_square
+from model.files import atomic_path
 
 CACHE_VERSION = 1
 RAM_SHARE = 0.5  # without a cache folder, decode into RAM only while it takes at most this share of free memory
+
+
+def cache_folder(environ: Mapping[str, str] = os.environ) -> Path:
+    """Where decoded images are kept: $CVPR_CACHE_DIR, else output/cache/."""
+    return Path(environ.get(config.CACHE_ENV_VAR) or config.CACHE_DIR)
 
 
 def dataset_key(root: Path, rows: Sequence[Annotation], image_size: int) -> str:
@@ -57,7 +64,9 @@ class ImageCache:
 
     @classmethod
     def build(cls, root: Path, rows: Sequence[Annotation], image_size: int, problems: Problems, workers: int = 1,
-              cache_dir: Path | None = None) -> ImageCache:
+              cache_dir: Path | None = None, interrupt: Callable[[], None] = lambda: None) -> ImageCache:
+        """Decode ``rows`` (or read them from ``cache_dir``); ``interrupt`` is called before each image
+        and may raise to stop (a signal): no partial file is left behind then."""
         rows = sorted(rows, key=lambda r: r.key)
         shape = (len(rows), 3, image_size, image_size)
         path = None
@@ -68,48 +77,32 @@ class ImageCache:
                     return cls._load(rows, path)
                 except (OSError, ValueError):
                     pass  # a damaged file is rebuilt below
-        nbytes = int(np.prod(shape))
+        if path is None and int(np.prod(shape)) <= RAM_SHARE * available_memory():
+            buffer = np.empty(shape, dtype=np.uint8)
+            sizes, decoded = _decode(root, rows, image_size, buffer, workers, problems, interrupt)
+            return cls(rows, torch.from_numpy(buffer), torch.from_numpy(sizes), torch.from_numpy(decoded), False)
+        # on disk: in the cache folder, or (too large for RAM, no cache folder) a temporary file
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            handle, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
-        elif nbytes > RAM_SHARE * available_memory():
-            handle, tmp_name = tempfile.mkstemp(suffix=".npy")  # too large for RAM: page it from disk
-        else:
-            handle, tmp_name = None, None
-        if handle is not None:
-            os.close(handle)
+        handle, tmp_name = tempfile.mkstemp(prefix=".", suffix=".tmp.npy", dir=path.parent if path else None)
+        os.close(handle)
+        try:
             buffer = np.lib.format.open_memmap(tmp_name, mode="w+", dtype=np.uint8, shape=shape)
-        else:
-            buffer = np.empty(shape, dtype=np.uint8)
-        sizes = np.zeros((len(rows), 2), dtype=np.int64)
-        decoded = np.zeros(len(rows), dtype=bool)
-
-        def decode(i: int) -> None:  # cv2 releases the GIL: threads decode in parallel
-            image = read_image_rgb(image_path(root, rows[i]))
-            if image is not None:
-                sizes[i] = (image.shape[1], image.shape[0])
-                buffer[i] = resize_square(image, image_size).transpose(2, 0, 1)
-                decoded[i] = True
-
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            list(pool.map(decode, range(len(rows))))
-        for i in np.flatnonzero(~decoded):
-            where = image_path(root, rows[i])
-            what = f"missing image {where}" if not where.exists() else f"unreadable image {where} (OpenCV cannot decode it)"
-            problems.report(rows[i].where, what)
-        if tmp_name is None:
-            return cls(rows, torch.from_numpy(buffer), torch.from_numpy(sizes), torch.from_numpy(decoded), False)
-        buffer.flush()
-        if path is not None and decoded.all():
-            np.save(path.with_suffix(".sizes.npy"), sizes)
-            os.chmod(tmp_name, 0o644)
-            os.replace(tmp_name, path)  # complete files only: never a half-written cache
-            cache = cls._load(rows, path)
-            cache.from_disk = False  # decoded by this run
-            return cache
-        images = torch.from_numpy(np.load(tmp_name, mmap_mode="c"))
-        os.unlink(tmp_name)  # the mapping stays valid; the space is freed when it closes
-        return cls(rows, images, torch.from_numpy(sizes), torch.from_numpy(decoded), False)
+            sizes, decoded = _decode(root, rows, image_size, buffer, workers, problems, interrupt)
+            buffer.flush()
+            del buffer
+            if path is not None and decoded.all():  # complete caches only, each file renamed into place whole
+                with atomic_path(path.with_suffix(".sizes.npy")) as sizes_tmp:
+                    np.save(sizes_tmp, sizes)
+                os.chmod(tmp_name, 0o644)
+                os.replace(tmp_name, path)
+                cache = cls._load(rows, path)
+                cache.from_disk = False  # decoded by this run
+                return cache
+            images = torch.from_numpy(np.load(tmp_name, mmap_mode="c"))
+            return cls(rows, images, torch.from_numpy(sizes), torch.from_numpy(decoded), False)
+        finally:
+            Path(tmp_name).unlink(missing_ok=True)  # an open mapping stays valid; its space is freed when it closes
 
     @classmethod
     def _load(cls, rows: Sequence[Annotation], path: Path) -> ImageCache:
@@ -122,3 +115,28 @@ class ImageCache:
     def lookup(self, rows: Sequence[Annotation]) -> torch.Tensor:
         """(len(rows),) indices into ``images``; KeyError when a row is not cached."""
         return torch.tensor([self.index[row.key] for row in rows], dtype=torch.int64)
+
+
+def _decode(root: Path, rows: Sequence[Annotation], image_size: int, buffer: np.ndarray, workers: int,
+            problems: Problems, interrupt: Callable[[], None]) -> tuple[np.ndarray, np.ndarray]:
+    """Decode and resize each row's image into ``buffer`` (N, 3, S, S); returns the original
+    (width, height) per row and whether it could be decoded. Missing or unreadable images are
+    reported to ``problems``."""
+    sizes = np.zeros((len(rows), 2), dtype=np.int64)
+    decoded = np.zeros(len(rows), dtype=bool)
+
+    def decode(i: int) -> None:  # cv2 releases the GIL: threads decode in parallel
+        interrupt()
+        image = read_image_rgb(image_path(root, rows[i]))
+        if image is not None:
+            sizes[i] = (image.shape[1], image.shape[0])
+            buffer[i] = resize_square(image, image_size).transpose(2, 0, 1)
+            decoded[i] = True
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(decode, range(len(rows))))
+    for i in np.flatnonzero(~decoded):
+        where = image_path(root, rows[i])
+        what = f"missing image {where}" if not where.exists() else f"unreadable image {where} (OpenCV cannot decode it)"
+        problems.report(rows[i].where, what)
+    return sizes, decoded

@@ -8,12 +8,12 @@ also holds what resuming needs (optimizer, scheduler, RNG states, history). Load
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from model.files import atomic_path
 from model.network import Detector, build_model
 
 FORMAT = "cvpr-practical-detector"
@@ -27,9 +27,8 @@ class CheckpointError(Exception):
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write to a temporary file in the same folder, then rename: never a half-written file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:

@@ -20,7 +20,9 @@ DEMO_DATASET = PROJECT_ROOT / "output" / "demo_dataset"
 DEMO_IMAGES = 600  # sized so that the README's main command trains in < 5 min on 2 CPU cores
 DEMO_SEED = 0
 # Decoded images, one memory-mapped file per dataset and image size (see model/cache.py); delete at will.
+# $CVPR_CACHE_DIR moves it (e.g. to a cluster's scratch disk).
 CACHE_DIR = PROJECT_ROOT / "output" / "cache"
+CACHE_ENV_VAR = "CVPR_CACHE_DIR"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -39,6 +41,11 @@ BOX_WEIGHT = 1.0
 CUT_VAL = 0.8  # rows [0, 80 %) of the shuffled annotations train
 CUT_TEST = 0.9  # rows [80 %, 90 %) validate, [90 %, 100 %) test
 SPLIT_SEED = 0
+# The order in which the course cluster lists the annotation files (the template's os.listdir).
+# The template shuffles the rows in this order, so reading the files in it reproduces the course's
+# split row for row; any other order gives another split. Files not named here follow, sorted by
+# name. Class indices do not depend on it: they are the sorted labels.
+ANNOTATION_FILE_ORDER = ("motorcycle.csv", "airplane.csv", "face.csv")
 
 # File names inside a run folder.
 BEST_CHECKPOINT = "best.pth"

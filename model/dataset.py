@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from model import config, demo
+from model.files import write_text
 
 # A box may stick out of its image by this many pixels (annotation tools round corners outward);
 # it is then clipped. Beyond that the row is reported as bad.
@@ -80,10 +81,18 @@ def _format_number(value: float) -> str:
 
 @dataclass
 class Problems:
-    """Collects bad rows: raises at the first one, or (skip=True) records them all."""
+    """Collects what is wrong with the input rows.
+
+    Bad rows (unusable: unparseable, missing image, unknown label, box outside its image) raise
+    at the first one, or with ``skip`` are recorded and left out. Odd rows (usable as they are: a
+    box of zero width or height, a box clipped to the border) are kept with a warning, or with
+    ``strict`` raise like bad rows.
+    """
 
     skip: bool
+    strict: bool = False
     items: list[str] = field(default_factory=list)
+    oddities: list[str] = field(default_factory=list)
 
     def report(self, where: str, what: str, fix: str = "") -> None:
         message = f"{where}: {what}"
@@ -92,14 +101,28 @@ class Problems:
             raise DataError(f"{message} ({hint})")
         self.items.append(message)
 
+    def odd(self, where: str, what: str) -> None:
+        """A row that is usable as it is: kept with a warning, or an error with ``strict``."""
+        message = f"{where}: {what}"
+        if self.strict:
+            raise DataError(f"{message} (--strict stops on such rows; fix the row, or drop --strict to keep it)")
+        self.oddities.append(message)
+
     def summary(self) -> str | None:
         """One line saying how many rows were skipped and which (the first few), or None."""
-        if not self.items:
-            return None
-        shown = "; ".join(self.items[:MAX_REPORTED_PROBLEMS])
-        more = len(self.items) - MAX_REPORTED_PROBLEMS
-        suffix = f"; and {more} more" if more > 0 else ""
-        return f"skipped {len(self.items)} bad row(s): {shown}{suffix}"
+        return _listing(f"skipped {len(self.items)} bad row(s)", self.items)
+
+    def warning(self) -> str | None:
+        """One line naming the odd rows that were kept (the first few), or None."""
+        return _listing(f"warning: kept {len(self.oddities)} odd row(s)", self.oddities)
+
+
+def _listing(head: str, items: Sequence[str]) -> str | None:
+    if not items:
+        return None
+    shown = "; ".join(items[:MAX_REPORTED_PROBLEMS])
+    more = len(items) - MAX_REPORTED_PROBLEMS
+    return f"{head}: {shown}{'; and ' + str(more) + ' more' if more > 0 else ''}"
 
 
 def parse_row(text: str, source: str, line: int, problems: Problems) -> Annotation | None:
@@ -149,8 +172,16 @@ def _visible(entry: Path) -> bool:
     return not entry.name.startswith((".", "_"))
 
 
+def annotation_file_order(path: Path) -> tuple[int, str]:
+    """Sort key of annotation files: the course cluster's order first, then by name."""
+    order = config.ANNOTATION_FILE_ORDER
+    return (order.index(path.name) if path.name in order else len(order), path.name)
+
+
 def read_annotations(root: Path, problems: Problems) -> list[Annotation]:
-    """Rows of every ``annotations/*.csv`` of a dataset, files in sorted order, rows in file order.
+    """Rows of every ``annotations/*.csv`` of a dataset, in file order, the files in the course
+    cluster's order (motorcycle, airplane, face, then any other by name): the order the
+    template's split is drawn from.
 
     Rows whose label has no ``images/<label>/`` folder are reported; stray folders under images/
     without rows and hidden files (.DS_Store, ._*) are ignored.
@@ -161,7 +192,8 @@ def read_annotations(root: Path, problems: Problems) -> list[Annotation]:
     for folder in (annotations_dir, images_dir):
         if not folder.is_dir():
             raise DataError(f"{folder}: missing; a dataset holds images/<label>/ and annotations/*.csv")
-    files = sorted(p for p in annotations_dir.iterdir() if p.suffix.lower() == ".csv" and _visible(p))
+    files = sorted((p for p in annotations_dir.iterdir() if p.suffix.lower() == ".csv" and _visible(p)),
+                   key=annotation_file_order)
     if not files:
         raise DataError(f"{annotations_dir}: no .csv annotation file (expected e.g. airplane.csv, face.csv)")
     known = {p.name for p in images_dir.iterdir() if p.is_dir() and _visible(p)}
@@ -219,6 +251,18 @@ def split_rows(
     return {"train": shuffled[:a], "val": shuffled[a:b], "test": shuffled[b:]}
 
 
+def read_split_files(folder: Path, problems: Problems) -> dict[str, list[Annotation]]:
+    """The three split files of a run folder, or of the course template's output/ (same names)."""
+    folder = Path(folder)
+    missing = [name for name in config.SPLIT_FILES.values() if not (folder / name).is_file()]
+    if missing:
+        raise DataError(f"{folder}: no {missing[0]} there; a split folder holds "
+                        f"{', '.join(config.SPLIT_FILES.values())} (a run folder, or the template's output/)")
+    splits = {name: read_rows(folder / filename, problems) for name, filename in config.SPLIT_FILES.items()}
+    check_unique([row for part in splits.values() for row in part])
+    return splits
+
+
 def subsample(rows: Sequence[Annotation], fraction: float, seed: int = config.SPLIT_SEED) -> list[Annotation]:
     """A stratified ``fraction`` of rows (at least one per class), order kept (Part 1 Q9.1)."""
     if fraction >= 1.0:
@@ -235,11 +279,10 @@ def subsample(rows: Sequence[Annotation], fraction: float, seed: int = config.SP
 
 
 def write_rows(path: Path, rows: Sequence[Annotation]) -> None:
-    """Write rows in the course format (readable by the course template's own scripts)."""
-    text = "".join(row.to_row() + "\n" for row in rows)
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write rows as the course template writes its split files: joined by newlines, no header,
+    no newline after the last row (so the course's own split files come out byte for byte)."""
+    text = "\n".join(row.to_row() for row in rows)
+    write_text(path, text)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -388,12 +431,6 @@ class DetectionDataset(torch.utils.data.Dataset):
     def images(self, value: torch.Tensor) -> None:
         self._source, self._position = value, None
 
-    def pin_memory(self) -> DetectionDataset:
-        """Page-lock an in-memory split so that CUDA copies run asynchronously (non_blocking)."""
-        if self._position is None and torch.cuda.is_available():
-            self._source = self._source.pin_memory()
-        return self
-
     def gather(self, idx: torch.Tensor) -> torch.Tensor:
         """(B,) indices -> (B, 3, S, S) uint8."""
         return self._source[idx if self._position is None else self._position[idx]]
@@ -420,16 +457,29 @@ class DetectionDataset(torch.utils.data.Dataset):
         return math.ceil(len(self) / batch_size)
 
 
-def check_box(row: Annotation, width: int, height: int, problems: Problems):
-    """The row's box clipped to its (width, height) image, or None (reported) when it is unusable."""
+def check_box(row: Annotation, width: int, height: int, problems: Problems
+              ) -> tuple[float, float, float, float] | None:
+    """The row's box clipped to its (width, height) image, or None (reported) when it is unusable.
+
+    A box of zero width or height is what the annotation says (Caltech-101 has one): it is kept,
+    with a warning, since it still trains the classifier and its box loss stays finite. Each
+    corner is clipped on its own, so a box past the border can never come out inverted.
+    """
     x1, y1, x2, y2 = row.box
     box = f"box {x1:g},{y1:g},{x2:g},{y2:g}"
-    if x2 <= x1 or y2 <= y1:
-        problems.report(row.where, f"{box} has endX <= startX or endY <= startY (an empty box)")
-    elif min(x1, y1) < -BOX_TOLERANCE_PX:
+    if x2 < x1 or y2 < y1:
+        problems.report(row.where, f"{box} is inverted (endX < startX or endY < startY)")
+        return None
+    if min(x1, y1) < -BOX_TOLERANCE_PX:
         problems.report(row.where, f"{box} starts outside the image")
-    elif x2 > width + BOX_TOLERANCE_PX or y2 > height + BOX_TOLERANCE_PX:
+        return None
+    if x2 > width + BOX_TOLERANCE_PX or y2 > height + BOX_TOLERANCE_PX:
         problems.report(row.where, f"{box} lies outside the {width}x{height} image")
-    else:
-        return (max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2))
-    return None
+        return None
+    clipped = (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+    if clipped != (x1, y1, x2, y2):
+        problems.odd(row.where, f"{box} was clipped to the {width}x{height} image")
+    if clipped[2] == clipped[0] or clipped[3] == clipped[1]:
+        side = "width" if clipped[2] == clipped[0] else "height"
+        problems.odd(row.where, f"{box} has zero {side}; kept (it trains the classifier, its box loss stays finite)")
+    return clipped

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,43 +290,146 @@ def render(label: str, seed: int, index: int) -> Sample:
     return Sample(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), painter.mask, box, label)
 
 
+def render_in_box(label: str, box: tuple[float, float, float, float], seed: int, index: int) -> Sample:
+    """An image of ``label`` whose object fills the given box (pixels, xyxy) exactly.
+
+    The image is just large enough to hold the box plus a random margin, as when a dataset is
+    rebuilt from annotation rows alone (the course's split files): the object of ``render`` is
+    cut out and stretched onto the box. A box of zero width or height gets no object.
+    """
+    rng = np.random.default_rng([seed, CLASSES.index(label), index, 1])
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    width = x2 + int(rng.integers(1, max(2, x2 // 5)))
+    height = y2 + int(rng.integers(1, max(2, y2 // 5)))
+    image = background(rng, height, width)
+    clutter(rng, image, int(rng.integers(1, 5)))
+    mask = np.zeros((height, width), np.uint8)
+    if x2 > x1 and y2 > y1:
+        source = render(label, seed, index)
+        sx1, sy1, sx2, sy2 = source.box
+        size = (x2 - x1, y2 - y1)
+        layer = cv2.resize(cv2.cvtColor(source.image, cv2.COLOR_BGR2RGB)[sy1:sy2, sx1:sx2], size,
+                           interpolation=cv2.INTER_NEAREST)
+        mask[y1:y2, x1:x2] = cv2.resize(source.mask[sy1:sy2, sx1:sx2], size, interpolation=cv2.INTER_NEAREST)
+        inside = mask[y1:y2, x1:x2] > 0
+        image[y1:y2, x1:x2][inside] = layer[inside]
+    return Sample(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), mask, (x1, y1, x2, y2), label)
+
+
 # ----------------------------------------------------------------------------------------------
 # Writing the dataset
 # ----------------------------------------------------------------------------------------------
-def is_complete(root: Path, images: int, seed: int) -> bool:
-    marker = Path(root) / MARKER
+class DemoError(Exception):
+    """The folder cannot be written; the message is one line naming it and the fix."""
+
+
+Row = tuple[str, float, float, float, float, str]  # filename, startX, startY, endX, endY, label
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _marker(root: Path) -> dict | None:
     try:
-        info = json.loads(marker.read_text())
+        info = json.loads((Path(root) / MARKER).read_text())
     except (OSError, ValueError):
-        return False
-    return info == {"images": images, "seed": seed, "version": GENERATOR_VERSION}
+        return None
+    return info if isinstance(info, dict) else None
 
 
-def generate(root: Path, images: int = 600, seed: int = 0, workers: int = 2) -> Path:
-    """Write ``images`` images in the course layout under ``root`` (replacing a previous demo set).
+def is_complete(root: Path, images: int, seed: int) -> bool:
+    info = _marker(root) or {}
+    return {k: info.get(k) for k in ("images", "seed", "version")} == {
+        "images": images, "seed": seed, "version": GENERATOR_VERSION} and "rows" not in info
 
-    Annotation files are written like the course's: no header, the last row without a newline.
+
+def _written_files(info: dict) -> set[str]:
+    """The files (relative paths) a demo dataset's marker says the generator wrote."""
+    if "files" in info:
+        return set(info["files"])
+    # markers of the first version list no files: they are implied by the image count
+    counts = class_counts(int(info.get("images", 0)))
+    return {f"annotations/{label}.csv" for label in counts} | {
+        f"images/{label}/image_{i + 1:04d}.jpg" for label, n in counts.items() for i in range(n)}
+
+
+def _previous_demo(root: Path) -> list[Path]:
+    """The files of a demo dataset already at ``root`` (to replace), [] for a new or empty folder.
+
+    Raises DemoError when ``root`` holds anything the generator did not write: a real dataset,
+    notes, web_images/ are never touched.
     """
     root = Path(root)
+    if not root.exists():
+        return []
+    if not root.is_dir():
+        raise DemoError(f"{root}: is a file; choose a new or empty folder")
+    present = [p for p in root.rglob("*") if not p.is_dir()]
+    if not present and not any(root.iterdir()):
+        return []
+    info = _marker(root)
+    written = _written_files(info) | {MARKER} if info is not None else set()
+    foreign = sorted(str(p.relative_to(root)) for p in present if str(p.relative_to(root)) not in written)
+    if info is None or foreign:
+        example = foreign[0] if foreign else next(iter(sorted(p.name for p in root.iterdir())))
+        raise DemoError(f"{root}: holds {example} that the demo generator did not write; choose a new or empty "
+                        f"folder (nothing was changed)")
+    return present
+
+
+def generate(root: Path, images: int = 600, seed: int = 0, workers: int = 2, rows: Sequence[Row] | None = None) -> Path:
+    """Write a demo dataset in the course layout under ``root``; returns ``root``.
+
+    ``images`` images split like the course set, or, given ``rows`` (annotation rows, e.g. the
+    course's), one image per row drawn to fit its box, the rows written per label in file-name
+    order as the course's annotation files are. Annotation files end without a newline, like the
+    course's. The dataset is written beside ``root`` and moved into place when complete; a
+    previous demo dataset there is replaced, and a folder holding anything else is refused.
+    """
+    root = Path(root)
+    previous = _previous_demo(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+    try:
+        if rows is None:
+            plan = [(label, [(f"image_{i + 1:04d}.jpg", i, None) for i in range(n)])
+                    for label, n in class_counts(images).items()]
+        else:
+            by_label: dict[str, list] = {}
+            for index, (filename, x1, y1, x2, y2, label) in enumerate(sorted(rows, key=lambda r: (r[5], r[0]))):
+                by_label.setdefault(label, []).append((filename, index, (x1, y1, x2, y2)))
+            plan = sorted(by_label.items())
+        files = [MARKER]
+        (staging / "annotations").mkdir()
+        for label, entries in plan:
+            folder = staging / "images" / label
+            folder.mkdir(parents=True)
+
+            def write(entry, label=label, folder=folder) -> str:
+                name, index, box = entry
+                sample = render(label, seed, index) if box is None else render_in_box(label, box, seed, index)
+                cv2.imwrite(str(folder / name), sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+                written_box = sample.box if box is None else box
+                return ",".join([name, *(_number(v) for v in written_box), label])
+
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                lines = list(pool.map(write, entries))
+            (staging / "annotations" / f"{label}.csv").write_text("\n".join(lines), encoding="utf-8")
+            files += [f"annotations/{label}.csv"] + [f"images/{label}/{name}" for name, _, _ in entries]
+        info = {"images": sum(len(entries) for _, entries in plan), "seed": seed, "version": GENERATOR_VERSION,
+                **({"rows": "given"} if rows is not None else {}), "files": sorted(files)}
+        (staging / MARKER).write_text(json.dumps(info))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # the staging folder is ours alone
+        raise
+    for path in previous:  # only files the marker says the generator wrote
+        path.unlink()
     if root.exists():
-        if not (root / MARKER).exists() and any(root.iterdir()) and not (root / "images").is_dir():
-            raise click.ClickException(f"{root} exists and is not a demo dataset: choose an empty folder")
-        shutil.rmtree(root)
-    (root / "annotations").mkdir(parents=True)
-    for label, count in class_counts(images).items():
-        folder = root / "images" / label
-        folder.mkdir(parents=True)
-
-        def write(index: int, label=label, folder=folder) -> str:
-            sample = render(label, seed, index)
-            name = f"image_{index + 1:04d}.jpg"
-            cv2.imwrite(str(folder / name), sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            return ",".join([name, *map(str, sample.box), label])
-
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            rows = list(pool.map(write, range(count)))
-        (root / "annotations" / f"{label}.csv").write_text("\n".join(rows), encoding="utf-8")
-    (root / MARKER).write_text(json.dumps({"images": images, "seed": seed, "version": GENERATOR_VERSION}))
+        for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            folder.rmdir()  # empty now; rmdir refuses anything that is not
+        root.rmdir()
+    staging.rename(root)
     return root
 
 
@@ -333,16 +438,27 @@ def generate(root: Path, images: int = 600, seed: int = 0, workers: int = 2) -> 
 @click.option("--images", type=click.IntRange(min=6), default=600, show_default=True,
               help="Number of images, split 800/435/798 like the course set.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same images.")
-def main(folder: Path, images: int, seed: int) -> None:
+@click.option("--rows", "row_files", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="Annotation or split files (course format): one image per row, drawn to fit its box "
+                   "(--images is then ignored).")
+def main(folder: Path, images: int, seed: int, row_files: tuple[Path, ...]) -> None:
     """Write the demo dataset to FOLDER in the course layout.
 
     \b
     python -m model.demo output/demo_small --images 90 --seed 1
+    python -m model.demo output/course_shaped --rows training_data.csv --rows val_data.csv --rows test_data.csv
     python train.py --dataset output/demo_small
     """
-    generate(folder, images, seed)
-    counts = ", ".join(f"{n} {c}" for c, n in class_counts(images).items())
-    click.echo(f"Wrote {images} demo images ({counts}) to {folder}")
+    from model.dataset import DataError, Problems, read_rows
+
+    try:
+        rows = [(r.filename, *r.box, r.label) for path in row_files for r in read_rows(path, Problems(skip=False))]
+        generate(folder, images, seed, rows=rows or None)
+    except (DemoError, DataError) as error:
+        raise click.ClickException(str(error)) from None
+    counts = class_counts(images) if not rows else {c: sum(r[5] == c for r in rows) for c in sorted({r[5] for r in rows})}
+    total = sum(counts.values())
+    click.echo(f"Wrote {total} demo images ({', '.join(f'{n} {c}' for c, n in counts.items())}) to {folder}")
 
 
 if __name__ == "__main__":

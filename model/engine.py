@@ -17,6 +17,7 @@ from torch import nn
 
 from model.boxes import giou_loss, pairwise_iou
 from model.dataset import DetectionDataset, normalize
+from model.runtime import to_device as move
 
 BOX_LOSSES = ("mse", "smooth-l1", "giou", "smooth-l1+giou")
 DEFAULT_BOX_LOSS = "smooth-l1+giou"  # the best boxes on the demo set (README, "Why these loss defaults")
@@ -88,14 +89,16 @@ class _Totals:
         self.count += n
 
     def stats(self, seconds: float, has_boxes: bool) -> EpochStats:
-        loss, class_loss, box_loss, correct, iou = (self.sums / max(1, self.count)).tolist()
+        if self.count == 0:  # an empty set (e.g. --cut-test 1.0) has no figures
+            return EpochStats(math.nan, math.nan, math.nan, math.nan, math.nan, seconds, 0)
+        loss, class_loss, box_loss, correct, iou = (self.sums / self.count).tolist()
         return EpochStats(loss, class_loss, box_loss, correct, iou if has_boxes else math.nan, seconds, self.count)
 
 
 def to_device(images: torch.Tensor, dataset: DetectionDataset, device: torch.device,
               channels_last: bool) -> torch.Tensor:
     """(B, 3, S, S) uint8 on the host -> normalised float32 on ``device``."""
-    images = normalize(images.to(device, non_blocking=True), dataset.mean, dataset.std)
+    images = normalize(move(images, device), dataset.mean, dataset.std)
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
@@ -110,7 +113,7 @@ def train_one_epoch(model: nn.Module, dataset: DetectionDataset, loss_fn: Detect
     start = time.perf_counter()
     for _, images, labels, boxes in dataset.batches(batch_size, shuffle=True, generator=generator):
         images = to_device(images, dataset, device, channels_last)
-        labels, boxes = labels.to(device, non_blocking=True), boxes.to(device, non_blocking=True)
+        labels, boxes = move(labels, device), move(boxes, device)
         logits, pred_boxes = model(images)
         losses = loss_fn(logits, pred_boxes, labels, boxes)
         optimizer.zero_grad(set_to_none=True)
@@ -142,7 +145,7 @@ def evaluate(model: nn.Module, dataset: DetectionDataset, loss_fn: DetectionLoss
     start = time.perf_counter()
     for _, images, labels, boxes in dataset.batches(batch_size):
         images = to_device(images, dataset, device, channels_last)
-        labels, boxes = labels.to(device, non_blocking=True), boxes.to(device, non_blocking=True)
+        labels, boxes = move(labels, device), move(boxes, device)
         logits, pred_boxes = model(images)
         totals.add(loss_fn(logits, pred_boxes, labels, boxes), logits, pred_boxes, labels, boxes)
         if keep_predictions:

@@ -44,8 +44,6 @@ def load_rows_dataset(csv_path: Path, root: Path, checkpoint: dict[str, Any], pr
     """The rows of ``csv_path`` decoded at the checkpoint's image size and normalisation."""
     classes = checkpoint["classes"]
     rows = check_labels(read_rows(csv_path, problems), classes, problems)
-    if not rows:
-        raise DataError(f"{csv_path}: no usable row")
     norm = checkpoint["normalization"]
     return DetectionDataset(root, rows, classes, checkpoint["image_size"], problems, workers, norm["mean"], norm["std"])
 

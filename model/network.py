@@ -74,6 +74,8 @@ def feature_size(features: nn.Module, image_size: int) -> int:
 class Detector(nn.Module):
     """Features shared by a classification head and (optionally) a box head."""
 
+    MIN_IMAGE_SIZE = 32  # smallest input side whose feature map is not empty
+
     def __init__(self, features: nn.Module, num_classes: int, hidden: tuple[int, int], dropout: float,
                  with_box_head: bool, image_size: int):
         super().__init__()
@@ -100,6 +102,8 @@ class Detector(nn.Module):
 class SimpleDetector(Detector):
     """The course template's network: three conv blocks with 4x4 max-pooling, 64x3x3 = 576 features."""
 
+    MIN_IMAGE_SIZE = 64  # three 4x4 poolings
+
     def __init__(self, num_classes: int, box_head: bool = True, dropout: float = 0.5, batchnorm: bool = True,
                  image_size: int = config.IMAGE_SIZE):
         features = nn.Sequential(
@@ -115,6 +119,7 @@ class DeeperDetector(Detector):
     """Five conv blocks with 2x2 max-pooling: 224 -> 7, 512x7x7 features (Part 2 Q1)."""
 
     CHANNELS = (32, 64, 128, 256, 512)
+    MIN_IMAGE_SIZE = 32  # five 2x2 poolings
 
     def __init__(self, num_classes: int, box_head: bool = True, dropout: float = 0.5, batchnorm: bool = True,
                  image_size: int = config.IMAGE_SIZE):
@@ -129,6 +134,7 @@ class VGGLikeDetector(Detector):
     """VGG11's convolutions (configuration A), 512 units in the fully connected part (Part 2 Q2)."""
 
     LAYOUT = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+    MIN_IMAGE_SIZE = 32  # five 2x2 poolings
 
     def __init__(self, num_classes: int, box_head: bool = True, dropout: float = 0.5, batchnorm: bool = True,
                  image_size: int = config.IMAGE_SIZE):
@@ -149,6 +155,8 @@ class ResnetDetector(Detector):
     ``pretrained`` loads ImageNet weights (from torchvision's cache, or ``weights_path``);
     ``freeze`` keeps the backbone fixed, BatchNorm statistics included (Part 3 Q7).
     """
+
+    MIN_IMAGE_SIZE = 32  # five stride-2 stages
 
     def __init__(self, num_classes: int, box_head: bool = True, dropout: float = 0.5, pretrained: bool = True,
                  freeze: bool = True, image_size: int = config.IMAGE_SIZE, weights_path: str | None = None):
@@ -208,6 +216,11 @@ def model_options(name: str, box_head: bool = True, dropout: float = 0.5, batchn
     else:
         options["batchnorm"] = batchnorm
     return options
+
+
+def min_image_size(name: str) -> int:
+    """The smallest ``--image-size`` the network ``name`` can take."""
+    return MODELS[name].MIN_IMAGE_SIZE
 
 
 def build_model(name: str, num_classes: int, **options: Any) -> Detector:

@@ -8,6 +8,8 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
+from model.files import atomic_path
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend choice)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -18,11 +20,11 @@ def integer_epochs(ax) -> None:
 
 
 def save_figure(figure, path: Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(figure)
-    tmp.replace(path)
+    try:
+        with atomic_path(Path(path)) as tmp:
+            figure.savefig(tmp, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(figure)
 
 
 def convergence_plot(history: Sequence[dict], path: Path, title: str) -> None:

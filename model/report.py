@@ -71,6 +71,7 @@ def row_of(report: ModelReport, classes: Sequence[str]) -> dict[str, object]:
     row["infer_ms_batched"] = report.timing.get("batched_ms", math.nan)
     row["infer_ms_single"] = report.timing.get("single_ms", math.nan)
     row["device"] = report.device
+    row["note"] = report.note
     return row
 
 

@@ -52,6 +52,25 @@ def slurm_facts(environ=os.environ) -> dict[str, str]:
     return {"job_id": environ["SLURM_JOB_ID"], "node": environ.get("SLURMD_NODENAME", socket.gethostname())}
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the accelerator's queued work, so that a timer measures it (CUDA and MPS)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def copies_asynchronously(tensor: torch.Tensor, device: torch.device) -> bool:
+    """Whether a copy of ``tensor`` to ``device`` may be asynchronous: only from page-locked host
+    memory to CUDA, the one case where that is both safe and useful (MPS is known to read pageable
+    temporaries wrongly when asked to copy them asynchronously)."""
+    return device.type == "cuda" and tensor.device.type == "cpu" and tensor.is_pinned()
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return tensor.to(device, non_blocking=copies_asynchronously(tensor, device))
+
+
 def prepare_device(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels

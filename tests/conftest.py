@@ -1,15 +1,49 @@
 """Shared fixtures: small demo datasets written once per test session, and a runner for the scripts."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import cv2
+import numpy
 import pytest
+import torch
+from torchvision.ops import box_iou
+
+from model.checkpoint import load_checkpoint, model_from_checkpoint
+from model.dataset import Problems, read_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
+COURSE_SPLITS = DATA / "course-splits"  # the course's real split files: all 2,033 rows and boxes
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Decoded-image caches of the tests (and of the scripts they run) go to a temporary folder."""
+    os.environ["CVPR_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    os.environ.pop("CVPR_CACHE_DIR", None)
+
+
+def course_rows() -> list[tuple]:
+    """The 2,033 rows of the course's split files, as (filename, x1, y1, x2, y2, label)."""
+    return [(r.filename, *r.box, r.label) for name in ("training_data.csv", "val_data.csv", "test_data.csv")
+            for r in read_rows(COURSE_SPLITS / name, Problems(skip=False))]
+
+
+@pytest.fixture(scope="session")
+def course_dataset(tmp_path_factory) -> Path:
+    """The course dataset's shape: its 2,033 real rows and boxes (zero-height one included), each
+    image drawn to fit its box, the annotation files in the course's file-name order."""
+    from model import demo
+
+    return demo.generate(tmp_path_factory.mktemp("course") / "01-dataset", seed=0, rows=course_rows())
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +75,48 @@ def trained_run(tmp_path_factory, demo_dataset) -> Path:
                       "--image-size", "64", "--batch-size", "8", "--cut-val", "0.6", "--cut-test", "0.7")
     assert done.returncode == 0, done.stderr
     return out
+
+
+def direct_predictions(run: Path, split_file: str, checkpoint_name: str = "best.pth"):
+    """The rows of a split file through the run's model, one image at a time, with OpenCV and torch
+    only (none of the toolkit's loaders): the reference the scripts' figures are checked against."""
+    checkpoint = load_checkpoint(run / checkpoint_name)
+    size = checkpoint["image_size"]
+    model = model_from_checkpoint(checkpoint)
+    root = Path(checkpoint["config"]["run"]["dataset"])
+    mean = torch.tensor(checkpoint["normalization"]["mean"]).view(3, 1, 1)
+    std = torch.tensor(checkpoint["normalization"]["std"]).view(3, 1, 1)
+    rows = [line.split(",") for line in (run / split_file).read_text().splitlines()]
+    out = []
+    for filename, x1, y1, x2, y2, label in rows:
+        image = cv2.cvtColor(cv2.imread(str(root / "images" / label / filename)), cv2.COLOR_BGR2RGB)
+        h, w = image.shape[:2]
+        small = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+        x = (torch.from_numpy(small).permute(2, 0, 1).float() / 255 - mean) / std
+        with torch.no_grad():
+            logits, boxes = model(x[None])
+        pred_box = boxes[0].double() * torch.tensor([w, h, w, h])
+        true_box = torch.tensor([float(x1), float(y1), float(x2), float(y2)], dtype=torch.float64)
+        iou = box_iou(pred_box[None], true_box[None])[0, 0].item()
+        predicted = checkpoint["classes"][int(logits.argmax())]
+        out.append({"key": f"{label}/{filename}", "label": label, "predicted": predicted, "iou": iou,
+                    "corner": (pred_box - true_box).abs().mean().item()})
+    return checkpoint["classes"], out
+
+
+def template_printout(sets: dict[str, list[tuple[str, str]]], labels: list[str]) -> str:
+    """What the course template's eval.py prints once it has evaluated the sets, given each set's
+    (true, predicted) label per image: the template's own print calls, as the course reference
+    quotes them (labels as Python booleans, numpy's mean and sum)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy warns about the mean of an empty set, and prints nan
+        for mode, pairs in sets.items():
+            all_results = [true == predicted for true, predicted in pairs]
+            print(f'\n*** {mode} set accuracy')
+            print(f"\tMean accuracy for all labels: {numpy.mean(numpy.array(all_results))}")
+            for label in labels:
+                results = [true == predicted for true, predicted in pairs if true == label]
+                print(f'\n\tMean accuracy for label {label}: {numpy.mean(numpy.array(results))}')
+                print(f'\t\t {numpy.sum(results)} over {len(results)} samples')
+    return out.getvalue()

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from model import config
-from model.dataset import (Annotation, DataError, DetectionDataset, Problems, box_to_pixels, class_names, normalize,
+from model.dataset import (Annotation, DataError, DetectionDataset, Problems, box_to_pixels, check_box, class_names,
+                           normalize,
                            read_annotations, read_rows, resolve_dataset, split_rows, subsample, write_rows)
 
 from conftest import DATA
@@ -64,7 +65,8 @@ def test_classes_sorted_and_hidden_or_stray_entries_ignored(tmp_path):
     (root / "annotations" / "README.txt").write_text("not annotations")
     rows = read_annotations(root, Problems(skip=False))
     assert class_names(rows) == ["airplane", "face", "motorcycle"]
-    assert [r.key for r in rows] == ["airplane/image_0001.jpg", "face/image_0001.jpg", "motorcycle/image_0001.jpg"]
+    # files in the course cluster's order (the template's split is drawn from it), classes sorted
+    assert [r.key for r in rows] == ["motorcycle/image_0001.jpg", "airplane/image_0001.jpg", "face/image_0001.jpg"]
 
 
 # ---- tensors -------------------------------------------------------------------------------
@@ -165,8 +167,8 @@ GOOD = "image_0001.jpg,10,10,60,50,face"
 BAD_ROWS = {
     "fields": ("image_0002.jpg,10,10,60,face", "expected 6 fields"),
     "non_numeric": ("image_0002.jpg,10,ten,60,50,face", "non-numeric coordinate"),
-    "x_order": ("image_0002.jpg,60,10,10,50,face", "endX <= startX"),
-    "y_order": ("image_0002.jpg,10,50,60,50,face", "endY <= startY"),
+    "x_order": ("image_0002.jpg,60,10,10,50,face", "is inverted (endX < startX or endY < startY)"),
+    "y_order": ("image_0002.jpg,10,50,60,40,face", "is inverted (endX < startX or endY < startY)"),
     "outside": ("image_0002.jpg,10,10,400,50,face", "outside the 120x80 image"),
     "negative": ("image_0002.jpg,-30,10,60,50,face", "starts outside the image"),
     "unknown_label": ("image_0002.jpg,10,10,60,50,dog", "unknown label 'dog'"),
@@ -193,6 +195,22 @@ def test_bad_row_named_with_file_and_line_or_skipped(tmp_path, case):
     rows, problems = load(root, skip=True)
     assert [r.filename for r in rows] == ["image_0001.jpg"]
     assert problems.summary().startswith("skipped 1 bad row(s):") and reason in problems.summary()
+
+
+@pytest.mark.parametrize("box, kept, oddity", [
+    ((10, 20, 10, 50), (10, 20, 10, 50), "has zero width; kept"),
+    ((10, 20, 60, 20), (10, 20, 60, 20), "has zero height; kept"),
+    ((121, 10, 122, 50), (120, 10, 120, 50), "was clipped to the 120x80 image"),  # never inverted by clipping
+    ((-1, -2, 60, 50), (0, 0, 60, 50), "was clipped to the 120x80 image"),
+])
+def test_odd_boxes_are_kept_with_a_warning_or_stop_in_strict_mode(box, kept, oddity):
+    row = Annotation("a.jpg", *box, "face", "a.csv", 3)
+    problems = Problems(skip=False)
+    assert check_box(row, 120, 80, problems) == kept
+    assert problems.warning().startswith("warning: kept ") and f"a.csv:3: box {','.join(map(str, box))} " in \
+        problems.warning() and oddity in problems.warning()
+    with pytest.raises(DataError, match=f"a.csv:3: .*{oddity}.*--strict stops on such rows"):
+        check_box(row, 120, 80, Problems(skip=False, strict=True))
 
 
 @pytest.mark.parametrize("case, reason", [("missing", "missing image"), ("unreadable", "unreadable image")])

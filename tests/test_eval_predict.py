@@ -12,36 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-from torchvision.ops import box_iou
 
-from model.checkpoint import load_checkpoint, model_from_checkpoint
 from model.visualize import PREDICTED, TRUE
 
-
-def direct_predictions(run: Path, split_file: str):
-    """The test split through the model, with OpenCV and torch only (not the toolkit's loaders)."""
-    checkpoint = load_checkpoint(run / "best.pth")
-    model = model_from_checkpoint(checkpoint)
-    root = Path(checkpoint["config"]["run"]["dataset"])
-    mean = torch.tensor(checkpoint["normalization"]["mean"]).view(3, 1, 1)
-    std = torch.tensor(checkpoint["normalization"]["std"]).view(3, 1, 1)
-    rows = [line.split(",") for line in (run / split_file).read_text().splitlines()]
-    out = []
-    for filename, x1, y1, x2, y2, label in rows:
-        image = cv2.cvtColor(cv2.imread(str(root / "images" / label / filename)), cv2.COLOR_BGR2RGB)
-        h, w = image.shape[:2]
-        small = cv2.resize(image, (64, 64), interpolation=cv2.INTER_AREA)
-        x = (torch.from_numpy(small).permute(2, 0, 1).float() / 255 - mean) / std
-        with torch.no_grad():
-            logits, boxes = model(x[None])
-        pred_box = boxes[0].double() * torch.tensor([w, h, w, h])
-        true_box = torch.tensor([float(x1), float(y1), float(x2), float(y2)], dtype=torch.float64)
-        iou = box_iou(pred_box[None], true_box[None])[0, 0].item()
-        predicted = checkpoint["classes"][int(logits.argmax())]
-        out.append({"key": f"{label}/{filename}", "label": label, "predicted": predicted, "iou": iou,
-                    "corner": (pred_box - true_box).abs().mean().item()})
-    return checkpoint["classes"], out
+from conftest import direct_predictions, template_printout
 
 
 def test_eval_block_line_by_line_and_json_equal_direct_computation(trained_run, script):
@@ -49,13 +23,8 @@ def test_eval_block_line_by_line_and_json_equal_direct_computation(trained_run, 
     assert done.returncode == 0, done.stderr
     classes, direct = direct_predictions(trained_run, "test_data.csv")
     correct = [d["predicted"] == d["label"] for d in direct]
-    expected = ["*** test set accuracy", f"\tMean accuracy for all labels: {sum(correct) / len(correct)}"]
-    for label in classes:
-        mine = [c for c, d in zip(correct, direct) if d["label"] == label]
-        if mine:
-            expected += [f"\tMean accuracy for label {label}: {sum(mine) / len(mine)}",
-                         f"\t\t {sum(mine)} over {len(mine)} samples"]
-    assert done.stdout.splitlines()[:len(expected)] == expected
+    expected = template_printout({"test": [(d["label"], d["predicted"]) for d in direct]}, classes)
+    assert done.stdout.startswith(expected)  # the template's printout, character for character
     report = json.loads((trained_run / "eval_best.json").read_text())["sets"]["test"]
     ious = np.array([d["iou"] for d in direct])
     assert report["overall"]["images"] == len(direct)
@@ -76,6 +45,31 @@ def test_eval_block_line_by_line_and_json_equal_direct_computation(trained_run, 
     # the failure list names every failing image
     failing = {d["key"] for d in direct if d["predicted"] != d["label"] or d["iou"] < 0.5}
     assert all(key in done.stdout for key in failing)
+
+
+def test_eval_sets_default_to_the_three_splits_and_to_none_with_csv(trained_run, script, tmp_path):
+    headers = lambda out: [line for line in out.splitlines() if line.startswith("*** ")]  # noqa: E731
+    every = script("eval.py", str(trained_run / "best.pth"), "--out", str(tmp_path))
+    assert headers(every.stdout) == [f"*** {s} set accuracy" for s in ("train", "validation", "test")]
+    rows = script("eval.py", str(trained_run / "best.pth"), "--csv", str(trained_run / "val_data.csv"), "--out",
+                  str(tmp_path))
+    assert headers(rows.stdout) == ["*** val_data set accuracy"]
+    both = script("eval.py", str(trained_run / "best.pth"), "--split", "test", "--csv",
+                  str(trained_run / "val_data.csv"), "--out", str(tmp_path))
+    assert headers(both.stdout) == ["*** test set accuracy", "*** val_data set accuracy"]
+
+
+def test_an_empty_test_split_prints_as_the_template_does_and_compare_refuses(tmp_path, demo_dataset, script):
+    done = script("train.py", "--dataset", str(demo_dataset), "--output-dir", str(tmp_path), "--epochs", "1",
+                  "--image-size", "64", "--cut-val", "0.7", "--cut-test", "1.0")
+    assert done.returncode == 0 and (tmp_path / "test_data.csv").read_text() == ""
+    evaluated = script("eval.py", str(tmp_path / "best.pth"), "--split", "test")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.stdout.startswith(template_printout({"test": []}, ["airplane", "face", "motorcycle"]))
+    assert "\tMean accuracy for all labels: nan\n" in evaluated.stdout and "\t\t 0.0 over 0 samples" in evaluated.stdout
+    compared = script("compare.py", str(tmp_path), "--out", str(tmp_path / "doc"))
+    assert compared.returncode == 1 and len(compared.stderr.strip().splitlines()) == 1
+    assert "test_data.csv: the run's test split is empty" in compared.stderr
 
 
 def eval_failures(run: Path) -> set[str]:

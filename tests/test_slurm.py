@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -67,3 +69,43 @@ def test_sbatch_training_script(tmp_path, demo_dataset):
                               "--model", "nonexistent"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert failing.returncode != 0  # sbatch --wait returns the job's exit status
 
+
+
+def wait_for_job(job_id: str, timeout: float = 900) -> str:
+    """Wait until the job has left the queue; its final state (scontrol keeps it a few minutes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        queued = subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True)
+        if queued.returncode == 0 and not queued.stdout.strip():
+            break
+        time.sleep(1)
+    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+    return next((f.split("=", 1)[1] for f in shown.split() if f.startswith("JobState=")), "UNKNOWN")
+
+
+def test_resubmitting_with_finished_and_interrupted_runs_ends_with_the_comparison(tmp_path, demo_dataset):
+    """`bash slurm/submit_all.sh` again after a preemption: the finished run succeeds at once, the
+    interrupted one trains its last epoch, and the comparison job (afterok) runs."""
+    out, doc = tmp_path / "output", tmp_path / "doc"
+    common = ["--dataset", str(demo_dataset), "--output-dir", str(out), *TINY]
+    finished = subprocess.run([sys.executable, "train.py", "--model", "simple", "--name", "simple", *common],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    process = subprocess.Popen([sys.executable, "train.py", "--model", "deeper", "--name", "deeper", *common],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in process.stdout:
+        if line.startswith("epoch   1/2"):
+            process.send_signal(signal.SIGTERM)  # preempted after its first epoch
+            break
+    process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM
+    env = {**os.environ, "MODELS": "simple deeper", "OUTPUT_DIR": str(out), "REPORT_DIR": str(doc), "RESUME": "1"}
+    submitted = subprocess.run(["bash", "slurm/submit_all.sh", *common], cwd=ROOT, env=env, capture_output=True,
+                               text=True, timeout=120)
+    assert submitted.returncode == 0, submitted.stderr
+    compare_job = submitted.stdout.split("comparison: job ")[1].split(",")[0]
+    assert wait_for_job(compare_job) == "COMPLETED"
+    rows = (doc / "comparison.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["simple", "deeper"]
+    assert [line.split(",")[0] for line in (out / "deeper" / "history.csv").read_text().splitlines()[1:]] == ["1", "2"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import torch
 from model.checkpoint import load_checkpoint, model_from_checkpoint, split_paths
 from model.dataset import Problems, read_rows
 from model.network import MODEL_NAMES
-from train import improves
+from train import LearningRate, improves
 
 from conftest import ROOT
 
@@ -119,6 +120,7 @@ def test_diverging_loss_stops_with_a_message(tmp_path, demo_dataset, script):
     (["--fine-tune"], "--freeze/--fine-tune applies to --model resnet only"),
     (["--dataset", "/nonexistent/data"], "--dataset /nonexistent/data: no images/ and annotations/ folders"),
     (["--device", "cuda"], "--device cuda: no CUDA device is visible"),
+    (["--image-size", "48"], "Invalid value for --image-size: 48 is too small for --model simple (at least 64 px)"),
 ])
 def test_bad_options_rejected_with_a_clear_message(tmp_path, script, args, message):
     if "cuda" in args and torch.cuda.is_available():
@@ -128,10 +130,43 @@ def test_bad_options_rejected_with_a_clear_message(tmp_path, script, args, messa
     assert not list(tmp_path.iterdir())
 
 
+def test_cosine_schedule_resumed_with_more_epochs_goes_on_to_zero(tmp_path, demo_dataset, script):
+    """Epoch e of E trains at lr (1 + cos(pi (e - 1) / E)) / 2; --resume --epochs 6 re-plans over 6:
+    it neither restarts from --lr nor sits at 0."""
+    args = ["--dataset", str(demo_dataset), "--output-dir", str(tmp_path), "--image-size", "64", "--lr", "0.001",
+            "--lr-schedule", "cosine"]
+    assert script("train.py", *args, "--epochs", "3").returncode == 0
+    resumed = script("train.py", "--resume", str(tmp_path / "last.pth"), "--epochs", "6")
+    assert resumed.returncode == 0, resumed.stderr
+    lrs = [float(row["lr"]) for row in csv.DictReader(open(tmp_path / "history.csv"))]
+    planned = [0.001 * (1 + math.cos(math.pi * (e - 1) / total)) / 2 for e, total in zip(range(1, 7), [3] * 3 + [6] * 3)]
+    assert lrs == pytest.approx(planned, rel=1e-6)
+    assert 0.001 > lrs[3] > lrs[4] > lrs[5] > 0
+
+
+def test_plateau_halves_after_three_epochs_without_a_lower_val_loss():
+    schedule, lrs = LearningRate("plateau", 1.0, 20), []
+    for loss in (1.0, 0.9, 0.95, 0.9, 0.91, 0.8, 0.85, 0.85, 0.85, 0.85):
+        lrs.append(schedule.at(len(lrs) + 1))
+        schedule.observe(loss)
+    assert lrs == [1, 1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.25]
+    restored = LearningRate("plateau", 1.0, 20)
+    restored.load_state_dict(schedule.state_dict())
+    assert restored.at(11) == schedule.at(11) == 0.25
+
+
 def test_best_model_rule_breaks_ties_by_lower_loss():
     best = {"val_accuracy": 0.9, "val_loss": 0.5}
     assert improves(0.9, 0.4, best) and improves(0.95, 0.9, best) and improves(0.1, 9.0, None)
     assert not improves(0.9, 0.5, best) and not improves(0.9, 0.6, best) and not improves(0.85, 0.1, best)
+
+
+@pytest.mark.parametrize("device", ["mps", "cuda", "cpu"])
+def test_copies_from_pageable_memory_are_never_asynchronous(device):
+    from model.runtime import copies_asynchronously
+
+    batch = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)[torch.tensor([2, 0])]  # a gathered, pageable temporary
+    assert not copies_asynchronously(batch, torch.device(device))
 
 
 def test_workers_capped_by_slurm_cpus_per_task():
@@ -193,8 +228,13 @@ def test_signal_then_resume_equals_an_uninterrupted_run(tmp_path, demo_dataset, 
 def test_resume_refuses_other_options_and_finished_runs(tmp_path, uninterrupted, script):
     other = script("train.py", "--resume", str(uninterrupted / "last.pth"), "--lr", "0.1")
     assert other.returncode == 2 and "only --epochs, --device, --workers, --dataset may be given" in other.stderr
-    finished = script("train.py", "--resume", str(uninterrupted / "last.pth"))
-    assert finished.returncode == 1 and "already finished its 6 epochs; pass --epochs N" in finished.stderr
+    before = (uninterrupted / "last.pth").read_bytes()
+    finished = script("train.py", "--resume", str(uninterrupted / "last.pth"))  # a resubmitted finished job
+    assert finished.returncode == 0 and "already finished its 6 epochs; nothing to do" in finished.stdout
+    assert (uninterrupted / "last.pth").read_bytes() == before
+    with_config = script("train.py", "--resume", str(uninterrupted / "last.pth"), "--config",
+                         str(uninterrupted / "config.json"))
+    assert with_config.returncode == 2 and "--config and --resume cannot go together" in with_config.stderr
     best = script("train.py", "--resume", str(uninterrupted / "best.pth"))
     assert best.returncode == 1 and "holds no training state" in best.stderr
 
