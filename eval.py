@@ -3,27 +3,42 @@
 Writes next to the checkpoint (or into --out DIR), named after it (e.g. best.pth -> eval_best.*):
 a JSON of all figures, a per-image CSV and a confusion-matrix PNG per set.
 """
+
 from __future__ import annotations
 
-import csv
 import json
-import math
 import sys
 from pathlib import Path
 
 import click
 import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from model.checkpoint import CheckpointError, split_paths
-from model.dataset import DataError, Problems
+from model.annotations import DataError, Problems
+from model.checkpoint import Checkpoint
+from model.errors import one_line_errors
+from model.files import atomic_path, write_text
 from model.inference import images_root, load_rows_dataset, load_trained, run_model
 from model.metrics import ImageResults, summarize, to_json_ready
 from model.plots import confusion_plot
 from model.runtime import DEVICES, select_device, usable_cpus
+from model.tables import format_cell
 
 SET_NAMES = {"train": "train", "val": "validation", "test": "test"}  # as the course template prints them
+CORNERS = ("x1", "y1", "x2", "y2")
+PER_IMAGE_COLUMNS = [
+    "set",
+    "path",
+    "true_label",
+    "predicted_label",
+    "confidence",
+    "iou",
+    "failure",
+    *(f"pred_{c}" for c in CORNERS),
+    *(f"true_{c}" for c in CORNERS),
+]
 
 
 def accuracy_block(name: str, figures: dict) -> list[str]:
@@ -49,13 +64,16 @@ def box_table(name: str, figures: dict) -> Table:
     table = Table(title=f"{name} set: boxes (IoU threshold {figures['iou_threshold']})")
     for column in ("label", "images", "accuracy", "mean IoU", "IoU >= t", "detection acc.", "corner error px"):
         table.add_column(column, justify="left" if column == "label" else "right")
-
-    def fmt(value, digits: int = 3) -> str:
-        return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
-
     for label, f in [("all", figures["overall"]), *figures["per_label"].items()]:
-        table.add_row(label, str(f["images"]), fmt(f["accuracy"]), fmt(f.get("mean_iou")),
-                      fmt(f.get("iou_at_threshold")), fmt(f.get("detection_accuracy")), fmt(f.get("corner_error_px"), 1))
+        table.add_row(
+            label,
+            str(f["images"]),
+            format_cell(f["accuracy"], 3),
+            format_cell(f.get("mean_iou"), 3),
+            format_cell(f.get("iou_at_threshold"), 3),
+            format_cell(f.get("detection_accuracy"), 3),
+            format_cell(f.get("corner_error_px"), 1),
+        )
     return table
 
 
@@ -75,36 +93,51 @@ def failure_table(name: str, results: ImageResults, iou_threshold: float) -> Tab
     for column in ("image", "true", "predicted", "confidence", "IoU"):
         table.add_column(column)
     for i in np.flatnonzero(results.failures(iou_threshold)):
-        iou = "-" if results.iou is None else f"{results.iou[i]:.3f}"
-        table.add_row("/".join(Path(results.paths[i]).parts[-2:]), results.classes[results.true_labels[i]],
-                      results.classes[results.predicted_labels[i]], f"{results.confidence[i]:.3f}", iou)
+        table.add_row(
+            "/".join(Path(results.paths[i]).parts[-2:]),
+            results.classes[results.true_labels[i]],
+            results.classes[results.predicted_labels[i]],
+            f"{results.confidence[i]:.3f}",
+            format_cell(None if results.iou is None else float(results.iou[i]), 3),
+        )
     return table
 
 
-def write_per_image_csv(path: Path, sets: dict[str, ImageResults], iou_threshold: float) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["set", "path", "true_label", "predicted_label", "confidence", "iou", "failure",
-                         "pred_x1", "pred_y1", "pred_x2", "pred_y2", "true_x1", "true_y1", "true_x2", "true_y2"])
-        for name, r in sets.items():
-            failures = r.failures(iou_threshold)
-            for i, path_ in enumerate(r.paths):
-                predicted = [f"{v:.1f}" for v in r.predicted_boxes[i]] if r.predicted_boxes is not None else [""] * 4
-                writer.writerow([name, path_, r.classes[r.true_labels[i]], r.classes[r.predicted_labels[i]],
-                                 f"{r.confidence[i]:.4f}", "" if r.iou is None else f"{r.iou[i]:.4f}",
-                                 int(failures[i]), *predicted, *(f"{v:.1f}" for v in r.true_boxes[i])])
+def per_image_frame(sets: dict[str, ImageResults], iou_threshold: float) -> pd.DataFrame:
+    """One row per evaluated image: set, path, true and predicted label, confidence, IoU, failure,
+    predicted and true box in pixels of the original image (to 4 and 1 decimals)."""
+    rows = []
+    for name, r in sets.items():
+        failures = r.failures(iou_threshold)
+        for i, path in enumerate(r.paths):
+            predicted = [f"{v:.1f}" for v in r.predicted_boxes[i]] if r.predicted_boxes is not None else [""] * 4
+            rows.append(
+                [
+                    name,
+                    str(path),
+                    r.classes[r.true_labels[i]],
+                    r.classes[r.predicted_labels[i]],
+                    f"{r.confidence[i]:.4f}",
+                    "" if r.iou is None else f"{r.iou[i]:.4f}",
+                    int(failures[i]),
+                    *predicted,
+                    *(f"{v:.1f}" for v in r.true_boxes[i]),
+                ]
+            )
+    return pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS)
 
 
-def evaluation_sets(checkpoint_path: Path, checkpoint: dict, splits: tuple[str, ...], csv_files: tuple[Path, ...]
-                    ) -> dict[str, Path]:
+def evaluation_sets(checkpoint: Checkpoint, splits: tuple[str, ...], csv_files: tuple[Path, ...]) -> dict[str, Path]:
     """Printed set name -> CSV file: the recorded splits asked for, then the extra CSV files."""
-    recorded = split_paths(checkpoint_path, checkpoint)
+    recorded = checkpoint.split_paths()
     sets = {}
     for split in splits:
         path = recorded.get(split)
         if path is None or not path.is_file():
-            raise DataError(f"{path or checkpoint_path}: the {split} split file recorded with {checkpoint_path} is "
-                            f"missing; pass --csv FILE instead")
+            raise DataError(
+                f"{path or checkpoint.path}: the {split} split file recorded with {checkpoint.path} is "
+                f"missing; pass --csv FILE instead"
+            )
         sets[SET_NAMES[split]] = path
     for path in csv_files:
         sets[path.stem] = path
@@ -113,23 +146,53 @@ def evaluation_sets(checkpoint_path: Path, checkpoint: dict, splits: tuple[str, 
 
 @click.command(context_settings={"show_default": True, "max_content_width": 110})
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--split", "splits", type=click.Choice(list(SET_NAMES)), multiple=True,
-              help="Recorded split(s) to evaluate (repeat the option)  [default: train, val and test; none with --csv]")
-@click.option("--csv", "csv_files", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
-              help="Other rows in the course format, e.g. web_images/annotations.csv (repeatable).")
-@click.option("--dataset", type=click.Path(path_type=Path), default=None,
-              help="Where the images are  [default: the CSV's own dataset, else the one the model trained on]")
+@click.option(
+    "--split",
+    "splits",
+    type=click.Choice(list(SET_NAMES)),
+    multiple=True,
+    help="Recorded split(s) to evaluate (repeat the option)  [default: train, val and test; none with --csv]",
+)
+@click.option(
+    "--csv",
+    "csv_files",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    multiple=True,
+    help="Other rows in the course format, e.g. web_images/annotations.csv (repeatable).",
+)
+@click.option(
+    "--dataset",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the images are  [default: the CSV's own dataset, else the one the model trained on]",
+)
 @click.option("--failures", is_flag=True, help="List the failing images of each set.")
 @click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.5, help="A box is right from this IoU.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for the JSON, CSV and PNG  [default: the checkpoint's folder]")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the JSON, CSV and PNG  [default: the checkpoint's folder]",
+)
 @click.option("--device", type=click.Choice(DEVICES), default="auto")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64)
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Threads decoding images.")
 @click.option("--skip-bad-rows", is_flag=True, help="Skip unreadable images and bad rows instead of stopping.")
 @click.option("--strict", is_flag=True, help="Stop on odd rows too (zero-size or clipped boxes), kept otherwise.")
-def main(checkpoint: Path, splits, csv_files, dataset, failures, iou_threshold, out, device, batch_size, workers,
-         skip_bad_rows, strict) -> None:
+def main(
+    checkpoint: Path,
+    splits: tuple[str, ...],
+    csv_files: tuple[Path, ...],
+    dataset: Path | None,
+    failures: bool,
+    iou_threshold: float,
+    out: Path | None,
+    device: str,
+    batch_size: int,
+    workers: int | None,
+    skip_bad_rows: bool,
+    strict: bool,
+) -> None:
     """Evaluate CHECKPOINT on its train, validation and test splits (or on --csv files).
 
     \b
@@ -137,12 +200,10 @@ def main(checkpoint: Path, splits, csv_files, dataset, failures, iou_threshold, 
     python eval.py output/vgg/best.pth --split test --failures
     python eval.py output/best.pth --csv web_images/annotations.csv
     """
-    try:
+    with one_line_errors():
         torch_device = select_device(device)
         state, model = load_trained(checkpoint, torch_device)
-        if not splits and not csv_files:
-            splits = tuple(SET_NAMES)
-        sets = evaluation_sets(checkpoint, state, splits, csv_files)
+        sets = evaluation_sets(state, splits or (() if csv_files else tuple(SET_NAMES)), csv_files)
         problems = Problems(skip=skip_bad_rows, strict=strict)
         results, figures = {}, {}
         for name, path in sets.items():
@@ -150,10 +211,13 @@ def main(checkpoint: Path, splits, csv_files, dataset, failures, iou_threshold, 
             if not data.rows and path in csv_files:  # an empty recorded split prints as the template does
                 raise DataError(f"{path}: no usable row to evaluate")
             stats, results[name] = run_model(model, data, state, torch_device, batch_size)
-            figures[name] = {"file": str(path), "loss": stats.loss, "class_loss": stats.class_loss,
-                             "box_loss": stats.box_loss, **summarize(results[name], iou_threshold)}
-    except (CheckpointError, DataError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+            figures[name] = {
+                "file": str(path),
+                "loss": stats.loss,
+                "class_loss": stats.class_loss,
+                "box_loss": stats.box_loss,
+                **summarize(results[name], iou_threshold),
+            }
     for line in (problems.summary(), problems.warning()):
         if line:
             click.echo(line)
@@ -171,13 +235,23 @@ def main(checkpoint: Path, splits, csv_files, dataset, failures, iou_threshold, 
     out_dir = Path(out) if out else Path(checkpoint).parent
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"eval_{Path(checkpoint).stem}"
-    report = {"checkpoint": str(checkpoint), "epoch": state.get("epoch"), "model": state["model"],
-              "classes": state["classes"], "sets": figures}
-    (out_dir / f"{stem}.json").write_text(json.dumps(to_json_ready(report), indent=2) + "\n")
-    write_per_image_csv(out_dir / f"{stem}_images.csv", results, iou_threshold)
+    report = {
+        "checkpoint": str(checkpoint),
+        "epoch": state.epoch,
+        "model": {"name": state.model_name, "options": state.record.model_options},
+        "classes": state.classes,
+        "sets": figures,
+    }
+    write_text(out_dir / f"{stem}.json", json.dumps(to_json_ready(report), indent=2) + "\n")
+    with atomic_path(out_dir / f"{stem}_images.csv") as tmp:
+        per_image_frame(results, iou_threshold).to_csv(tmp, index=False)
     for name, f in figures.items():
-        confusion_plot(f["confusion"]["labels"], f["confusion"]["matrix"], out_dir / f"{stem}_confusion_{name}.png",
-                       f"{state['model']['name']}: {name} set")
+        confusion_plot(
+            f["confusion"]["labels"],
+            f["confusion"]["matrix"],
+            out_dir / f"{stem}_confusion_{name}.png",
+            f"{state.model_name}: {name} set",
+        )
     click.echo(f"Wrote {out_dir / stem}.json, {stem}_images.csv and {stem}_confusion_*.png")
 
 

@@ -4,6 +4,7 @@ INPUT is any mix of CSV files in the course row format (split files, annotation 
 web_images/annotations.csv: true label and box known), image files, and folders (a dataset, a
 folder laid out as images/<label>/ or <label>/ giving the true label, or plain images).
 """
+
 from __future__ import annotations
 
 import os
@@ -17,13 +18,15 @@ import numpy as np
 import torch
 
 from model import config
-from model.checkpoint import CheckpointError
-from model.dataset import (Annotation, DataError, Problems, box_to_pixels, box_to_unit, check_labels, image_path,
-                           network_input, read_annotations, read_rows)
+from model.annotations import Annotation, Problems, check_labels, image_path, read_annotations, read_rows
 from model.boxes import pairwise_iou
+from model.checkpoint import Checkpoint
+from model.errors import UserError, one_line_errors
+from model.images import box_to_pixels, box_to_unit, network_input
 from model.inference import images_root, load_trained
+from model.network import Detector
 from model.runtime import DEVICES, select_device
-from model.visualize import draw_prediction, gallery, grad_cam, overlay_cam
+from model.visualize import draw_prediction, gallery, grad_cam, overlay_cam, save_image
 
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or ESC
 DEFAULT_SAVE_DIR = config.OUTPUT_DIR / "predictions"
@@ -37,16 +40,21 @@ class Item:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in config.IMAGE_EXTENSIONS
-                  and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in config.IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
 
 
 def _rows_to_items(root: Path, rows: list[Annotation]) -> list[Item]:
     return [Item(image_path(root, row), row.label, row.box) for row in rows]
 
 
-def collect_items(inputs: tuple[Path, ...], dataset: Path | None, checkpoint: dict, problems: Problems) -> list[Item]:
-    classes = checkpoint["classes"]
+def collect_items(
+    inputs: tuple[Path, ...], dataset: Path | None, checkpoint: Checkpoint, problems: Problems
+) -> list[Item]:
+    classes = checkpoint.classes
     items: list[Item] = []
     for given in inputs:
         path = Path(given)
@@ -80,21 +88,28 @@ class Outcome:
 
 
 @torch.no_grad()
-def predict_one(model, image_bgr: np.ndarray, checkpoint: dict, device: torch.device, item: Item,
-                iou_threshold: float) -> tuple[Outcome, torch.Tensor]:
+def predict_one(
+    model: Detector,
+    image_bgr: np.ndarray,
+    checkpoint: Checkpoint,
+    device: torch.device,
+    item: Item,
+    iou_threshold: float,
+) -> tuple[Outcome, torch.Tensor]:
     """Run one image through the model; returns the outcome and the normalised input (1, 3, S, S)."""
-    norm = checkpoint["normalization"]
-    x = network_input(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), checkpoint["image_size"], device,
-                      norm["mean"], norm["std"])
+    x = network_input(
+        cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), checkpoint.image_size, device, checkpoint.mean, checkpoint.std
+    )
     logits, boxes = model(x)
     probabilities = logits.float().softmax(dim=1)[0]
     confidence, index = probabilities.max(dim=0)
-    predicted = checkpoint["classes"][int(index)]
+    predicted = checkpoint.classes[int(index)]
     height, width = image_bgr.shape[:2]
     box = iou = None
     if boxes is not None:
         pred = boxes.float().cpu()  # (1, 4) in [0, 1]
-        box = tuple(float(v) for v in box_to_pixels(pred, [[width, height]])[0])
+        x1, y1, x2, y2 = (float(v) for v in box_to_pixels(pred, torch.tensor([[width, height]]))[0])
+        box = (x1, y1, x2, y2)
         if item.box is not None:
             true = torch.tensor([box_to_unit(item.box, width, height)], dtype=torch.float32)
             iou = float(pairwise_iou(pred, true)[0])
@@ -117,31 +132,69 @@ def describe(outcome: Outcome) -> str:
     if outcome.iou is not None:
         truth.append(f"IoU {outcome.iou:.3f}")
     detail = f" ({', '.join(truth)})" if truth else ""
-    return f"{name}: predicted {outcome.predicted} {outcome.confidence:.3f}{detail}{'  FAILURE' if outcome.failure else ''}"
+    failure = "  FAILURE" if outcome.failure else ""
+    return f"{name}: predicted {outcome.predicted} {outcome.confidence:.3f}{detail}{failure}"
 
 
 @click.command(context_settings={"show_default": True, "max_content_width": 110})
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--model", "checkpoint_path", type=click.Path(path_type=Path),
-              default=config.OUTPUT_DIR / config.BEST_CHECKPOINT, help="Checkpoint to run.")
-@click.option("--failures-only", is_flag=True,
-              help="Only the failures: wrong label, or IoU below --iou-threshold when the true box is known.")
+@click.option(
+    "--model",
+    "checkpoint_path",
+    type=click.Path(path_type=Path),
+    default=config.OUTPUT_DIR / config.BEST_CHECKPOINT,
+    help="Checkpoint to run.",
+)
+@click.option(
+    "--failures-only",
+    is_flag=True,
+    help="Only the failures: wrong label, or IoU below --iou-threshold when the true box is known.",
+)
 @click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.5)
-@click.option("--save", "save_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help=f"Write the annotated images here instead of showing them  [default without a display: "
-                   f"{DEFAULT_SAVE_DIR}]")
-@click.option("--gallery", "gallery_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write a grid of the selected images to this PNG (for the report).")
+@click.option(
+    "--save",
+    "save_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"Write the annotated images here instead of showing them  [default without a display: {DEFAULT_SAVE_DIR}]",
+)
+@click.option(
+    "--gallery",
+    "gallery_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a grid of the selected images to this PNG (for the report).",
+)
 @click.option("--gallery-max", type=click.IntRange(min=1), default=24, help="Images in the gallery at most.")
 @click.option("--cam", is_flag=True, help="Overlay a Grad-CAM heat map of the predicted class.")
-@click.option("--delay", type=click.IntRange(min=0), default=0,
-              help="On screen: milliseconds per image; 0 waits for a key (q or ESC quits).")
-@click.option("--dataset", type=click.Path(path_type=Path), default=None,
-              help="Where the images of CSV rows are  [default: the CSV's own dataset, else the training one]")
+@click.option(
+    "--delay",
+    type=click.IntRange(min=0),
+    default=0,
+    help="On screen: milliseconds per image; 0 waits for a key (q or ESC quits).",
+)
+@click.option(
+    "--dataset",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the images of CSV rows are  [default: the CSV's own dataset, else the training one]",
+)
 @click.option("--device", type=click.Choice(DEVICES), default="auto")
 @click.option("--skip-bad-rows", is_flag=True, help="Skip bad CSV rows instead of stopping.")
-def main(inputs, checkpoint_path, failures_only, iou_threshold, save_dir, gallery_path, gallery_max, cam, delay,
-         dataset, device, skip_bad_rows) -> None:
+def main(
+    inputs,
+    checkpoint_path,
+    failures_only,
+    iou_threshold,
+    save_dir,
+    gallery_path,
+    gallery_max,
+    cam,
+    delay,
+    dataset,
+    device,
+    skip_bad_rows,
+) -> None:
     """Show predictions on INPUT... (CSV files, images, folders); any key: next image, q or ESC: quit.
 
     \b
@@ -150,14 +203,12 @@ def main(inputs, checkpoint_path, failures_only, iou_threshold, save_dir, galler
     python predict.py web_images/images --gallery doc/web_gallery.png --save output/web
     python predict.py --cam --failures-only output/test_data.csv
     """
-    try:
+    with one_line_errors():
         torch_device = select_device(device)
         checkpoint, model = load_trained(checkpoint_path, torch_device)
         items = collect_items(inputs, dataset, checkpoint, Problems(skip=skip_bad_rows))
-    except (CheckpointError, DataError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
-    if not items:
-        raise click.ClickException(f"no image found in {', '.join(map(str, inputs))}")
+        if not items:
+            raise UserError(f"no image found in {', '.join(map(str, inputs))}")
 
     show = save_dir is None and display_available()
     if save_dir is None and not show:
@@ -165,7 +216,8 @@ def main(inputs, checkpoint_path, failures_only, iou_threshold, save_dir, galler
         click.echo(f"No display (DISPLAY is not set): writing the annotated images to {save_dir}/")
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
-    selected, failures, unreadable, thumbnails = 0, 0, 0, []
+    selected, failures, unreadable = 0, 0, 0
+    thumbnails: list[np.ndarray] = []
     try:
         for index, item in enumerate(items):
             image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
@@ -182,19 +234,29 @@ def main(inputs, checkpoint_path, failures_only, iou_threshold, save_dir, galler
             if cam:
                 heat, _ = grad_cam(model, x)
                 image = overlay_cam(image, heat)
-            canvas = draw_prediction(image, outcome.predicted, outcome.confidence, outcome.box, item.label, item.box,
-                                     outcome.iou, outcome.failure)
+            canvas = draw_prediction(
+                image,
+                outcome.predicted,
+                outcome.confidence,
+                outcome.box,
+                item.label,
+                item.box,
+                outcome.iou,
+                outcome.failure,
+            )
             if gallery_path is not None and len(thumbnails) < gallery_max:
                 thumbnails.append(canvas)
             if save_dir is not None:
-                cv2.imwrite(str(save_dir / f"{index:04d}_{item.label or 'image'}_{item.path.stem}.jpg"), canvas)
+                save_image(save_dir / f"{index:04d}_{item.label or 'image'}_{item.path.stem}.jpg", canvas)
                 continue
             try:
                 cv2.imshow("predict.py: any key next, q or ESC quits", canvas)
                 key = cv2.waitKey(delay) & 0xFF
             except cv2.error as error:  # e.g. no GUI backend, or an X11 forwarding problem
-                raise click.ClickException(f"cannot open a window ({str(error).strip().splitlines()[-1]}); "
-                                           f"pass --save DIR to write the images instead") from None
+                raise click.ClickException(
+                    f"cannot open a window ({str(error).strip().splitlines()[-1]}); "
+                    f"pass --save DIR to write the images instead"
+                ) from None
             if key in QUIT_KEYS:
                 break
     finally:
@@ -202,11 +264,13 @@ def main(inputs, checkpoint_path, failures_only, iou_threshold, save_dir, galler
             cv2.destroyAllWindows()
     if gallery_path is not None and thumbnails:
         gallery_path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(gallery_path), gallery(thumbnails))
+        save_image(gallery_path, gallery(thumbnails))
         click.echo(f"Gallery of {len(thumbnails)} image(s): {gallery_path}")
     where = f"; annotated images in {save_dir}/" if save_dir is not None else ""
-    click.echo(f"{selected} image(s) shown of {len(items)}, {failures} failure(s)"
-               f"{f', {unreadable} unreadable' if unreadable else ''}{where}")
+    click.echo(
+        f"{selected} image(s) shown of {len(items)}, {failures} failure(s)"
+        f"{f', {unreadable} unreadable' if unreadable else ''}{where}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Box operations on (B, 4) xyxy tensors (any unit, as long as both sides share it)."""
+
 from __future__ import annotations
 
 import torch
@@ -10,24 +11,14 @@ def ordered(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.minimum(x1, x2), torch.minimum(y1, y2), torch.maximum(x1, x2), torch.maximum(y1, y2)], -1)
 
 
-def _iou_and_union(pred: torch.Tensor, true: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """IoU and union area of pred[i] with true[i], both (B, 4) xyxy with ordered corners: -> (B,), (B,)."""
+def pairwise_iou(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """IoU of pred[i] with true[i]: (B, 4), (B, 4) xyxy -> (B,); 0 where the union is empty.
+
+    (torchvision's box_iou computes every pair, (B, B); only the diagonal is wanted here.)
+    """
+    pred = ordered(pred)
     lt = torch.maximum(pred[:, :2], true[:, :2])
     rb = torch.minimum(pred[:, 2:], true[:, 2:])
     inter = (rb - lt).clamp(min=0).prod(dim=1)
     union = (pred[:, 2:] - pred[:, :2]).prod(dim=1) + (true[:, 2:] - true[:, :2]).prod(dim=1) - inter
-    return inter / union.clamp(min=1e-12), union
-
-
-def pairwise_iou(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    """IoU of pred[i] with true[i]: (B, 4), (B, 4) xyxy -> (B,)."""
-    return _iou_and_union(ordered(pred), true)[0]
-
-
-def giou_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    """1 - generalised IoU per image: (B, 4), (B, 4) -> (B,), in [0, 2]."""
-    pred = ordered(pred)
-    iou, union = _iou_and_union(pred, true)
-    hull = (torch.maximum(pred[:, 2:], true[:, 2:]) - torch.minimum(pred[:, :2], true[:, :2])).prod(dim=1)
-    hull = hull.clamp(min=1e-12)
-    return 1.0 - (iou - (hull - union) / hull)
+    return inter / union.clamp(min=1e-12)

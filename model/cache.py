@@ -6,6 +6,7 @@ image size. It is a plain ``.npy`` array of (N, 3, S, S) uint8 opened memory-map
 larger than memory is paged in from disk instead of failing; the same happens without a cache
 folder when the images would not fit in RAM (a temporary file is used then).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,9 @@ import numpy as np
 import torch
 
 from model import config
-from model.dataset import Annotation, Problems, image_path, read_image_rgb, resize_square
+from model.annotations import Annotation, Problems, image_path
 from model.files import atomic_path
+from model.images import read_image_rgb, resize_square
 
 CACHE_VERSION = 1
 RAM_SHARE = 0.5  # without a cache folder, decode into RAM only while it takes at most this share of free memory
@@ -53,18 +55,37 @@ def available_memory() -> int:
     return 1 << 62  # unknown (macOS, Windows): assume it fits
 
 
+def fits_in_memory(nbytes: int) -> bool:
+    """Whether ``nbytes`` may be held in RAM: at most RAM_SHARE of the memory available now."""
+    return nbytes <= RAM_SHARE * available_memory()
+
+
 class ImageCache:
     """``images`` (N, 3, S, S) uint8 RGB and ``sizes`` (N, 2) original (width, height) of ``rows``;
     ``decoded[i]`` is False where the image was missing or unreadable (reported to ``problems``)."""
 
-    def __init__(self, rows: Sequence[Annotation], images: torch.Tensor, sizes: torch.Tensor, decoded: torch.Tensor,
-                 from_disk: bool):
+    def __init__(
+        self,
+        rows: Sequence[Annotation],
+        images: torch.Tensor,
+        sizes: torch.Tensor,
+        decoded: torch.Tensor,
+        from_disk: bool,
+    ):
         self.rows, self.images, self.sizes, self.decoded, self.from_disk = list(rows), images, sizes, decoded, from_disk
         self.index = {row.key: i for i, row in enumerate(self.rows)}
 
     @classmethod
-    def build(cls, root: Path, rows: Sequence[Annotation], image_size: int, problems: Problems, workers: int = 1,
-              cache_dir: Path | None = None, interrupt: Callable[[], None] = lambda: None) -> ImageCache:
+    def build(
+        cls,
+        root: Path,
+        rows: Sequence[Annotation],
+        image_size: int,
+        problems: Problems,
+        workers: int = 1,
+        cache_dir: Path | None = None,
+        interrupt: Callable[[], None] = lambda: None,
+    ) -> ImageCache:
         """Decode ``rows`` (or read them from ``cache_dir``); ``interrupt`` is called before each image
         and may raise to stop (a signal): no partial file is left behind then."""
         rows = sorted(rows, key=lambda r: r.key)
@@ -77,7 +98,7 @@ class ImageCache:
                     return cls._load(rows, path)
                 except (OSError, ValueError):
                     pass  # a damaged file is rebuilt below
-        if path is None and int(np.prod(shape)) <= RAM_SHARE * available_memory():
+        if path is None and fits_in_memory(int(np.prod(shape))):
             buffer = np.empty(shape, dtype=np.uint8)
             sizes, decoded = _decode(root, rows, image_size, buffer, workers, problems, interrupt)
             return cls(rows, torch.from_numpy(buffer), torch.from_numpy(sizes), torch.from_numpy(decoded), False)
@@ -110,15 +131,24 @@ class ImageCache:
         sizes = np.load(path.with_suffix(".sizes.npy"))
         if images.shape[0] != len(rows) or sizes.shape != (len(rows), 2):
             raise ValueError(f"{path}: does not match its rows")
-        return cls(rows, torch.from_numpy(images), torch.from_numpy(sizes), torch.ones(len(rows), dtype=torch.bool), True)
+        return cls(
+            rows, torch.from_numpy(images), torch.from_numpy(sizes), torch.ones(len(rows), dtype=torch.bool), True
+        )
 
     def lookup(self, rows: Sequence[Annotation]) -> torch.Tensor:
         """(len(rows),) indices into ``images``; KeyError when a row is not cached."""
         return torch.tensor([self.index[row.key] for row in rows], dtype=torch.int64)
 
 
-def _decode(root: Path, rows: Sequence[Annotation], image_size: int, buffer: np.ndarray, workers: int,
-            problems: Problems, interrupt: Callable[[], None]) -> tuple[np.ndarray, np.ndarray]:
+def _decode(
+    root: Path,
+    rows: Sequence[Annotation],
+    image_size: int,
+    buffer: np.ndarray,
+    workers: int,
+    problems: Problems,
+    interrupt: Callable[[], None],
+) -> tuple[np.ndarray, np.ndarray]:
     """Decode and resize each row's image into ``buffer`` (N, 3, S, S); returns the original
     (width, height) per row and whether it could be decoded. Missing or unreadable images are
     reported to ``problems``."""
@@ -135,7 +165,7 @@ def _decode(root: Path, rows: Sequence[Annotation], image_size: int, buffer: np.
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         list(pool.map(decode, range(len(rows))))
-    for i in np.flatnonzero(~decoded):
+    for i in map(int, np.flatnonzero(~decoded)):
         where = image_path(root, rows[i])
         what = f"missing image {where}" if not where.exists() else f"unreadable image {where} (OpenCV cannot decode it)"
         problems.report(rows[i].where, what)

@@ -8,6 +8,7 @@
   HOG+SVM label and the edge box, so the row covers all three classes. Its minNeighbors is the
   one that tells faces from the rest best (F1) on the training split.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -15,19 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import cv2.data
 import numpy as np
 import torch
 
+from model.annotations import Annotation, image_path
 from model.boxes import pairwise_iou
-from model.dataset import Annotation, image_path
+from model.errors import UserError
 from model.metrics import ImageResults
 
 HOG_SIZE = 64
 BOX_WORK_SIDE = 256  # edge boxes are computed on images scaled to this longer side
 
 
-class ClassicError(RuntimeError):
-    pass
+class ClassicError(UserError):
+    """An image or OpenCV's cascade file cannot be read."""
 
 
 def _hog() -> cv2.HOGDescriptor:
@@ -44,9 +47,11 @@ def _read(root: Path, row: Annotation) -> np.ndarray:
 
 def hog_features(images: Sequence[np.ndarray]) -> np.ndarray:
     hog = _hog()
-    grey = (cv2.cvtColor(cv2.resize(im, (HOG_SIZE, HOG_SIZE), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
-            for im in images)
-    return np.stack([hog.compute(g).ravel() for g in grey]).astype(np.float32)
+    grey = (
+        cv2.cvtColor(cv2.resize(im, (HOG_SIZE, HOG_SIZE), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        for im in images
+    )
+    return np.stack([np.asarray(hog.compute(g)).ravel() for g in grey]).astype(np.float32)
 
 
 # Validated grid for the RBF SVM: C, and gamma relative to 1 / (median squared distance between
@@ -67,19 +72,30 @@ def median_squared_distance(features: np.ndarray, sample: int = 200) -> float:
 def _grid(values: Sequence[float]) -> cv2.ml.ParamGrid:
     """OpenCV's grid: min, min * step, ... below max; the values must be geometric."""
     step = values[1] / values[0]
-    return cv2.ml.ParamGrid_create(values[0], values[-1] * (1 + (step - 1) / 2), step)
+    return cv2.ml.ParamGrid.create(values[0], values[-1] * (1 + (step - 1) / 2), step)
 
 
 def train_svm(features: np.ndarray, labels: np.ndarray) -> cv2.ml.SVM:
     """RBF SVM whose C and gamma are chosen by OpenCV's k-fold grid search on the training split."""
-    svm = cv2.ml.SVM_create()
+    svm = cv2.ml.SVM.create()
     svm.setType(cv2.ml.SVM_C_SVC)
     svm.setKernel(cv2.ml.SVM_RBF)
     svm.setTermCriteria((cv2.TERM_CRITERIA_MAX_ITER + cv2.TERM_CRITERIA_EPS, 1000, 1e-6))
     scale = 1.0 / median_squared_distance(features)
-    unused = cv2.ml.ParamGrid_create(0, 0, 0)  # a log step of 0 leaves a parameter out of the search
-    svm.trainAuto(features, cv2.ml.ROW_SAMPLE, labels.astype(np.int32), min(SVM_FOLDS, np.bincount(labels).min()),
-                  _grid(SVM_C), _grid([f * scale for f in SVM_GAMMA_FACTORS]), unused, unused, unused, unused, True)
+    unused = cv2.ml.ParamGrid.create(0, 0, 0)  # a log step of 0 leaves a parameter out of the search
+    svm.trainAuto(
+        features,
+        cv2.ml.ROW_SAMPLE,
+        labels.astype(np.int32),
+        min(SVM_FOLDS, np.bincount(labels).min()),
+        _grid(SVM_C),
+        _grid([f * scale for f in SVM_GAMMA_FACTORS]),
+        unused,
+        unused,
+        unused,
+        unused,
+        True,
+    )
     return svm
 
 
@@ -100,7 +116,9 @@ def edge_box(image: np.ndarray) -> tuple[float, float, float, float]:
     """Bounding rectangle of the largest edge blob, in pixels of ``image``; the whole image if none."""
     height, width = image.shape[:2]
     scale = BOX_WORK_SIDE / max(height, width)
-    small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+    )
     grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0)
     median = float(np.median(grey))
     edges = cv2.Canny(grey, 0.66 * median, 1.33 * median)
@@ -112,8 +130,9 @@ def edge_box(image: np.ndarray) -> tuple[float, float, float, float]:
     return (x / scale, y / scale, (x + w) / scale, (y + h) / scale)
 
 
-def haar_detections(image: np.ndarray, cascade: cv2.CascadeClassifier
-                    ) -> list[tuple[tuple[float, float, float, float], int]]:
+def haar_detections(
+    image: np.ndarray, cascade: cv2.CascadeClassifier
+) -> list[tuple[tuple[float, float, float, float], int]]:
     """Face detections as (xyxy pixels, number of neighbouring raw detections that support it).
 
     Asked with minNeighbors 1 once: a detection survives a higher minNeighbors k exactly when its
@@ -134,7 +153,9 @@ def load_cascade() -> cv2.CascadeClassifier:
     path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
     cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():
-        raise ClassicError(f"{path}: OpenCV's Haar cascade is missing (opencv-python 5 ships none: install opencv-python<5)")
+        raise ClassicError(
+            f"{path}: OpenCV's Haar cascade is missing (opencv-python 5 ships none: install opencv-python<5)"
+        )
     return cascade
 
 
@@ -146,8 +167,9 @@ class Baseline:
     chosen: str
 
 
-def run_baselines(root: Path, train_rows: Sequence[Annotation], test_rows: Sequence[Annotation],
-                  classes: Sequence[str]) -> dict[str, Baseline]:
+def run_baselines(
+    root: Path, train_rows: Sequence[Annotation], test_rows: Sequence[Annotation], classes: Sequence[str]
+) -> dict[str, Baseline]:
     """Fit both baselines' hyper-parameters on ``train_rows``, then score them on ``test_rows``."""
     index = {c: i for i, c in enumerate(classes)}
     train_images = [_read(root, r) for r in train_rows]
@@ -173,5 +195,7 @@ def run_baselines(root: Path, train_rows: Sequence[Annotation], test_rows: Seque
         return ImageResults(paths, list(classes), true_labels, labels, ones, iou, true_boxes, boxes)
 
     svm_choice = f"C={svm.getC():g}, gamma={svm.getGamma():.3g}"
-    return {"hog_svm": Baseline(results(svm_labels, edge_boxes), svm_choice),
-            "haar_face": Baseline(results(haar_labels, haar_boxes), f"minNeighbors={min_neighbors}; else {svm_choice}")}
+    return {
+        "hog_svm": Baseline(results(svm_labels, edge_boxes), svm_choice),
+        "haar_face": Baseline(results(haar_labels, haar_boxes), f"minNeighbors={min_neighbors}; else {svm_choice}"),
+    }

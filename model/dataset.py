@@ -1,304 +1,33 @@
-"""The course dataset: annotation rows, splits, decoded images and the tensors the networks eat.
+"""Where the dataset is, and one split of it as the tensors the networks eat.
 
-Layout read (and written by the demo generator and the Caltech-101 importer)::
-
-    DATASET/images/<label>/<file>.jpg
-    DATASET/annotations/<label>.csv     rows "filename,startX,startY,endX,endY,label", no header
-
-Boxes are absolute pixels, top-left and bottom-right corners. An image is identified by
-``label/filename``: file names repeat across classes.
-
-Tensors handed to the networks::
-
-    images  (B, 3, S, S) float32, RGB, ImageNet-normalised, S = image size (224 by default)
-    labels  (B,) int64, index into the sorted class names
-    boxes   (B, 4) float32, xyxy divided by the ORIGINAL image width and height, in [0, 1]
-
-Each image is decoded and resized once per run into a uint8 cache; batches are gathered from it.
+images  (N, 3, S, S) uint8 RGB, decoded once (model/cache.py) and normalised on the device
+labels  (N,) int64, index into the sorted class names
+boxes   (N, 4) float32, xyxy divided by the ORIGINAL image width and height, in [0, 1]
 """
+
 from __future__ import annotations
 
 import math
 import os
-import random
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 
-from model import config, demo
-from model.files import write_text
-
-# A box may stick out of its image by this many pixels (annotation tools round corners outward);
-# it is then clipped. Beyond that the row is reported as bad.
-BOX_TOLERANCE_PX = 2.0
-MAX_REPORTED_PROBLEMS = 5
+from model import config
+from model.annotations import Annotation, DataError, Problems, check_box, image_path
+from model.cache import ImageCache, fits_in_memory
+from model.images import box_to_unit, normalize
 
 
-class DataError(Exception):
-    """Bad input in the dataset; the message is one line naming the file, the line and the fix."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Annotation rows
-# ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Annotation:
-    """One row of an annotation or split file; coordinates in pixels of the original image."""
-
-    filename: str
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    label: str
-    source: str = ""  # file the row was read from, for error messages
-    line: int = 0  # 1-based line number in that file
-
-    @property
-    def key(self) -> str:
-        """Unique identifier of the image: file names repeat across classes."""
-        return f"{self.label}/{self.filename}"
-
-    @property
-    def where(self) -> str:
-        return f"{self.source}:{self.line}" if self.source else self.key
-
-    def to_row(self) -> str:
-        return ",".join([self.filename, *(_format_number(v) for v in self.box), self.label])
-
-    @property
-    def box(self) -> tuple[float, float, float, float]:
-        return (self.x1, self.y1, self.x2, self.y2)
-
-
-def _format_number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
-
-
-@dataclass
-class Problems:
-    """Collects what is wrong with the input rows.
-
-    Bad rows (unusable: unparseable, missing image, unknown label, box outside its image) raise
-    at the first one, or with ``skip`` are recorded and left out. Odd rows (usable as they are: a
-    box of zero width or height, a box clipped to the border) are kept with a warning, or with
-    ``strict`` raise like bad rows.
-    """
-
-    skip: bool
-    strict: bool = False
-    items: list[str] = field(default_factory=list)
-    oddities: list[str] = field(default_factory=list)
-
-    def report(self, where: str, what: str, fix: str = "") -> None:
-        message = f"{where}: {what}"
-        if not self.skip:
-            hint = fix or "fix or remove the row, or pass --skip-bad-rows to skip such rows"
-            raise DataError(f"{message} ({hint})")
-        self.items.append(message)
-
-    def odd(self, where: str, what: str) -> None:
-        """A row that is usable as it is: kept with a warning, or an error with ``strict``."""
-        message = f"{where}: {what}"
-        if self.strict:
-            raise DataError(f"{message} (--strict stops on such rows; fix the row, or drop --strict to keep it)")
-        self.oddities.append(message)
-
-    def summary(self) -> str | None:
-        """One line saying how many rows were skipped and which (the first few), or None."""
-        return _listing(f"skipped {len(self.items)} bad row(s)", self.items)
-
-    def warning(self) -> str | None:
-        """One line naming the odd rows that were kept (the first few), or None."""
-        return _listing(f"warning: kept {len(self.oddities)} odd row(s)", self.oddities)
-
-
-def _listing(head: str, items: Sequence[str]) -> str | None:
-    if not items:
-        return None
-    shown = "; ".join(items[:MAX_REPORTED_PROBLEMS])
-    more = len(items) - MAX_REPORTED_PROBLEMS
-    return f"{head}: {shown}{'; and ' + str(more) + ' more' if more > 0 else ''}"
-
-
-def parse_row(text: str, source: str, line: int, problems: Problems) -> Annotation | None:
-    """Parse one ``filename,startX,startY,endX,endY,label`` row; None when blank or bad."""
-    text = text.strip()
-    if not text:
-        return None
-    fields = [f.strip() for f in text.split(",")]
-    where = f"{source}:{line}"
-    if len(fields) != 6:
-        problems.report(where, f"expected 6 fields filename,startX,startY,endX,endY,label, got {len(fields)}")
-        return None
-    filename, *coords, label = fields
-    try:
-        x1, y1, x2, y2 = (float(c) for c in coords)
-    except ValueError:
-        problems.report(where, f"non-numeric coordinate in {','.join(coords)!r}")
-        return None
-    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
-        problems.report(where, f"non-finite coordinate in {','.join(coords)!r}")
-        return None
-    if not filename or not label:
-        problems.report(where, "empty file name or label")
-        return None
-    # The box's geometry is checked against its image when the image is loaded (check_box):
-    # files with degenerate boxes, such as the course's own splits, still parse.
-    return Annotation(filename, x1, y1, x2, y2, label, source, line)
-
-
-def read_rows(path: Path, problems: Problems) -> list[Annotation]:
-    """All rows of one annotation or split file (no header; last line may lack its newline)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file (check the path)") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: cannot be read as a text CSV file ({error})") from None
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        row = parse_row(line, str(path), number, problems)
-        if row is not None:
-            rows.append(row)
-    return rows
-
-
-def _visible(entry: Path) -> bool:
-    return not entry.name.startswith((".", "_"))
-
-
-def annotation_file_order(path: Path) -> tuple[int, str]:
-    """Sort key of annotation files: the course cluster's order first, then by name."""
-    order = config.ANNOTATION_FILE_ORDER
-    return (order.index(path.name) if path.name in order else len(order), path.name)
-
-
-def read_annotations(root: Path, problems: Problems) -> list[Annotation]:
-    """Rows of every ``annotations/*.csv`` of a dataset, in file order, the files in the course
-    cluster's order (motorcycle, airplane, face, then any other by name): the order the
-    template's split is drawn from.
-
-    Rows whose label has no ``images/<label>/`` folder are reported; stray folders under images/
-    without rows and hidden files (.DS_Store, ._*) are ignored.
-    """
-    root = Path(root)
-    annotations_dir = root / "annotations"
-    images_dir = root / "images"
-    for folder in (annotations_dir, images_dir):
-        if not folder.is_dir():
-            raise DataError(f"{folder}: missing; a dataset holds images/<label>/ and annotations/*.csv")
-    files = sorted((p for p in annotations_dir.iterdir() if p.suffix.lower() == ".csv" and _visible(p)),
-                   key=annotation_file_order)
-    if not files:
-        raise DataError(f"{annotations_dir}: no .csv annotation file (expected e.g. airplane.csv, face.csv)")
-    known = {p.name for p in images_dir.iterdir() if p.is_dir() and _visible(p)}
-    rows = []
-    for path in files:
-        for row in read_rows(path, problems):
-            if row.label not in known:
-                problems.report(row.where, f"unknown label {row.label!r}: no folder {images_dir / row.label}")
-                continue
-            rows.append(row)
-    if not rows:
-        raise DataError(f"{annotations_dir}: the annotation files hold no usable row")
-    check_unique(rows)
-    return rows
-
-
-def check_unique(rows: Sequence[Annotation]) -> None:
-    """One box per image: a second row for the same label/filename is an error."""
-    seen: dict[str, str] = {}
-    for row in rows:
-        if row.key in seen:
-            raise DataError(f"{row.where}: {row.key} is annotated twice (first at {seen[row.key]}); keep one row")
-        seen[row.key] = row.where
-
-
-def class_names(rows: Sequence[Annotation]) -> list[str]:
-    """Sorted labels: the class index of a label never depends on the filesystem."""
-    return sorted({row.label for row in rows})
-
-
-def check_labels(rows: Sequence[Annotation], classes: Sequence[str], problems: Problems) -> list[Annotation]:
-    """Rows whose label is one of ``classes`` (e.g. a checkpoint's); others are reported."""
-    kept = []
-    for row in rows:
-        if row.label in classes:
-            kept.append(row)
-        else:
-            problems.report(row.where, f"unknown label {row.label!r}; the model knows {', '.join(classes)}")
-    return kept
-
-
-# ----------------------------------------------------------------------------------------------
-# Splits
-# ----------------------------------------------------------------------------------------------
-def split_rows(
-    rows: Sequence[Annotation], cut_val: float = config.CUT_VAL, cut_test: float = config.CUT_TEST,
-    seed: int = config.SPLIT_SEED,
-) -> dict[str, list[Annotation]]:
-    """Seeded shuffle, then cut at int(cut_val*N) and int(cut_test*N), as the course template."""
-    if not 0.0 < cut_val < cut_test <= 1.0:
-        raise ValueError(f"need 0 < cut_val < cut_test <= 1, got {cut_val} and {cut_test}")
-    shuffled = list(rows)
-    random.Random(seed).shuffle(shuffled)
-    a, b = int(cut_val * len(shuffled)), int(cut_test * len(shuffled))
-    return {"train": shuffled[:a], "val": shuffled[a:b], "test": shuffled[b:]}
-
-
-def read_split_files(folder: Path, problems: Problems) -> dict[str, list[Annotation]]:
-    """The three split files of a run folder, or of the course template's output/ (same names)."""
-    folder = Path(folder)
-    missing = [name for name in config.SPLIT_FILES.values() if not (folder / name).is_file()]
-    if missing:
-        raise DataError(f"{folder}: no {missing[0]} there; a split folder holds "
-                        f"{', '.join(config.SPLIT_FILES.values())} (a run folder, or the template's output/)")
-    splits = {name: read_rows(folder / filename, problems) for name, filename in config.SPLIT_FILES.items()}
-    check_unique([row for part in splits.values() for row in part])
-    return splits
-
-
-def subsample(rows: Sequence[Annotation], fraction: float, seed: int = config.SPLIT_SEED) -> list[Annotation]:
-    """A stratified ``fraction`` of rows (at least one per class), order kept (Part 1 Q9.1)."""
-    if fraction >= 1.0:
-        return list(rows)
-    by_label: dict[str, list[int]] = {}
-    for index, row in enumerate(rows):
-        by_label.setdefault(row.label, []).append(index)
-    rng = random.Random(seed)
-    chosen: list[int] = []
-    for label in sorted(by_label):
-        indices = by_label[label]
-        chosen += rng.sample(indices, max(1, round(fraction * len(indices))))
-    return [rows[i] for i in sorted(chosen)]
-
-
-def write_rows(path: Path, rows: Sequence[Annotation]) -> None:
-    """Write rows as the course template writes its split files: joined by newlines, no header,
-    no newline after the last row (so the course's own split files come out byte for byte)."""
-    text = "\n".join(row.to_row() for row in rows)
-    write_text(path, text)
-
-
-# ----------------------------------------------------------------------------------------------
-# Finding the dataset
-# ----------------------------------------------------------------------------------------------
 def is_dataset(path: Path) -> bool:
     return (Path(path) / "images").is_dir() and (Path(path) / "annotations").is_dir()
 
 
-def resolve_dataset(explicit: Path | None, environ: dict | None = None, log=print) -> Path:
-    """The dataset root: --dataset, $CVPR_DATASET, the course folder, ./dataset, else the demo set.
-
-    An explicit path or variable that does not hold a dataset is an error, never a silent
-    fallback. When nothing is found the demo dataset is generated (once) and its place logged.
-    """
-    environ = os.environ if environ is None else environ
+def find_dataset(explicit: Path | None, environ: Mapping[str, str] = os.environ) -> Path | None:
+    """The dataset root: --dataset, $CVPR_DATASET, the course cluster's folder, ./dataset; None when
+    none of them exists. A path given explicitly (option or variable) that holds no dataset is an
+    error, never a silent fallback."""
     if explicit is not None:
         if not is_dataset(explicit):
             raise DataError(f"--dataset {explicit}: no images/ and annotations/ folders there (check the path)")
@@ -306,77 +35,14 @@ def resolve_dataset(explicit: Path | None, environ: dict | None = None, log=prin
     from_env = environ.get(config.DATASET_ENV_VAR)
     if from_env:
         if not is_dataset(Path(from_env)):
-            raise DataError(f"${config.DATASET_ENV_VAR}={from_env}: no images/ and annotations/ folders there "
-                            f"(fix or unset the variable)")
+            raise DataError(
+                f"${config.DATASET_ENV_VAR}={from_env}: no images/ and annotations/ folders there "
+                f"(fix or unset the variable)"
+            )
         return Path(from_env)
-    for candidate in (config.COURSE_DATASET, config.LOCAL_DATASET):
-        if is_dataset(candidate):
-            return candidate
-    root = config.DEMO_DATASET
-    if not demo.is_complete(root, config.DEMO_IMAGES, config.DEMO_SEED):
-        log(f"No course dataset found (--dataset, ${config.DATASET_ENV_VAR}, {config.COURSE_DATASET}, "
-            f"./{config.LOCAL_DATASET}): generating the demo dataset in {root}")
-        demo.generate(root, config.DEMO_IMAGES, config.DEMO_SEED)
-    else:
-        log(f"No course dataset found: using the demo dataset in {root}")
-    return root
-
-
-# ----------------------------------------------------------------------------------------------
-# Images
-# ----------------------------------------------------------------------------------------------
-def image_path(root: Path, row: Annotation) -> Path:
-    return Path(root) / "images" / row.label / row.filename
-
-
-def read_image_rgb(path: Path) -> np.ndarray | None:
-    """(H, W, 3) uint8 RGB, or None when the file is missing or not an image OpenCV can decode."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # BGR; grey images come back with 3 channels
-    if image is None:
-        return None
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) -> (size, size, 3); area averaging when shrinking avoids aliasing."""
-    h, w = image.shape[:2]
-    interpolation = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interpolation)
-
-
-def to_chw_uint8(image: np.ndarray) -> torch.Tensor:
-    """(S, S, 3) uint8 -> (3, S, S) uint8 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-
-
-def normalize(images: torch.Tensor, mean: Sequence[float] = config.IMAGENET_MEAN,
-              std: Sequence[float] = config.IMAGENET_STD) -> torch.Tensor:
-    """(B, 3, S, S) uint8 RGB -> (B, 3, S, S) float32 normalised; run it on the target device."""
-    mean_t = torch.tensor(mean, device=images.device, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    std_t = torch.tensor(std, device=images.device, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    return (images.float() - mean_t) / std_t
-
-
-def network_input(image_rgb: np.ndarray, image_size: int, device: torch.device | str = "cpu",
-                  mean: Sequence[float] = config.IMAGENET_MEAN, std: Sequence[float] = config.IMAGENET_STD
-                  ) -> torch.Tensor:
-    """One (H, W, 3) uint8 RGB image -> (1, 3, S, S) float32, resized and normalised on ``device``."""
-    return normalize(to_chw_uint8(resize_square(image_rgb, image_size))[None].to(device), mean, std)
-
-
-def box_to_unit(box: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
-    """Pixel xyxy of an image of (width, height) -> xyxy in [0, 1]."""
-    x1, y1, x2, y2 = box
-    return (x1 / width, y1 / height, x2 / width, y2 / height)
-
-
-def box_to_pixels(boxes: torch.Tensor | np.ndarray, sizes: torch.Tensor | np.ndarray):
-    """(B, 4) xyxy in [0, 1] and (B, 2) original (width, height) -> (B, 4) xyxy in pixels."""
-    if isinstance(boxes, torch.Tensor):
-        scale = torch.as_tensor(sizes, dtype=boxes.dtype, device=boxes.device).repeat(1, 2)
-    else:
-        scale = np.tile(np.asarray(sizes, dtype=np.float64), (1, 2))
-    return boxes * scale
+    return next(
+        (candidate for candidate in (config.COURSE_DATASET, config.LOCAL_DATASET) if is_dataset(candidate)), None
+    )
 
 
 class DetectionDataset(torch.utils.data.Dataset):
@@ -388,12 +54,18 @@ class DetectionDataset(torch.utils.data.Dataset):
     memory-mapped in the cache and is gathered batch by batch.
     """
 
-    def __init__(self, root: Path, rows: Sequence[Annotation], classes: Sequence[str], image_size: int,
-                 problems: Problems, workers: int = 1,
-                 mean: Sequence[float] = config.IMAGENET_MEAN, std: Sequence[float] = config.IMAGENET_STD,
-                 cache=None):
-        from model.cache import RAM_SHARE, ImageCache, available_memory  # the cache module builds on this one
-
+    def __init__(
+        self,
+        root: Path,
+        rows: Sequence[Annotation],
+        classes: Sequence[str],
+        image_size: int,
+        problems: Problems,
+        workers: int = 1,
+        mean: Sequence[float] = config.IMAGENET_MEAN,
+        std: Sequence[float] = config.IMAGENET_STD,
+        cache=None,
+    ):
         self.root, self.classes, self.image_size = Path(root), list(classes), image_size
         self.mean, self.std = tuple(mean), tuple(std)
         if cache is None or any(row.key not in cache.index for row in rows):
@@ -417,7 +89,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
         self.sizes = cache.sizes[position].reshape(-1, 2)
         nbytes = len(kept) * 3 * image_size * image_size
-        if nbytes <= RAM_SHARE * available_memory():
+        if fits_in_memory(nbytes):
             self._source, self._position = cache.images[position], None  # contiguous, in memory
         else:
             self._source, self._position = cache.images, position  # memory-mapped, gathered per batch
@@ -445,8 +117,9 @@ class DetectionDataset(torch.utils.data.Dataset):
     def paths(self) -> list[Path]:
         return [image_path(self.root, row) for row in self.rows]
 
-    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Yields (indices (B,), images (B, 3, S, S) uint8, labels (B,), boxes (B, 4)) from memory."""
         order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
         for start in range(0, len(self), batch_size):
@@ -455,31 +128,3 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def num_batches(self, batch_size: int) -> int:
         return math.ceil(len(self) / batch_size)
-
-
-def check_box(row: Annotation, width: int, height: int, problems: Problems
-              ) -> tuple[float, float, float, float] | None:
-    """The row's box clipped to its (width, height) image, or None (reported) when it is unusable.
-
-    A box of zero width or height is what the annotation says (Caltech-101 has one): it is kept,
-    with a warning, since it still trains the classifier and its box loss stays finite. Each
-    corner is clipped on its own, so a box past the border can never come out inverted.
-    """
-    x1, y1, x2, y2 = row.box
-    box = f"box {x1:g},{y1:g},{x2:g},{y2:g}"
-    if x2 < x1 or y2 < y1:
-        problems.report(row.where, f"{box} is inverted (endX < startX or endY < startY)")
-        return None
-    if min(x1, y1) < -BOX_TOLERANCE_PX:
-        problems.report(row.where, f"{box} starts outside the image")
-        return None
-    if x2 > width + BOX_TOLERANCE_PX or y2 > height + BOX_TOLERANCE_PX:
-        problems.report(row.where, f"{box} lies outside the {width}x{height} image")
-        return None
-    clipped = (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
-    if clipped != (x1, y1, x2, y2):
-        problems.odd(row.where, f"{box} was clipped to the {width}x{height} image")
-    if clipped[2] == clipped[0] or clipped[3] == clipped[1]:
-        side = "width" if clipped[2] == clipped[0] else "height"
-        problems.odd(row.where, f"{box} has zero {side}; kept (it trains the classifier, its box loss stays finite)")
-    return clipped

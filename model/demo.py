@@ -9,6 +9,7 @@ Every image depends only on (seed, label, index): generation is deterministic.
 
     python -m model.demo output/my_demo --images 300 --seed 1
 """
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,9 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
+
+from model.annotations import Problems, read_rows
+from model.errors import UserError, one_line_errors
 
 CLASSES = ("airplane", "face", "motorcycle")
 COURSE_COUNTS = {"airplane": 800, "face": 435, "motorcycle": 798}  # the course set's balance
@@ -88,18 +92,20 @@ class Painter:
         self.polygon(ellipse_points(cu, cv, au, av), colour)
 
     def line(self, points, colour, width_units: float) -> None:
-        thickness = max(1, int(round(width_units * self.frame.scale)))
+        thickness = max(1, round(width_units * self.frame.scale))
         pts = [self.frame(points)]
         cv2.polylines(self.layer, pts, False, colour, thickness, cv2.LINE_8)
         cv2.polylines(self.mask, pts, False, 255, thickness, cv2.LINE_8)
 
 
 def _colour(rng: np.random.Generator, low: int = 0, high: int = 256) -> tuple[int, int, int]:
-    return tuple(int(c) for c in rng.integers(low, high, 3))
+    red, green, blue = (int(c) for c in rng.integers(low, high, 3))
+    return red, green, blue
 
 
-def _shade(colour, factor: float) -> tuple[int, int, int]:
-    return tuple(int(np.clip(c * factor, 0, 255)) for c in colour)
+def _shade(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
+    red, green, blue = (int(np.clip(c * factor, 0, 255)) for c in colour)
+    return red, green, blue
 
 
 SKIN_TONES = ((255, 224, 196), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 58, 30))
@@ -119,15 +125,24 @@ def draw_airplane(p: Painter, rng: np.random.Generator, width_units: float) -> N
     p.polygon(np.vstack([top, nose, bottom]), body)
     # tail fin and horizontal stabiliser
     fin_top = rng.uniform(0.0, 0.12)
-    p.polygon([(L * 0.03, cy - half_h * 0.5), (L * 0.06, fin_top), (L * 0.14, fin_top),
-               (L * 0.24, cy - half_h * 0.9)], accent)
-    p.polygon([(L * 0.05, cy), (L * 0.2, cy), (L * 0.12, cy + half_h * 1.6), (L * 0.06, cy + half_h * 1.6)],
-              _shade(body, 0.8))
+    p.polygon(
+        [(L * 0.03, cy - half_h * 0.5), (L * 0.06, fin_top), (L * 0.14, fin_top), (L * 0.24, cy - half_h * 0.9)], accent
+    )
+    p.polygon(
+        [(L * 0.05, cy), (L * 0.2, cy), (L * 0.12, cy + half_h * 1.6), (L * 0.06, cy + half_h * 1.6)], _shade(body, 0.8)
+    )
     # swept wing below the fuselage, and an engine under it
     w0 = rng.uniform(0.38, 0.5)
     wing_low = min(1.0, cy + rng.uniform(0.25, 0.4))
-    p.polygon([(L * w0, cy + half_h * 0.3), (L * (w0 + 0.2), cy + half_h * 0.3),
-               (L * (w0 + 0.02), wing_low), (L * (w0 - 0.06), wing_low)], _shade(body, 0.7))
+    p.polygon(
+        [
+            (L * w0, cy + half_h * 0.3),
+            (L * (w0 + 0.2), cy + half_h * 0.3),
+            (L * (w0 + 0.02), wing_low),
+            (L * (w0 - 0.06), wing_low),
+        ],
+        _shade(body, 0.7),
+    )
     if rng.random() < 0.7:
         p.ellipse(L * (w0 + 0.08), cy + half_h * 1.7, L * 0.06, half_h * 0.55, _shade(accent, 0.6))
     # windows and cockpit
@@ -163,8 +178,12 @@ def draw_face(p: Painter, rng: np.random.Generator, width_units: float) -> None:
     p.line([(cx, eye_y + 0.05), (cx - W * 0.05, 0.68), (cx + W * 0.03, 0.69)], _shade(skin, 0.6), 0.015)
     lips = (int(rng.integers(120, 220)), int(rng.integers(30, 90)), int(rng.integers(40, 110)))
     smile = rng.uniform(0.01, 0.05)
-    mouth = np.vstack([ellipse_points(cx, 0.78, W * 0.14, 0.02 + smile, 0, 180, 16),
-                       ellipse_points(cx, 0.78, W * 0.14, 0.015, 180, 360, 16)])
+    mouth = np.vstack(
+        [
+            ellipse_points(cx, 0.78, W * 0.14, 0.02 + smile, 0, 180, 16),
+            ellipse_points(cx, 0.78, W * 0.14, 0.015, 180, 360, 16),
+        ]
+    )
     p.polygon(mouth, lips)
 
 
@@ -236,7 +255,7 @@ def clutter(rng: np.random.Generator, image: np.ndarray, count: int) -> None:
         elif kind == 2:
             cv2.rectangle(image, (x, y), (x + size, y + int(size * rng.uniform(0.2, 2))), colour, thickness)
         elif kind == 3:
-            pts = (rng.normal(0, size, (int(rng.integers(3, 7)), 2)) + (x, y)).astype(np.int32)
+            pts = (rng.normal(0, size, (int(rng.integers(3, 7)), 2)) + np.array([x, y])).astype(np.int32)
             cv2.fillPoly(image, [pts], colour, cv2.LINE_AA)
         else:
             x2, y2 = int(rng.integers(0, w)), int(rng.integers(0, h))
@@ -298,7 +317,7 @@ def render_in_box(label: str, box: tuple[float, float, float, float], seed: int,
     cut out and stretched onto the box. A box of zero width or height gets no object.
     """
     rng = np.random.default_rng([seed, CLASSES.index(label), index, 1])
-    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    x1, y1, x2, y2 = (round(v) for v in box)
     width = x2 + int(rng.integers(1, max(2, x2 // 5)))
     height = y2 + int(rng.integers(1, max(2, y2 // 5)))
     image = background(rng, height, width)
@@ -308,8 +327,9 @@ def render_in_box(label: str, box: tuple[float, float, float, float], seed: int,
         source = render(label, seed, index)
         sx1, sy1, sx2, sy2 = source.box
         size = (x2 - x1, y2 - y1)
-        layer = cv2.resize(cv2.cvtColor(source.image, cv2.COLOR_BGR2RGB)[sy1:sy2, sx1:sx2], size,
-                           interpolation=cv2.INTER_NEAREST)
+        layer = cv2.resize(
+            cv2.cvtColor(source.image, cv2.COLOR_BGR2RGB)[sy1:sy2, sx1:sx2], size, interpolation=cv2.INTER_NEAREST
+        )
         mask[y1:y2, x1:x2] = cv2.resize(source.mask[sy1:sy2, sx1:sx2], size, interpolation=cv2.INTER_NEAREST)
         inside = mask[y1:y2, x1:x2] > 0
         image[y1:y2, x1:x2][inside] = layer[inside]
@@ -319,7 +339,7 @@ def render_in_box(label: str, box: tuple[float, float, float, float], seed: int,
 # ----------------------------------------------------------------------------------------------
 # Writing the dataset
 # ----------------------------------------------------------------------------------------------
-class DemoError(Exception):
+class DemoError(UserError):
     """The folder cannot be written; the message is one line naming it and the fix."""
 
 
@@ -338,10 +358,21 @@ def _marker(root: Path) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
+def ensure(root: Path, images: int, seed: int) -> bool:
+    """The demo dataset of these settings at ``root``, generated unless it is there; whether it was."""
+    if is_complete(root, images, seed):
+        return False
+    generate(root, images, seed)
+    return True
+
+
 def is_complete(root: Path, images: int, seed: int) -> bool:
     info = _marker(root) or {}
     return {k: info.get(k) for k in ("images", "seed", "version")} == {
-        "images": images, "seed": seed, "version": GENERATOR_VERSION} and "rows" not in info
+        "images": images,
+        "seed": seed,
+        "version": GENERATOR_VERSION,
+    } and "rows" not in info
 
 
 def _written_files(info: dict) -> set[str]:
@@ -351,7 +382,8 @@ def _written_files(info: dict) -> set[str]:
     # markers of the first version list no files: they are implied by the image count
     counts = class_counts(int(info.get("images", 0)))
     return {f"annotations/{label}.csv" for label in counts} | {
-        f"images/{label}/image_{i + 1:04d}.jpg" for label, n in counts.items() for i in range(n)}
+        f"images/{label}/image_{i + 1:04d}.jpg" for label, n in counts.items() for i in range(n)
+    }
 
 
 def _previous_demo(root: Path) -> list[Path]:
@@ -373,8 +405,10 @@ def _previous_demo(root: Path) -> list[Path]:
     foreign = sorted(str(p.relative_to(root)) for p in present if str(p.relative_to(root)) not in written)
     if info is None or foreign:
         example = foreign[0] if foreign else next(iter(sorted(p.name for p in root.iterdir())))
-        raise DemoError(f"{root}: holds {example} that the demo generator did not write; choose a new or empty "
-                        f"folder (nothing was changed)")
+        raise DemoError(
+            f"{root}: holds {example} that the demo generator did not write; choose a new or empty "
+            f"folder (nothing was changed)"
+        )
     return present
 
 
@@ -393,8 +427,10 @@ def generate(root: Path, images: int = 600, seed: int = 0, workers: int = 2, row
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
     try:
         if rows is None:
-            plan = [(label, [(f"image_{i + 1:04d}.jpg", i, None) for i in range(n)])
-                    for label, n in class_counts(images).items()]
+            plan = [
+                (label, [(f"image_{i + 1:04d}.jpg", i, None) for i in range(n)])
+                for label, n in class_counts(images).items()
+            ]
         else:
             by_label: dict[str, list] = {}
             for index, (filename, x1, y1, x2, y2, label) in enumerate(sorted(rows, key=lambda r: (r[5], r[0]))):
@@ -417,8 +453,13 @@ def generate(root: Path, images: int = 600, seed: int = 0, workers: int = 2, row
                 lines = list(pool.map(write, entries))
             (staging / "annotations" / f"{label}.csv").write_text("\n".join(lines), encoding="utf-8")
             files += [f"annotations/{label}.csv"] + [f"images/{label}/{name}" for name, _, _ in entries]
-        info = {"images": sum(len(entries) for _, entries in plan), "seed": seed, "version": GENERATOR_VERSION,
-                **({"rows": "given"} if rows is not None else {}), "files": sorted(files)}
+        info = {
+            "images": sum(len(entries) for _, entries in plan),
+            "seed": seed,
+            "version": GENERATOR_VERSION,
+            **({"rows": "given"} if rows is not None else {}),
+            "files": sorted(files),
+        }
         (staging / MARKER).write_text(json.dumps(info))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # the staging folder is ours alone
@@ -435,12 +476,22 @@ def generate(root: Path, images: int = 600, seed: int = 0, workers: int = 2, row
 
 @click.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--images", type=click.IntRange(min=6), default=600, show_default=True,
-              help="Number of images, split 800/435/798 like the course set.")
+@click.option(
+    "--images",
+    type=click.IntRange(min=6),
+    default=600,
+    show_default=True,
+    help="Number of images, split 800/435/798 like the course set.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same images.")
-@click.option("--rows", "row_files", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
-              help="Annotation or split files (course format): one image per row, drawn to fit its box "
-                   "(--images is then ignored).")
+@click.option(
+    "--rows",
+    "row_files",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    multiple=True,
+    help="Annotation or split files (course format): one image per row, drawn to fit its box "
+    "(--images is then ignored).",
+)
 def main(folder: Path, images: int, seed: int, row_files: tuple[Path, ...]) -> None:
     """Write the demo dataset to FOLDER in the course layout.
 
@@ -449,14 +500,12 @@ def main(folder: Path, images: int, seed: int, row_files: tuple[Path, ...]) -> N
     python -m model.demo output/course_shaped --rows training_data.csv --rows val_data.csv --rows test_data.csv
     python train.py --dataset output/demo_small
     """
-    from model.dataset import DataError, Problems, read_rows
-
-    try:
+    with one_line_errors():
         rows = [(r.filename, *r.box, r.label) for path in row_files for r in read_rows(path, Problems(skip=False))]
         generate(folder, images, seed, rows=rows or None)
-    except (DemoError, DataError) as error:
-        raise click.ClickException(str(error)) from None
-    counts = class_counts(images) if not rows else {c: sum(r[5] == c for r in rows) for c in sorted({r[5] for r in rows})}
+    counts = (
+        class_counts(images) if not rows else {c: sum(r[5] == c for r in rows) for c in sorted({r[5] for r in rows})}
+    )
     total = sum(counts.values())
     click.echo(f"Wrote {total} demo images ({', '.join(f'{n} {c}' for c, n in counts.items())}) to {folder}")
 

@@ -1,9 +1,10 @@
-"""Loss, metrics and the two loops: ``train_one_epoch`` and ``evaluate``.
+"""The two loops over a split: ``train_one_epoch`` and ``evaluate``, with their running figures.
 
 Batches come from a ``DetectionDataset`` already in memory as uint8; they are moved to the device
 and normalised there. Running sums stay on the device and are read once per epoch, so the loops
 never wait for the accelerator between batches.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,49 +13,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from model.boxes import giou_loss, pairwise_iou
-from model.dataset import DetectionDataset, normalize
+from model.boxes import pairwise_iou
+from model.dataset import DetectionDataset
+from model.images import normalize
+from model.losses import DetectionLoss
 from model.runtime import to_device as move
-
-BOX_LOSSES = ("mse", "smooth-l1", "giou", "smooth-l1+giou")
-DEFAULT_BOX_LOSS = "smooth-l1+giou"  # the best boxes on the demo set (README, "Why these loss defaults")
-SMOOTH_L1_BETA = 0.05  # coordinates are in [0, 1]: quadratic only below 5 % of the image
-
-
-class DetectionLoss(nn.Module):
-    """label_weight * cross-entropy + box_weight * box loss.
-
-    Both terms are means over the images of the batch (the box term sums its four coordinates
-    per image first), so the two weights compare like with like and do not depend on the batch
-    size. Returns (total, class term, box term) as 0-d tensors; the box term is 0 without boxes.
-    """
-
-    def __init__(self, label_weight: float = 1.0, box_weight: float = 1.0, box_loss: str = DEFAULT_BOX_LOSS):
-        super().__init__()
-        if box_loss not in BOX_LOSSES:
-            raise ValueError(f"unknown box loss {box_loss!r}; choose one of {', '.join(BOX_LOSSES)}")
-        self.label_weight, self.box_weight, self.box_loss = label_weight, box_weight, box_loss
-
-    def box_term(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-        """(B, 4), (B, 4) -> (B,) per-image box loss."""
-        if self.box_loss == "mse":
-            return F.mse_loss(pred, true, reduction="none").sum(dim=1)
-        if self.box_loss == "smooth-l1":
-            return F.smooth_l1_loss(pred, true, reduction="none", beta=SMOOTH_L1_BETA).sum(dim=1)
-        if self.box_loss == "giou":
-            return giou_loss(pred, true)
-        return F.smooth_l1_loss(pred, true, reduction="none", beta=SMOOTH_L1_BETA).sum(dim=1) + giou_loss(pred, true)
-
-    def forward(self, logits, pred_boxes, labels, true_boxes):
-        class_loss = F.cross_entropy(logits.float(), labels)
-        if pred_boxes is None:
-            box_loss = torch.zeros((), device=logits.device)
-        else:
-            box_loss = self.box_term(pred_boxes.float(), true_boxes).mean()
-        return self.label_weight * class_loss + self.box_weight * box_loss, class_loss, box_loss
 
 
 @dataclass
@@ -83,8 +48,11 @@ class _Totals:
         n = labels.shape[0]
         total, class_loss, box_loss = (v.detach().to(self.dtype) * n for v in losses)
         correct = (logits.detach().argmax(dim=1) == labels).sum().to(self.dtype)
-        iou = pairwise_iou(pred_boxes.detach().float(), true_boxes).sum().to(self.dtype) if pred_boxes is not None \
+        iou = (
+            pairwise_iou(pred_boxes.detach().float(), true_boxes).sum().to(self.dtype)
+            if pred_boxes is not None
             else torch.zeros((), dtype=self.dtype, device=labels.device)
+        )
         self.sums += torch.stack([total, class_loss, box_loss, correct, iou])
         self.count += n
 
@@ -95,17 +63,25 @@ class _Totals:
         return EpochStats(loss, class_loss, box_loss, correct, iou if has_boxes else math.nan, seconds, self.count)
 
 
-def to_device(images: torch.Tensor, dataset: DetectionDataset, device: torch.device,
-              channels_last: bool) -> torch.Tensor:
+def to_device(
+    images: torch.Tensor, dataset: DetectionDataset, device: torch.device, channels_last: bool
+) -> torch.Tensor:
     """(B, 3, S, S) uint8 on the host -> normalised float32 on ``device``."""
     images = normalize(move(images, device), dataset.mean, dataset.std)
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
-def train_one_epoch(model: nn.Module, dataset: DetectionDataset, loss_fn: DetectionLoss,
-                    optimizer: torch.optim.Optimizer, device: torch.device, batch_size: int,
-                    generator: torch.Generator, channels_last: bool = False,
-                    on_batch: Callable[[], None] = lambda: None) -> EpochStats:
+def train_one_epoch(
+    model: nn.Module,
+    dataset: DetectionDataset,
+    loss_fn: DetectionLoss,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    batch_size: int,
+    generator: torch.Generator,
+    channels_last: bool = False,
+    on_batch: Callable[[], None] = lambda: None,
+) -> EpochStats:
     """One pass over ``dataset`` in random order; loss, accuracy and IoU accumulated as it goes."""
     model.train()
     totals = _Totals(device)
@@ -133,9 +109,16 @@ class Predictions:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: DetectionDataset, loss_fn: DetectionLoss, device: torch.device,
-             batch_size: int, channels_last: bool = False, on_batch: Callable[[], None] = lambda: None,
-             keep_predictions: bool = False) -> tuple[EpochStats, Predictions | None]:
+def evaluate(
+    model: nn.Module,
+    dataset: DetectionDataset,
+    loss_fn: DetectionLoss,
+    device: torch.device,
+    batch_size: int,
+    channels_last: bool = False,
+    on_batch: Callable[[], None] = lambda: None,
+    keep_predictions: bool = False,
+) -> tuple[EpochStats, Predictions | None]:
     """Loss, accuracy and mean IoU of ``model`` on ``dataset`` in eval mode (and, on request, the
     per-image predictions, on the CPU, in dataset order)."""
     model.eval()

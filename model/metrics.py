@@ -1,4 +1,5 @@
 """Per-image results and the figures eval.py and compare.py report from them."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.dataset import DetectionDataset, box_to_pixels
-from model.engine import Predictions, pairwise_iou
+from model.boxes import pairwise_iou
+from model.dataset import DetectionDataset
+from model.engine import Predictions
+from model.images import box_to_pixels
 
 
 @dataclass
@@ -32,8 +35,16 @@ class ImageResults:
         if predictions.boxes is not None:
             iou = pairwise_iou(predictions.boxes, dataset.boxes).numpy()
             pred_px = box_to_pixels(predictions.boxes.double(), dataset.sizes).numpy()
-        return cls(dataset.paths(), list(dataset.classes), dataset.labels.numpy(), predicted.numpy(),
-                   confidence.numpy(), iou, box_to_pixels(dataset.boxes.double(), dataset.sizes).numpy(), pred_px)
+        return cls(
+            dataset.paths(),
+            list(dataset.classes),
+            dataset.labels.numpy(),
+            predicted.numpy(),
+            confidence.numpy(),
+            iou,
+            box_to_pixels(dataset.boxes.double(), dataset.sizes).numpy(),
+            pred_px,
+        )
 
     def failures(self, iou_threshold: float) -> np.ndarray:
         """(N,) bool: wrong label, or (with boxes) IoU below the threshold."""
@@ -48,12 +59,15 @@ def _mean(values: np.ndarray) -> float:
 def _figures(results: ImageResults, selected: np.ndarray, iou_threshold: float) -> dict:
     correct = results.predicted_labels[selected] == results.true_labels[selected]
     figures = {"images": int(selected.sum()), "correct": int(correct.sum()), "accuracy": _mean(correct)}
-    if results.iou is not None:
+    if results.iou is not None and results.predicted_boxes is not None:
         iou = results.iou[selected]
         corner_error = np.abs(results.predicted_boxes[selected] - results.true_boxes[selected])
-        figures.update(mean_iou=_mean(iou), iou_at_threshold=_mean(iou >= iou_threshold),
-                       detection_accuracy=_mean(correct & (iou >= iou_threshold)),
-                       corner_error_px=_mean(corner_error))
+        figures.update(
+            mean_iou=_mean(iou),
+            iou_at_threshold=_mean(iou >= iou_threshold),
+            detection_accuracy=_mean(correct & (iou >= iou_threshold)),
+            corner_error_px=_mean(corner_error),
+        )
     return figures
 
 
@@ -71,8 +85,9 @@ def summarize(results: ImageResults, iou_threshold: float = 0.5) -> dict:
     return {
         "iou_threshold": iou_threshold,
         "overall": _figures(results, everything, iou_threshold),
-        "per_label": {name: _figures(results, results.true_labels == i, iou_threshold)
-                      for i, name in enumerate(results.classes)},
+        "per_label": {
+            name: _figures(results, results.true_labels == i, iou_threshold) for i, name in enumerate(results.classes)
+        },
         "confusion": {"labels": list(results.classes), "matrix": confusion.tolist()},
     }
 

@@ -8,8 +8,10 @@ extractor, never written by hand, so any image size and any option combination f
     model = build_model("simple", num_classes=3)
     logits, boxes = model(images)
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,12 @@ from torch import nn
 
 from model import config
 from model.boxes import ordered
+from model.errors import UserError
 
 MODEL_NAMES = ("simple", "deeper", "vgg", "resnet")
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError):
     """Pretrained weights could not be had; the message says how to get them."""
 
 
@@ -41,8 +44,12 @@ def classification_head(in_features: int, hidden: tuple[int, int], num_classes: 
     """Linear -> ReLU -> Dropout -> Linear -> ReLU -> Dropout -> Linear: (B, F) -> (B, C) logits."""
     h1, h2 = hidden
     return nn.Sequential(
-        nn.Linear(in_features, h1), nn.ReLU(inplace=True), nn.Dropout(dropout),
-        nn.Linear(h1, h2), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        nn.Linear(in_features, h1),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(h1, h2),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
         nn.Linear(h2, num_classes),
     )
 
@@ -51,9 +58,12 @@ def box_head(in_features: int, hidden: tuple[int, int]) -> nn.Sequential:
     """Linear -> ReLU -> Linear -> ReLU -> Linear -> Sigmoid, no dropout: (B, F) -> (B, 4) in [0, 1]."""
     h1, h2 = hidden
     return nn.Sequential(
-        nn.Linear(in_features, h1), nn.ReLU(inplace=True),
-        nn.Linear(h1, h2), nn.ReLU(inplace=True),
-        nn.Linear(h2, 4), nn.Sigmoid(),
+        nn.Linear(in_features, h1),
+        nn.ReLU(inplace=True),
+        nn.Linear(h1, h2),
+        nn.ReLU(inplace=True),
+        nn.Linear(h2, 4),
+        nn.Sigmoid(),
     )
 
 
@@ -76,8 +86,15 @@ class Detector(nn.Module):
 
     MIN_IMAGE_SIZE = 32  # smallest input side whose feature map is not empty
 
-    def __init__(self, features: nn.Module, num_classes: int, hidden: tuple[int, int], dropout: float,
-                 with_box_head: bool, image_size: int):
+    def __init__(
+        self,
+        features: nn.Module,
+        num_classes: int,
+        hidden: tuple[int, int],
+        dropout: float,
+        with_box_head: bool,
+        image_size: int,
+    ):
         super().__init__()
         self.features = features  # (B, 3, S, S) -> (B, F)
         n_features = feature_size(features, image_size)
@@ -104,8 +121,14 @@ class SimpleDetector(Detector):
 
     MIN_IMAGE_SIZE = 64  # three 4x4 poolings
 
-    def __init__(self, num_classes: int, box_head: bool = True, dropout: float = 0.5, batchnorm: bool = True,
-                 image_size: int = config.IMAGE_SIZE):
+    def __init__(
+        self,
+        num_classes: int,
+        box_head: bool = True,
+        dropout: float = 0.5,
+        batchnorm: bool = True,
+        image_size: int = config.IMAGE_SIZE,
+    ):
         features = nn.Sequential(
             *conv_block(3, 32, batchnorm, pool=4),  # 224 -> 56
             *conv_block(32, 64, batchnorm, pool=4),  # 56 -> 14
@@ -121,8 +144,14 @@ class DeeperDetector(Detector):
     CHANNELS = (32, 64, 128, 256, 512)
     MIN_IMAGE_SIZE = 32  # five 2x2 poolings
 
-    def __init__(self, num_classes: int, box_head: bool = True, dropout: float = 0.5, batchnorm: bool = True,
-                 image_size: int = config.IMAGE_SIZE):
+    def __init__(
+        self,
+        num_classes: int,
+        box_head: bool = True,
+        dropout: float = 0.5,
+        batchnorm: bool = True,
+        image_size: int = config.IMAGE_SIZE,
+    ):
         layers, previous = [], 3
         for channels in self.CHANNELS:
             layers += conv_block(previous, channels, batchnorm, pool=2)
@@ -136,8 +165,14 @@ class VGGLikeDetector(Detector):
     LAYOUT = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
     MIN_IMAGE_SIZE = 32  # five 2x2 poolings
 
-    def __init__(self, num_classes: int, box_head: bool = True, dropout: float = 0.5, batchnorm: bool = True,
-                 image_size: int = config.IMAGE_SIZE):
+    def __init__(
+        self,
+        num_classes: int,
+        box_head: bool = True,
+        dropout: float = 0.5,
+        batchnorm: bool = True,
+        image_size: int = config.IMAGE_SIZE,
+    ):
         layers: list[nn.Module] = []
         previous = 3
         for item in self.LAYOUT:
@@ -158,12 +193,21 @@ class ResnetDetector(Detector):
 
     MIN_IMAGE_SIZE = 32  # five stride-2 stages
 
-    def __init__(self, num_classes: int, box_head: bool = True, dropout: float = 0.5, pretrained: bool = True,
-                 freeze: bool = True, image_size: int = config.IMAGE_SIZE, weights_path: str | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        box_head: bool = True,
+        dropout: float = 0.5,
+        pretrained: bool = True,
+        freeze: bool = True,
+        image_size: int = config.IMAGE_SIZE,
+        weights_path: str | None = None,
+        load_weights: bool = True,
+    ):
         from torchvision.models import resnet18
 
         backbone = resnet18(weights=None)
-        if pretrained:
+        if pretrained and load_weights:  # not when a checkpoint's own weights are about to replace them
             backbone.load_state_dict(imagenet_resnet18_state(weights_path))
         features = nn.Sequential(*list(backbone.children())[:-1], nn.Flatten())  # drop the fc layer
         super().__init__(features, num_classes, (512, 512), dropout, box_head, image_size)
@@ -180,14 +224,23 @@ class ResnetDetector(Detector):
         return self
 
 
+def imagenet_weights_file() -> Path:
+    """Where torchvision keeps ResNet-18's ImageNet weights once downloaded."""
+    from torchvision.models import ResNet18_Weights
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(ResNet18_Weights.IMAGENET1K_V1.url).name
+
+
 def imagenet_resnet18_state(weights_path: str | None) -> dict[str, torch.Tensor]:
     """ResNet-18 ImageNet weights from a file, else torchvision's cache (downloading if online)."""
     if weights_path:
         try:
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
         except Exception as error:
-            raise WeightsError(f"--weights {weights_path}: not a loadable state dict ({error}); pass the "
-                               f"resnet18 ImageNet .pth file torchvision downloads") from None
+            raise WeightsError(
+                f"--weights {weights_path}: not a loadable state dict ({error}); pass the "
+                f"resnet18 ImageNet .pth file torchvision downloads"
+            ) from None
         return state.get("state_dict", state) if isinstance(state, dict) else state
     from torchvision.models import ResNet18_Weights
 
@@ -195,38 +248,75 @@ def imagenet_resnet18_state(weights_path: str | None) -> dict[str, torch.Tensor]
     try:
         return weights.get_state_dict(progress=False)
     except Exception as error:  # URLError, socket errors, HTTP errors: all mean "offline"
-        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        cache = imagenet_weights_file().parent
         raise WeightsError(
             f"ImageNet weights for resnet18 are not in {cache} and could not be downloaded ({type(error).__name__}). "
             f"On a machine with internet download {weights.url} into {cache} (or pass --weights FILE), "
-            f"or train from scratch with --no-pretrained") from None
+            f"or train from scratch with --no-pretrained"
+        ) from None
 
 
-MODELS: dict[str, type[Detector]] = {
-    "simple": SimpleDetector, "deeper": DeeperDetector, "vgg": VGGLikeDetector, "resnet": ResnetDetector,
+MODELS: dict[str, Callable[..., Detector]] = {
+    "simple": SimpleDetector,
+    "deeper": DeeperDetector,
+    "vgg": VGGLikeDetector,
+    "resnet": ResnetDetector,
+}
+# Options that only some networks take: the command line refuses them for the others.
+TAKEN_ONLY_BY = {
+    "pretrained": ("resnet",),
+    "freeze": ("resnet",),
+    "weights": ("resnet",),
+    "batchnorm": ("simple", "deeper", "vgg"),
 }
 
 
-def model_options(name: str, box_head: bool = True, dropout: float = 0.5, batchnorm: bool = True,
-                  pretrained: bool = True, freeze: bool = True, image_size: int = config.IMAGE_SIZE) -> dict[str, Any]:
-    """The constructor options that apply to ``name`` (what a checkpoint records)."""
-    options: dict[str, Any] = {"box_head": box_head, "dropout": dropout, "image_size": image_size}
-    if name == "resnet":
-        options.update(pretrained=pretrained, freeze=freeze)
-    else:
-        options["batchnorm"] = batchnorm
-    return options
+def takes_option(name: str, option: str) -> bool:
+    """Whether network ``name`` has the option (resnet always has BatchNorm and alone has ImageNet weights)."""
+    return name in TAKEN_ONLY_BY.get(option, MODEL_NAMES)
+
+
+def model_options(
+    name: str,
+    box_head: bool = True,
+    dropout: float = 0.5,
+    batchnorm: bool = True,
+    pretrained: bool = True,
+    freeze: bool | None = None,
+    image_size: int = config.IMAGE_SIZE,
+) -> dict[str, Any]:
+    """The constructor options that apply to ``name`` (what a checkpoint records); ``freeze`` left
+    unset freezes a pretrained backbone."""
+    chosen = {
+        "box_head": box_head,
+        "dropout": dropout,
+        "image_size": image_size,
+        "batchnorm": batchnorm,
+        "pretrained": pretrained,
+        "freeze": pretrained if freeze is None else freeze,
+    }
+    return {key: value for key, value in chosen.items() if takes_option(name, key)}
 
 
 def min_image_size(name: str) -> int:
     """The smallest ``--image-size`` the network ``name`` can take."""
-    return MODELS[name].MIN_IMAGE_SIZE
+    detector = MODELS[name]
+    assert isinstance(detector, type) and issubclass(detector, Detector)
+    return detector.MIN_IMAGE_SIZE
 
 
-def build_model(name: str, num_classes: int, **options: Any) -> Detector:
-    """``build_model("vgg", 3, dropout=0.0)``; options as in each detector's constructor."""
+def build_model(
+    name: str, num_classes: int, *, load_weights: bool = True, weights_path: str | None = None, **options: Any
+) -> Detector:
+    """``build_model("vgg", 3, dropout=0.0)``; options as in each detector's constructor.
+
+    ``load_weights=False`` skips pretrained weights (a checkpoint's own replace them: no download);
+    ``weights_path`` is a file of them for machines that cannot download.
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if takes_option(name, "weights"):
+        options.update(load_weights=load_weights, weights_path=weights_path)
     return MODELS[name](num_classes, **options)
 
 

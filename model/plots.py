@@ -1,4 +1,5 @@
 """Figures written to files; matplotlib's Agg backend needs no display."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,13 @@ import numpy as np
 from model.files import atomic_path
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend choice)
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+
+def colours(n: int) -> list[tuple[float, float, float, float]]:
+    """One distinct colour per curve (matplotlib's tab10, repeating after ten)."""
+    return [plt.get_cmap("tab10")(i % 10) for i in range(n)]
 
 
 def integer_epochs(ax) -> None:
@@ -40,8 +46,15 @@ def convergence_plot(history: Sequence[dict], path: Path, title: str) -> None:
         for key in keys:
             for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
                 label = f"{split} {key.replace('_', ' ')}" if name == "Loss" else split
-                ax.plot(epochs, [row[f"{split}_{key}"] for row in history], styles.get(key, "-"),
-                        color=colour, marker="o" if len(epochs) < 30 else None, markersize=3, label=label)
+                ax.plot(
+                    epochs,
+                    [row[f"{split}_{key}"] for row in history],
+                    styles.get(key, "-"),
+                    color=colour,
+                    marker="o" if len(epochs) < 30 else None,
+                    markersize=3,
+                    label=label,
+                )
         ax.set(title=name, xlabel="epoch", ylabel=name.lower())
         integer_epochs(ax)
         ax.grid(alpha=0.3)
@@ -51,18 +64,29 @@ def convergence_plot(history: Sequence[dict], path: Path, title: str) -> None:
     save_figure(figure, path)
 
 
-def confusion_plot(labels: Sequence[str], matrix: Sequence[Sequence[int]], path: Path, title: str) -> None:
-    """Counts, rows true and columns predicted, shaded by the share of each true label."""
+def draw_confusion(ax, labels: Sequence[str], matrix: Sequence[Sequence[int]], title: str):
+    """Counts, rows true and columns predicted, shaded by the share of each true label; the image."""
     counts = np.asarray(matrix)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    figure, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.1 * len(labels) + 1.5))
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center",
-                    color="white" if shares[i, j] > 0.5 else "black")
-    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
-           xlabel="predicted label", ylabel="true label", title=title)
-    figure.colorbar(image, ax=ax, label="share of the true label")
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black")
+    ax.set(
+        xticks=range(len(labels)),
+        yticks=range(len(labels)),
+        xticklabels=labels,
+        yticklabels=labels,
+        xlabel="predicted label",
+        ylabel="true label",
+        title=title,
+    )
+    return image
+
+
+def confusion_plot(labels: Sequence[str], matrix: Sequence[Sequence[int]], path: Path, title: str) -> None:
+    """One confusion matrix (eval.py), with a colour bar of the shares."""
+    figure, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.1 * len(labels) + 1.5))
+    figure.colorbar(draw_confusion(ax, labels, matrix, title), ax=ax, label="share of the true label")
     figure.tight_layout()
     save_figure(figure, path)

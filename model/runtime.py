@@ -1,4 +1,5 @@
 """Where code runs: device choice, worker count, Slurm facts, terminal or log output."""
+
 from __future__ import annotations
 
 import os
@@ -6,10 +7,18 @@ import signal
 import socket
 import sys
 from contextlib import contextmanager
+from typing import TypeVar
 
 import torch
 
+from model.errors import UserError
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
+
+
+class DeviceError(UserError):
+    """The device asked for is not there."""
 
 
 def mps_available() -> bool:
@@ -17,15 +26,15 @@ def mps_available() -> bool:
 
 
 def select_device(name: str) -> torch.device:
-    """auto: cuda, then mps, then cpu. An explicit device that is not there raises ValueError."""
+    """auto: cuda, then mps, then cpu. An explicit device that is not there raises DeviceError."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("mps") if mps_available() else torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is visible (use --device auto or cpu)")
+        raise DeviceError("--device cuda: no CUDA device is visible (use --device auto or cpu)")
     if name == "mps" and not mps_available():
-        raise ValueError("--device mps: Apple's MPS backend is not available here (use --device auto or cpu)")
+        raise DeviceError("--device mps: Apple's MPS backend is not available here (use --device auto or cpu)")
     return torch.device(name)
 
 
@@ -81,6 +90,12 @@ def uses_channels_last(device: torch.device) -> bool:
     return device.type in ("cpu", "cuda")
 
 
+def place_model(model: ModelT, device: torch.device) -> ModelT:
+    """The model on ``device``, in the memory layout its convolutions run fastest in there."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if uses_channels_last(device) else model
+
+
 class Reporter:
     """Rich progress bars on a terminal; one flushed plain line per message otherwise (srun, CI)."""
 
@@ -99,13 +114,25 @@ class Reporter:
     def progress(self):
         """Yields ``start(description, total) -> advance()``; nothing is drawn off a terminal."""
         if not self.interactive:
-            yield lambda description, total: (lambda: None)
+            yield lambda description, total: lambda: None
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
         task = progress.add_task("", total=1)
 
         def start(description: str, total: int):

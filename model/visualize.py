@@ -1,13 +1,18 @@
 """Drawing predictions on images, galleries for the report, and Grad-CAM heat maps."""
+
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
+
+from model.files import atomic_path
+from model.network import Detector
 
 # BGR colours, distinct for colour-blind readers too (blue vs orange)
 PREDICTED = (0, 140, 255)  # orange
@@ -17,19 +22,37 @@ SUCCESS = (60, 160, 60)  # green caption background
 MIN_WIDTH = 480  # small images are enlarged so that captions stay readable
 
 
-def draw_prediction(image_bgr: np.ndarray, predicted: str, confidence: float, predicted_box: Sequence[float] | None,
-                    true: str | None = None, true_box: Sequence[float] | None = None,
-                    iou: float | None = None, failure: bool = False) -> np.ndarray:
+def save_image(path: Path, image_bgr: np.ndarray) -> None:
+    """Write an image whole (the format follows the extension); an unwritable path is an error."""
+    with atomic_path(Path(path)) as tmp:
+        if not cv2.imwrite(str(tmp), image_bgr):
+            raise OSError(f"{path}: OpenCV could not write the image (check the folder and the extension)")
+
+
+def draw_prediction(
+    image_bgr: np.ndarray,
+    predicted: str,
+    confidence: float,
+    predicted_box: Sequence[float] | None,
+    true: str | None = None,
+    true_box: Sequence[float] | None = None,
+    iou: float | None = None,
+    failure: bool = False,
+) -> np.ndarray:
     """Copy of the image with the predicted box (orange), the true box (blue), a caption and a legend.
 
     Boxes are xyxy in pixels of ``image_bgr``.
     """
     scale = max(1.0, MIN_WIDTH / image_bgr.shape[1])
-    canvas = cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR) if scale > 1 else image_bgr.copy()
+    canvas = (
+        cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        if scale > 1
+        else image_bgr.copy()
+    )
     thickness = max(2, round(canvas.shape[1] / 250))
     for box, colour in ((true_box, TRUE), (predicted_box, PREDICTED)):
         if box is not None:
-            x1, y1, x2, y2 = (int(round(v * scale)) for v in box)
+            x1, y1, x2, y2 = (round(v * scale) for v in box)
             cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
     caption = f"predicted: {predicted} {confidence:.2f}"
     if true is not None:
@@ -68,25 +91,29 @@ def gallery(images: Sequence[np.ndarray], cell_width: int = 320, columns: int = 
     """A grid of annotated images, each scaled to ``cell_width`` and padded to a common height."""
     if not images:
         raise ValueError("no image to put in the gallery")
-    cells = [cv2.resize(im, (cell_width, max(1, round(im.shape[0] * cell_width / im.shape[1]))),
-                        interpolation=cv2.INTER_AREA) for im in images]
+    cells = [
+        cv2.resize(
+            im, (cell_width, max(1, round(im.shape[0] * cell_width / im.shape[1]))), interpolation=cv2.INTER_AREA
+        )
+        for im in images
+    ]
     height = max(c.shape[0] for c in cells)
     cells = [np.vstack([c, np.full((height - c.shape[0], cell_width, 3), 255, np.uint8)]) for c in cells]
     columns = min(columns, len(cells))
     rows = math.ceil(len(cells) / columns)
     cells += [np.full((height, cell_width, 3), 255, np.uint8)] * (rows * columns - len(cells))
     pad = lambda c: cv2.copyMakeBorder(c, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=(255, 255, 255))  # noqa: E731
-    return np.vstack([np.hstack([pad(c) for c in cells[r * columns:(r + 1) * columns]]) for r in range(rows)])
+    return np.vstack([np.hstack([pad(c) for c in cells[r * columns : (r + 1) * columns]]) for r in range(rows)])
 
 
-def cam_layer(model: nn.Module) -> nn.Module:
+def cam_layer(model: Detector) -> nn.Module:
     """The last module of the feature extractor that still has a spatial map (before pooling)."""
     pooling = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
     candidates = [m for m in model.features.children() if not isinstance(m, pooling)]
     return candidates[-1]
 
 
-def grad_cam(model: nn.Module, image: torch.Tensor, class_index: int | None = None) -> tuple[np.ndarray, int]:
+def grad_cam(model: Detector, image: torch.Tensor, class_index: int | None = None) -> tuple[np.ndarray, int]:
     """Grad-CAM of one normalised image (1, 3, S, S): a (S, S) map in [0, 1] and the class explained.
 
     Gradients of the class score weight the last feature maps (Selvaraju et al., 2017).
@@ -117,6 +144,7 @@ def grad_cam(model: nn.Module, image: torch.Tensor, class_index: int | None = No
 
 def overlay_cam(image_bgr: np.ndarray, cam: np.ndarray, strength: float = 0.45) -> np.ndarray:
     """Blend a [0, 1] heat map (any size) over the image in the JET colour map."""
-    heat = cv2.applyColorMap((cv2.resize(cam, (image_bgr.shape[1], image_bgr.shape[0])) * 255).astype(np.uint8),
-                             cv2.COLORMAP_JET)
+    heat = cv2.applyColorMap(
+        (cv2.resize(cam, (image_bgr.shape[1], image_bgr.shape[0])) * 255).astype(np.uint8), cv2.COLORMAP_JET
+    )
     return cv2.addWeighted(image_bgr, 1 - strength, heat, strength, 0)

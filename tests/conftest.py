@@ -1,4 +1,5 @@
 """Shared fixtures: small demo datasets written once per test session, and a runner for the scripts."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +16,8 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from model.checkpoint import load_checkpoint, model_from_checkpoint
-from model.dataset import Problems, read_rows
+from model.annotations import Problems, read_rows
+from model.checkpoint import Checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -33,8 +34,11 @@ def private_cache(tmp_path_factory):
 
 def course_rows() -> list[tuple]:
     """The 2,033 rows of the course's split files, as (filename, x1, y1, x2, y2, label)."""
-    return [(r.filename, *r.box, r.label) for name in ("training_data.csv", "val_data.csv", "test_data.csv")
-            for r in read_rows(COURSE_SPLITS / name, Problems(skip=False))]
+    return [
+        (r.filename, *r.box, r.label)
+        for name in ("training_data.csv", "val_data.csv", "test_data.csv")
+        for r in read_rows(COURSE_SPLITS / name, Problems(skip=False))
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +62,9 @@ def run_script(*args: str, cwd: Path | None = None, env: dict | None = None, tim
     """Run one of the project's scripts as a user would, with stdout not a terminal."""
     environment = {k: v for k, v in os.environ.items() if k != "CVPR_DATASET"}  # tests name their data
     environment.update(PYTHONUNBUFFERED="1", **(env or {}))
-    return subprocess.run([sys.executable, *args], cwd=cwd or ROOT, env=environment, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd or ROOT, env=environment, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="session")
@@ -71,8 +76,23 @@ def script():
 def trained_run(tmp_path_factory, demo_dataset) -> Path:
     """A Simple detector trained 3 epochs at 64 px on the demo set; its run folder."""
     out = tmp_path_factory.mktemp("run")
-    done = run_script("train.py", "--dataset", str(demo_dataset), "--output-dir", str(out), "--epochs", "3",
-                      "--image-size", "64", "--batch-size", "8", "--cut-val", "0.6", "--cut-test", "0.7")
+    done = run_script(
+        "train.py",
+        "--dataset",
+        str(demo_dataset),
+        "--output-dir",
+        str(out),
+        "--epochs",
+        "3",
+        "--image-size",
+        "64",
+        "--batch-size",
+        "8",
+        "--cut-val",
+        "0.6",
+        "--cut-test",
+        "0.7",
+    )
     assert done.returncode == 0, done.stderr
     return out
 
@@ -80,16 +100,19 @@ def trained_run(tmp_path_factory, demo_dataset) -> Path:
 def direct_predictions(run: Path, split_file: str, checkpoint_name: str = "best.pth"):
     """The rows of a split file through the run's model, one image at a time, with OpenCV and torch
     only (none of the toolkit's loaders): the reference the scripts' figures are checked against."""
-    checkpoint = load_checkpoint(run / checkpoint_name)
-    size = checkpoint["image_size"]
-    model = model_from_checkpoint(checkpoint)
-    root = Path(checkpoint["config"]["run"]["dataset"])
-    mean = torch.tensor(checkpoint["normalization"]["mean"]).view(3, 1, 1)
-    std = torch.tensor(checkpoint["normalization"]["std"]).view(3, 1, 1)
+    checkpoint = Checkpoint.load(run / checkpoint_name)
+    size = checkpoint.image_size
+    model = checkpoint.build_model()
+    root = checkpoint.dataset
+    mean = torch.tensor(checkpoint.mean).view(3, 1, 1)
+    std = torch.tensor(checkpoint.std).view(3, 1, 1)
     rows = [line.split(",") for line in (run / split_file).read_text().splitlines()]
+    assert root is not None
     out = []
     for filename, x1, y1, x2, y2, label in rows:
-        image = cv2.cvtColor(cv2.imread(str(root / "images" / label / filename)), cv2.COLOR_BGR2RGB)
+        bgr = cv2.imread(str(root / "images" / label / filename))
+        assert bgr is not None, filename
+        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         h, w = image.shape[:2]
         small = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
         x = (torch.from_numpy(small).permute(2, 0, 1).float() / 255 - mean) / std
@@ -98,10 +121,17 @@ def direct_predictions(run: Path, split_file: str, checkpoint_name: str = "best.
         pred_box = boxes[0].double() * torch.tensor([w, h, w, h])
         true_box = torch.tensor([float(x1), float(y1), float(x2), float(y2)], dtype=torch.float64)
         iou = box_iou(pred_box[None], true_box[None])[0, 0].item()
-        predicted = checkpoint["classes"][int(logits.argmax())]
-        out.append({"key": f"{label}/{filename}", "label": label, "predicted": predicted, "iou": iou,
-                    "corner": (pred_box - true_box).abs().mean().item()})
-    return checkpoint["classes"], out
+        predicted = checkpoint.classes[int(logits.argmax())]
+        out.append(
+            {
+                "key": f"{label}/{filename}",
+                "label": label,
+                "predicted": predicted,
+                "iou": iou,
+                "corner": (pred_box - true_box).abs().mean().item(),
+            }
+        )
+    return checkpoint.classes, out
 
 
 def template_printout(sets: dict[str, list[tuple[str, str]]], labels: list[str]) -> str:
@@ -113,10 +143,10 @@ def template_printout(sets: dict[str, list[tuple[str, str]]], labels: list[str])
         warnings.simplefilter("ignore")  # numpy warns about the mean of an empty set, and prints nan
         for mode, pairs in sets.items():
             all_results = [true == predicted for true, predicted in pairs]
-            print(f'\n*** {mode} set accuracy')
+            print(f"\n*** {mode} set accuracy")
             print(f"\tMean accuracy for all labels: {numpy.mean(numpy.array(all_results))}")
             for label in labels:
                 results = [true == predicted for true, predicted in pairs if true == label]
-                print(f'\n\tMean accuracy for label {label}: {numpy.mean(numpy.array(results))}')
-                print(f'\t\t {numpy.sum(results)} over {len(results)} samples')
+                print(f"\n\tMean accuracy for label {label}: {numpy.mean(numpy.array(results))}")
+                print(f"\t\t {numpy.sum(results)} over {len(results)} samples")
     return out.getvalue()

@@ -1,5 +1,6 @@
 """The decode cache: reused across runs, rebuilt when an image or an annotation changes, memory-mapped
 when the images do not fit in memory."""
+
 from __future__ import annotations
 
 import shutil
@@ -9,8 +10,9 @@ import pytest
 import torch
 
 from model import cache as cache_module
+from model.annotations import Problems, class_names, read_annotations
 from model.cache import ImageCache
-from model.dataset import DetectionDataset, Problems, class_names, read_annotations
+from model.dataset import DetectionDataset
 
 
 @pytest.fixture()
@@ -26,9 +28,9 @@ def build(root, cache_dir, size=32):
 
 
 def test_cache_is_reused_and_equal_to_decoding(dataset_copy, tmp_path):
-    rows, first = build(dataset_copy, tmp_path / "cache")
+    _, first = build(dataset_copy, tmp_path / "cache")
     assert not first.from_disk and len(list((tmp_path / "cache").glob("*.npy"))) == 2  # images and sizes
-    rows, second = build(dataset_copy, tmp_path / "cache")
+    _rows, second = build(dataset_copy, tmp_path / "cache")
     assert second.from_disk
     _, fresh = build(dataset_copy, None)
     assert torch.equal(second.images, fresh.images) and torch.equal(second.sizes, fresh.sizes)
@@ -38,11 +40,12 @@ def test_cache_is_reused_and_equal_to_decoding(dataset_copy, tmp_path):
 
 
 def test_cache_rebuilt_when_an_image_changes(dataset_copy, tmp_path):
-    rows, before = build(dataset_copy, tmp_path / "cache")
+    _, before = build(dataset_copy, tmp_path / "cache")
     target = dataset_copy / "images" / "face" / "image_0002.jpg"
     image = cv2.imread(str(target))
+    assert image is not None
     cv2.imwrite(str(target), 255 - image)  # same size and name, other pixels
-    rows, after = build(dataset_copy, tmp_path / "cache")
+    _rows, after = build(dataset_copy, tmp_path / "cache")
     assert not after.from_disk and len(list((tmp_path / "cache").glob("*.sizes.npy"))) == 2
     i = after.index["face/image_0002.jpg"]
     assert not torch.equal(before.images[i], after.images[i])

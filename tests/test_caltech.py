@@ -1,4 +1,5 @@
 """Importing the original Caltech-101 layout (.mat boxes written by the test itself)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,26 +8,31 @@ import cv2
 import numpy as np
 import scipy.io
 
+from model.annotations import Problems, class_names, read_annotations
 from model.caltech import CATEGORIES
-from model.dataset import Problems, read_annotations, DetectionDataset, class_names
+from model.dataset import DetectionDataset
 
 # (top, bottom, left, right) per image, as Caltech's box_coord
-BOXES = {"airplanes": [(30, 137, 49, 349), (10, 90, 5, 300)], "Faces": [(20, 180, 60, 200)],
-         "Motorbikes": [(15, 150, 31, 230), (0, 160, 2, 250)]}
+BOXES = {
+    "airplanes": [(30, 137, 49, 349), (10, 90, 5, 300)],
+    "Faces": [(20, 180, 60, 200)],
+    "Motorbikes": [(15, 150, 31, 230), (0, 160, 2, 250)],
+}
 
 
 def write_caltech(root: Path) -> Path:
     """A miniature Caltech-101 inside an extra folder level, as its archive unpacks."""
     base = root / "caltech-101"
-    for label, (image_folder, annotation_folder) in CATEGORIES.items():
+    for image_folder, annotation_folder in CATEGORIES.values():
         (base / "101_ObjectCategories" / image_folder).mkdir(parents=True)
         (base / "Annotations" / annotation_folder).mkdir(parents=True)
         for i, (top, bottom, left, right) in enumerate(BOXES[image_folder], start=1):
             image = np.random.default_rng(i).integers(0, 255, (200, 400, 3), dtype=np.uint8)
             cv2.imwrite(str(base / "101_ObjectCategories" / image_folder / f"image_{i:04d}.jpg"), image)
-            scipy.io.savemat(str(base / "Annotations" / annotation_folder / f"annotation_{i:04d}.mat"),
-                             {"box_coord": np.array([[top, bottom, left, right]], dtype=np.uint16),
-                              "obj_contour": np.zeros((2, 4))})
+            scipy.io.savemat(
+                str(base / "Annotations" / annotation_folder / f"annotation_{i:04d}.mat"),
+                {"box_coord": np.array([[top, bottom, left, right]], dtype=np.uint16), "obj_contour": np.zeros((2, 4))},
+            )
     (base / "101_ObjectCategories" / "BACKGROUND_Google").mkdir()
     return root
 
@@ -40,7 +46,8 @@ def test_import_writes_the_course_layout(tmp_path, script):
     assert class_names(rows) == ["airplane", "face", "motorcycle"]
     assert (tmp_path / "dataset" / "annotations" / "airplane.csv").read_text().splitlines() == [
         "image_0001.jpg,49,30,349,137,airplane",  # the course set's first row, from [30 137 49 349]
-        "image_0002.jpg,5,10,300,90,airplane"]
+        "image_0002.jpg,5,10,300,90,airplane",
+    ]
     motorcycle = (tmp_path / "dataset" / "annotations" / "motorcycle.csv").read_text().splitlines()
     assert motorcycle[1] == "image_0002.jpg,2,0,250,160,motorcycle"
     data = DetectionDataset(tmp_path / "dataset", rows, class_names(rows), 32, Problems(skip=False))

@@ -1,17 +1,25 @@
 """compare.py on tiny trained runs: every file, figures equal to eval.py's, classic baselines, --train."""
+
 from __future__ import annotations
 
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import pytest
 
 from model.report import TIMING_COLUMNS
 
-FIGURES = ["loss_curves.png", "accuracy_iou_curves.png", "per_label.png", "confusion_matrices.png",
-           "iou_histograms.png", "robustness.png"]
+FIGURES = [
+    "loss_curves.png",
+    "accuracy_iou_curves.png",
+    "per_label.png",
+    "confusion_matrices.png",
+    "iou_histograms.png",
+    "robustness.png",
+]
 TABLES = ["comparison.md", "comparison.csv", "comparison.tex", "errors.md", "robustness.md", "robustness.csv"]
 
 
@@ -21,9 +29,23 @@ def compared(tmp_path_factory, trained_run, demo_dataset, script):
     base = tmp_path_factory.mktemp("compare")
     shutil.copytree(trained_run, base / "output" / "simple")
     simple_before = (base / "output" / "simple" / "best.pth").read_bytes()
-    command = ["compare.py", "--train", "simple,deeper", "--epochs", "1", "--image-size", "64", "--dataset",
-               str(demo_dataset), "--output-dir", str(base / "output"), "--out", str(base / "doc"), "--classic",
-               "--robustness"]
+    command = [
+        "compare.py",
+        "--train",
+        "simple,deeper",
+        "--epochs",
+        "1",
+        "--image-size",
+        "64",
+        "--dataset",
+        str(demo_dataset),
+        "--output-dir",
+        str(base / "output"),
+        "--out",
+        str(base / "doc"),
+        "--classic",
+        "--robustness",
+    ]
     first = script(*command)
     assert first.returncode == 0, first.stdout + first.stderr
     first_tables = {name: (base / "doc" / name).read_text() for name in TABLES}
@@ -49,11 +71,25 @@ def test_every_file_written_and_not_empty(compared):
     for name in FIGURES + [f"failures_{m}.png" for m in ("simple", "deeper")]:
         image = cv2.imread(str(doc / name))
         assert image is not None and image.std() > 10, name  # not blank
-    rows = list(csv.DictReader(open(doc / "comparison.csv")))
+    rows = list(csv.DictReader(Path(doc / "comparison.csv").read_text().splitlines()))
     assert [r["model"] for r in rows] == ["simple", "deeper", "hog_svm", "haar_face"]
-    for column in ("parameters", "trainable", "seconds_per_epoch", "best_epoch", "train_loss", "val_accuracy",
-                   "test_loss", "test_accuracy", "test_mean_iou", "test_iou_at_0.5", "accuracy_face", "iou_airplane",
-                   "infer_ms_batched", "infer_ms_single", "device"):
+    for column in (
+        "parameters",
+        "trainable",
+        "seconds_per_epoch",
+        "best_epoch",
+        "train_loss",
+        "val_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "test_mean_iou",
+        "test_iou_at_0.5",
+        "accuracy_face",
+        "iou_airplane",
+        "infer_ms_batched",
+        "infer_ms_single",
+        "device",
+    ):
         assert rows[0][column] != "", column
     assert "\\begin{tabular}" in (doc / "comparison.tex").read_text()
     errors = (doc / "errors.md").read_text()
@@ -66,7 +102,8 @@ def test_table_figures_equal_evals(compared, script):
         done = script("eval.py", str(base / "output" / name / "best.pth"), "--split", "test")
         assert done.returncode == 0, done.stderr
         figures = json.loads((base / "output" / name / "eval_best.json").read_text())["sets"]["test"]
-        row = next(r for r in csv.DictReader(open(base / "doc" / "comparison.csv")) if r["model"] == name)
+        table = csv.DictReader((base / "doc" / "comparison.csv").read_text().splitlines())
+        row = next(r for r in table if r["model"] == name)
         assert float(row["test_accuracy"]) == pytest.approx(figures["overall"]["accuracy"])
         assert float(row["test_mean_iou"]) == pytest.approx(figures["overall"]["mean_iou"])
         assert float(row["test_loss"]) == pytest.approx(figures["loss"])
@@ -79,7 +116,7 @@ def test_table_figures_equal_evals(compared, script):
 
 def test_classic_baselines_score_on_the_demo_set(compared):
     base, *_ = compared
-    rows = {r["model"]: r for r in csv.DictReader(open(base / "doc" / "comparison.csv"))}
+    rows = {r["model"]: r for r in csv.DictReader(Path(base / "doc" / "comparison.csv").read_text().splitlines())}
     for name in ("hog_svm", "haar_face"):
         assert 0.0 <= float(rows[name]["test_accuracy"]) <= 1.0
         assert 0.0 < float(rows[name]["test_mean_iou"]) <= 1.0  # edge and Haar boxes overlap some objects
@@ -98,8 +135,9 @@ def test_rerun_gives_the_same_tables(compared):
 
 
 def _drop_timing(text: str, name: str) -> list[list[str]]:
-    rows = [line.split("," if name.endswith(".csv") else "|" if name.endswith(".md") else "&")
-            for line in text.splitlines()]
+    rows = [
+        line.split("," if name.endswith(".csv") else "|" if name.endswith(".md") else "&") for line in text.splitlines()
+    ]
     header = next((r for r in rows if any(c.strip().replace("\\_", "_") == TIMING_COLUMNS[0] for c in r)), None)
     if header is None:
         return rows

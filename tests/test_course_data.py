@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from model import config
+from model.annotations import Problems, class_names, read_annotations, read_rows, split_rows
 from model.classic import run_baselines
-from model.dataset import Problems, class_names, read_annotations, read_rows, split_rows
 from model.metrics import summarize
 
 from conftest import COURSE_SPLITS, direct_predictions, template_printout
@@ -36,8 +36,10 @@ def test_train_with_no_option_trains_on_the_course_rows(course_run, course_datas
     out, done = course_run
     assert done.returncode == 0, done.stderr
     warnings = [line for line in done.stdout.splitlines() if line.startswith("warning:")]
-    assert warnings == [f"warning: kept 1 odd row(s): {course_dataset / 'annotations' / 'airplane.csv'}:118: box "
-                        f"104,38,126,38 has zero height; kept (it trains the classifier, its box loss stays finite)"]
+    assert warnings == [
+        f"warning: kept 1 odd row(s): {course_dataset / 'annotations' / 'airplane.csv'}:118: box "
+        f"104,38,126,38 has zero height; kept (it trains the classifier, its box loss stays finite)"
+    ]
     assert "splits: train 1626, val 203, test 204" in done.stdout
     history = (out / config.HISTORY_FILE).read_text().splitlines()
     assert len(history) == 2 and "nan" not in history[1] and "inf" not in history[1]
@@ -67,13 +69,13 @@ def test_only_the_course_clusters_file_order_gives_the_courses_split(course_data
 
 
 def test_strict_mode_stops_at_the_zero_height_row(course_dataset, script, tmp_path):
-    done = script("train.py", "--dataset", str(course_dataset), "--output-dir", str(tmp_path / "o"), "--strict",
-                  *SHORT)
+    done = script("train.py", "--dataset", str(course_dataset), "--output-dir", str(tmp_path / "o"), "--strict", *SHORT)
     assert done.returncode == 1 and not (tmp_path / "o").exists()
     assert done.stderr.strip().splitlines() == [
         f"Error: {course_dataset / 'annotations' / 'airplane.csv'}:118: box 104,38,126,38 has zero height; kept (it "
         f"trains the classifier, its box loss stays finite) (--strict stops on such rows; fix the row, or drop "
-        f"--strict to keep it)"]
+        f"--strict to keep it)"
+    ]
 
 
 def test_eval_prints_the_templates_block_character_for_character(course_run, script):
@@ -86,21 +88,40 @@ def test_eval_prints_the_templates_block_character_for_character(course_run, scr
         sets[mode] = [(d["label"], d["predicted"]) for d in direct]
     expected = template_printout(sets, classes)
     start = done.stdout.index("\n*** train set accuracy")
-    assert done.stdout[start:start + len(expected)] == expected
+    assert done.stdout[start : start + len(expected)] == expected
 
 
 def test_given_split_files_are_used_as_they_are(course_dataset, script, tmp_path):
     """--splits: the template's output/ (here the course's own files); the train fraction still cuts."""
-    done = script("train.py", "--dataset", str(course_dataset), "--splits", str(COURSE_SPLITS), "--output-dir",
-                  str(tmp_path), "--train-fraction", "0.05", *SHORT)
+    done = script(
+        "train.py",
+        "--dataset",
+        str(course_dataset),
+        "--splits",
+        str(COURSE_SPLITS),
+        "--output-dir",
+        str(tmp_path),
+        "--train-fraction",
+        "0.05",
+        *SHORT,
+    )
     assert done.returncode == 0, done.stderr
     for name in ("val_data.csv", "test_data.csv"):
         assert (tmp_path / name).read_bytes() == (COURSE_SPLITS / name).read_bytes()
     kept = (tmp_path / "training_data.csv").read_text().splitlines()
     course = (COURSE_SPLITS / "training_data.csv").read_text().splitlines()
     assert 70 <= len(kept) <= 90 and kept == [row for row in course if row in set(kept)]  # 5 % per class, in order
-    both = script("train.py", "--dataset", str(course_dataset), "--splits", str(COURSE_SPLITS), "--cut-val", "0.5",
-                  "--output-dir", str(tmp_path / "x"))
+    both = script(
+        "train.py",
+        "--dataset",
+        str(course_dataset),
+        "--splits",
+        str(COURSE_SPLITS),
+        "--cut-val",
+        "0.5",
+        "--output-dir",
+        str(tmp_path / "x"),
+    )
     assert both.returncode == 2 and "--splits uses the split files as they are; --cut-val cannot apply" in both.stderr
 
 

@@ -1,6 +1,8 @@
 """Reading the course layout: rows, classes, splits, tensors, dataset discovery and bad input."""
+
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
@@ -10,9 +12,23 @@ import pytest
 import torch
 
 from model import config
-from model.dataset import (Annotation, DataError, DetectionDataset, Problems, box_to_pixels, check_box, class_names,
-                           normalize,
-                           read_annotations, read_rows, resolve_dataset, split_rows, subsample, write_rows)
+from model.annotations import (
+    Annotation,
+    DataError,
+    Problems,
+    check_box,
+    class_names,
+    read_annotations,
+    read_rows,
+    split_rows,
+    subsample,
+    write_rows,
+)
+from model.dataset import DetectionDataset, find_dataset
+from model.images import box_to_pixels, normalize
+from model.options import TrainOptions
+from model.runtime import Reporter
+from model.training import locate_dataset
 
 from conftest import DATA
 
@@ -51,14 +67,21 @@ def test_last_line_without_newline_and_blank_lines(tmp_path):
     path.write_text("image_0001.jpg,1,2,30,40,face\n\nimage_0002.jpg,5,6,70,80,face")
     rows = read_rows(path, Problems(skip=False))
     assert [(r.filename, r.box, r.line) for r in rows] == [
-        ("image_0001.jpg", (1, 2, 30, 40), 1), ("image_0002.jpg", (5, 6, 70, 80), 3)]
+        ("image_0001.jpg", (1, 2, 30, 40), 1),
+        ("image_0002.jpg", (5, 6, 70, 80), 3),
+    ]
 
 
 # ---- classes -------------------------------------------------------------------------------
 def test_classes_sorted_and_hidden_or_stray_entries_ignored(tmp_path):
-    root = make_dataset(tmp_path / "d", {"motorcycle": ["image_0001.jpg,1,1,50,50,motorcycle"],
-                                         "airplane": ["image_0001.jpg,1,1,50,50,airplane"],
-                                         "face": ["image_0001.jpg,1,1,50,50,face"]})
+    root = make_dataset(
+        tmp_path / "d",
+        {
+            "motorcycle": ["image_0001.jpg,1,1,50,50,motorcycle"],
+            "airplane": ["image_0001.jpg,1,1,50,50,airplane"],
+            "face": ["image_0001.jpg,1,1,50,50,face"],
+        },
+    )
     (root / "images" / ".DS_Store").write_bytes(b"\0")
     (root / "images" / "notes").mkdir()  # a stray folder without annotations
     (root / "annotations" / "._face.csv").write_bytes(b"\x00\x05garbage")  # macOS resource fork
@@ -84,13 +107,12 @@ def test_tensors_rgb_resized_normalised_and_boxes_by_original_size(tmp_path):
     assert data.images[0, 0].float().mean() == 255 and data.images[0, 1:].float().max() == 0  # RGB
     assert torch.allclose(data.boxes[0], torch.tensor([0.1, 0.1, 0.9, 0.9]))
     assert data.sizes.tolist() == [[200, 100]]
-    x, label, box = data[0]
+    x, label, _box = data[0]
     mean, std = config.IMAGENET_MEAN, config.IMAGENET_STD
     assert x.shape == (3, 64, 64) and x.dtype == torch.float32 and label == 0
     assert torch.allclose(x[0], torch.full((64, 64), (1 - mean[0]) / std[0]))
     assert torch.allclose(x[1], torch.full((64, 64), (0 - mean[1]) / std[1]))
     assert torch.allclose(box_to_pixels(data.boxes, data.sizes), torch.tensor([[20.0, 10, 180, 90]]))
-    assert np.allclose(box_to_pixels(data.boxes.numpy(), data.sizes.numpy()), [[20, 10, 180, 90]])
 
 
 def test_images_decoded_once_into_memory(demo_dataset, tmp_path):
@@ -101,7 +123,7 @@ def test_images_decoded_once_into_memory(demo_dataset, tmp_path):
     shutil.rmtree(root / "images")  # every later epoch must come from the cache
     seen = torch.cat([idx for idx, *_ in data.batches(8, shuffle=True, generator=torch.Generator().manual_seed(0))])
     assert sorted(seen.tolist()) == list(range(len(rows)))
-    _, images, labels, boxes = next(data.batches(8))
+    _, images, _labels, boxes = next(data.batches(8))
     assert images.dtype == torch.uint8 and images.shape == (8, 3, 32, 32) and boxes.shape == (8, 4)
     assert normalize(images).dtype == torch.float32
 
@@ -116,7 +138,9 @@ def test_split_cuts_like_the_template():
 
 
 def test_subsample_is_stratified_with_one_per_class_at_least():
-    rows = [Annotation(f"{i}.jpg", 0, 0, 1, 1, label) for label, n in (("a", 100), ("b", 40), ("c", 3)) for i in range(n)]
+    rows = [
+        Annotation(f"{i}.jpg", 0, 0, 1, 1, label) for label, n in (("a", 100), ("b", 40), ("c", 3)) for i in range(n)
+    ]
     kept = subsample(rows, 0.1)
     counts = {label: sum(r.label == label for r in kept) for label in "abc"}
     assert counts == {"a": 10, "b": 4, "c": 1}
@@ -131,11 +155,13 @@ def test_discovery_order(tmp_path, monkeypatch, demo_dataset):
     monkeypatch.setattr(config, "COURSE_DATASET", course)
     monkeypatch.setattr(config, "LOCAL_DATASET", local)
     env = {config.DATASET_ENV_VAR: str(from_env)}
-    assert resolve_dataset(explicit, env) == explicit
-    assert resolve_dataset(None, env) == from_env
-    assert resolve_dataset(None, {}) == course
+    assert find_dataset(explicit, env) == explicit
+    assert find_dataset(None, env) == from_env
+    assert find_dataset(None, {}) == course
     shutil.rmtree(course)
-    assert resolve_dataset(None, {}) == local
+    assert find_dataset(None, {}) == local
+    shutil.rmtree(local)
+    assert find_dataset(None, {}) is None
 
 
 def test_demo_generated_when_nothing_found(tmp_path, monkeypatch):
@@ -143,13 +169,15 @@ def test_demo_generated_when_nothing_found(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "LOCAL_DATASET", tmp_path / "none2")
     monkeypatch.setattr(config, "DEMO_DATASET", tmp_path / "demo")
     monkeypatch.setattr(config, "DEMO_IMAGES", 12)
-    lines = []
-    assert resolve_dataset(None, {}, log=lines.append) == tmp_path / "demo"
-    assert len(lines) == 1 and "generating the demo dataset in" in lines[0] and str(tmp_path / "demo") in lines[0]
+    monkeypatch.delenv(config.DATASET_ENV_VAR, raising=False)
+    log = io.StringIO()
+    assert locate_dataset(TrainOptions(), Reporter(log)) == tmp_path / "demo"
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 1 and "generated the demo dataset in" in lines[0] and str(tmp_path / "demo") in lines[0]
     assert len(read_annotations(tmp_path / "demo", Problems(skip=False))) == 12
-    lines.clear()
-    resolve_dataset(None, {}, log=lines.append)  # second time: reused, not rewritten
-    assert "using the demo dataset" in lines[0]
+    again = io.StringIO()
+    locate_dataset(TrainOptions(), Reporter(again))  # second time: reused, not rewritten
+    assert "using the demo dataset" in again.getvalue()
 
 
 @pytest.mark.parametrize("where", ["explicit", "env"])
@@ -157,9 +185,9 @@ def test_named_dataset_that_is_missing_is_an_error(tmp_path, where):
     missing = tmp_path / "nowhere"
     with pytest.raises(DataError, match="nowhere"):
         if where == "explicit":
-            resolve_dataset(missing, {})
+            find_dataset(missing, {})
         else:
-            resolve_dataset(None, {config.DATASET_ENV_VAR: str(missing)})
+            find_dataset(None, {config.DATASET_ENV_VAR: str(missing)})
 
 
 # ---- bad input -----------------------------------------------------------------------------
@@ -194,21 +222,27 @@ def test_bad_row_named_with_file_and_line_or_skipped(tmp_path, case):
     assert "\n" not in message
     rows, problems = load(root, skip=True)
     assert [r.filename for r in rows] == ["image_0001.jpg"]
-    assert problems.summary().startswith("skipped 1 bad row(s):") and reason in problems.summary()
+    summary = problems.summary()
+    assert summary is not None and summary.startswith("skipped 1 bad row(s):") and reason in summary
 
 
-@pytest.mark.parametrize("box, kept, oddity", [
-    ((10, 20, 10, 50), (10, 20, 10, 50), "has zero width; kept"),
-    ((10, 20, 60, 20), (10, 20, 60, 20), "has zero height; kept"),
-    ((121, 10, 122, 50), (120, 10, 120, 50), "was clipped to the 120x80 image"),  # never inverted by clipping
-    ((-1, -2, 60, 50), (0, 0, 60, 50), "was clipped to the 120x80 image"),
-])
+@pytest.mark.parametrize(
+    "box, kept, oddity",
+    [
+        ((10, 20, 10, 50), (10, 20, 10, 50), "has zero width; kept"),
+        ((10, 20, 60, 20), (10, 20, 60, 20), "has zero height; kept"),
+        ((121, 10, 122, 50), (120, 10, 120, 50), "was clipped to the 120x80 image"),  # never inverted by clipping
+        ((-1, -2, 60, 50), (0, 0, 60, 50), "was clipped to the 120x80 image"),
+    ],
+)
 def test_odd_boxes_are_kept_with_a_warning_or_stop_in_strict_mode(box, kept, oddity):
-    row = Annotation("a.jpg", *box, "face", "a.csv", 3)
+    x1, y1, x2, y2 = box
+    row = Annotation("a.jpg", x1, y1, x2, y2, "face", "a.csv", 3)
     problems = Problems(skip=False)
     assert check_box(row, 120, 80, problems) == kept
-    assert problems.warning().startswith("warning: kept ") and f"a.csv:3: box {','.join(map(str, box))} " in \
-        problems.warning() and oddity in problems.warning()
+    warning = problems.warning()
+    assert warning is not None and warning.startswith("warning: kept ") and oddity in warning
+    assert f"a.csv:3: box {','.join(map(str, box))} " in warning
     with pytest.raises(DataError, match=f"a.csv:3: .*{oddity}.*--strict stops on such rows"):
         check_box(row, 120, 80, Problems(skip=False, strict=True))
 
@@ -227,14 +261,14 @@ def test_missing_or_unreadable_image(tmp_path, case, reason):
 def test_empty_annotations_folder(tmp_path):
     root = make_dataset(tmp_path / "d", {"face": [GOOD]})
     (root / "annotations" / "face.csv").unlink()
-    with pytest.raises(DataError, match="annotations: no .csv annotation file"):
+    with pytest.raises(DataError, match=r"annotations: no \.csv annotation file"):
         load(root, skip=False)
 
 
 def test_duplicate_image_rows(tmp_path):
     root = make_dataset(tmp_path / "d", {"face": [GOOD]})
     (root / "annotations" / "face.csv").write_text(f"{GOOD}\n{GOOD}")
-    with pytest.raises(DataError, match="face.csv:2: face/image_0001.jpg is annotated twice"):
+    with pytest.raises(DataError, match=r"face\.csv:2: face/image_0001\.jpg is annotated twice"):
         load(root, skip=False)
 
 
@@ -243,7 +277,8 @@ def test_skip_summary_lists_the_first_few():
     for i in range(8):
         problems.report(f"a.csv:{i}", "bad")
     summary = problems.summary()
-    assert summary.startswith("skipped 8 bad row(s): a.csv:0: bad") and summary.endswith("and 3 more")
+    assert summary is not None and summary.startswith("skipped 8 bad row(s): a.csv:0: bad")
+    assert summary.endswith("and 3 more")
 
 
 def test_train_stops_on_a_bad_row_and_skips_it_on_request(tmp_path, demo_dataset, script):
@@ -253,12 +288,24 @@ def test_train_stops_on_a_bad_row_and_skips_it_on_request(tmp_path, demo_dataset
     lines = path.read_text().splitlines()
     lines[3] = lines[3].replace(",", ";", 1)
     path.write_text("\n".join(lines))
-    args = ["train.py", "--dataset", str(root), "--epochs", "1", "--image-size", "64", "--output-dir", str(tmp_path / "o")]
+    args = [
+        "train.py",
+        "--dataset",
+        str(root),
+        "--epochs",
+        "1",
+        "--image-size",
+        "64",
+        "--output-dir",
+        str(tmp_path / "o"),
+    ]
     failed = script(*args)
     assert failed.returncode == 1
-    assert failed.stderr.strip().splitlines() == [f"Error: {path}:4: expected 6 fields filename,startX,startY,endX,"
-                                                  f"endY,label, got 5 (fix or remove the row, or pass --skip-bad-rows "
-                                                  f"to skip such rows)"]
+    assert failed.stderr.strip().splitlines() == [
+        f"Error: {path}:4: expected 6 fields filename,startX,startY,endX,"
+        f"endY,label, got 5 (fix or remove the row, or pass --skip-bad-rows "
+        f"to skip such rows)"
+    ]
     assert not (tmp_path / "o").exists()  # nothing written by a broken run
     done = script(*args, "--skip-bad-rows")
     assert done.returncode == 0, done.stderr

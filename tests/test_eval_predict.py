@@ -1,4 +1,5 @@
 """eval.py and predict.py on a tiny trained model, checked against an independent computation."""
+
 from __future__ import annotations
 
 import csv
@@ -6,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -51,17 +53,39 @@ def test_eval_sets_default_to_the_three_splits_and_to_none_with_csv(trained_run,
     headers = lambda out: [line for line in out.splitlines() if line.startswith("*** ")]  # noqa: E731
     every = script("eval.py", str(trained_run / "best.pth"), "--out", str(tmp_path))
     assert headers(every.stdout) == [f"*** {s} set accuracy" for s in ("train", "validation", "test")]
-    rows = script("eval.py", str(trained_run / "best.pth"), "--csv", str(trained_run / "val_data.csv"), "--out",
-                  str(tmp_path))
+    rows = script(
+        "eval.py", str(trained_run / "best.pth"), "--csv", str(trained_run / "val_data.csv"), "--out", str(tmp_path)
+    )
     assert headers(rows.stdout) == ["*** val_data set accuracy"]
-    both = script("eval.py", str(trained_run / "best.pth"), "--split", "test", "--csv",
-                  str(trained_run / "val_data.csv"), "--out", str(tmp_path))
+    both = script(
+        "eval.py",
+        str(trained_run / "best.pth"),
+        "--split",
+        "test",
+        "--csv",
+        str(trained_run / "val_data.csv"),
+        "--out",
+        str(tmp_path),
+    )
     assert headers(both.stdout) == ["*** test set accuracy", "*** val_data set accuracy"]
 
 
 def test_an_empty_test_split_prints_as_the_template_does_and_compare_refuses(tmp_path, demo_dataset, script):
-    done = script("train.py", "--dataset", str(demo_dataset), "--output-dir", str(tmp_path), "--epochs", "1",
-                  "--image-size", "64", "--cut-val", "0.7", "--cut-test", "1.0")
+    done = script(
+        "train.py",
+        "--dataset",
+        str(demo_dataset),
+        "--output-dir",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        "--image-size",
+        "64",
+        "--cut-val",
+        "0.7",
+        "--cut-test",
+        "1.0",
+    )
     assert done.returncode == 0 and (tmp_path / "test_data.csv").read_text() == ""
     evaluated = script("eval.py", str(tmp_path / "best.pth"), "--split", "test")
     assert evaluated.returncode == 0, evaluated.stderr
@@ -80,13 +104,26 @@ def eval_failures(run: Path) -> set[str]:
 def test_failures_only_shows_exactly_evals_failures(trained_run, script, tmp_path):
     assert script("eval.py", str(trained_run / "best.pth"), "--split", "val", "--out", str(tmp_path)).returncode == 0
     expected = eval_failures(tmp_path)
-    done = script("predict.py", "--model", str(trained_run / "best.pth"), "--failures-only", "--save",
-                  str(tmp_path / "shown"), str(trained_run / "val_data.csv"))
+    done = script(
+        "predict.py",
+        "--model",
+        str(trained_run / "best.pth"),
+        "--failures-only",
+        "--save",
+        str(tmp_path / "shown"),
+        str(trained_run / "val_data.csv"),
+    )
     assert done.returncode == 0, done.stderr
     shown = {line.split(":")[0] for line in done.stdout.splitlines() if "FAILURE" in line}
     assert shown == expected and len(list((tmp_path / "shown").iterdir())) == len(expected)
-    everything = script("predict.py", "--model", str(trained_run / "best.pth"), "--save", str(tmp_path / "all"),
-                        str(trained_run / "val_data.csv"))
+    everything = script(
+        "predict.py",
+        "--model",
+        str(trained_run / "best.pth"),
+        "--save",
+        str(tmp_path / "all"),
+        str(trained_run / "val_data.csv"),
+    )
     rows = len((trained_run / "val_data.csv").read_text().splitlines())
     assert len(list((tmp_path / "all").iterdir())) == rows
     assert f"{rows} image(s) shown of {rows}, {len(expected)} failure(s)" in everything.stdout
@@ -99,9 +136,20 @@ def test_headless_mode_saves_and_says_where(trained_run, script, tmp_path, demo_
     for name in ("image_0001.jpg", "image_0002.jpg"):
         shutil.copy(demo_dataset / "images" / "face" / name, images / name)
     (images / "broken.jpg").write_bytes(b"not an image")
-    done = subprocess.run([os.sys.executable, str(Path.cwd() / "predict.py"), "--model",
-                           str(trained_run / "best.pth"), str(tmp_path / "web" / "images")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(Path.cwd() / "predict.py"),
+            "--model",
+            str(trained_run / "best.pth"),
+            str(tmp_path / "web" / "images"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "No display (DISPLAY is not set): writing the annotated images to output/predictions/" in done.stdout
     assert "broken.jpg: unreadable image, skipped" in done.stderr  # predict warns and goes on
@@ -111,8 +159,17 @@ def test_headless_mode_saves_and_says_where(trained_run, script, tmp_path, demo_
 
 
 def test_gallery_holds_the_drawn_boxes(trained_run, script, tmp_path):
-    done = script("predict.py", "--model", str(trained_run / "best.pth"), "--save", str(tmp_path / "s"),
-                  "--gallery", str(tmp_path / "g.png"), "--cam", str(trained_run / "test_data.csv"))
+    done = script(
+        "predict.py",
+        "--model",
+        str(trained_run / "best.pth"),
+        "--save",
+        str(tmp_path / "s"),
+        "--gallery",
+        str(tmp_path / "g.png"),
+        "--cam",
+        str(trained_run / "test_data.csv"),
+    )
     assert done.returncode == 0, done.stderr
     image = cv2.imread(str(tmp_path / "g.png"))
     for colour in (PREDICTED, TRUE):
@@ -121,8 +178,10 @@ def test_gallery_holds_the_drawn_boxes(trained_run, script, tmp_path):
 
 def test_bad_checkpoint_and_bad_input(trained_run, script, tmp_path):
     (tmp_path / "junk.pth").write_text("junk")
-    for command in (["eval.py", str(tmp_path / "junk.pth")],
-                    ["predict.py", "--model", str(tmp_path / "junk.pth"), str(trained_run / "test_data.csv")]):
+    for command in (
+        ["eval.py", str(tmp_path / "junk.pth")],
+        ["predict.py", "--model", str(tmp_path / "junk.pth"), str(trained_run / "test_data.csv")],
+    ):
         done = script(*command)
         assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
         assert "junk.pth: not a checkpoint written by this toolkit" in done.stderr
@@ -149,14 +208,29 @@ def test_eval_stops_on_an_unreadable_image_or_skips_it(trained_run, script, tmp_
 @pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed (apt-get install xvfb)")
 def test_real_display_under_xvfb(trained_run, script, tmp_path):
     display = ":93"
-    server = subprocess.Popen(["Xvfb", display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["Xvfb", display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(1.5)
-        done = subprocess.run([os.sys.executable, str(Path.cwd() / "predict.py"), "--model",
-                               str(trained_run / "best.pth"), "--delay", "50", str(trained_run / "test_data.csv")],
-                              cwd=tmp_path, env={**os.environ, "DISPLAY": display}, capture_output=True, text=True,
-                              timeout=300)
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(Path.cwd() / "predict.py"),
+                "--model",
+                str(trained_run / "best.pth"),
+                "--delay",
+                "50",
+                str(trained_run / "test_data.csv"),
+            ],
+            cwd=tmp_path,
+            env={**os.environ, "DISPLAY": display},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         server.terminate()
         server.wait()

@@ -1,17 +1,33 @@
 """The four detectors under every option: shapes, value ranges, frozen backbones, checkpoints."""
+
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
-from model.network import MODEL_NAMES, ResnetDetector, SimpleDetector, WeightsError, build_model, count_parameters, \
-    feature_size, model_options
+from model.checkpoint import Checkpoint, CheckpointError, save_checkpoint
+from model.network import (
+    MODEL_NAMES,
+    ResnetDetector,
+    SimpleDetector,
+    WeightsError,
+    build_model,
+    count_parameters,
+    feature_size,
+    model_options,
+)
 
-OPTION_SETS = [
-    {}, {"box_head": False}, {"dropout": 0.0}, {"batchnorm": False}, {"dropout": 0.0, "batchnorm": False},
-    {"pretrained": False, "freeze": False}, {"pretrained": False, "freeze": True},
+OPTION_SETS: list[dict[str, Any]] = [
+    {},
+    {"box_head": False},
+    {"dropout": 0.0},
+    {"batchnorm": False},
+    {"dropout": 0.0, "batchnorm": False},
+    {"pretrained": False, "freeze": False},
+    {"pretrained": False, "freeze": True},
 ]
 
 
@@ -35,6 +51,7 @@ def test_forward_shapes_and_ranges(name, options):
         logits, boxes = model(images)
         assert logits.shape == (2, 3) and torch.isfinite(logits).all()
         if options.get("box_head", True):
+            assert boxes is not None and model.box_regressor is not None
             assert boxes.shape == (2, 4) and (boxes >= 0).all() and (boxes <= 1).all()
             assert isinstance(model.box_regressor[-1], nn.Sigmoid)
             assert not any(isinstance(m, nn.Dropout) for m in model.box_regressor)
@@ -53,14 +70,16 @@ def test_simple_is_the_course_template_network():
     assert [m.out_features for m in model.classifier if isinstance(m, nn.Linear)] == [32, 16, 3]
 
 
-@pytest.mark.parametrize("name, size, features", [("deeper", 224, 512 * 7 * 7), ("vgg", 224, 512 * 7 * 7),
-                                                  ("deeper", 96, 512 * 3 * 3), ("resnet", 128, 512)])
+@pytest.mark.parametrize(
+    "name, size, features",
+    [("deeper", 224, 512 * 7 * 7), ("vgg", 224, 512 * 7 * 7), ("deeper", 96, 512 * 3 * 3), ("resnet", 128, 512)],
+)
 def test_feature_sizes_are_measured(name, size, features):
-    options = {"pretrained": False} if name == "resnet" else {}
-    model = build_model(name, 3, image_size=size, **options)
+    model = build_model(name, 3, **model_options(name, pretrained=False, image_size=size))
+    assert model.box_regressor is not None
     assert model.classifier[0].in_features == model.box_regressor[0].in_features == features
-    logits, boxes = model.eval()(torch.zeros(1, 3, size, size))
-    assert boxes.shape == (1, 4)
+    _logits, boxes = model.eval()(torch.zeros(1, 3, size, size))
+    assert boxes is not None and boxes.shape == (1, 4)
 
 
 def test_too_small_image_is_a_clear_error():
@@ -88,9 +107,11 @@ def test_frozen_backbone_keeps_weights_and_batchnorm_statistics():
 
 def test_fine_tuned_backbone_trains():
     model = ResnetDetector(3, pretrained=False, freeze=False, image_size=64).train()
-    running = model.features[1].running_mean.clone()
+    batchnorm = next(m for m in model.features.modules() if isinstance(m, nn.BatchNorm2d))
+    assert batchnorm.running_mean is not None
+    running = batchnorm.running_mean.clone()
     model(torch.randn(4, 3, 64, 64) + 2)
-    assert not torch.equal(running, model.features[1].running_mean)
+    assert not torch.equal(running, batchnorm.running_mean)
     assert all(p.requires_grad for p in model.parameters())
 
 
@@ -100,9 +121,10 @@ def test_imagenet_weights_from_a_file(tmp_path):
     reference = resnet18()
     torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
     model = ResnetDetector(3, pretrained=True, weights_path=str(tmp_path / "resnet18.pth"), image_size=64)
-    assert torch.equal(model.features[0].weight, reference.conv1.weight)
+    first_conv = next(m for m in model.features.modules() if isinstance(m, nn.Conv2d))
+    assert torch.equal(first_conv.weight, reference.conv1.weight)
     (tmp_path / "bad.pth").write_text("not weights")
-    with pytest.raises(WeightsError, match="--weights .*bad.pth: not a loadable state dict"):
+    with pytest.raises(WeightsError, match=r"--weights .*bad\.pth: not a loadable state dict"):
         ResnetDetector(3, pretrained=True, weights_path=str(tmp_path / "bad.pth"))
 
 
@@ -123,11 +145,13 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, name):
     torch.manual_seed(0)
     options = model_options(name, pretrained=False, dropout=0.2, image_size=64)
     model = build_model(name, 3, **options).eval()
-    save_checkpoint(tmp_path / "m.pth", {"model": {"name": name, "options": options}, "classes": ["a", "b", "c"],
-                                         "state_dict": model.state_dict()})
+    save_checkpoint(
+        tmp_path / "m.pth",
+        {"model": {"name": name, "options": options}, "classes": ["a", "b", "c"], "state_dict": model.state_dict()},
+    )
     raw = torch.load(tmp_path / "m.pth", weights_only=True)  # plain values and tensors only
     assert raw["format"] == "cvpr-practical-detector"
-    rebuilt = model_from_checkpoint(load_checkpoint(tmp_path / "m.pth"))
+    rebuilt = Checkpoint.load(tmp_path / "m.pth").build_model()
     images = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
         for a, b in zip(model(images), rebuilt(images)):
@@ -137,16 +161,16 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, name):
 
 def test_bad_checkpoints_are_named(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
-        load_checkpoint(tmp_path / "missing.pth")
+        Checkpoint.load(tmp_path / "missing.pth")
     (tmp_path / "text.pth").write_text("hello")
-    with pytest.raises(CheckpointError, match="text.pth: not a checkpoint written by this toolkit"):
-        load_checkpoint(tmp_path / "text.pth")
+    with pytest.raises(CheckpointError, match=r"text\.pth: not a checkpoint written by this toolkit"):
+        Checkpoint.load(tmp_path / "text.pth")
     torch.save(SimpleDetector(3).state_dict(), tmp_path / "bare.pth")
-    with pytest.raises(CheckpointError, match="bare.pth: not a checkpoint .*bare state dict"):
-        load_checkpoint(tmp_path / "bare.pth")
+    with pytest.raises(CheckpointError, match=r"bare\.pth: not a checkpoint .*bare state dict"):
+        Checkpoint.load(tmp_path / "bare.pth")
     torch.save(SimpleDetector(3), tmp_path / "pickled.pth")  # the template's whole pickled model
-    with pytest.raises(CheckpointError, match="pickled.pth: not a checkpoint"):
-        load_checkpoint(tmp_path / "pickled.pth")
+    with pytest.raises(CheckpointError, match=r"pickled\.pth: not a checkpoint"):
+        Checkpoint.load(tmp_path / "pickled.pth")
     torch.save({"format": "cvpr-practical-detector", "version": 99}, tmp_path / "new.pth")
     with pytest.raises(CheckpointError, match="newer version"):
-        load_checkpoint(tmp_path / "new.pth")
+        Checkpoint.load(tmp_path / "new.pth")

@@ -24,8 +24,26 @@ ROOT = Path(__file__).resolve().parent.parent
 RECORD = Path(__file__).resolve().parent / "data" / "pinned_outputs.json"
 RUNS = {
     "simple": ["--epochs", "2", "--image-size", "64", "--batch-size", "8"],
-    "deeper": ["--model", "deeper", "--epochs", "2", "--image-size", "64", "--batch-size", "8", "--no-box-head",
-               "--lr-schedule", "cosine", "--optimizer", "sgd", "--lr", "0.01", "--dropout", "0", "--no-batchnorm"],
+    "deeper": [
+        "--model",
+        "deeper",
+        "--epochs",
+        "2",
+        "--image-size",
+        "64",
+        "--batch-size",
+        "8",
+        "--no-box-head",
+        "--lr-schedule",
+        "cosine",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.01",
+        "--dropout",
+        "0",
+        "--no-batchnorm",
+    ],
 }
 VARYING = {"seconds", "seconds_per_epoch", "infer_ms_batched", "infer_ms_single"}  # wall-clock measurements
 
@@ -45,23 +63,37 @@ def outputs(work: Path) -> dict:
         run("train.py", "--dataset", str(dataset), "--output-dir", str(work), "--name", name, *args)
         folder = work / name
         config = json.loads((folder / "config.json").read_text())
-        config.pop("run")
-        for key in ("dataset", "output_dir"):
-            config.pop(key)
-        history = [{k: v for k, v in row.items() if k not in VARYING} for row in csv.DictReader(open(folder / "history.csv"))]
+        for key in ("dataset", "output_dir", "overwrite", "run", "resume"):  # places; how the run was started
+            config.pop(key, None)
+        history = [
+            {k: v for k, v in row.items() if k not in VARYING}
+            for row in csv.DictReader((folder / "history.csv").read_text().splitlines())
+        ]
         run("eval.py", str(folder / "best.pth"), "--out", str(folder))
         figures = json.loads((folder / "eval_best.json").read_text())
         for figures_of_set in figures["sets"].values():
             figures_of_set.pop("file")
-        predicted = run("predict.py", "--model", str(folder / "best.pth"), "--save", str(work / f"shown_{name}"),
-                        str(folder / "test_data.csv")).splitlines()
-        pinned[name] = {"config": config, "history": history, "eval": figures["sets"], "epoch": figures["epoch"],
-                        "splits": {f: (folder / f).read_text() for f in ("training_data.csv", "val_data.csv",
-                                                                           "test_data.csv")},
-                        "predict": [line.split(": ", 1)[1] for line in predicted if ": predicted " in line]}
+        predicted = run(
+            "predict.py",
+            "--model",
+            str(folder / "best.pth"),
+            "--save",
+            str(work / f"shown_{name}"),
+            str(folder / "test_data.csv"),
+        ).splitlines()
+        pinned[name] = {
+            "config": config,
+            "history": history,
+            "eval": figures["sets"],
+            "epoch": figures["epoch"],
+            "splits": {f: (folder / f).read_text() for f in ("training_data.csv", "val_data.csv", "test_data.csv")},
+            "predict": [line.split(": ", 1)[1] for line in predicted if ": predicted " in line],
+        }
     run("compare.py", *(str(work / name) for name in RUNS), "--out", str(work / "doc"))
-    pinned["comparison"] = [{k: v for k, v in row.items() if k not in VARYING}
-                            for row in csv.DictReader(open(work / "doc" / "comparison.csv"))]
+    pinned["comparison"] = [
+        {k: v for k, v in row.items() if k not in VARYING}
+        for row in csv.DictReader(Path(work / "doc" / "comparison.csv").read_text().splitlines())
+    ]
     return json.loads(json.dumps(pinned))
 
 
@@ -76,9 +108,11 @@ def same(recorded, now, where: str = "") -> None:
         for i, (a, b) in enumerate(zip(recorded, now)):
             same(a, b, f"{where}[{i}]")
     elif isinstance(recorded, float) or (isinstance(recorded, str) and _number(recorded) is not None):
-        a, b = (float(recorded), float(now)) if isinstance(recorded, float) else (_number(recorded), _number(now))
-        assert b is not None and (a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-5)), \
+        a, b = _number(str(recorded)), _number(str(now))
+        assert a is not None, where
+        assert b is not None and (a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-5)), (
             f"{where}: {recorded} != {now}"
+        )
     else:
         assert recorded == now, f"{where}: {recorded!r} != {now!r}"
 

@@ -24,8 +24,11 @@ from conftest import ROOT
 
 def snapshot(folder: Path) -> dict[str, str]:
     """Every file below ``folder`` with the hash of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture()
@@ -65,7 +68,7 @@ def test_demo_generator_replaces_only_its_own_dataset(tmp_path):
     assert len(list((root / "images").rglob("*.jpg"))) == 15 and demo.is_complete(root, 15, 2)
     (root / "images" / "face" / "mine.jpg").write_bytes(b"a picture of my own")
     before = snapshot(root)
-    with pytest.raises(demo.DemoError, match="holds images/face/mine.jpg that the demo generator did not write"):
+    with pytest.raises(demo.DemoError, match=r"holds images/face/mine\.jpg that the demo generator did not write"):
         demo.generate(root, images=12, seed=1)
     assert snapshot(root) == before
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # no staging folder left beside it
@@ -88,15 +91,34 @@ def test_train_refuses_to_write_a_run_into_data(which, request, script, demo_dat
     folder = request.getfixturevalue(which)
     before = snapshot(folder)
     for extra in ([], ["--overwrite"]):
-        done = script("train.py", "--dataset", str(demo_dataset), "--output-dir", str(folder), "--epochs", "1",
-                      "--image-size", "64", *extra)
+        done = script(
+            "train.py",
+            "--dataset",
+            str(demo_dataset),
+            "--output-dir",
+            str(folder),
+            "--epochs",
+            "1",
+            "--image-size",
+            "64",
+            *extra,
+        )
         assert done.returncode == 1 and f"{folder} holds data (images/) that train.py did not write" in done.stderr
     assert snapshot(folder) == before
 
 
 def test_overwrite_replaces_the_previous_run_and_nothing_else(tmp_path, demo_dataset, script):
-    args = ["train.py", "--dataset", str(demo_dataset), "--output-dir", str(tmp_path), "--epochs", "1",
-            "--image-size", "64"]
+    args = [
+        "train.py",
+        "--dataset",
+        str(demo_dataset),
+        "--output-dir",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        "--image-size",
+        "64",
+    ]
     assert script(*args).returncode == 0
     assert script("eval.py", str(tmp_path / "best.pth"), "--split", "test").returncode == 0
     (tmp_path / "notes.md").write_text("my observations")
@@ -114,10 +136,23 @@ def test_overwrite_replaces_the_previous_run_and_nothing_else(tmp_path, demo_dat
 def test_an_interrupted_decode_leaves_no_partial_cache_file(tmp_path, course_dataset):
     """SIGTERM (preemption) while the images decode: exit 143, no cache file, no run file, no temporary."""
     cache = tmp_path / "cache"
-    process = subprocess.Popen([sys.executable, "train.py", "--dataset", str(course_dataset), "--output-dir",
-                                str(tmp_path / "run"), "--workers", "1"], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "CVPR_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "train.py",
+            "--dataset",
+            str(course_dataset),
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--workers",
+            "1",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CVPR_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.monotonic() + 120
     while not any(cache.glob("*.tmp.npy")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -133,21 +168,31 @@ BUILD = """
 import sys
 from pathlib import Path
 from model.cache import ImageCache
-from model.dataset import Problems, read_annotations
+from model.annotations import Problems, read_annotations
 root, cache = Path(sys.argv[1]), Path(sys.argv[2])
 rows = read_annotations(root, Problems(skip=False))
 built = ImageCache.build(root, rows, 96, Problems(skip=False), workers=1, cache_dir=cache)
-print(int(built.images.sum()), built.sizes.tolist() == ImageCache.build(root, rows, 96, Problems(skip=False)).sizes.tolist())
+fresh = ImageCache.build(root, rows, 96, Problems(skip=False))
+print(int(built.images.sum()), built.sizes.tolist() == fresh.sizes.tolist())
 """
 
 
 def test_jobs_building_the_same_cache_at_once_cannot_corrupt_it(tmp_path, demo_dataset):
     """Array tasks on one dataset: each writes its own temporary file and renames it whole."""
-    processes = [subprocess.Popen([sys.executable, "-c", BUILD, str(demo_dataset), str(tmp_path)], cwd=ROOT,
-                                  stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", BUILD, str(demo_dataset), str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
     outputs = {p.communicate(timeout=300)[0] for p in processes}
     assert all(p.returncode == 0 for p in processes)
-    again = subprocess.run([sys.executable, "-c", BUILD, str(demo_dataset), str(tmp_path)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [sys.executable, "-c", BUILD, str(demo_dataset), str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert outputs == {again.stdout} and again.stdout.strip().endswith("True")  # same pixels, read back whole
     assert not [p for p in tmp_path.iterdir() if is_temporary(p)] and len(list(tmp_path.iterdir())) == 2

@@ -2,6 +2,7 @@
 
 Skipped where no Slurm controller answers, unless CVPR_REQUIRE_SLURM is set (CI sets it).
 """
+
 from __future__ import annotations
 
 import json
@@ -37,38 +38,80 @@ TINY = ["--epochs", "2", "--image-size", "64", "--batch-size", "16"]
 
 def test_course_srun_command(tmp_path, demo_dataset):
     """`srun --gres=shard:1 --cpus-per-task=8 --mem=12GB python3 train.py`, unchanged."""
-    done = subprocess.run(["srun", "--gres=shard:1", "--cpus-per-task=8", "--mem=12GB", sys.executable, "train.py",
-                           "--dataset", str(demo_dataset), "--output-dir", str(tmp_path), *TINY],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            "srun",
+            "--gres=shard:1",
+            "--cpus-per-task=8",
+            "--mem=12GB",
+            sys.executable,
+            "train.py",
+            "--dataset",
+            str(demo_dataset),
+            "--output-dir",
+            str(tmp_path),
+            *TINY,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout  # no progress-bar escape codes in Slurm logs
     assert len([line for line in done.stdout.splitlines() if line.startswith("epoch ")]) == 2
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["run"]["slurm"]["job_id"].isdigit() and config["run"]["slurm"]["node"]
+    facts = json.loads((tmp_path / "run.json").read_text())
+    assert facts["slurm"]["job_id"].isdigit() and facts["slurm"]["node"]
     # Slurm grants 8 CPUs in its books; the process may use only its affinity: the smaller wins
     assert config["workers"] == min(8, len(os.sched_getaffinity(0)))
 
 
 def test_srun_passes_the_exit_status_of_a_bad_option(tmp_path):
-    done = subprocess.run(["srun", sys.executable, "train.py", "--epochs", "0", "--output-dir", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        ["srun", sys.executable, "train.py", "--epochs", "0", "--output-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2 and "Invalid value for '--epochs'" in done.stderr
 
 
 def test_sbatch_training_script(tmp_path, demo_dataset):
     log = tmp_path / "train-%j.out"
-    done = subprocess.run(["sbatch", "--wait", f"--output={log}", "slurm/train.sbatch", "--dataset", str(demo_dataset),
-                           "--output-dir", str(tmp_path), "--name", "batch", *TINY],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            "sbatch",
+            "--wait",
+            f"--output={log}",
+            "slurm/train.sbatch",
+            "--dataset",
+            str(demo_dataset),
+            "--output-dir",
+            str(tmp_path),
+            "--name",
+            "batch",
+            *TINY,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     job_id = done.stdout.strip().split()[-1]
     text = (tmp_path / f"train-{job_id}.out").read_text()
     assert f"job {job_id} on" in text and "epoch   2/2" in text and "Best epoch" in text
     assert {"best.pth", "last.pth", "history.csv", "config.json"} <= {p.name for p in (tmp_path / "batch").iterdir()}
-    failing = subprocess.run(["sbatch", "--wait", f"--output={tmp_path / 'bad-%j.out'}", "slurm/train.sbatch",
-                              "--model", "nonexistent"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    failing = subprocess.run(
+        ["sbatch", "--wait", f"--output={tmp_path / 'bad-%j.out'}", "slurm/train.sbatch", "--model", "nonexistent"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert failing.returncode != 0  # sbatch --wait returns the job's exit status
-
 
 
 def wait_for_job(job_id: str, timeout: float = 900) -> str:
@@ -88,12 +131,23 @@ def test_resubmitting_with_finished_and_interrupted_runs_ends_with_the_compariso
     interrupted one trains its last epoch, and the comparison job (afterok) runs."""
     out, doc = tmp_path / "output", tmp_path / "doc"
     common = ["--dataset", str(demo_dataset), "--output-dir", str(out), *TINY]
-    finished = subprocess.run([sys.executable, "train.py", "--model", "simple", "--name", "simple", *common],
-                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+    finished = subprocess.run(
+        [sys.executable, "train.py", "--model", "simple", "--name", "simple", *common],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert finished.returncode == 0, finished.stderr
-    process = subprocess.Popen([sys.executable, "train.py", "--model", "deeper", "--name", "deeper", *common],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        [sys.executable, "train.py", "--model", "deeper", "--name", "deeper", *common],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
     for line in process.stdout:
         if line.startswith("epoch   1/2"):
             process.send_signal(signal.SIGTERM)  # preempted after its first epoch
@@ -101,8 +155,9 @@ def test_resubmitting_with_finished_and_interrupted_runs_ends_with_the_compariso
     process.communicate(timeout=300)
     assert process.returncode == 128 + signal.SIGTERM
     env = {**os.environ, "MODELS": "simple deeper", "OUTPUT_DIR": str(out), "REPORT_DIR": str(doc), "RESUME": "1"}
-    submitted = subprocess.run(["bash", "slurm/submit_all.sh", *common], cwd=ROOT, env=env, capture_output=True,
-                               text=True, timeout=120)
+    submitted = subprocess.run(
+        ["bash", "slurm/submit_all.sh", *common], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert submitted.returncode == 0, submitted.stderr
     compare_job = submitted.stdout.split("comparison: job ")[1].split(",")[0]
     assert wait_for_job(compare_job) == "COMPLETED"

@@ -1,4 +1,5 @@
 """train.py end to end as a subprocess on a tiny demo set, and its pieces in-process."""
+
 from __future__ import annotations
 
 import csv
@@ -15,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import load_checkpoint, model_from_checkpoint, split_paths
-from model.dataset import Problems, read_rows
+from model.annotations import Problems, read_rows
+from model.checkpoint import Checkpoint
+from model.files import is_temporary
 from model.network import MODEL_NAMES
-from train import LearningRate, improves
+from model.training import LearningRate, improves
 
 from conftest import ROOT
 
@@ -35,41 +37,77 @@ def test_every_model_trains_and_writes_every_file(tmp_path, demo_dataset, script
     done = train(script, demo_dataset, tmp_path, "--model", name, "--name", name, *extra)
     assert done.returncode == 0, done.stderr
     run = tmp_path / name
-    expected = {"best.pth", "last.pth", "history.csv", "convergence_plot.png", "config.json",
-                "training_data.csv", "val_data.csv", "test_data.csv"}
+    expected = {
+        "best.pth",
+        "last.pth",
+        "history.csv",
+        "convergence_plot.png",
+        "config.json",
+        "run.json",
+        "training_data.csv",
+        "val_data.csv",
+        "test_data.csv",
+    }
     assert expected <= {p.name for p in run.iterdir()}
-    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in run.iterdir() if is_temporary(p)]
     # one flushed line per epoch off a terminal, no progress-bar control codes
     epoch_lines = [line for line in done.stdout.splitlines() if line.startswith("epoch ")]
     assert len(epoch_lines) == 2 and "\x1b" not in done.stdout and "iou" in epoch_lines[0]
-    history = list(csv.DictReader(open(run / "history.csv")))
+    history = list(csv.DictReader(Path(run / "history.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in history] == [1, 2]
-    for column in ("train_loss", "train_class_loss", "train_box_loss", "train_accuracy", "train_iou", "val_loss",
-                   "val_class_loss", "val_box_loss", "val_accuracy", "val_iou", "seconds", "lr"):
+    for column in (
+        "train_loss",
+        "train_class_loss",
+        "train_box_loss",
+        "train_accuracy",
+        "train_iou",
+        "val_loss",
+        "val_class_loss",
+        "val_box_loss",
+        "val_accuracy",
+        "val_iou",
+        "seconds",
+        "lr",
+    ):
         assert np.isfinite(float(history[0][column])), column
     checkpoint = torch.load(run / "best.pth", weights_only=True)
     assert checkpoint["model"]["name"] == name and checkpoint["classes"] == ["airplane", "face", "motorcycle"]
     assert checkpoint["image_size"] == 64 and checkpoint["normalization"]["mean"] == [0.485, 0.456, 0.406]
     assert checkpoint["splits"]["test"] == "test_data.csv"
     assert {"optimizer", "history", "best"} <= set(torch.load(run / "last.pth", weights_only=True))
-    model = model_from_checkpoint(load_checkpoint(run / "best.pth"))
+    model = Checkpoint.load(run / "best.pth").build_model()
     logits, boxes = model(torch.zeros(2, 3, 64, 64))
     assert logits.shape == (2, 3) and boxes.shape == (2, 4)
     config = json.loads((run / "config.json").read_text())
-    assert config["model"] == name and config["run"]["classes"] == ["airplane", "face", "motorcycle"]
+    assert config["model"] == name and "run" not in config  # the options alone: --config re-runs them
+    facts = json.loads((run / "run.json").read_text())
+    assert facts["classes"] == ["airplane", "face", "motorcycle"] and facts["dataset"] == str(demo_dataset.resolve())
 
 
 def test_split_files_sizes_cuts_and_train_fraction(tmp_path, demo_dataset, script):
-    done = train(script, demo_dataset, tmp_path, "--cut-val", "0.6", "--cut-test", "0.8", "--train-fraction", "0.5",
-                 "--epochs", "1")
+    done = train(
+        script,
+        demo_dataset,
+        tmp_path,
+        "--cut-val",
+        "0.6",
+        "--cut-test",
+        "0.8",
+        "--train-fraction",
+        "0.5",
+        "--epochs",
+        "1",
+    )
     assert done.returncode == 0, done.stderr
-    sizes = {name: len(read_rows(tmp_path / f"{name}.csv", Problems(skip=False)))
-             for name in ("training_data", "val_data", "test_data")}
+    sizes = {
+        name: len(read_rows(tmp_path / f"{name}.csv", Problems(skip=False)))
+        for name in ("training_data", "val_data", "test_data")
+    }
     # 45 rows: train int(0.6 * 45) = 27, halved per class; val 36 - 27 = 9; test 45 - 36 = 9
     assert sizes["val_data"] == 9 and sizes["test_data"] == 9 and 12 <= sizes["training_data"] <= 15
     all_rows = {r.key for name in sizes for r in read_rows(tmp_path / f"{name}.csv", Problems(skip=False))}
     assert len(all_rows) == sum(sizes.values())  # no image in two splits
-    paths = split_paths(tmp_path / "best.pth", load_checkpoint(tmp_path / "best.pth"))
+    paths = Checkpoint.load(tmp_path / "best.pth").split_paths()
     assert paths["train"] == tmp_path / "training_data.csv"
 
 
@@ -94,14 +132,21 @@ def test_second_run_never_overwrites_the_first(tmp_path, demo_dataset, script):
 
 
 def test_config_file_reruns_an_experiment(tmp_path, demo_dataset, script):
-    assert train(script, demo_dataset, tmp_path, "--name", "a", "--dropout", "0", "--no-batchnorm",
-                 "--epochs", "1").returncode == 0
+    assert (
+        train(
+            script, demo_dataset, tmp_path, "--name", "a", "--dropout", "0", "--no-batchnorm", "--epochs", "1"
+        ).returncode
+        == 0
+    )
     rerun = script("train.py", "--config", str(tmp_path / "a" / "config.json"), "--name", "b")
     assert rerun.returncode == 0, rerun.stderr
     a, b = (json.loads((tmp_path / n / "config.json").read_text()) for n in "ab")
-    assert {k: v for k, v in a.items() if k not in ("run", "name")} == {k: v for k, v in b.items() if k not in ("run", "name")}
-    assert (tmp_path / "a" / "history.csv").read_text().splitlines()[1].split(",")[1:6] == \
-           (tmp_path / "b" / "history.csv").read_text().splitlines()[1].split(",")[1:6]  # same seed, same numbers
+    assert {k: v for k, v in a.items() if k not in ("run", "name")} == {
+        k: v for k, v in b.items() if k not in ("run", "name")
+    }
+    assert (tmp_path / "a" / "history.csv").read_text().splitlines()[1].split(",")[1:6] == (
+        tmp_path / "b" / "history.csv"
+    ).read_text().splitlines()[1].split(",")[1:6]  # same seed, same numbers
     (tmp_path / "typo.json").write_text('{"epohcs": 3}')
     typo = script("train.py", "--config", str(tmp_path / "typo.json"))
     assert typo.returncode == 2 and "unknown option(s) epohcs" in typo.stderr
@@ -113,15 +158,18 @@ def test_diverging_loss_stops_with_a_message(tmp_path, demo_dataset, script):
     assert "the loss is not finite" in done.stderr and "lower --lr" in done.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--cut-val", "0.9", "--cut-test", "0.8"], "--cut-val: must be below --cut-test (0.8)"),
-    (["--model", "alexnet"], "'alexnet' is not one of 'simple', 'deeper', 'vgg', 'resnet'"),
-    (["--lr", "0"], "Invalid value for '--lr'"),
-    (["--fine-tune"], "--freeze/--fine-tune applies to --model resnet only"),
-    (["--dataset", "/nonexistent/data"], "--dataset /nonexistent/data: no images/ and annotations/ folders"),
-    (["--device", "cuda"], "--device cuda: no CUDA device is visible"),
-    (["--image-size", "48"], "Invalid value for --image-size: 48 is too small for --model simple (at least 64 px)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--cut-val", "0.9", "--cut-test", "0.8"], "--cut-val: must be below --cut-test (0.8)"),
+        (["--model", "alexnet"], "'alexnet' is not one of 'simple', 'deeper', 'vgg', 'resnet'"),
+        (["--lr", "0"], "Invalid value for '--lr'"),
+        (["--fine-tune"], "--freeze/--fine-tune applies to --model resnet only"),
+        (["--dataset", "/nonexistent/data"], "--dataset /nonexistent/data: no images/ and annotations/ folders"),
+        (["--device", "cuda"], "--device cuda: no CUDA device is visible"),
+        (["--image-size", "48"], "Invalid value for --image-size: 48 is too small for --model simple (at least 64 px)"),
+    ],
+)
 def test_bad_options_rejected_with_a_clear_message(tmp_path, script, args, message):
     if "cuda" in args and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -133,19 +181,31 @@ def test_bad_options_rejected_with_a_clear_message(tmp_path, script, args, messa
 def test_cosine_schedule_resumed_with_more_epochs_goes_on_to_zero(tmp_path, demo_dataset, script):
     """Epoch e of E trains at lr (1 + cos(pi (e - 1) / E)) / 2; --resume --epochs 6 re-plans over 6:
     it neither restarts from --lr nor sits at 0."""
-    args = ["--dataset", str(demo_dataset), "--output-dir", str(tmp_path), "--image-size", "64", "--lr", "0.001",
-            "--lr-schedule", "cosine"]
+    args = [
+        "--dataset",
+        str(demo_dataset),
+        "--output-dir",
+        str(tmp_path),
+        "--image-size",
+        "64",
+        "--lr",
+        "0.001",
+        "--lr-schedule",
+        "cosine",
+    ]
     assert script("train.py", *args, "--epochs", "3").returncode == 0
     resumed = script("train.py", "--resume", str(tmp_path / "last.pth"), "--epochs", "6")
     assert resumed.returncode == 0, resumed.stderr
-    lrs = [float(row["lr"]) for row in csv.DictReader(open(tmp_path / "history.csv"))]
-    planned = [0.001 * (1 + math.cos(math.pi * (e - 1) / total)) / 2 for e, total in zip(range(1, 7), [3] * 3 + [6] * 3)]
+    lrs = [float(row["lr"]) for row in csv.DictReader(Path(tmp_path / "history.csv").read_text().splitlines())]
+    planned = [
+        0.001 * (1 + math.cos(math.pi * (e - 1) / total)) / 2 for e, total in zip(range(1, 7), [3] * 3 + [6] * 3)
+    ]
     assert lrs == pytest.approx(planned, rel=1e-6)
     assert 0.001 > lrs[3] > lrs[4] > lrs[5] > 0
 
 
 def test_plateau_halves_after_three_epochs_without_a_lower_val_loss():
-    schedule, lrs = LearningRate("plateau", 1.0, 20), []
+    schedule, lrs = LearningRate("plateau", 1.0, 20), list[float]()
     for loss in (1.0, 0.9, 0.95, 0.9, 0.91, 0.8, 0.85, 0.85, 0.85, 0.85):
         lrs.append(schedule.at(len(lrs) + 1))
         schedule.observe(loss)
@@ -191,17 +251,24 @@ def uninterrupted(tmp_path_factory, demo_dataset, script) -> Path:
 
 def comparable(history_csv: Path) -> list[list[str]]:
     """history.csv without the seconds column (wall time differs between runs)."""
-    rows = list(csv.reader(open(history_csv)))
+    rows = list(csv.reader(Path(history_csv).read_text().splitlines()))
     drop = rows[0].index("seconds")
-    return [row[:drop] + row[drop + 1:] for row in rows]
+    return [row[:drop] + row[drop + 1 :] for row in rows]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])
 def test_signal_then_resume_equals_an_uninterrupted_run(tmp_path, demo_dataset, uninterrupted, signum):
     command = [sys.executable, "train.py", "--dataset", str(demo_dataset), "--output-dir", str(tmp_path), *RESUMABLE]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     lines = []
+    assert process.stdout is not None
     for line in process.stdout:  # a real signal, sent while epoch 3 trains
         lines.append(line)
         if line.startswith("epoch   2/6"):
@@ -215,8 +282,13 @@ def test_signal_then_resume_equals_an_uninterrupted_run(tmp_path, demo_dataset, 
     assert f"Resume with: python train.py --resume {tmp_path / 'last.pth'}" in message
     assert torch.load(tmp_path / "last.pth", weights_only=True)["epoch"] == 2
     assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]  # nothing half-written
-    resumed = subprocess.run([sys.executable, "train.py", "--resume", str(tmp_path / "last.pth")], cwd=ROOT,
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "train.py", "--resume", str(tmp_path / "last.pth")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert comparable(tmp_path / "history.csv") == comparable(uninterrupted / "history.csv")
     for name in ("best.pth", "last.pth"):
@@ -232,8 +304,9 @@ def test_resume_refuses_other_options_and_finished_runs(tmp_path, uninterrupted,
     finished = script("train.py", "--resume", str(uninterrupted / "last.pth"))  # a resubmitted finished job
     assert finished.returncode == 0 and "already finished its 6 epochs; nothing to do" in finished.stdout
     assert (uninterrupted / "last.pth").read_bytes() == before
-    with_config = script("train.py", "--resume", str(uninterrupted / "last.pth"), "--config",
-                         str(uninterrupted / "config.json"))
+    with_config = script(
+        "train.py", "--resume", str(uninterrupted / "last.pth"), "--config", str(uninterrupted / "config.json")
+    )
     assert with_config.returncode == 2 and "--config and --resume cannot go together" in with_config.stderr
     best = script("train.py", "--resume", str(uninterrupted / "best.pth"))
     assert best.returncode == 1 and "holds no training state" in best.stderr
@@ -244,9 +317,14 @@ def test_progress_bars_on_a_terminal(tmp_path, demo_dataset):
     import pty
 
     leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "train.py", "--dataset", str(demo_dataset), "--output-dir",
-                                str(tmp_path), *TINY], cwd=ROOT, stdin=follower, stdout=follower, stderr=follower,
-                               env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"})
+    process = subprocess.Popen(
+        [sys.executable, "train.py", "--dataset", str(demo_dataset), "--output-dir", str(tmp_path), *TINY],
+        cwd=ROOT,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"},
+    )
     os.close(follower)
     chunks = []
     while True:

@@ -23,6 +23,7 @@ def test_the_installed_versions_are_the_pinned_ones():
 
 
 def test_the_readme_claims_the_pinned_versions_and_no_other():
-    claim = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("Tested with"))
+    paragraphs = (ROOT / "README.md").read_text().split("\n\n")
+    claim = next(p for p in paragraphs if p.startswith("Tested with")).replace("\n", " ")
     claimed = dict(re.findall(r"\b([a-z][a-z0-9-]+) (\d+\.\d+(?:\.\d+)*)", claim))
     assert claimed == pins(ROOT / "requirements.txt")

@@ -1,0 +1,61 @@
+"""Tables written through pandas: the CSV keeps every value, Markdown and LaTeX show the formatted cells."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from model.files import atomic_path, is_temporary
+from model.tables import format_cell, write_table
+
+FRAME = pd.DataFrame(
+    [
+        {"model": "simple", "parameters": 61975, "test_accuracy": 0.9852941176470589, "corner_px": 25.54, "note": ""},
+        {"model": "hog_svm", "parameters": None, "test_accuracy": 1.0, "corner_px": math.nan, "note": "C=10, x_y"},
+    ]
+).astype({"parameters": "Int64"})
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (math.nan, "-"),
+        (None, "-"),
+        (pd.NA, "-"),
+        (61975, "61,975"),
+        (0.98529, "0.9853"),
+        (1.0, "1.0000"),
+        (25.54, "25.5"),
+        (12345.6, "12,346"),
+        ("cpu", "cpu"),
+        (True, "True"),
+    ],
+)
+def test_one_rule_for_a_cell(value, text):
+    assert format_cell(value) == text
+
+
+def test_the_three_files_hold_the_same_table(tmp_path):
+    paths = write_table(FRAME, tmp_path / "comparison", "Model comparison", "On the test split.")
+    back = pd.read_csv(paths["csv"], keep_default_na=False, na_values=[""])
+    assert back["model"].tolist() == ["simple", "hog_svm"] and back["parameters"].isna().tolist() == [False, True]
+    assert back["test_accuracy"].tolist() == FRAME["test_accuracy"].tolist()  # every digit kept
+    markdown = paths["md"].read_text().splitlines()
+    assert markdown[:3] == ["# Model comparison", "", "On the test split."]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown[4:]]
+    assert rows[0] == ["model", "parameters", "test_accuracy", "corner_px", "note"]
+    assert rows[2:] == [["simple", "61,975", "0.9853", "25.5", ""], ["hog_svm", "-", "1.0000", "-", "C=10, x_y"]]
+    latex = paths["tex"].read_text()
+    assert r"simple & 61,975 & 0.9853 & 25.5 &  \\" in latex and r"hog\_svm & - & 1.0000 & - & C=10, x\_y \\" in latex
+    assert r"test\_accuracy" in latex and not [p for p in tmp_path.iterdir() if is_temporary(p)]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed while writing")
+    assert path.read_text() == "old" and list(tmp_path.iterdir()) == [path]
