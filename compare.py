@@ -22,7 +22,9 @@ from model import config
 from model.annotations import Problems
 from model.comparison import compare_runs, write_outputs
 from model.errors import UserError, one_line_errors
+from model.inference import Inference
 from model.network import MODEL_NAMES, takes_option
+from model.precision import PRECISIONS
 from model.runtime import DEVICES, select_device
 from model.tables import format_cell
 
@@ -121,6 +123,7 @@ def console_table(frame: pd.DataFrame) -> Table:
     help="Score each model on blurred, noisy and low-resolution test images.",
 )
 @click.option("--device", type=click.Choice(DEVICES), default="auto")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", help="Autocast, as train.py's option.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Inference batch size.")
 def main(
     runs: tuple[Path, ...],
@@ -136,6 +139,7 @@ def main(
     classic: bool,
     with_robustness: bool,
     device: str,
+    precision: str,
     batch_size: int,
 ) -> None:
     """Compare RUNS (run folders or checkpoints) on their test splits; write tables and figures to --out.
@@ -164,12 +168,10 @@ def main(
             raise click.UsageError("give run folders or checkpoints to compare, or --train MODEL,...")
         torch.manual_seed(0)
         problems = Problems(skip=skip_bad_rows)
-        comparison = compare_runs(
-            runs, select_device(device), batch_size, problems, csv_files, classic, with_robustness
-        )
-        for line in (problems.summary(), problems.warning()):
-            if line:
-                click.echo(line)
+        inference = Inference.on(select_device(device), precision, batch_size)
+        comparison = compare_runs(runs, inference, problems, csv_files, classic, with_robustness)
+        for line in problems.lines():
+            click.echo(line)
         write_outputs(comparison, out)
     Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(console_table(comparison.frame))
     click.echo(

@@ -20,9 +20,10 @@ from model.annotations import DataError, Problems
 from model.checkpoint import Checkpoint
 from model.errors import one_line_errors
 from model.files import atomic_path, write_text
-from model.inference import images_root, load_rows_dataset, load_trained, run_model
+from model.inference import Inference, images_root, load_rows_dataset, load_trained, run_model
 from model.metrics import ImageResults, summarize, to_json_ready
 from model.plots import confusion_plot
+from model.precision import PRECISIONS
 from model.runtime import DEVICES, select_device, usable_cpus
 from model.tables import format_cell
 
@@ -175,6 +176,7 @@ def evaluation_sets(checkpoint: Checkpoint, splits: tuple[str, ...], csv_files: 
     help="Folder for the JSON, CSV and PNG  [default: the checkpoint's folder]",
 )
 @click.option("--device", type=click.Choice(DEVICES), default="auto")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", help="Autocast, as train.py's option.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64)
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Threads decoding images.")
 @click.option("--skip-bad-rows", is_flag=True, help="Skip unreadable images and bad rows instead of stopping.")
@@ -188,6 +190,7 @@ def main(
     iou_threshold: float,
     out: Path | None,
     device: str,
+    precision: str,
     batch_size: int,
     workers: int | None,
     skip_bad_rows: bool,
@@ -201,8 +204,8 @@ def main(
     python eval.py output/best.pth --csv web_images/annotations.csv
     """
     with one_line_errors():
-        torch_device = select_device(device)
-        state, model = load_trained(checkpoint, torch_device)
+        inference = Inference.on(select_device(device), precision, batch_size)
+        state, model = load_trained(checkpoint, inference.device)
         sets = evaluation_sets(state, splits or (() if csv_files else tuple(SET_NAMES)), csv_files)
         problems = Problems(skip=skip_bad_rows, strict=strict)
         results, figures = {}, {}
@@ -210,7 +213,7 @@ def main(
             data = load_rows_dataset(path, images_root(path, dataset, state), state, problems, workers or usable_cpus())
             if not data.rows and path in csv_files:  # an empty recorded split prints as the template does
                 raise DataError(f"{path}: no usable row to evaluate")
-            stats, results[name] = run_model(model, data, state, torch_device, batch_size)
+            stats, results[name] = run_model(model, data, state, inference)
             figures[name] = {
                 "file": str(path),
                 "loss": stats.loss,
@@ -218,9 +221,8 @@ def main(
                 "box_loss": stats.box_loss,
                 **summarize(results[name], iou_threshold),
             }
-    for line in (problems.summary(), problems.warning()):
-        if line:
-            click.echo(line)
+    for line in problems.lines():
+        click.echo(line)
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     click.echo("\n".join(line for name in results for line in accuracy_block(name, figures[name])))

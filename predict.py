@@ -23,8 +23,9 @@ from model.boxes import pairwise_iou
 from model.checkpoint import Checkpoint
 from model.errors import UserError, one_line_errors
 from model.images import box_to_pixels, box_to_unit, network_input
-from model.inference import images_root, load_trained
+from model.inference import Inference, images_root, load_trained
 from model.network import Detector
+from model.precision import PRECISIONS
 from model.runtime import DEVICES, select_device
 from model.visualize import draw_prediction, gallery, grad_cam, overlay_cam, save_image
 
@@ -92,15 +93,15 @@ def predict_one(
     model: Detector,
     image_bgr: np.ndarray,
     checkpoint: Checkpoint,
-    device: torch.device,
+    inference: Inference,
     item: Item,
     iou_threshold: float,
 ) -> tuple[Outcome, torch.Tensor]:
     """Run one image through the model; returns the outcome and the normalised input (1, 3, S, S)."""
-    x = network_input(
-        cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), checkpoint.image_size, device, checkpoint.mean, checkpoint.std
-    )
-    logits, boxes = model(x)
+    rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+    x = network_input(rgb, checkpoint.image_size, inference.device, checkpoint.mean, checkpoint.std)
+    with inference.precision.autocast():
+        logits, boxes = model(x)
     probabilities = logits.float().softmax(dim=1)[0]
     confidence, index = probabilities.max(dim=0)
     predicted = checkpoint.classes[int(index)]
@@ -180,20 +181,22 @@ def describe(outcome: Outcome) -> str:
     help="Where the images of CSV rows are  [default: the CSV's own dataset, else the training one]",
 )
 @click.option("--device", type=click.Choice(DEVICES), default="auto")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", help="Autocast, as train.py's option.")
 @click.option("--skip-bad-rows", is_flag=True, help="Skip bad CSV rows instead of stopping.")
 def main(
-    inputs,
-    checkpoint_path,
-    failures_only,
-    iou_threshold,
-    save_dir,
-    gallery_path,
-    gallery_max,
-    cam,
-    delay,
-    dataset,
-    device,
-    skip_bad_rows,
+    inputs: tuple[Path, ...],
+    checkpoint_path: Path,
+    failures_only: bool,
+    iou_threshold: float,
+    save_dir: Path | None,
+    gallery_path: Path | None,
+    gallery_max: int,
+    cam: bool,
+    delay: int,
+    dataset: Path | None,
+    device: str,
+    precision: str,
+    skip_bad_rows: bool,
 ) -> None:
     """Show predictions on INPUT... (CSV files, images, folders); any key: next image, q or ESC: quit.
 
@@ -204,8 +207,8 @@ def main(
     python predict.py --cam --failures-only output/test_data.csv
     """
     with one_line_errors():
-        torch_device = select_device(device)
-        checkpoint, model = load_trained(checkpoint_path, torch_device)
+        inference = Inference.on(select_device(device), precision)
+        checkpoint, model = load_trained(checkpoint_path, inference.device)
         items = collect_items(inputs, dataset, checkpoint, Problems(skip=skip_bad_rows))
         if not items:
             raise UserError(f"no image found in {', '.join(map(str, inputs))}")
@@ -225,7 +228,7 @@ def main(
                 click.echo(f"warning: {item.path}: unreadable image, skipped", err=True)
                 unreadable += 1
                 continue
-            outcome, x = predict_one(model, image, checkpoint, torch_device, item, iou_threshold)
+            outcome, x = predict_one(model, image, checkpoint, inference, item, iou_threshold)
             failures += outcome.failure
             if failures_only and not outcome.failure:
                 continue

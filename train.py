@@ -22,11 +22,12 @@ from model.errors import one_line_errors
 from model.losses import BOX_LOSSES
 from model.network import MODEL_NAMES, TAKEN_ONLY_BY, min_image_size, takes_option
 from model.options import TrainOptions
+from model.precision import PRECISIONS
 from model.runtime import DEVICES, Interrupted, Reporter, usable_cpus
 from model.training import LR_SCHEDULES, OPTIMIZERS, fit
 
 DEFAULTS = TrainOptions()
-RESUME_OVERRIDES = ("epochs", "device", "workers", "dataset")  # what --resume lets a run change
+RESUME_OVERRIDES = ("epochs", "device", "workers", "dataset", "precision", "compile")  # what --resume lets a run change
 
 
 def load_config_file(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
@@ -121,6 +122,17 @@ def load_config_file(ctx: click.Context, _param: click.Parameter, value: Path | 
 )
 @click.option("--seed", type=int, default=DEFAULTS.seed, help="Seeds the split, the weights and the batches.")
 @click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, help="auto: cuda, then mps, then cpu.")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=DEFAULTS.precision,
+    help="Autocast: auto is bf16 on a CUDA GPU that has it (else fp16 with a gradient scaler), fp32 on CPU and MPS.",
+)
+@click.option(
+    "--compile/--no-compile",
+    default=DEFAULTS.compile,
+    help="torch.compile the model; compiled before epoch 1, its time reported apart.",
+)
 @click.option(
     "--workers",
     type=click.IntRange(min=1),

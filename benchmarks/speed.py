@@ -1,22 +1,23 @@
-"""Where the time goes: compute-only vs the toolkit's real training pass vs the course template's
-naive pipeline, inference throughput and latency, peak memory, and growth with dataset size.
+"""Where the time goes: compute only vs the toolkit's real training pass vs the course template's
+pipeline, inference throughput and latency, and peak memory, in fp32 and in mixed precision.
 
-    python -m benchmarks.speed                      # all four models, writes doc/benchmark.md
-    python -m benchmarks.speed --models simple --repeats 5
+    python -m benchmarks.speed                          # CPU: the demo set, writes doc/benchmark.md
+    python -m benchmarks.speed --device cuda            # GPU: a course-sized set, writes doc/benchmark-gpu.md
+    python -m benchmarks.speed --models simple --repeats 5 --precisions fp32
 
-Every figure is the median of --repeats runs, all measured in this one process on this machine.
+Every figure is the median of --repeats runs after a warm-up, all measured in this one process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -24,13 +25,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from model import config, demo
-from model.annotations import Problems, class_names, image_path, read_annotations, split_rows
+from model.annotations import Annotation, Problems, class_names, image_path, read_annotations, read_rows, split_rows
+from model.batches import place_splits
 from model.dataset import DetectionDataset
-from model.engine import evaluate, to_device, train_one_epoch
+from model.engine import evaluate, network_batch, train_one_epoch
 from model.images import network_input, read_image_rgb
 from model.losses import DetectionLoss
-from model.network import MODEL_NAMES, build_model, model_options
+from model.network import MODEL_NAMES, Detector, build_model, model_options
+from model.precision import Precision, resolve_precision
 from model.runtime import DEVICES, place_model, select_device, synchronize, usable_cpus, uses_channels_last
+
+COURSE_SPLITS = Path(__file__).resolve().parent.parent / "tests" / "data" / "course-splits"
 
 
 def median_time(function: Callable[[], object], repeats: int, device: torch.device) -> float:
@@ -46,310 +51,304 @@ def median_time(function: Callable[[], object], repeats: int, device: torch.devi
     return statistics.median(times)
 
 
-def reset_peak_memory(device: torch.device) -> None:
+@contextlib.contextmanager
+def peak_memory(device: torch.device, into: dict[str, float]) -> Iterator[None]:
+    """Peak memory (MB) of the block: allocated on the GPU, or the process's resident set on the CPU."""
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_peak_memory_stats(device)
     else:
         with contextlib.suppress(OSError):  # Linux: "5" resets the process's peak resident set size (VmHWM)
             Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_memory_mb(device: torch.device) -> float:
+    yield
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    try:
+        into["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        return
+    with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                into["peak_mb"] = int(line.split()[1]) / 1024
 
 
-class NaiveDataset(Dataset):
-    """The course template's way: decode and resize the image on every access."""
+class TemplateDataset(Dataset):
+    """The course template's way: decode and resize the image on every access (in a DataLoader worker)."""
 
-    def __init__(self, root: Path, rows, classes):
+    def __init__(self, root: Path, rows: list[Annotation], classes: list[str]):
         self.root, self.rows, self.index = root, rows, {c: i for i, c in enumerate(classes)}
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, torch.Tensor]:
         row = self.rows[i]
         image = read_image_rgb(image_path(self.root, row))
         assert image is not None, row.where
         h, w = image.shape[:2]
-        x = network_input(image, config.IMAGE_SIZE)[0]
         box = torch.tensor([row.x1 / w, row.y1 / h, row.x2 / w, row.y2 / h], dtype=torch.float32)
-        return x, self.index[row.label], box
+        return network_input(image, config.IMAGE_SIZE)[0], self.index[row.label], box
 
 
-def naive_epoch(model, train_loader, val_loader, loss_fn, optimizer, device) -> None:
-    """Template epoch: a training pass, then in eval mode a second pass over the training split and
-    a validation pass, decoding every image each time."""
-    model.train()
-    for x, labels, boxes in train_loader:
-        x, labels, boxes = x.to(device), labels.to(device), boxes.to(device)
-        logits, pred = model(x)
-        loss = loss_fn(logits, pred, labels, boxes)[0]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        for loader in (train_loader, val_loader):
-            for x, labels, boxes in loader:
-                x, labels, boxes = x.to(device), labels.to(device), boxes.to(device)
-                loss_fn(*model(x), labels, boxes)
+@dataclass
+class Setting:
+    """One model in one precision on one device, with its data."""
+
+    name: str
+    device: torch.device
+    precision: Precision
+    batch_size: int
+    train: DetectionDataset
+    val: DetectionDataset
+    workers: int
 
 
-def benchmark_model(
-    name: str, root: Path, rows: dict, classes, device, batch_size: int, batches: int, repeats: int, workers: int
-) -> dict[str, float]:
+def run_setting(s: Setting, repeats: int) -> dict[str, float]:
+    """Every figure of one model in one precision."""
     torch.manual_seed(0)
-    # every network trained from scratch and fully (a frozen or pretrained backbone would time something else)
-    model = build_model(name, len(classes), **model_options(name, pretrained=False, freeze=False))
-    channels_last = uses_channels_last(device)
-    model = place_model(model, device)
+    # every network from scratch and fully trained: a frozen or pretrained backbone would time something else
+    model: Detector = place_model(
+        build_model(s.name, 3, **model_options(s.name, pretrained=False, freeze=False)), s.device
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    scaler = s.precision.grad_scaler()
     loss_fn = DetectionLoss()
-    n_train = batch_size * batches
-    train_rows, val_rows = rows["train"][:n_train], rows["val"][: max(batch_size, n_train // 8)]
-    reset_peak_memory(device)
-    train = DetectionDataset(root, train_rows, classes, config.IMAGE_SIZE, Problems(skip=False), workers)
-    val = DetectionDataset(root, val_rows, classes, config.IMAGE_SIZE, Problems(skip=False), workers)
     generator = torch.Generator().manual_seed(0)
+    channels_last = uses_channels_last(s.device)
+    figures: dict[str, float] = {}
+    with peak_memory(s.device, figures):
+        train, val = place_splits([s.train, s.val], s.device)
+        figures["resident"] = float(train.resident)
 
-    # 1. compute only: batches already on the device, normalised, in the training layout
-    ready = [
-        (
-            to_device(train.images[i : i + batch_size], train, device, channels_last),
-            train.labels[i : i + batch_size].to(device),
-            train.boxes[i : i + batch_size].to(device),
+        # 1. compute only: batches already on the device, normalised, in the toolkit's layout
+        ready = [
+            (network_batch(b.images, train, channels_last), b.labels, b.boxes) for b in train.batches(s.batch_size)
+        ]
+
+        def compute_only() -> None:
+            model.train()
+            for x, labels, boxes in ready:
+                with s.precision.autocast():
+                    logits, pred = model(x)
+                loss = loss_fn(logits, pred, labels, boxes)[0]
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+
+        # 2. the toolkit's training pass and epoch (training pass and validation pass)
+        def toolkit_pass() -> None:
+            train_one_epoch(
+                model, train, loss_fn, optimizer, s.batch_size, generator, s.precision, scaler, channels_last
+            )
+
+        def toolkit_epoch() -> None:
+            toolkit_pass()
+            evaluate(model, val, loss_fn, s.batch_size, s.precision, channels_last)
+
+        figures["compute"] = len(train) / median_time(compute_only, repeats, s.device)
+        figures["real"] = len(train) / median_time(toolkit_pass, repeats, s.device)
+        figures["epoch_s"] = median_time(toolkit_epoch, repeats, s.device)
+        figures["infer"] = len(val) / median_time(
+            lambda: evaluate(model, val, loss_fn, 64, s.precision, channels_last), repeats, s.device
         )
-        for i in range(0, len(train), batch_size)
-    ]
+    figures.update(template_figures(s, model, loss_fn, repeats))
+    figures["single_ms"] = 1000 * single_image_latency(s, model, repeats)
+    figures.update(train_images=len(s.train), val_images=len(s.val))
+    return figures
 
-    def compute_only() -> None:
-        model.train()
-        for x, labels, boxes in ready:
-            logits, pred = model(x)
-            loss = loss_fn(logits, pred, labels, boxes)[0]
+
+def template_figures(s: Setting, model: Detector, loss_fn: DetectionLoss, repeats: int) -> dict[str, float]:
+    """The course template's pipeline on the same weights: plain NCHW, a DataLoader decoding every
+    image on access (its workers: the CPUs on CUDA, 2 elsewhere), and, each epoch, a second no-grad
+    pass over the training split besides the validation pass."""
+    template = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    optimizer = torch.optim.Adam(template.parameters(), lr=1e-4)
+    scaler = s.precision.grad_scaler()
+    workers = s.workers if s.device.type == "cuda" else 2
+    pin = s.device.type == "cuda"
+
+    def loader(dataset: DetectionDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            TemplateDataset(dataset.root, dataset.rows, dataset.classes),
+            batch_size=s.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            pin_memory=pin,
+            persistent_workers=workers > 0,
+        )
+
+    train_loader, val_loader = loader(s.train, True), loader(s.val, False)
+
+    def step(x: torch.Tensor, labels: torch.Tensor, boxes: torch.Tensor, learn: bool) -> None:
+        x, labels, boxes = x.to(s.device), labels.to(s.device), boxes.to(s.device)
+        with s.precision.autocast():
+            logits, pred = template(x)
+        loss = loss_fn(logits, pred, labels, boxes)[0]
+        if learn:
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
 
-    # 2. the toolkit's training pass
-    def toolkit_pass() -> None:
-        train_one_epoch(model, train, loss_fn, optimizer, device, batch_size, generator, channels_last)
+    def template_pass() -> None:
+        template.train()
+        for x, labels, boxes in train_loader:
+            step(x, labels, boxes, learn=True)
 
-    def toolkit_epoch() -> None:
-        toolkit_pass()
-        evaluate(model, val, loss_fn, device, batch_size, channels_last)
-
-    # 3. the template's pipeline: its memory format (plain NCHW), decoding on every access, and a
-    # second no-grad pass over the training split each epoch (the same weights, copied)
-    naive_model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
-    naive_optimizer = torch.optim.Adam(naive_model.parameters(), lr=1e-4)
-    naive_train = DataLoader(
-        NaiveDataset(root, train_rows, classes), batch_size=batch_size, shuffle=True, num_workers=0
-    )
-    naive_val = DataLoader(NaiveDataset(root, val_rows, classes), batch_size=batch_size, num_workers=0)
-
-    def naive_pass() -> None:
-        naive_model.train()
-        for x, labels, boxes in naive_train:
-            logits, pred = naive_model(x.to(device))
-            loss = loss_fn(logits, pred, labels.to(device), boxes.to(device))[0]
-            naive_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            naive_optimizer.step()
-
-    # 4. inference: eval's batched path and predict's one-image path (preprocessing included)
-    image = read_image_rgb(image_path(root, val_rows[0]))
-    assert image is not None
-
-    def single_image() -> None:
+    def template_epoch() -> None:
+        template_pass()
+        template.eval()
         with torch.no_grad():
-            model.eval()
-            model(network_input(image, config.IMAGE_SIZE, device))
+            for batches in (train_loader, val_loader):
+                for x, labels, boxes in batches:
+                    step(x, labels, boxes, learn=False)
 
-    t_compute = median_time(compute_only, repeats, device)
-    t_real = median_time(toolkit_pass, repeats, device)
-    t_naive = median_time(naive_pass, repeats, device)
-    t_epoch = median_time(toolkit_epoch, repeats, device)
-    t_naive_epoch = median_time(
-        lambda: naive_epoch(naive_model, naive_train, naive_val, loss_fn, naive_optimizer, device), repeats, device
-    )
-    t_infer = median_time(lambda: evaluate(model, val, loss_fn, device, 64, channels_last), repeats, device)
-    t_single = median_time(single_image, max(repeats, 10), device)
     return {
-        "compute": len(train) / t_compute,
-        "real": len(train) / t_real,
-        "naive": len(train) / t_naive,
-        "epoch_s": t_epoch,
-        "naive_epoch_s": t_naive_epoch,
-        "infer": len(val) / t_infer,
-        "single_ms": 1000 * t_single,
-        "peak_mb": peak_memory_mb(device),
-        "train_images": len(train),
-        "val_images": len(val),
+        "template": len(s.train) / median_time(template_pass, repeats, s.device),
+        "template_epoch_s": median_time(template_epoch, repeats, s.device),
     }
 
 
-def simple_epoch(model, train, val, loss_fn, optimizer, device, batch_size, generator) -> None:
-    channels_last = uses_channels_last(device)
-    train_one_epoch(model, train, loss_fn, optimizer, device, batch_size, generator, channels_last)
-    evaluate(model, val, loss_fn, device, batch_size, channels_last)
+def single_image_latency(s: Setting, model: Detector, repeats: int) -> float:
+    """predict.py's path: one image decoded, resized, normalised and run."""
+    image = read_image_rgb(image_path(s.val.root, s.val.rows[0]))
+    assert image is not None
+
+    def one() -> None:
+        model.eval()
+        with torch.no_grad(), s.precision.autocast():
+            model(network_input(image, config.IMAGE_SIZE, s.device))
+
+    return median_time(one, max(repeats, 10), s.device)
 
 
-def scaling(root_for: Callable[[int], Path], sizes: list[int], device, batch_size: int, workers: int) -> list[dict]:
-    """Simple network: cache build time and size, and toolkit epoch time, per dataset size."""
-    out = []
-    for size in sizes:
-        root = root_for(size)
-        rows = read_annotations(root, Problems(skip=False))
-        classes = class_names(rows)
-        splits = split_rows(rows)
-        reset_peak_memory(device)
-        start = time.perf_counter()
-        train = DetectionDataset(root, splits["train"], classes, config.IMAGE_SIZE, Problems(skip=False), workers)
-        val = DetectionDataset(root, splits["val"], classes, config.IMAGE_SIZE, Problems(skip=False), workers)
-        decode_s = time.perf_counter() - start
-        torch.manual_seed(0)
-        model = build_model("simple", len(classes))
-        model = place_model(model, device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        loss_fn = DetectionLoss()
-        generator = torch.Generator().manual_seed(0)
-
-        seconds = median_time(
-            functools.partial(simple_epoch, model, train, val, loss_fn, optimizer, device, batch_size, generator),
-            1,
-            device,
-        )
-        cache_mb = (train.images.numel() + val.images.numel()) / 2**20
-        out.append(
-            {
-                "images": size,
-                "decode_s": decode_s,
-                "cache_mb": cache_mb,
-                "epoch_s": seconds,
-                "peak_mb": peak_memory_mb(device),
-            }
-        )
-    return out
+def course_sized_rows() -> list[tuple[str, float, float, float, float, str]]:
+    """The course's 2,033 rows and boxes (tests/data/course-splits), for a dataset of its size."""
+    problems = Problems(skip=False)
+    return [
+        (r.filename, *r.box, r.label)
+        for f in config.SPLIT_FILES.values()
+        for r in read_rows(COURSE_SPLITS / f, problems)
+    ]
 
 
 def machine(device: torch.device) -> str:
     cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name()}" if device.type == "cuda" else ""
+    with contextlib.suppress(OSError):
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            cpu,
+        )
+    gpu = ""
+    if device.type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        gpu = f", GPU {properties.name} ({properties.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}"
     return (
-        f"{cpu}, {usable_cpus()} cores"
-        f"{gpu}; torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}; "
-        f"Python {platform.python_version()}"
+        f"{cpu}, {usable_cpus()} cores{gpu}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"device {device}; Python {platform.python_version()}"
     )
 
 
 @click.command(context_settings={"show_default": True})
 @click.option("--models", default=",".join(MODEL_NAMES), help="Comma-separated models.")
 @click.option("--device", default="auto", type=click.Choice(DEVICES))
+@click.option("--precisions", default="fp32,auto", help="Comma-separated --precision values to measure.")
+@click.option(
+    "--images",
+    type=click.Choice(["course", "demo"]),
+    default=None,
+    help="course: the course's 2,033 rows (1,626 train + 203 val); demo: 600 demo images  "
+    "[default: course on a GPU, demo on a CPU]",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32)
 @click.option(
     "--batches",
     type=click.IntRange(min=1),
     default=None,
-    help="Training batches per measured pass  [default: 15; 1 for the larger models on a CPU]",
+    help="Training batches per measured pass  [default: all on a GPU; on a CPU 15, 1 for the larger models]",
 )
 @click.option("--repeats", type=click.IntRange(min=1), default=3, help="Runs per figure; the median is kept.")
-@click.option("--scale/--no-scale", default=True, help="Also measure 0.5x, 1x, 2x the demo set (Simple).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("doc/benchmark.md"))
-def main(models, device, batch_size, batches, repeats, scale, out) -> None:
-    """Benchmark training and inference of the four models on the demo set at 224 px."""
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="[default: doc/benchmark-gpu.md on CUDA, doc/benchmark.md elsewhere]",
+)
+def main(
+    models: str,
+    device: str,
+    precisions: str,
+    images: str | None,
+    batch_size: int,
+    batches: int | None,
+    repeats: int,
+    out: Path | None,
+) -> None:
+    """Benchmark training and inference of the four models at 224 px."""
     torch_device = select_device(device)
+    on_gpu = torch_device.type != "cpu"
+    images = images or ("course" if on_gpu else "demo")
+    out = out or Path("doc/benchmark-gpu.md" if torch_device.type == "cuda" else "doc/benchmark.md")
     workers = usable_cpus()
+    results: dict[tuple[str, str], dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        roots: dict[int, Path] = {}
-
-        def root_for(size: int) -> Path:
-            if size not in roots:
-                roots[size] = demo.generate(Path(tmp) / f"demo{size}", size, config.DEMO_SEED)
-            return roots[size]
-
-        root = root_for(config.DEMO_IMAGES)
+        if images == "course":
+            root = demo.generate(Path(tmp) / "course", seed=config.DEMO_SEED, rows=course_sized_rows())
+        else:
+            root = demo.generate(Path(tmp) / "demo", config.DEMO_IMAGES, config.DEMO_SEED)
         rows = read_annotations(root, Problems(skip=False))
         classes = class_names(rows)
         splits = split_rows(rows)
-        results = {}
         for name in [m.strip() for m in models.split(",") if m.strip()]:
-            n = batches or (15 if name == "simple" or torch_device.type != "cpu" else 1)
-            click.echo(f"{name}: {n} batches of {batch_size}, median of {repeats}...", err=True)
-            results[name] = benchmark_model(name, root, splits, classes, torch_device, batch_size, n, repeats, workers)
-        growth = (
-            scaling(
-                root_for,
-                [config.DEMO_IMAGES // 2, config.DEMO_IMAGES, config.DEMO_IMAGES * 2],
-                torch_device,
-                batch_size,
-                workers,
-            )
-            if scale
-            else []
-        )
-    text = render(results, growth, machine(torch_device), batch_size, repeats)
+            n = batches or (None if on_gpu else 15 if name == "simple" else 1)
+            train_rows = splits["train"][: n * batch_size] if n else splits["train"]
+            val_rows = splits["val"][: max(batch_size, len(train_rows) // 8)] if n else splits["val"]
+            train = DetectionDataset(root, train_rows, classes, config.IMAGE_SIZE, Problems(skip=False), workers)
+            val = DetectionDataset(root, val_rows, classes, config.IMAGE_SIZE, Problems(skip=False), workers)
+            for precision_name in dict.fromkeys(p.strip() for p in precisions.split(",")):
+                precision = resolve_precision(precision_name, torch_device)
+                if (name, precision.name) in results:
+                    continue  # auto resolved to one already measured (fp32 on a CPU)
+                click.echo(f"{name} {precision.name}: {len(train)} training images, median of {repeats}...", err=True)
+                setting = Setting(name, torch_device, precision, batch_size, train, val, workers)
+                results[(name, precision.name)] = run_setting(setting, repeats)
+    text = render(results, machine(torch_device), images, batch_size, repeats)
     click.echo(text)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     click.echo(f"Wrote {out}", err=True)
 
 
-def render(results: dict, growth: list[dict], description: str, batch_size: int, repeats: int) -> str:
+def render(
+    results: dict[tuple[str, str], dict[str, float]], description: str, images: str, batch_size: int, repeats: int
+) -> str:
     lines = [
-        "# Benchmark",
+        "# Benchmark" + (" (GPU)" if "GPU" in description else ""),
         "",
         f"Machine: {description}.",
         "",
-        f"Demo set at {config.IMAGE_SIZE} px, batch {batch_size}, median of {repeats} runs after a warm-up. "
-        "Throughputs in images per second. (1) compute only: forward, backward and optimizer step on batches "
-        "already on the device, normalised, channels-last; (2) the toolkit's training pass "
-        "(`train_one_epoch` from the uint8 cache); (3) the course template's pipeline: decode and resize on "
-        "every access, plain NCHW memory format as in the template. Epochs: training pass and validation pass "
-        "(toolkit) against training pass, second no-grad pass over the training split and validation pass, decoding "
-        "every time (template).",
+        f"{'The course-sized set (the course 2,033 rows, drawn images)' if images == 'course' else 'The demo set'} "
+        f"at {config.IMAGE_SIZE} px, batch {batch_size}, median of {repeats} runs after a warm-up; throughputs in "
+        "training images per second. (1) compute only: forward, backward and optimizer step on batches already on "
+        "the device, normalised, in the toolkit's layout; (2) the toolkit's training pass (`train_one_epoch` from "
+        "the decoded uint8 split, resident on the device when it fits); (3) the course template's pipeline: a "
+        "DataLoader decoding and resizing every image on access, plain NCHW. Epochs: the toolkit's training and "
+        "validation passes, against the template's training pass, second no-grad pass over the training split and "
+        "validation pass. Peak memory: allocated on the GPU, resident set on the CPU.",
         "",
-        "| model | train images | (1) compute | (2) toolkit | 2/1 | (3) naive | 2/3 | epoch s toolkit | "
-        "epoch s naive | epoch speed-up | inference img/s | single image ms | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | precision | train images | (1) compute | (2) toolkit | 2/1 | (3) template | 2/3 | epoch s toolkit "
+        "| epoch s template | epoch speed-up | inference img/s | single image ms | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in results.items():
+    for (name, precision), r in results.items():
         lines.append(
-            f"| {name} | {r['train_images']} | {r['compute']:.1f} | {r['real']:.1f} | "
-            f"{r['real'] / r['compute']:.2f} | {r['naive']:.1f} | {r['real'] / r['naive']:.2f} | "
-            f"{r['epoch_s']:.2f} | {r['naive_epoch_s']:.2f} | {r['naive_epoch_s'] / r['epoch_s']:.2f} | "
-            f"{r['infer']:.1f} | {r['single_ms']:.1f} | {r['peak_mb']:.0f} |"
+            f"| {name} | {precision} | {r['train_images']:.0f} | {r['compute']:.1f} | {r['real']:.1f} | "
+            f"{r['real'] / r['compute']:.2f} | {r['template']:.1f} | {r['real'] / r['template']:.2f} | "
+            f"{r['epoch_s']:.2f} | {r['template_epoch_s']:.2f} | {r['template_epoch_s'] / r['epoch_s']:.2f} | "
+            f"{r['infer']:.1f} | {r['single_ms']:.1f} | {r.get('peak_mb', float('nan')):.0f} |"
         )
-    if growth:
-        lines += [
-            "",
-            "Growth with dataset size (Simple network, train + validation splits decoded, one epoch):",
-            "",
-            "| demo images | decode s | cache MB | epoch s | peak MB |",
-            "|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {g['images']} | {g['decode_s']:.2f} | {g['cache_mb']:.0f} | {g['epoch_s']:.2f} | {g['peak_mb']:.0f} |"
-            for g in growth
-        ]
     return "\n".join(lines) + "\n"
 
 

@@ -101,6 +101,10 @@ class Problems:
         """One line saying how many rows were skipped and which (the first few), or None."""
         return _listing(f"skipped {len(self.items)} bad row(s)", self.items)
 
+    def lines(self) -> list[str]:
+        """What to tell the user once the rows are read: the skipped rows, then the odd rows kept."""
+        return [line for line in (self.summary(), self.warning()) if line]
+
     def warning(self) -> str | None:
         """One line naming the odd rows that were kept (the first few), or None."""
         return _listing(f"warning: kept {len(self.oddities)} odd row(s)", self.oddities)

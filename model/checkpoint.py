@@ -241,7 +241,7 @@ class Checkpoint:
             )
         model.load_state_dict(self._data["state_dict"])
         for name, state in states.items():
-            if self._data.get(name) is not None:
+            if self._data.get(name):  # (an fp32 run's scaler state is empty: a new scaler starts afresh)
                 state.load_state_dict(self._data[name])
         _restore_rng(self._data["rng"], generator)
         return Progress(self.epoch, list(self._data["history"]), self._data["best"], int(self._data["stale_epochs"]))

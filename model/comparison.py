@@ -8,13 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from model import config
 from model.annotations import DataError, Problems, read_rows
 from model.checkpoint import CheckpointError
 from model.classic import run_baselines
-from model.inference import images_root, load_rows_dataset, load_trained, run_model, time_inference
+from model.inference import Inference, images_root, load_rows_dataset, load_trained, run_model, time_inference
 from model.metrics import summarize
 from model.network import count_parameters
 from model.report import (
@@ -63,8 +62,7 @@ def unique_name(checkpoint_path: Path, model_name: str, taken: set[str]) -> str:
 
 def compare_runs(
     runs: Sequence[Path],
-    device: torch.device,
-    batch_size: int,
+    inference: Inference,
     problems: Problems,
     csv_files: Sequence[Path] = (),
     classic: bool = False,
@@ -76,7 +74,7 @@ def compare_runs(
     first = None
     for run in runs:
         path = checkpoint_of(run)
-        checkpoint, model = load_trained(path, device)
+        checkpoint, model = load_trained(path, inference.device)
         if comparison.classes and checkpoint.classes != comparison.classes:
             raise DataError(
                 f"{path}: its classes {checkpoint.classes} differ from {comparison.classes}; compare runs "
@@ -92,12 +90,12 @@ def compare_runs(
                 f"{test_file}: the run's test split is empty (trained with --cut-test 1.0?); compare "
                 f"scores runs on their test split: retrain with a test split"
             )
-        stats, results = run_model(model, test, checkpoint, device, batch_size)
+        stats, results = run_model(model, test, checkpoint, inference)
         total, trainable = count_parameters(model)
         report = ModelReport(
             unique_name(path, checkpoint.model_name, {r.name for r in comparison.reports}),
             checkpoint.model_name,
-            str(device),
+            str(inference.device),
             total,
             trainable,
             read_history(path.parent / config.HISTORY_FILE),
@@ -109,10 +107,10 @@ def compare_runs(
             extra = load_rows_dataset(
                 csv_file, images_root(csv_file, None, checkpoint), checkpoint, problems, usable_cpus()
             )
-            report.extra_sets[csv_file.stem] = summarize(run_model(model, extra, checkpoint, device, batch_size)[1])
-        report.timing = time_inference(model, test, device)
+            report.extra_sets[csv_file.stem] = summarize(run_model(model, extra, checkpoint, inference)[1])
+        report.timing = time_inference(model, test, inference)
         if robustness:
-            comparison.robustness += sweep(report, model, test, checkpoint, device, batch_size)
+            comparison.robustness += sweep(report, model, test, checkpoint, inference)
         comparison.reports.append(report)
         first = first or (checkpoint, test)
     if classic and first is not None:

@@ -7,9 +7,8 @@ boxes   (N, 4) float32, xyxy divided by the ORIGINAL image width and height, in 
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -103,9 +102,21 @@ class DetectionDataset(torch.utils.data.Dataset):
     def images(self, value: torch.Tensor) -> None:
         self._source, self._position = value, None
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (3, self.image_size, self.image_size)
+
+    @property
+    def images_nbytes(self) -> int:
+        return len(self) * 3 * self.image_size * self.image_size
+
     def gather(self, idx: torch.Tensor) -> torch.Tensor:
         """(B,) indices -> (B, 3, S, S) uint8."""
         return self._source[idx if self._position is None else self._position[idx]]
+
+    def gather_into(self, idx: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The same into ``out`` (B, 3, S, S) uint8, e.g. a page-locked buffer: no temporary."""
+        return torch.index_select(self._source, 0, idx if self._position is None else self._position[idx], out=out)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -116,15 +127,3 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def paths(self) -> list[Path]:
         return [image_path(self.root, row) for row in self.rows]
-
-    def batches(
-        self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Yields (indices (B,), images (B, 3, S, S) uint8, labels (B,), boxes (B, 4)) from memory."""
-        order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
-        for start in range(0, len(self), batch_size):
-            idx = order[start : start + batch_size]
-            yield idx, self.gather(idx), self.labels[idx], self.boxes[idx]
-
-    def num_batches(self, batch_size: int) -> int:
-        return math.ceil(len(self) / batch_size)

@@ -1,8 +1,9 @@
 """The two loops over a split: ``train_one_epoch`` and ``evaluate``, with their running figures.
 
-Batches come from a ``DetectionDataset`` already in memory as uint8; they are moved to the device
-and normalised there. Running sums stay on the device and are read once per epoch, so the loops
-never wait for the accelerator between batches.
+Batches come as uint8 on the device (model/batches.py), are augmented there when asked to and
+normalised there. The forward pass runs under the run's autocast (model/precision.py), the
+backward pass through its gradient scaler. Running sums stay on the device and are read once per
+epoch, so the loops never wait for the accelerator between batches.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
 
+from model.batches import DeviceBatches
 from model.boxes import pairwise_iou
-from model.dataset import DetectionDataset
 from model.images import normalize
 from model.losses import DetectionLoss
-from model.runtime import to_device as move
+from model.precision import Precision
 
 
 @dataclass
@@ -63,39 +65,48 @@ class _Totals:
         return EpochStats(loss, class_loss, box_loss, correct, iou if has_boxes else math.nan, seconds, self.count)
 
 
-def to_device(
-    images: torch.Tensor, dataset: DetectionDataset, device: torch.device, channels_last: bool
-) -> torch.Tensor:
-    """(B, 3, S, S) uint8 on the host -> normalised float32 on ``device``."""
-    images = normalize(move(images, device), dataset.mean, dataset.std)
-    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+def network_batch(images: torch.Tensor, batches: DeviceBatches, channels_last: bool) -> torch.Tensor:
+    """(B, 3, S, S) uint8 on the device -> normalised float32, in the layout the model runs in."""
+    x = normalize(images, batches.dataset.mean, batches.dataset.std)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+class Augment(Protocol):
+    """Changes a training batch and its boxes together (model/augment.py)."""
+
+    def __call__(self, images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def train_one_epoch(
     model: nn.Module,
-    dataset: DetectionDataset,
+    batches: DeviceBatches,
     loss_fn: DetectionLoss,
     optimizer: torch.optim.Optimizer,
-    device: torch.device,
     batch_size: int,
     generator: torch.Generator,
+    precision: Precision,
+    scaler: torch.amp.GradScaler,
     channels_last: bool = False,
     on_batch: Callable[[], None] = lambda: None,
+    augment: Augment | None = None,
 ) -> EpochStats:
-    """One pass over ``dataset`` in random order; loss, accuracy and IoU accumulated as it goes."""
+    """One pass over the split in random order; loss, accuracy and IoU accumulated as it goes."""
     model.train()
-    totals = _Totals(device)
+    totals = _Totals(batches.device)
     has_boxes = getattr(model, "box_regressor", None) is not None
     start = time.perf_counter()
-    for _, images, labels, boxes in dataset.batches(batch_size, shuffle=True, generator=generator):
-        images = to_device(images, dataset, device, channels_last)
-        labels, boxes = move(labels, device), move(boxes, device)
-        logits, pred_boxes = model(images)
-        losses = loss_fn(logits, pred_boxes, labels, boxes)
+    for batch in batches.batches(batch_size, shuffle=True, generator=generator):
+        images, boxes = batch.images, batch.boxes
+        if augment is not None:
+            images, boxes = augment(images, boxes)
+        with precision.autocast():
+            logits, pred_boxes = model(network_batch(images, batches, channels_last))
+        losses = loss_fn(logits, pred_boxes, batch.labels, boxes)
         optimizer.zero_grad(set_to_none=True)
-        losses[0].backward()
-        optimizer.step()
-        totals.add(losses, logits, pred_boxes, labels, boxes)
+        scaler.scale(losses[0]).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        totals.add(losses, logits, pred_boxes, batch.labels, boxes)
         on_batch()
     return totals.stats(time.perf_counter() - start, has_boxes)
 
@@ -111,26 +122,27 @@ class Predictions:
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    dataset: DetectionDataset,
+    batches: DeviceBatches,
     loss_fn: DetectionLoss,
-    device: torch.device,
     batch_size: int,
+    precision: Precision,
     channels_last: bool = False,
     on_batch: Callable[[], None] = lambda: None,
     keep_predictions: bool = False,
 ) -> tuple[EpochStats, Predictions | None]:
-    """Loss, accuracy and mean IoU of ``model`` on ``dataset`` in eval mode (and, on request, the
-    per-image predictions, on the CPU, in dataset order)."""
+    """Loss, accuracy and mean IoU of ``model`` on the split in eval mode (and, on request, the
+    per-image predictions, on the CPU, in the split's order)."""
     model.eval()
-    totals = _Totals(device)
+    totals = _Totals(batches.device)
     has_boxes = getattr(model, "box_regressor", None) is not None
     probabilities, predicted_boxes = [], []
     start = time.perf_counter()
-    for _, images, labels, boxes in dataset.batches(batch_size):
-        images = to_device(images, dataset, device, channels_last)
-        labels, boxes = move(labels, device), move(boxes, device)
-        logits, pred_boxes = model(images)
-        totals.add(loss_fn(logits, pred_boxes, labels, boxes), logits, pred_boxes, labels, boxes)
+    for batch in batches.batches(batch_size):
+        with precision.autocast():
+            logits, pred_boxes = model(network_batch(batch.images, batches, channels_last))
+        totals.add(
+            loss_fn(logits, pred_boxes, batch.labels, batch.boxes), logits, pred_boxes, batch.labels, batch.boxes
+        )
         if keep_predictions:
             probabilities.append(logits.float().softmax(dim=1).cpu())
             if pred_boxes is not None:
@@ -139,7 +151,7 @@ def evaluate(
     stats = totals.stats(time.perf_counter() - start, has_boxes)
     if not keep_predictions:
         return stats, None
-    num_classes = len(dataset.classes)
+    num_classes = len(batches.dataset.classes)
     probs = torch.cat(probabilities) if probabilities else torch.zeros((0, num_classes))
     pred = (torch.cat(predicted_boxes) if predicted_boxes else torch.zeros((0, 4))) if has_boxes else None
     return stats, Predictions(probs, pred)

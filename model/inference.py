@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from model.annotations import DataError, Problems, check_labels, read_rows
+from model.batches import DeviceBatches
 from model.checkpoint import Checkpoint
 from model.dataset import DetectionDataset
-from model.engine import EpochStats, evaluate, to_device
+from model.engine import EpochStats, evaluate, network_batch
 from model.losses import DetectionLoss
 from model.metrics import ImageResults
 from model.network import Detector
+from model.precision import Precision, resolve_precision
 from model.runtime import place_model, synchronize, uses_channels_last
 
 SINGLE_IMAGE_SAMPLES = 20  # images timed one at a time (predict's path)
@@ -52,31 +55,58 @@ def load_rows_dataset(
     )
 
 
+@dataclass(frozen=True)
+class Inference:
+    """How a trained model is run on a set: on which device, in batches of which size, under which autocast."""
+
+    device: torch.device
+    precision: Precision
+    batch_size: int = 64
+
+    @classmethod
+    def on(cls, device: torch.device, precision: str = "auto", batch_size: int = 64) -> Inference:
+        """``--device``, ``--precision`` and ``--batch-size`` of eval, predict and compare."""
+        return cls(device, resolve_precision(precision, device), batch_size)
+
+    @property
+    def channels_last(self) -> bool:
+        return uses_channels_last(self.device)
+
+
 def run_model(
-    model: Detector, dataset: DetectionDataset, checkpoint: Checkpoint, device: torch.device, batch_size: int
+    model: Detector, dataset: DetectionDataset, checkpoint: Checkpoint, inference: Inference
 ) -> tuple[EpochStats, ImageResults]:
     """Batched inference: the set's loss figures (with the run's loss settings) and per-image results."""
     loss_fn = DetectionLoss(**checkpoint.loss_settings())
+    batches = DeviceBatches(dataset, inference.device, resident=False)  # one pass: streamed (CPU: its own memory)
     stats, predictions = evaluate(
-        model, dataset, loss_fn, device, batch_size, uses_channels_last(device), keep_predictions=True
+        model,
+        batches,
+        loss_fn,
+        inference.batch_size,
+        inference.precision,
+        inference.channels_last,
+        keep_predictions=True,
     )
     assert predictions is not None
     return stats, ImageResults.from_predictions(dataset, predictions)
 
 
-def time_inference(model: Detector, dataset: DetectionDataset, device: torch.device) -> dict[str, float]:
-    """Milliseconds per image: batched (eval's path) and one image at a time (predict's). Call it
-    after a first pass over ``dataset`` (run_model's), which is the warm-up."""
-    channels_last = uses_channels_last(device)
-    stats, _ = evaluate(model, dataset, DetectionLoss(), device, TIMING_BATCH, channels_last)
+def time_inference(model: Detector, dataset: DetectionDataset, inference: Inference) -> dict[str, float]:
+    """Milliseconds per image: batched (eval's path, TIMING_BATCH per batch) and one image at a time
+    (predict's). Call it after a first pass over ``dataset`` (run_model's), which is the warm-up."""
+    batches = DeviceBatches(dataset, inference.device, resident=False)
+    stats, _ = evaluate(model, batches, DetectionLoss(), TIMING_BATCH, inference.precision, inference.channels_last)
     latencies = []
     with torch.no_grad():
         for i in range(min(len(dataset), SINGLE_IMAGE_SAMPLES) + 2):
             start = time.perf_counter()
-            model(to_device(dataset.gather(torch.tensor([i % len(dataset)])), dataset, device, channels_last))
-            synchronize(device)
+            images = dataset.gather(torch.tensor([i % len(dataset)])).to(inference.device)
+            with inference.precision.autocast():
+                model(network_batch(images, batches, inference.channels_last))
+            synchronize(inference.device)
             latencies.append(time.perf_counter() - start)
     return {
         "batched_ms": 1000 * stats.seconds / max(1, len(dataset)),
-        "single_ms": 1000 * statistics.median(latencies[2:]),
-    }  # the first two warm up
+        "single_ms": 1000 * statistics.median(latencies[2:]),  # the first two warm up
+    }

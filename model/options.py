@@ -52,6 +52,8 @@ class TrainOptions:
     workers: int | None = None  # threads decoding images; None: the usable CPUs
     # Where and on what
     device: str = "auto"  # auto | cpu | cuda | mps
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (model/precision.py)
+    compile: bool = False  # torch.compile the model (compiled before epoch 1, timed apart)
     output_dir: Path = config.OUTPUT_DIR
     name: str | None = None  # the run goes into output_dir/name/ (output_dir/ without a name)
     overwrite: bool = False  # replace a previous run in that folder

@@ -14,7 +14,7 @@ import torch
 from model.checkpoint import Checkpoint
 from model.dataset import DetectionDataset
 from model.images import to_chw_uint8
-from model.inference import run_model
+from model.inference import Inference, run_model
 from model.metrics import summarize
 from model.network import Detector
 from model.plots import colours, plt, save_figure
@@ -45,12 +45,7 @@ def degrade(images: torch.Tensor, kind: str, level: float, seed: int = 0) -> tor
 
 
 def sweep(
-    report: ModelReport,
-    model: Detector,
-    dataset: DetectionDataset,
-    checkpoint: Checkpoint,
-    device: torch.device,
-    batch_size: int,
+    report: ModelReport, model: Detector, dataset: DetectionDataset, checkpoint: Checkpoint, inference: Inference
 ) -> list[dict[str, object]]:
     """Test figures per degradation level; the clean level (the first) reuses the report's."""
     rows: list[dict[str, object]] = []
@@ -62,7 +57,7 @@ def sweep(
             else:
                 degraded = copy.copy(dataset)
                 degraded.images = degrade(dataset.images, kind, level)
-                figures = summarize(run_model(model, degraded, checkpoint, device, batch_size)[1])["overall"]
+                figures = summarize(run_model(model, degraded, checkpoint, inference)[1])["overall"]
             rows.append(
                 {
                     "model": report.name,

@@ -69,17 +69,6 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def copies_asynchronously(tensor: torch.Tensor, device: torch.device) -> bool:
-    """Whether a copy of ``tensor`` to ``device`` may be asynchronous: only from page-locked host
-    memory to CUDA, the one case where that is both safe and useful (MPS is known to read pageable
-    temporaries wrongly when asked to copy them asynchronously)."""
-    return device.type == "cuda" and tensor.device.type == "cpu" and tensor.is_pinned()
-
-
-def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return tensor.to(device, non_blocking=copies_asynchronously(tensor, device))
-
-
 def prepare_device(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels

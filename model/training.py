@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import torch
@@ -39,16 +39,18 @@ from model.annotations import (
     subsample,
     write_rows,
 )
+from model.batches import DeviceBatches, place_splits
 from model.cache import ImageCache, cache_folder
 from model.checkpoint import Checkpoint, Progress, RunRecord, model_payload, save_checkpoint, training_payload
 from model.dataset import DetectionDataset, find_dataset
-from model.engine import EpochStats, evaluate, train_one_epoch
+from model.engine import EpochStats, evaluate, network_batch, train_one_epoch
 from model.errors import UserError
 from model.files import atomic_path, holds_data, write_text
 from model.losses import DetectionLoss
 from model.network import Detector, build_model, count_parameters, model_options
 from model.options import TrainOptions
 from model.plots import convergence_plot
+from model.precision import Precision, resolve_precision
 from model.runtime import (
     Interrupted,
     Reporter,
@@ -154,12 +156,29 @@ class TrainingState:
     model: Detector
     optimizer: torch.optim.Optimizer
     schedule: LearningRate
+    scaler: torch.amp.GradScaler  # fp16's loss scale (a pass-through in fp32 and bf16)
     generator: torch.Generator  # the batch order
     progress: Progress = field(default_factory=lambda: Progress(0))
 
     @property
     def states(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer, "schedule": self.schedule}
+        return {"optimizer": self.optimizer, "schedule": self.schedule, "scaler": self.scaler}
+
+
+@dataclass
+class Setup:
+    """How the epochs compute: where, in which precision, from which batches, through which module."""
+
+    device: torch.device
+    precision: Precision
+    train: DeviceBatches
+    val: DeviceBatches
+    forward: torch.nn.Module  # the model, or its torch.compile'd wrapper (checkpoints save the model itself)
+    loss_fn: DetectionLoss
+
+    @property
+    def channels_last(self) -> bool:
+        return uses_channels_last(self.device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,6 +188,7 @@ def fit(options: TrainOptions, reporter: Reporter, resume: Checkpoint | None = N
     """The whole run (or, from ``resume``, a last.pth, the rest of it); returns the run folder."""
     device = select_device(options.device)
     prepare_device(device)
+    precision = resolve_precision(options.precision, device)
     folder = resume.path.parent if resume is not None else options.run_dir
     previous = check_run_folder(folder, options.overwrite) if resume is None else []
     with StopOnSignal() as stop:
@@ -177,13 +197,14 @@ def fit(options: TrainOptions, reporter: Reporter, resume: Checkpoint | None = N
         except Interrupted as interrupt:
             reporter.line(f"Interrupted by {interrupt} while reading the dataset: nothing was written")
             raise
-        state, record = build(options, data, device, resume)
+        state, record = build(options, data, device, precision, resume)
+        setup = prepare(options, data, state, device, precision, reporter)
         if resume is None:
             start(folder, previous, record, data, state, reporter)
         else:
             write_text(folder / config.RUN_FILE, _json(record.facts))
             reporter.line(f"Resuming {folder} after epoch {state.progress.epoch} of {options.epochs} on {device}")
-        run_epochs(options, folder, record, data, state, device, reporter, stop)
+        run_epochs(options, folder, record, data, state, setup, reporter, stop)
     best = state.progress.best
     assert best is not None
     reporter.line(
@@ -272,9 +293,8 @@ def load_data(options: TrainOptions, reporter: Reporter, stop: StopOnSignal, res
         for name in ("train", "val")
     )
     splits.update(train=train.rows, val=val.rows)  # rows skipped with --skip-bad-rows stay out of the split files
-    for line in (problems.summary(), problems.warning()):
-        if line:
-            reporter.line(line)
+    for line in problems.lines():
+        reporter.line(line)
     counts = ", ".join(f"{name} {len(part)}" for name, part in splits.items())
     how = "read from the cache" if cache.from_disk else "decoded"
     reporter.line(
@@ -298,7 +318,7 @@ def make_optimizer(
 
 
 def build(
-    options: TrainOptions, data: TrainingData, device: torch.device, resume: Checkpoint | None
+    options: TrainOptions, data: TrainingData, device: torch.device, precision: Precision, resume: Checkpoint | None
 ) -> tuple[TrainingState, RunRecord]:
     """The training state (weights, optimizer, schedule, batch order), fresh or as ``resume`` left it,
     and the run record every checkpoint carries."""
@@ -323,8 +343,10 @@ def build(
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(options.optimizer, trainable, options.lr, options.weight_decay)
     schedule = LearningRate(options.lr_schedule, options.lr, options.epochs)
-    state = TrainingState(model, optimizer, schedule, torch.Generator().manual_seed(options.seed))
-    facts = run_facts(data, device, model)
+    state = TrainingState(
+        model, optimizer, schedule, precision.grad_scaler(), torch.Generator().manual_seed(options.seed)
+    )
+    facts = {**run_facts(data, device, model), "precision": precision.name}
     if resume is not None:
         state.progress = resume.resume_into(model, state.states, state.generator)
         previous = resume.facts
@@ -356,6 +378,73 @@ def run_facts(data: TrainingData, device: torch.device, model: torch.nn.Module) 
 
 def _json(values: dict[str, Any]) -> str:
     return json.dumps(values, indent=2, default=str) + "\n"
+
+
+def prepare(
+    options: TrainOptions,
+    data: TrainingData,
+    state: TrainingState,
+    device: torch.device,
+    precision: Precision,
+    reporter: Reporter,
+) -> Setup:
+    """The splits on the device (resident when they fit), the loss, and --compile's module, compiled
+    now so that its time is reported apart from the epochs'."""
+    train, val = place_splits([data.train, data.val], device)
+    setup = Setup(
+        device,
+        precision,
+        train,
+        val,
+        state.model,
+        DetectionLoss(options.label_weight, options.box_weight, options.box_loss),
+    )
+    reporter.line(f"Batches {train.describe()}; computing in {precision.name} on {device}")
+    if options.compile:
+        began = time.perf_counter()
+        setup.forward = compile_model(state, setup, options.batch_size)
+        reporter.line(
+            f"Compiled the model with torch.compile in {time.perf_counter() - began:.1f} s "
+            f"(not counted in the epoch times)"
+        )
+    return setup
+
+
+def compile_model(state: TrainingState, setup: Setup, batch_size: int) -> torch.nn.Module:
+    """torch.compile of the model, run once per batch shape the epochs will use (training and
+    evaluation, full and last batches) so that compiling happens here, not in epoch 1. The model's
+    weights, running statistics, gradients and random states are left as they were."""
+    import torch._inductor.config as inductor
+
+    inductor.fallback_random = True  # dropout draws from torch's generator, as in eager mode: same masks, same run
+    compiled = cast(torch.nn.Module, torch.compile(state.model, dynamic=False))
+    weights = {k: v.clone() for k, v in state.model.state_dict().items()}
+    rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    sizes = {(True, n) for n in {batch_size, len(setup.train) % batch_size} if n} | {
+        (False, n) for n in {batch_size, len(setup.val) % batch_size} if n
+    }
+    try:
+        for training, size in sorted(sizes):
+            batch = next(setup.train.batches(size))
+            x = network_batch(batch.images, setup.train, setup.channels_last)
+            compiled.train(training)
+            with torch.set_grad_enabled(training), setup.precision.autocast():
+                logits, boxes = compiled(x)
+            if training:
+                (logits.float().sum() + (boxes.float().sum() if boxes is not None else 0)).backward()
+    except Exception as error:  # inductor needs a C++ compiler (and Triton on CUDA); MPS is not supported
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise TrainingError(
+            f"--compile: torch.compile cannot compile the model here ({reason}); train without --compile"
+        ) from None
+    finally:
+        state.model.load_state_dict(weights)
+        state.optimizer.zero_grad(set_to_none=True)
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+    return compiled
 
 
 # ----------------------------------------------------------------------------------------------
@@ -394,14 +483,12 @@ def run_epochs(
     record: RunRecord,
     data: TrainingData,
     state: TrainingState,
-    device: torch.device,
+    setup: Setup,
     reporter: Reporter,
     stop: StopOnSignal,
 ) -> None:
     """Train and validate each remaining epoch, recording each; early stopping after --patience."""
-    loss_fn = DetectionLoss(options.label_weight, options.box_weight, options.box_loss)
-    channels_last = uses_channels_last(device)
-    batches = data.train.num_batches(options.batch_size) + data.val.num_batches(options.batch_size)
+    batches = setup.train.num_batches(options.batch_size) + setup.val.num_batches(options.batch_size)
     epoch = state.progress.epoch + 1
     with reporter.progress() as start_bar:
         try:
@@ -417,17 +504,26 @@ def run_epochs(
                 for group in state.optimizer.param_groups:
                     group["lr"] = lr
                 train = train_one_epoch(
-                    state.model,
-                    data.train,
-                    loss_fn,
+                    setup.forward,
+                    setup.train,
+                    setup.loss_fn,
                     state.optimizer,
-                    device,
                     options.batch_size,
                     state.generator,
-                    channels_last,
+                    setup.precision,
+                    state.scaler,
+                    setup.channels_last,
                     advance,
                 )
-                val, _ = evaluate(state.model, data.val, loss_fn, device, options.batch_size, channels_last, advance)
+                val, _ = evaluate(
+                    setup.forward,
+                    setup.val,
+                    setup.loss_fn,
+                    options.batch_size,
+                    setup.precision,
+                    setup.channels_last,
+                    advance,
+                )
                 if not (math.isfinite(train.loss) and math.isfinite(val.loss)):
                     raise TrainingError(
                         f"epoch {epoch}: the loss is not finite (train {train.loss}, val {val.loss}); lower --lr "

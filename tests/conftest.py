@@ -150,3 +150,13 @@ def template_printout(sets: dict[str, list[tuple[str, str]]], labels: list[str])
                 print(f"\n\tMean accuracy for label {label}: {numpy.mean(numpy.array(results))}")
                 print(f"\t\t {numpy.sum(results)} over {len(results)} samples")
     return out.getvalue()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked cuda run where a CUDA GPU is visible and are skipped elsewhere (CI has none)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA GPU visible (run on a GPU machine: python -m pytest -m cuda)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

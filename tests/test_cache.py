@@ -11,6 +11,7 @@ import torch
 
 from model import cache as cache_module
 from model.annotations import Problems, class_names, read_annotations
+from model.batches import DeviceBatches
 from model.cache import ImageCache
 from model.dataset import DetectionDataset
 
@@ -82,5 +83,9 @@ def test_too_large_for_memory_stays_memory_mapped(dataset_copy, monkeypatch):
     assert torch.equal(mapped.gather(idx), in_memory.images[idx])
     assert torch.equal(mapped.images, in_memory.images)
     order = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    for a, b in zip(mapped.batches(8, True, order[0]), in_memory.batches(8, True, order[1])):
-        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    cpu = torch.device("cpu")
+    for a, b in zip(
+        DeviceBatches(mapped, cpu).batches(8, True, order[0]), DeviceBatches(in_memory, cpu).batches(8, True, order[1])
+    ):
+        assert torch.equal(a.indices, b.indices) and torch.equal(a.images, b.images)
+        assert torch.equal(a.labels, b.labels) and torch.equal(a.boxes, b.boxes)

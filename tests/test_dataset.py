@@ -24,6 +24,7 @@ from model.annotations import (
     subsample,
     write_rows,
 )
+from model.batches import DeviceBatches
 from model.dataset import DetectionDataset, find_dataset
 from model.images import box_to_pixels, normalize
 from model.options import TrainOptions
@@ -121,11 +122,13 @@ def test_images_decoded_once_into_memory(demo_dataset, tmp_path):
     rows = read_annotations(root, Problems(skip=False))
     data = DetectionDataset(root, rows, class_names(rows), 32, Problems(skip=False), workers=2)
     shutil.rmtree(root / "images")  # every later epoch must come from the cache
-    seen = torch.cat([idx for idx, *_ in data.batches(8, shuffle=True, generator=torch.Generator().manual_seed(0))])
+    batches = DeviceBatches(data, torch.device("cpu"))
+    order = torch.Generator().manual_seed(0)
+    seen = torch.cat([batch.indices for batch in batches.batches(8, shuffle=True, generator=order)])
     assert sorted(seen.tolist()) == list(range(len(rows)))
-    _, images, _labels, boxes = next(data.batches(8))
-    assert images.dtype == torch.uint8 and images.shape == (8, 3, 32, 32) and boxes.shape == (8, 4)
-    assert normalize(images).dtype == torch.float32
+    first = next(batches.batches(8))
+    assert first.images.dtype == torch.uint8 and first.images.shape == (8, 3, 32, 32) and first.boxes.shape == (8, 4)
+    assert normalize(first.images).dtype == torch.float32
 
 
 # ---- splits --------------------------------------------------------------------------------

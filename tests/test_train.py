@@ -20,7 +20,7 @@ from model.annotations import Problems, read_rows
 from model.checkpoint import Checkpoint
 from model.files import is_temporary
 from model.network import MODEL_NAMES
-from model.training import LearningRate, improves
+from model.training import HISTORY_COLUMNS, LearningRate, improves
 
 from conftest import ROOT
 
@@ -55,20 +55,7 @@ def test_every_model_trains_and_writes_every_file(tmp_path, demo_dataset, script
     assert len(epoch_lines) == 2 and "\x1b" not in done.stdout and "iou" in epoch_lines[0]
     history = list(csv.DictReader(Path(run / "history.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in history] == [1, 2]
-    for column in (
-        "train_loss",
-        "train_class_loss",
-        "train_box_loss",
-        "train_accuracy",
-        "train_iou",
-        "val_loss",
-        "val_class_loss",
-        "val_box_loss",
-        "val_accuracy",
-        "val_iou",
-        "seconds",
-        "lr",
-    ):
+    for column in HISTORY_COLUMNS[1:]:
         assert np.isfinite(float(history[0][column])), column
     checkpoint = torch.load(run / "best.pth", weights_only=True)
     assert checkpoint["model"]["name"] == name and checkpoint["classes"] == ["airplane", "face", "motorcycle"]
@@ -223,7 +210,7 @@ def test_best_model_rule_breaks_ties_by_lower_loss():
 
 @pytest.mark.parametrize("device", ["mps", "cuda", "cpu"])
 def test_copies_from_pageable_memory_are_never_asynchronous(device):
-    from model.runtime import copies_asynchronously
+    from model.batches import copies_asynchronously
 
     batch = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)[torch.tensor([2, 0])]  # a gathered, pageable temporary
     assert not copies_asynchronously(batch, torch.device(device))
