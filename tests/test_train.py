@@ -286,7 +286,8 @@ def test_signal_then_resume_equals_an_uninterrupted_run(tmp_path, demo_dataset, 
 
 def test_resume_refuses_other_options_and_finished_runs(tmp_path, uninterrupted, script):
     other = script("train.py", "--resume", str(uninterrupted / "last.pth"), "--lr", "0.1")
-    assert other.returncode == 2 and "only --epochs, --device, --workers, --dataset may be given" in other.stderr
+    allowed = "only --epochs, --device, --workers, --dataset, --precision, --compile may be given"
+    assert other.returncode == 2 and allowed in other.stderr
     before = (uninterrupted / "last.pth").read_bytes()
     finished = script("train.py", "--resume", str(uninterrupted / "last.pth"))  # a resubmitted finished job
     assert finished.returncode == 0 and "already finished its 6 epochs; nothing to do" in finished.stdout
