@@ -19,17 +19,19 @@ import torch
 
 from model import config
 from model.annotations import Annotation, Problems, check_labels, image_path, read_annotations, read_rows
+from model.augment import AUGMENT_POLICIES, POLICIES, Augmenter, to_pixels
 from model.boxes import pairwise_iou
 from model.checkpoint import Checkpoint
 from model.errors import UserError, one_line_errors
-from model.images import box_to_pixels, box_to_unit, network_input
+from model.images import box_to_pixels, box_to_unit, network_input, resize_square, to_chw_uint8
 from model.inference import Inference, images_root, load_trained
 from model.network import Detector
 from model.precision import PRECISIONS
 from model.runtime import DEVICES, select_device
-from model.visualize import draw_prediction, gallery, grad_cam, overlay_cam, save_image
+from model.visualize import TRUE, draw_prediction, gallery, grad_cam, overlay_cam, save_image
 
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or ESC
+Box = tuple[float, float, float, float]  # xyxy in pixels
 DEFAULT_SAVE_DIR = config.OUTPUT_DIR / "predictions"
 
 
@@ -37,7 +39,7 @@ DEFAULT_SAVE_DIR = config.OUTPUT_DIR / "predictions"
 class Item:
     path: Path
     label: str | None = None  # true label, when known
-    box: tuple[float, float, float, float] | None = None  # true box in pixels, when known
+    box: Box | None = None  # true box in pixels, when known
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -118,6 +120,42 @@ def predict_one(
     return Outcome(item, predicted, float(confidence), box, iou, failure), x
 
 
+def augmentation_sheet(
+    image_bgr: np.ndarray, box: Box | None, checkpoint: Checkpoint, augmenter: Augmenter, count: int
+) -> np.ndarray:
+    """The image resized as the network sees it, then ``count`` augmented versions, side by side,
+    each with its box (blue): what training feeds the network."""
+    height, width = image_bgr.shape[:2]
+    unit = box_to_unit(box, width, height) if box is not None else (0.0, 0.0, 1.0, 1.0)
+    image_size, mean, std = checkpoint.image_size, checkpoint.mean, checkpoint.std
+    rgb = resize_square(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), image_size)
+    images = to_chw_uint8(rgb)[None].repeat(count, 1, 1, 1)
+    boxes = torch.tensor([unit] * count, dtype=torch.float32)
+    augmented, moved = augmenter(images, boxes, mean, std)
+    tiles = [(images[0].float(), boxes[0]), *zip(to_pixels(augmented, mean, std).clamp(0, 255), moved)]
+    side = max(image_size, 160)  # small inputs are enlarged to stay visible
+    drawn = []
+    for picture, corners in tiles:
+        tile = cv2.cvtColor(picture.round().byte().permute(1, 2, 0).numpy(), cv2.COLOR_RGB2BGR)
+        tile = cv2.resize(tile, (side, side), interpolation=cv2.INTER_NEAREST)
+        x1, y1, x2, y2 = (round(float(v) * side) for v in corners)
+        cv2.rectangle(tile, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), TRUE, 2)
+        drawn.append(cv2.copyMakeBorder(tile, 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=(255, 255, 255)))
+    return np.hstack(drawn)
+
+
+def show_window(canvas: np.ndarray, delay: int) -> bool:
+    """Show ``canvas`` until a key (or ``delay`` ms); whether the user asked to quit."""
+    try:
+        cv2.imshow("predict.py: any key next, q or ESC quits", canvas)
+        key = cv2.waitKey(delay) & 0xFF
+    except cv2.error as error:  # e.g. no GUI backend, or an X11 forwarding problem
+        raise click.ClickException(
+            f"cannot open a window ({str(error).strip().splitlines()[-1]}); pass --save DIR to write the images instead"
+        ) from None
+    return key in QUIT_KEYS
+
+
 def display_available() -> bool:
     if sys.platform in ("darwin", "win32"):
         return True
@@ -183,6 +221,19 @@ def describe(outcome: Outcome) -> str:
 @click.option("--device", type=click.Choice(DEVICES), default="auto")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", help="Autocast, as train.py's option.")
 @click.option("--skip-bad-rows", is_flag=True, help="Skip bad CSV rows instead of stopping.")
+@click.option(
+    "--augment-preview",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Instead of predictions: each image as the network sees it, then N augmented versions with the box.",
+)
+@click.option(
+    "--augment",
+    type=click.Choice(AUGMENT_POLICIES),
+    default=None,
+    help="--augment-preview's policy  [default: the model's own, light if it trained without]",
+)
 def main(
     inputs: tuple[Path, ...],
     checkpoint_path: Path,
@@ -197,6 +248,8 @@ def main(
     device: str,
     precision: str,
     skip_bad_rows: bool,
+    augment_preview: int | None,
+    augment: str | None,
 ) -> None:
     """Show predictions on INPUT... (CSV files, images, folders); any key: next image, q or ESC: quit.
 
@@ -205,6 +258,7 @@ def main(
     python predict.py --model output/vgg/best.pth --failures-only output/vgg/test_data.csv
     python predict.py web_images/images --gallery doc/web_gallery.png --save output/web
     python predict.py --cam --failures-only output/test_data.csv
+    python predict.py --augment-preview 8 --augment strong --save output/augmented output/test_data.csv
     """
     with one_line_errors():
         inference = Inference.on(select_device(device), precision)
@@ -212,6 +266,10 @@ def main(
         items = collect_items(inputs, dataset, checkpoint, Problems(skip=skip_bad_rows))
         if not items:
             raise UserError(f"no image found in {', '.join(map(str, inputs))}")
+        policy = augment or checkpoint.options.augment
+        if policy == "off":
+            policy = "light"  # the model was trained without: show the lighter policy
+        augmenter = Augmenter(POLICIES[policy], seed=0) if augment_preview else None
 
     show = save_dir is None and display_available()
     if save_dir is None and not show:
@@ -227,6 +285,15 @@ def main(
             if image is None:
                 click.echo(f"warning: {item.path}: unreadable image, skipped", err=True)
                 unreadable += 1
+                continue
+            if augmenter is not None:
+                selected += 1
+                click.echo(f"{'/'.join(item.path.parts[-2:])}: {augment_preview} augmented versions ({policy})")
+                sheet = augmentation_sheet(image, item.box, checkpoint, augmenter, augment_preview or 1)
+                if save_dir is not None:
+                    save_image(save_dir / f"{index:04d}_{item.label or 'image'}_{item.path.stem}_augmented.png", sheet)
+                elif show_window(sheet, delay):
+                    break
                 continue
             outcome, x = predict_one(model, image, checkpoint, inference, item, iou_threshold)
             failures += outcome.failure
@@ -251,16 +318,7 @@ def main(
                 thumbnails.append(canvas)
             if save_dir is not None:
                 save_image(save_dir / f"{index:04d}_{item.label or 'image'}_{item.path.stem}.jpg", canvas)
-                continue
-            try:
-                cv2.imshow("predict.py: any key next, q or ESC quits", canvas)
-                key = cv2.waitKey(delay) & 0xFF
-            except cv2.error as error:  # e.g. no GUI backend, or an X11 forwarding problem
-                raise click.ClickException(
-                    f"cannot open a window ({str(error).strip().splitlines()[-1]}); "
-                    f"pass --save DIR to write the images instead"
-                ) from None
-            if key in QUIT_KEYS:
+            elif show_window(canvas, delay):
                 break
     finally:
         if show:
@@ -270,10 +328,12 @@ def main(
         save_image(gallery_path, gallery(thumbnails))
         click.echo(f"Gallery of {len(thumbnails)} image(s): {gallery_path}")
     where = f"; annotated images in {save_dir}/" if save_dir is not None else ""
-    click.echo(
-        f"{selected} image(s) shown of {len(items)}, {failures} failure(s)"
-        f"{f', {unreadable} unreadable' if unreadable else ''}{where}"
+    counted = (
+        f"{selected} image(s) previewed of {len(items)}"
+        if augmenter is not None
+        else f"{selected} image(s) shown of {len(items)}, {failures} failure(s)"
     )
+    click.echo(f"{counted}{f', {unreadable} unreadable' if unreadable else ''}{where}")
 
 
 if __name__ == "__main__":

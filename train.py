@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from model import config
+from model.augment import AUGMENT_POLICIES
 from model.checkpoint import Checkpoint, CheckpointError
 from model.errors import one_line_errors
 from model.losses import BOX_LOSSES
@@ -127,6 +128,13 @@ def load_config_file(ctx: click.Context, _param: click.Parameter, value: Path | 
     type=click.Choice(PRECISIONS),
     default=DEFAULTS.precision,
     help="Autocast: auto is bf16 on a CUDA GPU that has it (else fp16 with a gradient scaler), fp32 on CPU and MPS.",
+)
+@click.option(
+    "--augment",
+    type=click.Choice(AUGMENT_POLICIES),
+    default=DEFAULTS.augment,
+    help="Box-aware augmentation of the training batches, on the device: light (flip, zoom 0.9-1.1, shift, "
+    "colour) or strong (zoom 0.7-1.3, stronger colour, grayscale, blur); model/augment.py lists each.",
 )
 @click.option(
     "--compile/--no-compile",

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from model import config, demo
 from model.annotations import Annotation, Problems, class_names, image_path, read_annotations, read_rows, split_rows
+from model.augment import POLICIES, Augmenter
 from model.batches import place_splits
 from model.dataset import DetectionDataset
 from model.engine import evaluate, network_batch, train_one_epoch
@@ -149,6 +150,17 @@ def run_setting(s: Setting, repeats: int) -> dict[str, float]:
         figures["infer"] = len(val) / median_time(
             lambda: evaluate(model, val, loss_fn, 64, s.precision, channels_last), repeats, s.device
         )
+        batches_per_pass = train.num_batches(s.batch_size)
+        for policy in ("light", "strong"):  # --augment: its cost per batch, against a training step's
+            augmenter = Augmenter(POLICIES[policy], seed=0)
+
+            def augment_pass(augmenter: Augmenter = augmenter) -> None:
+                for b in train.batches(s.batch_size):
+                    augmenter(b.images, b.boxes, s.train.mean, s.train.std)
+
+            seconds = median_time(augment_pass, repeats, s.device)
+            figures[f"augment_{policy}_share"] = seconds / (len(train) / figures["real"])
+            figures[f"augment_{policy}_ms"] = 1000 * seconds / batches_per_pass
     figures.update(template_figures(s, model, loss_fn, repeats))
     figures["single_ms"] = 1000 * single_image_latency(s, model, repeats)
     figures.update(train_images=len(s.train), val_images=len(s.val))
@@ -336,18 +348,22 @@ def render(
         "the decoded uint8 split, resident on the device when it fits); (3) the course template's pipeline: a "
         "DataLoader decoding and resizing every image on access, plain NCHW. Epochs: the toolkit's training and "
         "validation passes, against the template's training pass, second no-grad pass over the training split and "
-        "validation pass. Peak memory: allocated on the GPU, resident set on the CPU.",
+        "validation pass. Augmentation: the time of `--augment light` / `strong` per batch of the pass, and its "
+        "share of the toolkit's training pass. Peak memory: allocated on the GPU, resident set on the CPU.",
         "",
         "| model | precision | train images | (1) compute | (2) toolkit | 2/1 | (3) template | 2/3 | epoch s toolkit "
-        "| epoch s template | epoch speed-up | inference img/s | single image ms | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| epoch s template | epoch speed-up | inference img/s | single image ms | augment light ms (share) "
+        "| augment strong ms (share) | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (name, precision), r in results.items():
         lines.append(
             f"| {name} | {precision} | {r['train_images']:.0f} | {r['compute']:.1f} | {r['real']:.1f} | "
             f"{r['real'] / r['compute']:.2f} | {r['template']:.1f} | {r['real'] / r['template']:.2f} | "
             f"{r['epoch_s']:.2f} | {r['template_epoch_s']:.2f} | {r['template_epoch_s'] / r['epoch_s']:.2f} | "
-            f"{r['infer']:.1f} | {r['single_ms']:.1f} | {r.get('peak_mb', float('nan')):.0f} |"
+            f"{r['infer']:.1f} | {r['single_ms']:.1f} | {r['augment_light_ms']:.1f} "
+            f"({100 * r['augment_light_share']:.1f} %) | {r['augment_strong_ms']:.1f} "
+            f"({100 * r['augment_strong_share']:.1f} %) | {r.get('peak_mb', float('nan')):.0f} |"
         )
     return "\n".join(lines) + "\n"
 

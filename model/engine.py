@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -72,9 +72,11 @@ def network_batch(images: torch.Tensor, batches: DeviceBatches, channels_last: b
 
 
 class Augment(Protocol):
-    """Changes a training batch and its boxes together (model/augment.py)."""
+    """Changes a training batch and its boxes together, and normalises it (model/augment.py)."""
 
-    def __call__(self, images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def __call__(
+        self, images: torch.Tensor, boxes: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def train_one_epoch(
@@ -96,11 +98,14 @@ def train_one_epoch(
     has_boxes = getattr(model, "box_regressor", None) is not None
     start = time.perf_counter()
     for batch in batches.batches(batch_size, shuffle=True, generator=generator):
-        images, boxes = batch.images, batch.boxes
-        if augment is not None:
-            images, boxes = augment(images, boxes)
+        boxes = batch.boxes
+        if augment is None:
+            x = network_batch(batch.images, batches, channels_last)
+        else:
+            x, boxes = augment(batch.images, boxes, batches.dataset.mean, batches.dataset.std)
+            x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
         with precision.autocast():
-            logits, pred_boxes = model(network_batch(images, batches, channels_last))
+            logits, pred_boxes = model(x)
         losses = loss_fn(logits, pred_boxes, batch.labels, boxes)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(losses[0]).backward()

@@ -39,6 +39,7 @@ class TrainOptions:
     box_weight: float = config.BOX_WEIGHT  # weight of the box term
     box_loss: str = config.DEFAULT_BOX_LOSS  # mse | smooth-l1 | giou | smooth-l1+giou (model/losses.py)
     patience: int = 0  # stop after this many epochs without a better model; 0: never
+    augment: str = "off"  # off | light | strong: box-aware augmentation of training batches (model/augment.py)
     seed: int = config.SPLIT_SEED  # seeds the split, the weights and the batch order
     # The data
     dataset: Path | None = None  # None: $CVPR_DATASET, the course folder, ./dataset, else the demo set

@@ -39,6 +39,7 @@ from model.annotations import (
     subsample,
     write_rows,
 )
+from model.augment import Augmenter, build_augmenter
 from model.batches import DeviceBatches, place_splits
 from model.cache import ImageCache, cache_folder
 from model.checkpoint import Checkpoint, Progress, RunRecord, model_payload, save_checkpoint, training_payload
@@ -158,11 +159,15 @@ class TrainingState:
     schedule: LearningRate
     scaler: torch.amp.GradScaler  # fp16's loss scale (a pass-through in fp32 and bf16)
     generator: torch.Generator  # the batch order
+    augmenter: Augmenter | None = None  # --augment, with its own random stream
     progress: Progress = field(default_factory=lambda: Progress(0))
 
     @property
     def states(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer, "schedule": self.schedule, "scaler": self.scaler}
+        states: dict[str, Any] = {"optimizer": self.optimizer, "schedule": self.schedule, "scaler": self.scaler}
+        if self.augmenter is not None:
+            states["augment"] = self.augmenter
+        return states
 
 
 @dataclass
@@ -344,7 +349,12 @@ def build(
     optimizer = make_optimizer(options.optimizer, trainable, options.lr, options.weight_decay)
     schedule = LearningRate(options.lr_schedule, options.lr, options.epochs)
     state = TrainingState(
-        model, optimizer, schedule, precision.grad_scaler(), torch.Generator().manual_seed(options.seed)
+        model,
+        optimizer,
+        schedule,
+        precision.grad_scaler(),
+        torch.Generator().manual_seed(options.seed),
+        build_augmenter(options.augment, options.seed),
     )
     facts = {**run_facts(data, device, model), "precision": precision.name}
     if resume is not None:
@@ -399,7 +409,8 @@ def prepare(
         state.model,
         DetectionLoss(options.label_weight, options.box_weight, options.box_loss),
     )
-    reporter.line(f"Batches {train.describe()}; computing in {precision.name} on {device}")
+    augment = f"; augmenting the training batches ({options.augment})" if state.augmenter is not None else ""
+    reporter.line(f"Batches {train.describe()}; computing in {precision.name} on {device}{augment}")
     if options.compile:
         began = time.perf_counter()
         setup.forward = compile_model(state, setup, options.batch_size)
@@ -514,6 +525,7 @@ def run_epochs(
                     state.scaler,
                     setup.channels_last,
                     advance,
+                    state.augmenter,
                 )
                 val, _ = evaluate(
                     setup.forward,
