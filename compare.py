@@ -19,14 +19,31 @@ from rich.console import Console
 from rich.table import Table
 
 from model import config
-from model.annotations import Problems
+from model.annotations import Problems, read_annotations
 from model.comparison import compare_runs, write_outputs
 from model.errors import UserError, one_line_errors
 from model.inference import Inference
 from model.network import MODEL_NAMES, takes_option
+from model.options import TrainOptions
+from model.plan import (
+    COURSE_RESOURCES,
+    PLAN_FILE,
+    check_disk,
+    estimate,
+    format_duration,
+    load_plan,
+    statuses,
+    submit_to_slurm,
+    total,
+    train_locally,
+    with_quick_dataset,
+)
+from model.practical import Context, write_report
 from model.precision import PRECISIONS
-from model.runtime import DEVICES, select_device
+from model.runtime import DEVICES, Reporter, select_device
 from model.tables import format_cell
+from model.training import locate_dataset
+from train import options_from_args
 
 # What --train gives each network beyond the shared options: the better of the practical's two
 # ResNet variants is the fine-tuned one (Part 3 Q7).
@@ -94,7 +111,12 @@ def console_table(frame: pd.DataFrame) -> Table:
     multiple=True,
     help="Also evaluate these rows (course format), e.g. web_images/annotations.csv.",
 )
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("doc"), help="Report folder.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Report folder  [default: doc; with --practical --quick, the quick runs' folder]",
+)
 @click.option(
     "--train",
     "train_models",
@@ -105,8 +127,32 @@ def console_table(frame: pd.DataFrame) -> Table:
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=config.OUTPUT_DIR,
-    help="Where --train puts and finds runs.",
+    default=None,
+    help="Where --train and --practical put and find runs  [default: output; --practical: output/practical, "
+    "--quick: output/practical-quick]",
+)
+@click.option("--practical", is_flag=True, help="Run the practical's plan (practical.toml) and write its report.")
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=PLAN_FILE,
+    help="--practical: the plan file.",
+)
+@click.option("--only", default=None, metavar="SECTION,...", help="--practical: these sections (ids or prefixes).")
+@click.option("--dry-run", is_flag=True, help="--practical: list what would run and what exists, with time estimates.")
+@click.option("--quick", is_flag=True, help="--practical: the whole plan at reduced scale (minutes on a laptop).")
+@click.option("--slurm", is_flag=True, help="--practical: submit the runs as a Slurm job array, then the report job.")
+@click.option(
+    "--resources",
+    default=COURSE_RESOURCES,
+    help="--slurm: sbatch options of each job (the course's srun options by default).",
+)
+@click.option("--report-only", is_flag=True, help="--practical: train nothing, write the report from the runs there.")
+@click.option(
+    "--skip-unavailable",
+    is_flag=True,
+    help="--practical: skip the runs this machine cannot train (ImageNet weights missing offline).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="--train: epochs  [default: train.py's]")
 @click.option(
@@ -128,9 +174,18 @@ def console_table(frame: pd.DataFrame) -> Table:
 def main(
     runs: tuple[Path, ...],
     csv_files: tuple[Path, ...],
-    out: Path,
+    out: Path | None,
     train_models: str | None,
-    output_dir: Path,
+    output_dir: Path | None,
+    practical: bool,
+    plan_file: Path,
+    only: str | None,
+    dry_run: bool,
+    quick: bool,
+    slurm: bool,
+    resources: str,
+    report_only: bool,
+    skip_unavailable: bool,
     epochs: int | None,
     image_size: int | None,
     dataset: Path | None,
@@ -148,7 +203,30 @@ def main(
     python compare.py output/simple output/deeper output/vgg output/resnet
     python compare.py --train simple,deeper,vgg,resnet --epochs 30      # train what is missing, then compare
     python compare.py output/* --classic --robustness --csv web_images/annotations.csv
+    python compare.py --practical --dry-run                             # the practical's plan: what it would do
+    python compare.py --practical                                       # ... do it, then write doc/report.md
+    python compare.py --practical --slurm                               # ... as Slurm jobs
     """
+    if practical:
+        with one_line_errors():
+            run_practical(
+                plan_file,
+                quick,
+                only,
+                dry_run,
+                slurm,
+                resources,
+                report_only,
+                skip_unavailable,
+                output_dir,
+                out,
+                dataset,
+                device,
+                batch_size,
+            )
+        return
+    out = out or Path("doc")
+    output_dir = output_dir or config.OUTPUT_DIR
     with one_line_errors():
         if train_models:
             models = [m.strip() for m in train_models.split(",") if m.strip()]
@@ -178,6 +256,82 @@ def main(
         f"Wrote the comparison of {len(comparison.reports)} model(s) to {out}/ (comparison.md, .csv, .tex, "
         f"errors.md, figures)"
     )
+
+
+def run_practical(
+    plan_file: Path,
+    quick: bool,
+    only: str | None,
+    dry_run: bool,
+    slurm: bool,
+    resources: str,
+    report_only: bool,
+    skip_unavailable: bool,
+    output_dir: Path | None,
+    out: Path | None,
+    dataset: Path | None,
+    device: str,
+    batch_size: int,
+) -> None:
+    """--practical: check everything, then train what the plan lacks (or submit it), then the report."""
+    runs_dir = output_dir or config.OUTPUT_DIR / ("practical-quick" if quick else "practical")
+    report_dir = out or (runs_dir if quick else Path("doc"))
+    plan = load_plan(plan_file, options_from_args, runs_dir, quick, only)
+    reporter = Reporter()
+    dataset = with_quick_dataset(plan, dataset) or locate_dataset(TrainOptions(dataset=dataset), reporter)
+    found = statuses(plan, skip_unavailable, sys.stdin.isatty(), lambda q: click.confirm(q, default=False))
+    rows = len(read_annotations(dataset, Problems(skip=True)))
+    check_disk(plan, found, rows)
+    if dry_run:
+        estimates = estimate(plan, found, rows, device)
+        console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+        table = Table(title=f"The plan {plan_file.name}: {len(plan.runs)} run(s) in {runs_dir}, dataset {dataset}")
+        for column in ("run", "status", "estimate", "command"):
+            table.add_column(column)
+        for name, run in plan.runs.items():
+            e = estimates[name]
+            table.add_row(
+                name,
+                found[name].describe(run.options.epochs),
+                f"{format_duration(e.seconds)} ({e.source})" if e.seconds else "-",
+                plan.shown(run, dataset, found[name]),
+            )
+        console.print(table)
+        click.echo(
+            f"Estimated time to train what is missing: {format_duration(total(estimates))} (from the epochs "
+            f"already measured in {runs_dir}, else a few batches timed now); then the report: {report_dir}"
+        )
+        return
+    if slurm:
+        report_args = [
+            "--plan",
+            str(plan_file),
+            "--output-dir",
+            str(runs_dir),
+            "--out",
+            str(report_dir),
+            "--dataset",
+            str(dataset),
+            *(["--quick"] if quick else []),
+            *(["--only", only] if only else []),
+            *(["--skip-unavailable"] if skip_unavailable else []),
+        ]
+        array, report = submit_to_slurm(plan, found, dataset, report_args, resources, click.echo)
+        click.echo(
+            f"Submitted: runs {'job array ' + array if array else '(none to train)'}, report job {report} "
+            f"(after the runs succeed); logs in {runs_dir / 'slurm'}/. Submit again after a time limit or "
+            f"a preemption: finished runs are kept, interrupted ones resume."
+        )
+        return
+    if not report_only:
+        train_locally(plan, found, dataset, click.echo)
+        found = statuses(plan, skip_unavailable, False, lambda q: False)
+    ctx = Context(
+        plan, found, Inference.on(select_device(device), "auto", batch_size), report_dir / "report", dataset, click.echo
+    )
+    title = "Practical 1: CNN detectors for airplane, face and motorcycle: report draft"
+    path = write_report(ctx, report_dir / "report.md", title + (" (quick mode)" if quick else ""))
+    click.echo(f"Wrote {path} and its tables and figures in {report_dir / 'report'}/")
 
 
 if __name__ == "__main__":

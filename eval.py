@@ -1,45 +1,27 @@
 """Evaluate a trained checkpoint: per-label accuracy (the course's block), box quality, confusion.
 
 Writes next to the checkpoint (or into --out DIR), named after it (e.g. best.pth -> eval_best.*):
-a JSON of all figures, a per-image CSV and a confusion-matrix PNG per set.
+a JSON of all figures, a per-image CSV and a confusion-matrix PNG per set (model/evaluation.py).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 import numpy as np
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from model.annotations import DataError, Problems
-from model.checkpoint import Checkpoint
+from model.annotations import Problems
 from model.errors import one_line_errors
-from model.files import atomic_path, write_text
-from model.inference import Inference, images_root, load_rows_dataset, load_trained, run_model
-from model.metrics import ImageResults, summarize, to_json_ready
-from model.plots import confusion_plot
+from model.evaluation import SET_NAMES, evaluate_checkpoint, write_evaluation
+from model.inference import Inference
+from model.metrics import ImageResults
 from model.precision import PRECISIONS
 from model.runtime import DEVICES, select_device, usable_cpus
 from model.tables import format_cell
-
-SET_NAMES = {"train": "train", "val": "validation", "test": "test"}  # as the course template prints them
-CORNERS = ("x1", "y1", "x2", "y2")
-PER_IMAGE_COLUMNS = [
-    "set",
-    "path",
-    "true_label",
-    "predicted_label",
-    "confidence",
-    "iou",
-    "failure",
-    *(f"pred_{c}" for c in CORNERS),
-    *(f"true_{c}" for c in CORNERS),
-]
 
 
 def accuracy_block(name: str, figures: dict) -> list[str]:
@@ -104,47 +86,6 @@ def failure_table(name: str, results: ImageResults, iou_threshold: float) -> Tab
     return table
 
 
-def per_image_frame(sets: dict[str, ImageResults], iou_threshold: float) -> pd.DataFrame:
-    """One row per evaluated image: set, path, true and predicted label, confidence, IoU, failure,
-    predicted and true box in pixels of the original image (to 4 and 1 decimals)."""
-    rows = []
-    for name, r in sets.items():
-        failures = r.failures(iou_threshold)
-        for i, path in enumerate(r.paths):
-            predicted = [f"{v:.1f}" for v in r.predicted_boxes[i]] if r.predicted_boxes is not None else [""] * 4
-            rows.append(
-                [
-                    name,
-                    str(path),
-                    r.classes[r.true_labels[i]],
-                    r.classes[r.predicted_labels[i]],
-                    f"{r.confidence[i]:.4f}",
-                    "" if r.iou is None else f"{r.iou[i]:.4f}",
-                    int(failures[i]),
-                    *predicted,
-                    *(f"{v:.1f}" for v in r.true_boxes[i]),
-                ]
-            )
-    return pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS)
-
-
-def evaluation_sets(checkpoint: Checkpoint, splits: tuple[str, ...], csv_files: tuple[Path, ...]) -> dict[str, Path]:
-    """Printed set name -> CSV file: the recorded splits asked for, then the extra CSV files."""
-    recorded = checkpoint.split_paths()
-    sets = {}
-    for split in splits:
-        path = recorded.get(split)
-        if path is None or not path.is_file():
-            raise DataError(
-                f"{path or checkpoint.path}: the {split} split file recorded with {checkpoint.path} is "
-                f"missing; pass --csv FILE instead"
-            )
-        sets[SET_NAMES[split]] = path
-    for path in csv_files:
-        sets[path.stem] = path
-    return sets
-
-
 @click.command(context_settings={"show_default": True, "max_content_width": 110})
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option(
@@ -205,25 +146,14 @@ def main(
     """
     with one_line_errors():
         inference = Inference.on(select_device(device), precision, batch_size)
-        state, model = load_trained(checkpoint, inference.device)
-        sets = evaluation_sets(state, splits or (() if csv_files else tuple(SET_NAMES)), csv_files)
         problems = Problems(skip=skip_bad_rows, strict=strict)
-        results, figures = {}, {}
-        for name, path in sets.items():
-            data = load_rows_dataset(path, images_root(path, dataset, state), state, problems, workers or usable_cpus())
-            if not data.rows and path in csv_files:  # an empty recorded split prints as the template does
-                raise DataError(f"{path}: no usable row to evaluate")
-            stats, results[name] = run_model(model, data, state, inference)
-            figures[name] = {
-                "file": str(path),
-                "loss": stats.loss,
-                "class_loss": stats.class_loss,
-                "box_loss": stats.box_loss,
-                **summarize(results[name], iou_threshold),
-            }
+        chosen = splits or (() if csv_files else tuple(SET_NAMES))
+        evaluation = evaluate_checkpoint(
+            checkpoint, inference, problems, chosen, csv_files, dataset, iou_threshold, workers or usable_cpus()
+        )
     for line in problems.lines():
         click.echo(line)
-
+    figures, results = evaluation.figures, evaluation.results
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     click.echo("\n".join(line for name in results for line in accuracy_block(name, figures[name])))
     for name, r in results.items():
@@ -233,28 +163,8 @@ def main(
         console.print(confusion_table(name, figures[name]))
         if failures:
             console.print(failure_table(name, r, iou_threshold))
-
-    out_dir = Path(out) if out else Path(checkpoint).parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"eval_{Path(checkpoint).stem}"
-    report = {
-        "checkpoint": str(checkpoint),
-        "epoch": state.epoch,
-        "model": {"name": state.model_name, "options": state.record.model_options},
-        "classes": state.classes,
-        "sets": figures,
-    }
-    write_text(out_dir / f"{stem}.json", json.dumps(to_json_ready(report), indent=2) + "\n")
-    with atomic_path(out_dir / f"{stem}_images.csv") as tmp:
-        per_image_frame(results, iou_threshold).to_csv(tmp, index=False)
-    for name, f in figures.items():
-        confusion_plot(
-            f["confusion"]["labels"],
-            f["confusion"]["matrix"],
-            out_dir / f"{stem}_confusion_{name}.png",
-            f"{state.model_name}: {name} set",
-        )
-    click.echo(f"Wrote {out_dir / stem}.json, {stem}_images.csv and {stem}_confusion_*.png")
+    written = write_evaluation(evaluation, Path(out) if out else Path(checkpoint).parent, iou_threshold)
+    click.echo(f"Wrote {written}, {written.stem}_images.csv and {written.stem}_confusion_*.png")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,16 @@ def main(resume: Path | None, **values: Any) -> None:
             fit(options, Reporter(), checkpoint)
         except Interrupted as interrupt:
             sys.exit(128 + interrupt.signum)
+
+
+def options_from_args(args: Sequence[str]) -> TrainOptions:
+    """The options ``python train.py ARGS`` would train with, checked as the command line checks them
+    (click's UsageError or BadParameter otherwise): the practical's plan reads its runs with it."""
+    with main.make_context("train.py", list(args)) as ctx:
+        values = dict(ctx.params)
+        if values.pop("resume") is not None:
+            raise click.UsageError("--resume is not a run's option")
+        return new_options(ctx, values)
 
 
 def given_on_command_line(ctx: click.Context) -> list[str]:

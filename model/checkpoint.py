@@ -229,6 +229,11 @@ class Checkpoint:
 
     # Going on with it
     @property
+    def stale_epochs(self) -> int:
+        """Epochs since the best one, when the checkpoint was written (last.pth)."""
+        return int(self._data.get("stale_epochs", 0))
+
+    @property
     def is_resumable(self) -> bool:
         return "optimizer" in self._data and "rng" in self._data
 

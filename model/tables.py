@@ -45,7 +45,7 @@ def to_latex(frame: pd.DataFrame, digits: int = 4) -> str:
 def write_table(frame: pd.DataFrame, stem: Path, title: str, note: str = "", digits: int = 4) -> dict[str, Path]:
     """``stem``.csv (the exact values, empty where there is none), ``stem``.md and ``stem``.tex
     (formatted cells), each written whole."""
-    paths = {ext: Path(stem).with_suffix(f".{ext}") for ext in ("csv", "md", "tex")}
+    paths = {ext: Path(stem).with_name(f"{Path(stem).name}.{ext}") for ext in ("csv", "md", "tex")}  # "Q9.1-x" too
     with atomic_path(paths["csv"]) as tmp:
         frame.to_csv(tmp, index=False)
     write_text(paths["md"], f"# {title}\n\n{note + chr(10) + chr(10) if note else ''}{to_markdown(frame, digits)}\n")
