@@ -423,7 +423,7 @@ def submit_to_slurm(
     folder = plan.output_dir / "slurm"
     folder.mkdir(parents=True, exist_ok=True)
     todo = [name for name in plan.runs if found[name].state in ("missing", "interrupted")]
-    commands = [shlex.join(["srun", *plan.command(plan.runs[name], dataset, found[name])[1:]]) for name in todo]
+    commands = [shlex.join(["srun", *plan.command(plan.runs[name], dataset, found[name])]) for name in todo]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tasks = folder / f"tasks-{stamp}.txt"
     tasks.write_text("".join(f"{line}\n" for line in commands))
@@ -453,6 +453,7 @@ def submit_to_slurm(
             *after,
             "--job-name",
             "cvpr-report",
+            f"--export=ALL,CVPR_PYTHON={sys.executable}",
             f"--output={folder / '%x-%j.out'}",
             *options,
             str(config.PROJECT_ROOT / "slurm" / "plan_report.sbatch"),

@@ -1,0 +1,210 @@
+"""The practical's plan end to end at reduced scale (compare.py --practical --quick): every run,
+every section of the report, its numbers read back from the runs' own files, and the checks made
+before anything trains. The same plan through a real Slurm is in test_slurm.py."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from model import config
+
+from conftest import ROOT, run_script
+
+QUICK = ["compare.py", "--practical", "--quick"]
+
+
+def sections(plan: Path = ROOT / "practical.toml") -> list[dict]:
+    return [s for s in tomllib.loads(plan.read_text())["section"] if not s.get("optional")]
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """The quick plan, trained and reported once for the module: (runs folder, report folder, process)."""
+    base = tmp_path_factory.mktemp("practical")
+    runs, out = base / "runs", base / "report"
+    done = run_script(*QUICK, "--output-dir", str(runs), "--out", str(out), timeout=1500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    return runs, out, done
+
+
+def table(out: Path, section: str, number: int = 1) -> list[dict[str, str]]:
+    return list(csv.DictReader((out / "report" / f"{section}-table-{number}.csv").read_text().splitlines()))
+
+
+def history(runs: Path, run: str) -> dict[int, dict[str, str]]:
+    rows = csv.DictReader((runs / run / config.HISTORY_FILE).read_text().splitlines())
+    return {int(row["epoch"]): row for row in rows}
+
+
+def evaluation(runs: Path, run: str, which: str = "best") -> dict:
+    return json.loads((runs / run / f"eval_{which}.json").read_text())
+
+
+def test_every_run_trains_and_every_section_is_written(quick):
+    runs, out, done = quick
+    plan = tomllib.loads((ROOT / "practical.toml").read_text())
+    needed = {run for section in sections() for run in section["runs"]}
+    assert needed == {r["name"] for r in plan["run"] if not r.get("optional")}
+    for run in needed:
+        assert (runs / run / "best.pth").exists() and (runs / run / "last.pth").exists(), run
+    assert f"[{len(needed)}/{len(needed)}] python train.py" in done.stdout  # each as a train.py process
+    report = (out / "report.md").read_text()
+    assert [line[3:] for line in report.splitlines() if line.startswith("## ")] == [s["title"] for s in sections()]
+    for section in sections():
+        assert f"<!-- discussion {section['id']} -->" in report, section["id"]
+    for link in re.findall(r"\]\((report/[^)]+)\)", report):  # every table and figure it links exists
+        assert (out / link).stat().st_size > 0, link
+    assert "Not trained yet" not in report and "Observations (computed from the numbers above)" in report
+
+
+def test_the_reports_numbers_are_the_runs_own(quick):
+    """Read back from each run's history.csv and eval_best.json / eval_last.json."""
+    runs, out, _ = quick
+    for section, run in (("Q3", "p1-template"), ("Q9.3", "p1-plain-200")):
+        rows = {row["model"]: row for row in table(out, section)}
+        for which in ("best", "last"):
+            figures = evaluation(runs, run, which)
+            row = rows[f"{which}.pth"]
+            assert int(row["epoch"]) == figures["epoch"]
+            assert float(row["test_accuracy"]) == figures["sets"]["test"]["overall"]["accuracy"]
+            assert float(row["val_accuracy"]) == float(history(runs, run)[figures["epoch"]]["val_accuracy"])
+    for row in table(out, "Q9.1"):
+        figures = evaluation(runs, row["run"])
+        assert float(row["test_accuracy"]) == figures["sets"]["test"]["overall"]["accuracy"]
+        assert int(row["training_images"]) == len((runs / row["run"] / "training_data.csv").read_text().splitlines())
+    for row in table(out, "Part2") + table(out, "Part3-Q8"):
+        figures = evaluation(runs, row["model"])["sets"]["test"]["overall"]
+        assert float(row["test_accuracy"]) == pytest.approx(figures["accuracy"], abs=1e-12)
+        seconds = [float(r["seconds"]) for r in history(runs, row["model"]).values()]
+        assert float(row["seconds_per_epoch"]) == pytest.approx(sum(seconds) / len(seconds))
+    for row in table(out, "Part3-Q4"):
+        figures = evaluation(runs, row["run"])["sets"]["test"]["overall"]
+        assert float(row["test_mean_iou"]) == pytest.approx(figures["mean_iou"], abs=1e-12)
+        assert float(row["box_weight"]) == json.loads((runs / row["run"] / "config.json").read_text())["box_weight"]
+
+
+def test_a_second_run_trains_nothing_keeps_the_discussion_and_writes_the_same_report(quick):
+    runs, out, _ = quick
+    report = out / "report.md"
+    before = report.read_text()
+    marker = "<!-- discussion Q3 -->\n"
+    mine = "The best epoch comes early: **our reading**, kept across runs."
+    start = before.index(marker) + len(marker)
+    report.write_text(before[:start] + mine + before[before.index("\n<!-- end of discussion Q3 -->") :])
+    again = run_script(*QUICK, "--output-dir", str(runs), "--out", str(out), timeout=900)
+    assert again.returncode == 0, again.stderr
+    assert "python train.py" not in again.stdout.split("Section ")[0]  # nothing trained
+    after = report.read_text()
+    assert mine in after and after.replace(mine, "") == before.replace(
+        "_Your discussion: what the figures show, why, and what you would try next._", "", 1
+    )
+
+
+def test_the_dry_run_lists_what_exists_and_what_would_run(quick, tmp_path):
+    runs, _, _ = quick
+    shutil.copytree(runs, tmp_path / "runs", ignore=shutil.ignore_patterns("demo"))
+    shutil.rmtree(tmp_path / "runs" / "p3-vgg")
+    done = run_script(
+        *QUICK,
+        "--dry-run",
+        "--only",
+        "Part3-Q8",
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--dataset",
+        str(runs / "demo"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"p3-simple\s+│ finished: kept", done.stdout) and re.search(r"p3-vgg\s+│ to train", done.stdout)
+    assert "p1-template" not in done.stdout  # --only: the runs of that section alone
+    assert "Estimated time to train what is missing:" in done.stdout and not (tmp_path / "runs" / "p3-vgg").exists()
+
+
+def write_plan(path: Path, runs: str, section_runs: str, kind: str = "comparison") -> Path:
+    path.write_text(
+        f'[defaults]\nargs = "--epochs 1 --image-size 64"\n{runs}\n[[section]]\nid = "S"\n'
+        f'title = "One section"\nkind = "{kind}"\nruns = [{section_runs}]\n'
+    )
+    return path
+
+
+def test_a_typo_in_the_plan_stops_before_anything_trains(tmp_path, demo_dataset):
+    plan = write_plan(tmp_path / "plan.toml", '[[run]]\nname = "a"\nargs = "--epohcs 3"\n', '"a"')
+    done = run_script(
+        "compare.py",
+        "--practical",
+        "--plan",
+        str(plan),
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--dataset",
+        str(demo_dataset),
+    )
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+    assert f"{plan}: run a: No such option '--epohcs'. Did you mean '--epochs'?" in done.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_imagenet_weights_are_said_before_the_first_epoch(tmp_path, demo_dataset):
+    plan = write_plan(
+        tmp_path / "plan.toml",
+        '[[run]]\nname = "small"\nargs = ""\n[[run]]\nname = "res"\nargs = "--model resnet"\n',
+        '"small", "res"',
+    )
+    env = {"TORCH_HOME": str(tmp_path / "empty-torch-home")}  # no weights there; CI cannot download them
+    args = [
+        "compare.py",
+        "--practical",
+        "--plan",
+        str(plan),
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--dataset",
+        str(demo_dataset),
+        "--out",
+        str(tmp_path / "doc"),
+    ]
+    refused = run_script(*args, env=env)
+    assert refused.returncode == 1 and "runs res need them" in refused.stderr
+    assert "--skip-unavailable" in refused.stderr and not (tmp_path / "runs" / "small").exists()
+    done = run_script(*args, "--skip-unavailable", env=env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "runs" / "small" / "best.pth").exists() and not (tmp_path / "runs" / "res").exists()
+    assert "Not trained yet: res (skipped (no ImageNet weights))" in (tmp_path / "doc" / "report.md").read_text()
+
+
+def test_a_run_trained_otherwise_is_refused_not_replaced(tmp_path, demo_dataset, script):
+    first = write_plan(tmp_path / "a.toml", '[[run]]\nname = "r"\nargs = ""\n', '"r"')
+    args = ["--output-dir", str(tmp_path / "runs"), "--dataset", str(demo_dataset), "--out", str(tmp_path / "doc")]
+    assert script("compare.py", "--practical", "--plan", str(first), *args).returncode == 0
+    before = (tmp_path / "runs" / "r" / "best.pth").read_bytes()
+    second = write_plan(tmp_path / "b.toml", '[[run]]\nname = "r"\nargs = "--dropout 0"\n', '"r"')
+    done = script("compare.py", "--practical", "--plan", str(second), *args)
+    assert done.returncode == 1 and "was trained with other options than the plan's r: dropout=0.5" in done.stderr
+    assert (tmp_path / "runs" / "r" / "best.pth").read_bytes() == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="needs root to mount a small tmpfs")
+def test_a_disk_too_small_is_said_before_anything_trains(tmp_path, demo_dataset):
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        plan = write_plan(tmp_path / "plan.toml", '[[run]]\nname = "v"\nargs = "--model vgg"\n', '"v"')
+        done = run_script(
+            "compare.py", "--practical", "--plan", str(plan), "--output-dir", str(small), "--dataset", str(demo_dataset)
+        )
+        assert done.returncode == 1 and f"{small}: 0.0 GiB free, the runs need about" in done.stderr
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)])
