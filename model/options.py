@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from model import config
+from model.network import model_options
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,13 @@ class TrainOptions:
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name if self.name else Path(self.output_dir)
+
+    @property
+    def network_options(self) -> dict[str, Any]:
+        """The constructor options of the run's network (those that apply to it)."""
+        return model_options(
+            self.model, self.box_head, self.dropout, self.batchnorm, self.pretrained, self.freeze, self.image_size
+        )
 
     def to_json(self) -> str:
         values = {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}

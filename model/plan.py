@@ -26,7 +26,13 @@ import torch
 from model import config
 from model.checkpoint import Checkpoint, CheckpointError
 from model.errors import UserError
-from model.network import build_model, count_parameters, imagenet_weights_file, model_options, takes_option
+from model.network import (
+    build_model,
+    count_parameters,
+    imagenet_weights_file,
+    min_image_size,
+    takes_option,
+)
 from model.options import TrainOptions
 from model.runtime import place_model, select_device, synchronize
 
@@ -148,6 +154,8 @@ def load_plan(
         if quick:
             args = [*_without(args, "--epochs"), *shlex.split(settings.get("args", ""))]
             args += ["--epochs", str(min(options.epochs, int(settings.get("epochs", options.epochs))))]
+            if "image_size" in settings:  # each network at this side, or at its smallest where that is larger
+                args += ["--image-size", str(max(int(settings["image_size"]), min_image_size(options.model)))]
             if settings.get("no_pretrained") and takes_option(options.model, "pretrained"):
                 args.append("--no-pretrained")
             options = _parse(parse, args, path, name)
@@ -277,7 +285,7 @@ def check_disk(plan: Plan, found: dict[str, Status], images: int) -> None:
     sizes = set()
     for name, run in plan.runs.items():
         if found[name].state in ("missing", "interrupted"):
-            model = build_model(run.options.model, 3, load_weights=False, **_constructor(run.options))
+            model = build_model(run.options.model, 3, load_weights=False, **run.options.network_options)
             parameters, _ = count_parameters(model)
             needed += parameters * 4 * 5  # best.pth, last.pth and its optimizer's two moments, and a temporary
             sizes.add(run.options.image_size)
@@ -289,18 +297,6 @@ def check_disk(plan: Plan, found: dict[str, Status], images: int) -> None:
             f"{plan.output_dir}: {free / 2**30:.1f} GiB free, the runs need about {needed / 2**30:.1f} GiB "
             f"(checkpoints and decoded images); free some space or pass --output-dir on a larger disk"
         )
-
-
-def _constructor(options: TrainOptions) -> dict[str, Any]:
-    return model_options(
-        options.model,
-        options.box_head,
-        options.dropout,
-        options.batchnorm,
-        options.pretrained,
-        options.freeze,
-        options.image_size,
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -362,7 +358,7 @@ def probe(options: TrainOptions, device: torch.device, batches: int = 2) -> floa
     """Seconds per image of an epoch (a training step and a validation step per image, weighted as
     an epoch weights them), timed on ``batches`` batches of random images."""
     torch.manual_seed(0)
-    model = place_model(build_model(options.model, 3, load_weights=False, **_constructor(options)), device)
+    model = place_model(build_model(options.model, 3, load_weights=False, **options.network_options), device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     size = options.image_size
     x = torch.randn(options.batch_size, 3, size, size, device=device)

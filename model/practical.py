@@ -133,6 +133,11 @@ def _overall(figures: dict[str, Any], name: str = "accuracy") -> float:
     return math.nan if value is None else float(value)
 
 
+def _test_scores(figures: dict[str, Any]) -> dict[str, float]:
+    """The columns every table of runs ends with: the best model's test accuracy and mean IoU."""
+    return {"test_accuracy": _overall(figures), "test_mean_iou": _overall(figures, "mean_iou")}
+
+
 def _per_label(figures: dict[str, Any]) -> dict[str, float]:
     return {
         label: math.nan if f["accuracy"] is None else float(f["accuracy"])
@@ -414,8 +419,7 @@ def loss_weights(ctx: Context, section: Section, runs: list[str]) -> Content:
                 "label_weight": options.label_weight,
                 "box_weight": options.box_weight,
                 "box_loss": options.box_loss,
-                "test_accuracy": _overall(figures),
-                "test_mean_iou": _overall(figures, "mean_iou"),
+                **_test_scores(figures),
                 "test_iou_at_0.5": _overall(figures, "iou_at_threshold"),
             }
         )
@@ -447,8 +451,7 @@ def frozen_vs_fine_tuned(ctx: Context, section: Section, runs: list[str]) -> Con
                 "pretrained": options.pretrained,
                 "trainable_parameters": facts.get("trainable_parameters"),
                 "seconds_per_epoch": float(np.mean([r["seconds"] for r in history])) if history else math.nan,
-                "test_accuracy": _overall(figures),
-                "test_mean_iou": _overall(figures, "mean_iou"),
+                **_test_scores(figures),
             }
         )
     content.tables.append(("A frozen and a fine-tuned ResNet-18 backbone", pd.DataFrame(rows)))
@@ -549,8 +552,7 @@ def augment(ctx: Context, section: Section, runs: list[str]) -> Content:
                 "run": run,
                 "train_fraction": options.train_fraction,
                 "augment": options.augment,
-                "test_accuracy": _overall(figures),
-                "test_mean_iou": _overall(figures, "mean_iou"),
+                **_test_scores(figures),
             }
         )
     content.tables.append(

@@ -48,7 +48,7 @@ from model.engine import EpochStats, evaluate, network_batch, train_one_epoch
 from model.errors import UserError
 from model.files import atomic_path, holds_data, write_text
 from model.losses import DetectionLoss
-from model.network import Detector, build_model, count_parameters, model_options
+from model.network import Detector, build_model, count_parameters
 from model.options import TrainOptions
 from model.plots import convergence_plot
 from model.precision import Precision, resolve_precision
@@ -328,15 +328,7 @@ def build(
     """The training state (weights, optimizer, schedule, batch order), fresh or as ``resume`` left it,
     and the run record every checkpoint carries."""
     torch.manual_seed(options.seed)
-    constructor = model_options(
-        options.model,
-        options.box_head,
-        options.dropout,
-        options.batchnorm,
-        options.pretrained,
-        options.freeze,
-        options.image_size,
-    )
+    constructor = options.network_options
     model = build_model(
         options.model,
         len(data.classes),
