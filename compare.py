@@ -28,6 +28,9 @@ from model.options import TrainOptions
 from model.plan import (
     COURSE_RESOURCES,
     PLAN_FILE,
+    Estimate,
+    Plan,
+    Status,
     check_disk,
     estimate,
     format_duration,
@@ -208,6 +211,18 @@ def main(
     python compare.py --practical --slurm                               # ... as Slurm jobs
     """
     if practical:
+        for option, given in (
+            ("RUNS", runs),
+            ("--csv", csv_files),
+            ("--train", train_models),
+            ("--epochs", epochs),
+            ("--image-size", image_size),
+            ("--no-pretrained", not pretrained),
+            ("--classic", classic),
+            ("--robustness", with_robustness),
+        ):
+            if given:
+                raise click.UsageError(f"{option} does not go with --practical: the plan file sets what each run does")
         with one_line_errors():
             run_practical(
                 plan_file,
@@ -222,9 +237,20 @@ def main(
                 out,
                 dataset,
                 device,
+                precision,
                 batch_size,
             )
         return
+    for option, given in (
+        ("--only", only),
+        ("--dry-run", dry_run),
+        ("--quick", quick),
+        ("--slurm", slurm),
+        ("--report-only", report_only),
+        ("--skip-unavailable", skip_unavailable),
+    ):
+        if given:
+            raise click.UsageError(f"{option} goes with --practical (the practical's plan)")
     out = out or Path("doc")
     output_dir = output_dir or config.OUTPUT_DIR
     with one_line_errors():
@@ -271,67 +297,76 @@ def run_practical(
     out: Path | None,
     dataset: Path | None,
     device: str,
+    precision: str,
     batch_size: int,
 ) -> None:
     """--practical: check everything, then train what the plan lacks (or submit it), then the report."""
-    runs_dir = output_dir or config.OUTPUT_DIR / ("practical-quick" if quick else "practical")
-    report_dir = out or (runs_dir if quick else Path("doc"))
+    # absolute paths: Slurm jobs start in the project's folder, whatever folder this was called from
+    runs_dir = (output_dir or config.OUTPUT_DIR / ("practical-quick" if quick else "practical")).resolve()
+    report_dir = (out or (runs_dir if quick else Path("doc"))).resolve()
+    plan_file = plan_file.resolve()
     plan = load_plan(plan_file, options_from_args, runs_dir, quick, only)
-    reporter = Reporter()
-    dataset = with_quick_dataset(plan, dataset) or locate_dataset(TrainOptions(dataset=dataset), reporter)
-    found = statuses(plan, skip_unavailable, sys.stdin.isatty(), lambda q: click.confirm(q, default=False))
-    rows = len(read_annotations(dataset, Problems(skip=True)))
-    check_disk(plan, found, rows)
-    if dry_run:
-        estimates = estimate(plan, found, rows, device)
-        console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-        table = Table(title=f"The plan {plan_file.name}: {len(plan.runs)} run(s) in {runs_dir}, dataset {dataset}")
-        for column in ("run", "status", "estimate", "command"):
-            table.add_column(column)
-        for name, run in plan.runs.items():
-            e = estimates[name]
-            table.add_row(
-                name,
-                found[name].describe(run.options.epochs),
-                f"{format_duration(e.seconds)} ({e.source})" if e.seconds else "-",
-                plan.shown(run, dataset, found[name]),
-            )
-        console.print(table)
-        click.echo(
-            f"Estimated time to train what is missing: {format_duration(total(estimates))} (from the epochs "
-            f"already measured in {runs_dir}, else a few batches timed now); then the report: {report_dir}"
-        )
-        return
-    if slurm:
-        report_args = [
-            "--plan",
-            str(plan_file),
-            "--output-dir",
-            str(runs_dir),
-            "--out",
-            str(report_dir),
-            "--dataset",
-            str(dataset),
-            *(["--quick"] if quick else []),
-            *(["--only", only] if only else []),
-            *(["--skip-unavailable"] if skip_unavailable else []),
-        ]
-        array, report = submit_to_slurm(plan, found, dataset, report_args, resources, click.echo)
-        click.echo(
-            f"Submitted: runs {'job array ' + array if array else '(none to train)'}, report job {report} "
-            f"(after the runs succeed); logs in {runs_dir / 'slurm'}/. Submit again after a time limit or "
-            f"a preemption: finished runs are kept, interrupted ones resume."
-        )
-        return
+    dataset = (with_quick_dataset(plan, dataset) or locate_dataset(TrainOptions(dataset=dataset), Reporter())).resolve()
     if not report_only:
+        found = statuses(plan, dataset, skip_unavailable, sys.stdin.isatty(), lambda q: click.confirm(q, default=False))
+        skip_unavailable |= any(status.state == "skipped" for status in found.values())  # asked once, kept
+        rows = len(read_annotations(dataset, Problems(skip=True)))
+        check_disk(plan, found, rows)
+        if dry_run:
+            print_dry_run(plan, found, estimate(plan, found, rows, device), plan_file, dataset, report_dir)
+            return
+        if slurm:
+            report_args = [
+                *("--plan", str(plan_file), "--output-dir", str(runs_dir), "--out", str(report_dir)),
+                *("--dataset", str(dataset), "--precision", precision),
+                *(["--quick"] if quick else []),
+                *(["--only", only] if only else []),
+                *(["--skip-unavailable"] if skip_unavailable else []),
+            ]
+            array, report = submit_to_slurm(plan, found, dataset, report_args, resources, click.echo)
+            click.echo(
+                f"Submitted: runs {'job array ' + array if array else '(none to train)'}, report job {report} "
+                f"(after the runs succeed); logs in {runs_dir / 'slurm'}/. Submit again after a time limit or "
+                f"a preemption: finished runs are kept, interrupted ones resume."
+            )
+            return
         train_locally(plan, found, dataset, click.echo)
-        found = statuses(plan, skip_unavailable, False, lambda q: False)
-    ctx = Context(
-        plan, found, Inference.on(select_device(device), "auto", batch_size), report_dir / "report", dataset, click.echo
-    )
+    # the report covers the whole plan (--only chose what trained); runs lacking their weights are said there
+    report_plan = load_plan(plan_file, options_from_args, runs_dir, quick, only, for_report=True)
+    found = statuses(report_plan, dataset, True, False, lambda q: False)
+    inference = Inference.on(select_device(device), precision, batch_size)
+    ctx = Context(report_plan, found, inference, report_dir / "report", dataset, click.echo)
     title = "Practical 1: CNN detectors for airplane, face and motorcycle: report draft"
     path = write_report(ctx, report_dir / "report.md", title + (" (quick mode)" if quick else ""))
     click.echo(f"Wrote {path} and its tables and figures in {report_dir / 'report'}/")
+
+
+def print_dry_run(
+    plan: Plan,
+    found: dict[str, Status],
+    estimates: dict[str, Estimate],
+    plan_file: Path,
+    dataset: Path | None,
+    report_dir: Path,
+) -> None:
+    """Each run's status, estimate and command; the total."""
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    table = Table(title=f"The plan {plan_file.name}: {len(plan.runs)} run(s) in {plan.output_dir}, dataset {dataset}")
+    for column in ("run", "status", "estimate", "command"):
+        table.add_column(column)
+    for name, run in plan.runs.items():
+        e = estimates[name]
+        table.add_row(
+            name,
+            found[name].describe(run.options.epochs),
+            f"{format_duration(e.seconds)} ({e.source})" if e.seconds else "-",
+            plan.shown(run, dataset, found[name]),
+        )
+    console.print(table)
+    click.echo(
+        f"Estimated time to train what is missing: {format_duration(total(estimates))} (from the epochs "
+        f"already measured in {plan.output_dir}, else a few batches timed now); then the report: {report_dir}"
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ than the plan's is refused rather than reused or replaced.
 from __future__ import annotations
 
 import math
+import re
 import shlex
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ import torch
 from model import config
 from model.checkpoint import Checkpoint, CheckpointError
 from model.errors import UserError
+from model.files import write_text
 from model.network import (
     build_model,
     count_parameters,
@@ -54,7 +56,18 @@ COMPARED = tuple(
     f.name
     for f in fields(TrainOptions)
     if f.name
-    not in {"dataset", "output_dir", "name", "overwrite", "workers", "device", "precision", "compile", "cache"}
+    not in {
+        "dataset",
+        "weights",
+        "output_dir",
+        "name",
+        "overwrite",
+        "workers",
+        "device",
+        "precision",
+        "compile",
+        "cache",
+    }
 )
 COURSE_RESOURCES = "--gres=shard:1 --cpus-per-task=8 --mem=12G"  # the course's srun options
 
@@ -126,11 +139,16 @@ class Plan:
 
 
 def load_plan(
-    path: Path, parse: Callable[[Sequence[str]], TrainOptions], output_dir: Path, quick: bool, only: str | None
+    path: Path,
+    parse: Callable[[Sequence[str]], TrainOptions],
+    output_dir: Path,
+    quick: bool,
+    only: str | None,
+    for_report: bool = False,
 ) -> Plan:
     """The plan of ``path``, each run's options parsed (and so checked) by ``parse`` (train.py's),
     restricted to the sections ``only`` names (ids or their prefixes, e.g. "Part3"); optional sections
-    only when named."""
+    only when named. ``for_report``: every section, and the optional ones named or already started."""
     try:
         document = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -160,7 +178,7 @@ def load_plan(
                 args.append("--no-pretrained")
             options = _parse(parse, args, path, name)
         runs[name] = PlannedRun(name, tuple(args), options, bool(entry.get("optional", False)))
-    sections = []
+    sections: list[Section] = []
     for number, entry in enumerate(document.get("section", []), start=1):
         section = Section(
             str(entry.get("id", "")),
@@ -169,7 +187,12 @@ def load_plan(
             tuple(entry.get("runs", ())),
             bool(entry.get("optional", False)),
         )
-        if not section.id or section.kind not in SECTION_KINDS:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", section.id) or section.id in {x.id for x in sections}:
+            raise PlanError(
+                f"{path}: section {number} needs an id of its own, of letters, digits, '.', '_' and '-' "
+                f"(got {section.id!r})"
+            )
+        if section.kind not in SECTION_KINDS:
             raise PlanError(
                 f"{path}: section {number} needs an id and a kind among {', '.join(SECTION_KINDS)} (got "
                 f"{section.id!r}, {section.kind!r})"
@@ -179,6 +202,8 @@ def load_plan(
             raise PlanError(f"{path}: section {section.id} names run(s) {', '.join(missing)} that the plan lacks")
         sections.append(section)
     chosen = _select(sections, only, path)
+    if for_report:  # the report covers the whole plan: --only chooses what trains, not what is reported
+        chosen = [s for s in sections if s in chosen or not s.optional or _started(s, output_dir)]
     needed = dict.fromkeys(run for section in chosen for run in section.runs)
     return Plan({name: runs[name] for name in needed}, chosen, output_dir, settings if quick else {})
 
@@ -204,6 +229,11 @@ def _parse(parse: Callable[[Sequence[str]], TrainOptions], args: list[str], path
         raise PlanError(f"{path}: run {name}: {message} (in its args: {shlex.join(args)})") from None
 
 
+def _started(section: Section, output_dir: Path) -> bool:
+    """Whether one of the section's runs has a model to report (an optional section is reported then)."""
+    return any((output_dir / run / config.BEST_CHECKPOINT).exists() for run in section.runs)
+
+
 def _select(sections: list[Section], only: str | None, path: Path) -> list[Section]:
     if not only:
         return [s for s in sections if not s.optional]
@@ -221,8 +251,9 @@ def _select(sections: list[Section], only: str | None, path: Path) -> list[Secti
 # ----------------------------------------------------------------------------------------------
 # What exists
 # ----------------------------------------------------------------------------------------------
-def run_status(plan: Plan, run: PlannedRun) -> Status:
-    """Finished, interrupted (resumable) or missing; a folder trained otherwise is a PlanError."""
+def run_status(plan: Plan, run: PlannedRun, dataset: Path | None) -> Status:
+    """Finished, interrupted (resumable) or missing; a folder trained otherwise, or on another dataset,
+    is a PlanError."""
     last = plan.folder(run.name) / config.LAST_CHECKPOINT
     if not last.exists():
         if any(plan.folder(run.name).glob("*.pth")):
@@ -243,16 +274,24 @@ def run_status(plan: Plan, run: PlannedRun) -> Status:
             f"{plan.folder(run.name)} was trained with other options than the plan's {run.name}: {shown}; "
             f"move it away (or rename the run in the plan) to train it as planned"
         )
+    trained_on = checkpoint.dataset
+    if dataset is not None and trained_on is not None and trained_on.resolve() != dataset.resolve():
+        raise PlanError(
+            f"{plan.folder(run.name)} was trained on {trained_on}, not on {dataset}: move it away to train "
+            f"{run.name} on this dataset, or pass --dataset {trained_on}"
+        )
     stopped_early = run.options.patience and checkpoint.epoch > 0 and checkpoint.stale_epochs >= run.options.patience
     if checkpoint.epoch >= run.options.epochs or stopped_early:
         return Status("finished", checkpoint.epoch)
     return Status("interrupted", checkpoint.epoch)
 
 
-def statuses(plan: Plan, skip_unavailable: bool, interactive: bool, ask: Callable[[str], bool]) -> dict[str, Status]:
+def statuses(
+    plan: Plan, dataset: Path | None, skip_unavailable: bool, interactive: bool, ask: Callable[[str], bool]
+) -> dict[str, Status]:
     """Every planned run's status; runs that need ImageNet weights this machine lacks are skipped
     when the user agrees (``skip_unavailable``, or asked on a terminal), else a PlanError says so."""
-    found = {name: run_status(plan, run) for name, run in plan.runs.items()}
+    found = {name: run_status(plan, run, dataset) for name, run in plan.runs.items()}
     weights = imagenet_weights_file()
     lacking = [
         name
@@ -416,13 +455,31 @@ def submit_to_slurm(
 ) -> tuple[str | None, str]:
     """The runs to train as one job array (each task one train.py command, resumed when interrupted),
     then the report as a job that starts once every task succeeded; their job ids."""
+    queued = _queued_jobs(plan.output_dir)
+    if queued:
+        raise PlanError(
+            f"--slurm: jobs {', '.join(queued)} of this plan ({plan.output_dir}) are still queued or running; "
+            f"wait for them (squeue --me) or cancel them (scancel {' '.join(queued)}) before submitting again"
+        )
     folder = plan.output_dir / "slurm"
     folder.mkdir(parents=True, exist_ok=True)
     todo = [name for name in plan.runs if found[name].state in ("missing", "interrupted")]
     commands = [shlex.join(["srun", *plan.command(plan.runs[name], dataset, found[name])]) for name in todo]
+    # Each task decides when it starts: a requeued task finds the last.pth its first start wrote and resumes.
+    lines = [
+        "\t".join(
+            (
+                str(plan.folder(name) / config.LAST_CHECKPOINT),
+                shlex.join(["srun", *plan.command(plan.runs[name], dataset, Status("missing"))]),
+                shlex.join(["srun", *plan.command(plan.runs[name], dataset, Status("interrupted"))]),
+            )
+        )
+        for name in todo
+    ]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tasks = folder / f"tasks-{stamp}.txt"
-    tasks.write_text("".join(f"{line}\n" for line in commands))
+    write_text(tasks, "".join(f"{line}\n" for line in lines))
+    marker = f"--comment=cvpr-plan:{plan.output_dir}"  # finds this plan's jobs in the queue
     logs = folder / "%x-%A_%a.out"
     options = shlex.split(resources)
     array = None
@@ -433,6 +490,7 @@ def submit_to_slurm(
                 f"0-{len(todo) - 1}",
                 "--job-name",
                 "cvpr-plan",
+                marker,
                 "--signal",
                 "USR1@120",
                 f"--output={logs}",
@@ -443,12 +501,13 @@ def submit_to_slurm(
         )
         for number, (name, command) in enumerate(zip(todo, commands)):
             echo(f"task {number}: {name}: {command}")
-    after = ["--dependency", f"afterok:{array}"] if array else []
+    after = ["--dependency", f"afterok:{array}", "--kill-on-invalid-dep=yes"] if array else []
     report = _sbatch(
         [
             *after,
             "--job-name",
             "cvpr-report",
+            marker,
             f"--export=ALL,CVPR_PYTHON={sys.executable}",
             f"--output={folder / '%x-%j.out'}",
             *options,
@@ -459,14 +518,24 @@ def submit_to_slurm(
     return array, report
 
 
+def _queued_jobs(output_dir: Path) -> list[str]:
+    """Ids of this user's queued or running jobs submitted for the plan whose runs go to ``output_dir``."""
+    if shutil.which("squeue") is None:
+        return []
+    listed = subprocess.run(["squeue", "--me", "-h", "-o", "%i %k"], capture_output=True, text=True)
+    return [
+        line.split(" ", 1)[0]
+        for line in listed.stdout.splitlines()
+        if line.partition(" ")[2].strip() == f"cvpr-plan:{output_dir}"
+    ]
+
+
 def _sbatch(args: list[str]) -> str:
     if shutil.which("sbatch") is None:
         raise PlanError("--slurm: sbatch is not on this machine's PATH (submit from a Slurm login node)")
     done = subprocess.run(["sbatch", "--parsable", *args], capture_output=True, text=True, cwd=config.PROJECT_ROOT)
     if done.returncode != 0:
-        raise PlanError(
-            f"--slurm: sbatch refused the job ({done.stderr.strip().splitlines()[-1] if done.stderr else ''})"
-        )
+        raise PlanError(f"--slurm: sbatch refused the job ({(done.stderr.strip().splitlines() or [''])[-1]})")
     return done.stdout.strip().split(";")[0]
 
 

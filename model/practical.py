@@ -82,7 +82,7 @@ class Context:
             where = self.folder(run) if csv is None else self.folder(run) / f"eval_{csv.stem}"
             stored = where / f"eval_{which}.json"
             needed = {"test"} if csv is None else {csv.stem}
-            if not _fresh(stored, checkpoint, needed):
+            if not _fresh(stored, (checkpoint, *([csv] if csv else [])), needed):
                 self.echo(f"Evaluating {checkpoint}{f' on {csv}' if csv else ''}")
                 splits = ("test",) if csv is None else ()  # the report reads training and validation from history
                 evaluation = evaluate_checkpoint(
@@ -96,10 +96,10 @@ class Context:
         return self.plan.runs[run]
 
 
-def _fresh(stored: Path, checkpoint: Path, sets: set[str]) -> bool:
-    """An evaluation file newer than its checkpoint that holds every set wanted (eval.py --split test
-    writes one with the test split alone)."""
-    if not stored.exists() or stored.stat().st_mtime < checkpoint.stat().st_mtime:
+def _fresh(stored: Path, sources: tuple[Path, ...], sets: set[str]) -> bool:
+    """An evaluation file newer than its checkpoint (and than the rows it scored) that holds every set
+    wanted (eval.py --split test writes one with the test split alone)."""
+    if not stored.exists() or any(stored.stat().st_mtime < source.stat().st_mtime for source in sources):
         return False
     return sets <= set(json.loads(stored.read_text()).get("sets", {}))
 
@@ -605,10 +605,21 @@ def write_report(ctx: Context, report: Path, title: str) -> Path:
         ]
         if absent:
             parts += [f"Not trained yet: {', '.join(absent)}.", ""]
+        partly = [
+            f"{r} ({ctx.found[r].describe(ctx.plan.runs[r].options.epochs)})"
+            for r in ready
+            if ctx.found[r].state == "interrupted"
+        ]
+        if partly:
+            parts += [f"Partly trained (its best model so far is reported): {', '.join(partly)}.", ""]
         if ready:
             content = BUILDERS[section.kind](ctx, section, ready)
             parts += render(ctx, section, content, report.parent)
-        parts += ["", DISCUSSION.format(id=section.id, text=kept.get(section.id, DISCUSSION_PLACEHOLDER))]
+        parts += ["", DISCUSSION.format(id=section.id, text=kept.pop(section.id, DISCUSSION_PLACEHOLDER))]
+    kept = {key: text for key, text in kept.items() if text != DISCUSSION_PLACEHOLDER}
+    if kept:  # sections no longer in the report: what was written there is kept, not lost
+        parts += ["", "## Discussions of sections not in this report", ""]
+        parts += [DISCUSSION.format(id=key, text=text) + "\n" for key, text in kept.items()]
     write_text(report, "\n".join(parts).rstrip() + "\n")
     return report
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
+import time
+import tomllib
 import warnings
 from pathlib import Path
 
@@ -160,3 +163,57 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+QUICK = ["compare.py", "--practical", "--quick"]
+
+
+def sections(plan: Path = ROOT / "practical.toml") -> list[dict]:
+    """The plan's report sections (the optional ones left out)."""
+    return [s for s in tomllib.loads(plan.read_text())["section"] if not s.get("optional")]
+
+
+@pytest.fixture(scope="session")
+def quick(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """The quick plan, trained and reported once for the session: (runs folder, report folder, process).
+    Tests that change its runs work on a copy."""
+    base = tmp_path_factory.mktemp("practical")
+    runs, out = base / "runs", base / "report"
+    done = run_script(*QUICK, "--output-dir", str(runs), "--out", str(out), timeout=1500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    return runs, out, done
+
+
+def slurm_available() -> bool:
+    """Whether a Slurm controller answers with a usable node; where CI requires one (CVPR_REQUIRE_SLURM),
+    its absence is an error, not a skip."""
+    running = False
+    if shutil.which("sinfo") is not None:
+        try:
+            state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+            running = state.returncode == 0 and any(s in state.stdout for s in ("idle", "mix", "alloc"))
+        except subprocess.TimeoutExpired:
+            pass
+    if not running and os.environ.get("CVPR_REQUIRE_SLURM"):
+        raise RuntimeError("CVPR_REQUIRE_SLURM is set but no Slurm answers (run .ci/slurm-up.sh)")
+    return running
+
+
+def wait_for_job(job_id: str, timeout: float = 900) -> str:
+    """Wait until the job has left the queue; its final state (scontrol keeps it a few minutes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        queued = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%r"], capture_output=True, text=True)
+        if queued.returncode == 0 and not queued.stdout.strip():
+            break
+        if "DependencyNeverSatisfied" in queued.stdout:  # a job it waits for failed: it never starts
+            subprocess.run(["scancel", job_id])
+            return "DEPENDENCY_NEVER_SATISFIED"
+        time.sleep(1)
+    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+    return next((f.split("=", 1)[1] for f in shown.split() if f.startswith("JobState=")), "UNKNOWN")
+
+
+def job_logs(folder: Path) -> str:
+    """The tail of every job log in ``folder``, to show why a job failed."""
+    return "\n".join(f"{log.name}: {log.read_text()[-600:]}" for log in sorted(folder.glob("*.out")))

@@ -1,6 +1,6 @@
 """The practical's plan end to end at reduced scale (compare.py --practical --quick): every run,
 every section of the report, its numbers read back from the runs' own files, and the checks made
-before anything trains. The same plan through a real Slurm is in test_slurm.py."""
+before anything trains; and the same plan through a real Slurm (skipped where none answers)."""
 
 from __future__ import annotations
 
@@ -9,31 +9,17 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from model import config
+from model import config, demo
 
-from conftest import ROOT, run_script
-
-QUICK = ["compare.py", "--practical", "--quick"]
-
-
-def sections(plan: Path = ROOT / "practical.toml") -> list[dict]:
-    return [s for s in tomllib.loads(plan.read_text())["section"] if not s.get("optional")]
-
-
-@pytest.fixture(scope="module")
-def quick(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
-    """The quick plan, trained and reported once for the module: (runs folder, report folder, process)."""
-    base = tmp_path_factory.mktemp("practical")
-    runs, out = base / "runs", base / "report"
-    done = run_script(*QUICK, "--output-dir", str(runs), "--out", str(out), timeout=1500)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
-    return runs, out, done
+from conftest import QUICK, ROOT, job_logs, run_script, sections, slurm_available, wait_for_job
 
 
 def table(out: Path, section: str, number: int = 1) -> list[dict[str, str]]:
@@ -107,6 +93,19 @@ def test_a_second_run_trains_nothing_keeps_the_discussion_and_writes_the_same_re
     assert mine in after and after.replace(mine, "") == before.replace(
         "_Your discussion: what the figures show, why, and what you would try next._", "", 1
     )
+
+
+def test_a_discussion_of_a_section_no_longer_in_the_plan_is_kept(tmp_path, demo_dataset):
+    plan = write_plan(tmp_path / "plan.toml", '[[run]]\nname = "r"\nargs = ""\n', '"r"', kind="best-vs-last")
+    report = tmp_path / "doc" / "report.md"
+    report.parent.mkdir()
+    report.write_text("<!-- discussion Old -->\nWhat I wrote.\n<!-- end of discussion Old -->\n")
+    args = ["--output-dir", str(tmp_path / "runs"), "--dataset", str(demo_dataset), "--out", str(tmp_path / "doc")]
+    done = run_script("compare.py", "--practical", "--plan", str(plan), "--report-only", *args)
+    assert done.returncode == 0, done.stderr
+    text = report.read_text()
+    assert "Not trained yet: r (to train)." in text
+    assert "## Discussions of sections not in this report" in text and "What I wrote." in text
 
 
 def test_the_dry_run_lists_what_exists_and_what_would_run(quick, tmp_path):
@@ -190,7 +189,19 @@ def test_a_run_trained_otherwise_is_refused_not_replaced(tmp_path, demo_dataset,
     second = write_plan(tmp_path / "b.toml", '[[run]]\nname = "r"\nargs = "--dropout 0"\n', '"r"')
     done = script("compare.py", "--practical", "--plan", str(second), *args)
     assert done.returncode == 1 and "was trained with other options than the plan's r: dropout=0.5" in done.stderr
+    other = demo.generate(tmp_path / "other-dataset", images=30, seed=5)
+    args[3] = str(other)
+    elsewhere = script("compare.py", "--practical", "--plan", str(first), *args)
+    assert elsewhere.returncode == 1 and f"was trained on {demo_dataset}, not on {other}" in elsewhere.stderr
     assert (tmp_path / "runs" / "r" / "best.pth").read_bytes() == before
+
+
+def test_options_of_the_other_mode_are_refused(tmp_path):
+    mixed = run_script("compare.py", "--practical", "--epochs", "3", "--output-dir", str(tmp_path))
+    assert mixed.returncode == 2 and "--epochs does not go with --practical" in mixed.stderr
+    alone = run_script("compare.py", "--quick", "--out", str(tmp_path))
+    assert alone.returncode == 2 and "--quick goes with --practical" in alone.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="needs root to mount a small tmpfs")
@@ -208,3 +219,56 @@ def test_a_disk_too_small_is_said_before_anything_trains(tmp_path, demo_dataset)
         assert list(small.iterdir()) == []
     finally:
         subprocess.run(["umount", str(small)])
+
+
+@pytest.mark.skipif(not slurm_available(), reason="no Slurm controller answers (bring one up with .ci/slurm-up.sh)")
+def test_the_quick_plan_as_slurm_jobs(quick, tmp_path):
+    """compare.py --practical --quick --slurm on the quick plan with one run never trained and one
+    preempted after one of its two epochs: those two as a job array (the finished ones kept, the
+    interrupted one resumed), then the report job, with every section; submitted again, nothing is
+    trained twice and the report job runs alone."""
+    trained, _, _ = quick
+    runs, out = tmp_path / "runs", tmp_path / "report"
+    dataset = trained / "demo"
+    # hard links: the runs' files are only ever replaced whole (atomic writes), never changed in place
+    shutil.copytree(trained, runs, copy_function=os.link, ignore=shutil.ignore_patterns("demo", "slurm"))
+    shutil.rmtree(runs / "p3-vgg")  # never trained
+    shutil.rmtree(runs / "p3-simple-box-10")  # trained below, then preempted
+    kept = (runs / "p1-template" / "best.pth").read_bytes()
+    as_planned = ["--box-weight", "10", "--batch-size", "16", "--epochs", "2", "--image-size", "64"]
+    where = ["--dataset", str(dataset), "--output-dir", str(runs), "--name", "p3-simple-box-10"]
+    process = subprocess.Popen(
+        [sys.executable, "train.py", *as_planned, *where],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("epoch   1/2"):
+            process.send_signal(signal.SIGTERM)  # preempted after one of its two epochs
+            break
+    process.communicate(timeout=300)
+    plan = [sys.executable, *QUICK, "--dataset", str(dataset), "--output-dir", str(runs), "--out", str(out)]
+    submitted = subprocess.run([*plan, "--slurm"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert submitted.returncode == 0, submitted.stderr
+    tasks = submitted.stdout.split("Submitted")[0]
+    assert re.findall(r"task \d+: (\S+): srun", tasks) == ["p3-simple-box-10", "p3-vgg"]
+    assert "--resume" in tasks and "p1-template" not in tasks  # finished runs are not submitted
+    report_job = re.search(r"report job (\d+)", submitted.stdout)
+    assert report_job, submitted.stdout
+    assert wait_for_job(report_job[1]) == "COMPLETED", job_logs(runs / "slurm")
+    assert (runs / "p1-template" / "best.pth").read_bytes() == kept
+    rows = (runs / "p3-simple-box-10" / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]  # resumed, not restarted
+    report = (out / "report.md").read_text()
+    assert [line[3:] for line in report.splitlines() if line.startswith("## ")] == [s["title"] for s in sections()]
+    assert "Not trained yet" not in report and "Partly trained" not in report
+    assert len((out / "report" / "Part3-Q4-table-1.csv").read_text().splitlines()) == 4
+    again = subprocess.run([*plan, "--slurm", "--only", "Q9.1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "runs (none to train)" in again.stdout, again.stderr
+    report_job = re.search(r"report job (\d+)", again.stdout)
+    assert report_job, again.stdout
+    assert wait_for_job(report_job[1]) == "COMPLETED", job_logs(runs / "slurm")
+    assert (out / "report.md").read_text() == report  # --only chooses what trains; the report keeps every section

@@ -7,32 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, slurm_available, wait_for_job
 
-
-def slurm_running() -> bool:
-    if shutil.which("sinfo") is None:
-        return False
-    try:
-        state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        return False
-    return state.returncode == 0 and ("idle" in state.stdout or "mix" in state.stdout)
-
-
-if not slurm_running():
-    if os.environ.get("CVPR_REQUIRE_SLURM"):
-        raise RuntimeError("CVPR_REQUIRE_SLURM is set but no Slurm answers (run .ci/slurm-up.sh)")
+if not slurm_available():
     pytest.skip("no Slurm controller answers (bring one up with .ci/slurm-up.sh)", allow_module_level=True)
 
 TINY = ["--epochs", "2", "--image-size", "64", "--batch-size", "16"]
@@ -116,26 +99,6 @@ def test_sbatch_training_script(tmp_path, demo_dataset):
     assert failing.returncode != 0  # sbatch --wait returns the job's exit status
 
 
-def wait_for_job(job_id: str, timeout: float = 900) -> str:
-    """Wait until the job has left the queue; its final state (scontrol keeps it a few minutes)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        queued = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%r"], capture_output=True, text=True)
-        if queued.returncode == 0 and not queued.stdout.strip():
-            break
-        if "DependencyNeverSatisfied" in queued.stdout:  # a job it waits for failed: it never starts
-            subprocess.run(["scancel", job_id])
-            return "DEPENDENCY_NEVER_SATISFIED"
-        time.sleep(1)
-    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
-    return next((f.split("=", 1)[1] for f in shown.split() if f.startswith("JobState=")), "UNKNOWN")
-
-
-def job_logs(folder: Path) -> str:
-    """The tail of every job log in ``folder``, to show why a job failed."""
-    return "\n".join(f"{log.name}: {log.read_text()[-600:]}" for log in sorted(folder.glob("*.out")))
-
-
 def test_resubmitting_with_finished_and_interrupted_runs_ends_with_the_comparison(tmp_path, demo_dataset):
     """`bash slurm/submit_all.sh` again after a preemption: the finished run succeeds at once, the
     interrupted one trains its last epoch, and the comparison job (afterok) runs."""
@@ -174,68 +137,3 @@ def test_resubmitting_with_finished_and_interrupted_runs_ends_with_the_compariso
     rows = (doc / "comparison.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in rows[1:]] == ["simple", "deeper"]
     assert [line.split(",")[0] for line in (out / "deeper" / "history.csv").read_text().splitlines()[1:]] == ["1", "2"]
-
-
-def test_the_practicals_plan_as_slurm_jobs(tmp_path):
-    """compare.py --practical --slurm: the runs to train as a job array (a finished run kept, an
-    interrupted one resumed), then the report job once they succeeded; submitted again, nothing is
-    trained twice."""
-    runs, out = tmp_path / "runs", tmp_path / "report"
-    plan = ["compare.py", "--practical", "--quick", "--only", "Q3,Part3-Q4", "--output-dir", str(runs)]
-    dataset = runs / "demo"
-    finished = subprocess.run(
-        [sys.executable, *plan, "--only", "Q3", "--out", str(tmp_path / "first")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )  # p1-template, trained locally
-    assert finished.returncode == 0, finished.stderr
-    kept = (runs / "p1-template" / "best.pth").read_bytes()
-    quick = ["--image-size", "64", "--batch-size", "16", "--epochs", "2", "--dataset", str(dataset)]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "train.py",
-            "--box-weight",
-            "10",
-            *quick,
-            "--output-dir",
-            str(runs),
-            "--name",
-            "p3-simple-box-10",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("epoch   1/2"):
-            process.send_signal(signal.SIGTERM)  # preempted after one of its two epochs
-            break
-    process.communicate(timeout=300)
-    submitted = subprocess.run(
-        [sys.executable, *plan, "--slurm", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert submitted.returncode == 0, submitted.stderr
-    assert "p3-simple-box-10: srun" in submitted.stdout and "--resume" in submitted.stdout
-    assert "p1-template" not in submitted.stdout.split("Submitted")[0]  # finished: not submitted
-    report_job = re.search(r"report job (\d+)", submitted.stdout)
-    assert report_job, submitted.stdout
-    assert wait_for_job(report_job[1]) == "COMPLETED", job_logs(runs / "slurm")
-    assert (runs / "p1-template" / "best.pth").read_bytes() == kept
-    rows = (runs / "p3-simple-box-10" / "history.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]  # resumed, not restarted
-    report = (out / "report.md").read_text()
-    assert "## Part 1, Q2-Q3 and Q6-Q7" in report and "## Part 3, Q4: the weights of the two loss terms" in report
-    table = (out / "report" / "Part3-Q4-table-1.csv").read_text().splitlines()
-    assert len(table) == 4 and "Not trained yet" not in report
-    again = subprocess.run(
-        [sys.executable, *plan, "--slurm", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert again.returncode == 0 and "runs (none to train)" in again.stdout
-    report_job = re.search(r"report job (\d+)", again.stdout)
-    assert report_job, again.stdout
-    assert wait_for_job(report_job[1]) == "COMPLETED", job_logs(runs / "slurm")
