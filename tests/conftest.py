@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -217,3 +218,25 @@ def wait_for_job(job_id: str, timeout: float = 900) -> str:
 def job_logs(folder: Path) -> str:
     """The tail of every job log in ``folder``, to show why a job failed."""
     return "\n".join(f"{log.name}: {log.read_text()[-600:]}" for log in sorted(folder.glob("*.out")))
+
+
+def interrupt_training(args: list[str], after: str, signum: int = signal.SIGTERM) -> tuple[int, str, str]:
+    """Run ``train.py args`` and send it a real ``signum`` once it prints a line starting with ``after``
+    (e.g. "epoch   1/2": preempted after its first epoch); (exit status, stdout, stderr)."""
+    process = subprocess.Popen(
+        [sys.executable, "train.py", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith(after):
+            process.send_signal(signum)
+            break
+    out, err = process.communicate(timeout=300)
+    return process.returncode, "".join(lines) + out, err

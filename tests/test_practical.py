@@ -19,7 +19,7 @@ import pytest
 
 from model import config, demo
 
-from conftest import QUICK, ROOT, job_logs, run_script, sections, slurm_available, wait_for_job
+from conftest import QUICK, ROOT, interrupt_training, job_logs, run_script, sections, slurm_available, wait_for_job
 
 
 def table(out: Path, section: str, number: int = 1) -> list[dict[str, str]]:
@@ -237,19 +237,8 @@ def test_the_quick_plan_as_slurm_jobs(quick, tmp_path):
     kept = (runs / "p1-template" / "best.pth").read_bytes()
     as_planned = ["--box-weight", "10", "--batch-size", "16", "--epochs", "2", "--image-size", "64"]
     where = ["--dataset", str(dataset), "--output-dir", str(runs), "--name", "p3-simple-box-10"]
-    process = subprocess.Popen(
-        [sys.executable, "train.py", *as_planned, *where],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("epoch   1/2"):
-            process.send_signal(signal.SIGTERM)  # preempted after one of its two epochs
-            break
-    process.communicate(timeout=300)
+    status, _, _ = interrupt_training([*as_planned, *where], after="epoch   1/2")
+    assert status == 128 + signal.SIGTERM  # preempted after one of its two epochs
     plan = [sys.executable, *QUICK, "--dataset", str(dataset), "--output-dir", str(runs), "--out", str(out)]
     submitted = subprocess.run([*plan, "--slurm"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert submitted.returncode == 0, submitted.stderr

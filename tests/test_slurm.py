@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, slurm_available, wait_for_job
+from conftest import ROOT, interrupt_training, slurm_available, wait_for_job
 
 if not slurm_available():
     pytest.skip("no Slurm controller answers (bring one up with .ci/slurm-up.sh)", allow_module_level=True)
@@ -112,21 +112,8 @@ def test_resubmitting_with_finished_and_interrupted_runs_ends_with_the_compariso
         timeout=600,
     )
     assert finished.returncode == 0, finished.stderr
-    process = subprocess.Popen(
-        [sys.executable, "train.py", "--model", "deeper", "--name", "deeper", *common],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("epoch   1/2"):
-            process.send_signal(signal.SIGTERM)  # preempted after its first epoch
-            break
-    process.communicate(timeout=300)
-    assert process.returncode == 128 + signal.SIGTERM
+    status, _, _ = interrupt_training(["--model", "deeper", "--name", "deeper", *common], after="epoch   1/2")
+    assert status == 128 + signal.SIGTERM  # preempted after its first epoch
     env = {**os.environ, "MODELS": "simple deeper", "OUTPUT_DIR": str(out), "REPORT_DIR": str(doc), "RESUME": "1"}
     submitted = subprocess.run(
         ["bash", "slurm/submit_all.sh", *common], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120

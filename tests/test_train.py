@@ -22,7 +22,7 @@ from model.files import is_temporary
 from model.network import MODEL_NAMES
 from model.training import HISTORY_COLUMNS, LearningRate, improves
 
-from conftest import ROOT
+from conftest import ROOT, interrupt_training
 
 TINY = ["--epochs", "2", "--image-size", "64", "--batch-size", "16"]
 
@@ -245,26 +245,9 @@ def comparable(history_csv: Path) -> list[list[str]]:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])
 def test_signal_then_resume_equals_an_uninterrupted_run(tmp_path, demo_dataset, uninterrupted, signum):
-    command = [sys.executable, "train.py", "--dataset", str(demo_dataset), "--output-dir", str(tmp_path), *RESUMABLE]
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines = []
-    assert process.stdout is not None
-    for line in process.stdout:  # a real signal, sent while epoch 3 trains
-        lines.append(line)
-        if line.startswith("epoch   2/6"):
-            process.send_signal(signum)
-            break
-    out, err = process.communicate(timeout=300)
-    lines.append(out)
-    assert process.returncode == 128 + signum, err
-    message = "".join(lines)
+    args = ["--dataset", str(demo_dataset), "--output-dir", str(tmp_path), *RESUMABLE]
+    status, message, err = interrupt_training(args, after="epoch   2/6", signum=signum)  # while epoch 3 trains
+    assert status == 128 + signum, err
     assert f"Interrupted by {signal.Signals(signum).name} during epoch 3" in message
     assert f"Resume with: python train.py --resume {tmp_path / 'last.pth'}" in message
     assert torch.load(tmp_path / "last.pth", weights_only=True)["epoch"] == 2
