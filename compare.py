@@ -1,9 +1,9 @@
-"""Compare trained detectors: the report's tables and figures in one command (Part 2 Q4, Part 3 Q8, Part 4).
+"""Compare trained detectors, or run the practical's whole plan (--practical), in one command.
 
-Writes into --out (doc/): comparison.md / .csv / .tex, errors.md (error analysis per model),
-loss_curves.png, accuracy_iou_curves.png, per_label.png, confusion_matrices.png,
-iou_histograms.png, failures_<model>.png, and with --robustness robustness.md / .csv / .tex / .png.
-The work is in model/comparison.py; this script is its command line.
+python compare.py RUN...             the runs side by side: comparison.md / .csv / .tex, errors.md and the
+                                     figures in --out (doc/); the work is model/reporting/comparison.py
+python compare.py --practical        practical.toml: every run it lacks, then doc/report.md and report.pdf;
+                                     the work is model/practical/runner.py
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import pandas as pd
@@ -19,34 +20,17 @@ from rich.console import Console
 from rich.table import Table
 
 from model import config
-from model.annotations import Problems, read_annotations
-from model.comparison import compare_runs, write_outputs
-from model.errors import UserError, one_line_errors
-from model.inference import Inference
+from model.core.cli import device_option, precision_option
+from model.core.errors import UserError, one_line_errors
+from model.core.runtime import select_device
+from model.data.annotations import Problems
+from model.evaluation.inference import Inference
 from model.network import MODEL_NAMES, takes_option
-from model.options import TrainOptions
-from model.plan import (
-    COURSE_RESOURCES,
-    PLAN_FILE,
-    Estimate,
-    Plan,
-    Status,
-    check_disk,
-    estimate,
-    format_duration,
-    load_plan,
-    statuses,
-    submit_to_slurm,
-    total,
-    train_locally,
-    with_quick_dataset,
-)
-from model.practical import Context, write_report
-from model.precision import PRECISIONS
-from model.runtime import DEVICES, Reporter, select_device
-from model.tables import format_cell
-from model.training import locate_dataset
-from train import options_from_args
+from model.practical.plan import COURSE_RESOURCES, PLAN_FILE
+from model.practical.runner import PracticalSettings, run_practical
+from model.reporting.comparison import compare_runs, write_outputs
+from model.reporting.tables import format_cell
+from model.runs.run import Run, RunError
 
 # What --train gives each network beyond the shared options: the better of the practical's two
 # ResNet variants is the fine-tuned one (Part 3 Q7).
@@ -54,6 +38,8 @@ TRAIN_CHOICES = {"resnet": ["--fine-tune"]}
 CONSOLE_COLUMNS = (
     "model",
     "parameters",
+    "image_size",
+    "trained_on",
     "seconds_per_epoch",
     "best_epoch",
     "val_accuracy",
@@ -63,30 +49,35 @@ CONSOLE_COLUMNS = (
     "infer_ms_batched",
     "infer_ms_single",
 )
+PRACTICAL_ONLY = (
+    "only",
+    "dry_run",
+    "quick",
+    "slurm",
+    "report_only",
+    "skip_unavailable",
+    "jobs",
+    "resources",
+    "plan_file",
+)
+COMPARE_ONLY = ("runs", "csv_files", "train_models", "epochs", "image_size", "pretrained", "classic", "with_robustness")
 
 
 def train_missing(models: list[str], output_dir: Path, train_args: list[str], pretrained: bool) -> list[Path]:
-    """Train each model without a run in output_dir/<model>/ (as a train.py subprocess); their folders."""
+    """Train each model whose run in output_dir/<model>/ is not finished (as a train.py subprocess, which
+    goes on with a partly trained one); their folders."""
     folders = []
     for name in models:
         folder = output_dir / name
-        if (folder / config.BEST_CHECKPOINT).exists():
-            click.echo(f"{folder}: already trained, kept")
+        status = Run(folder).status()
+        if status.state == "finished":
+            click.echo(f"{folder}: already trained ({status.describe()}), kept")
         else:
             model_args = [*train_args, *(TRAIN_CHOICES.get(name, []) if pretrained else [])]
             if not pretrained and takes_option(name, "pretrained"):
                 model_args.append("--no-pretrained")
-            command = [
-                sys.executable,
-                str(Path(__file__).with_name("train.py")),
-                "--model",
-                name,
-                "--name",
-                name,
-                "--output-dir",
-                str(output_dir),
-                *model_args,
-            ]
+            command = [sys.executable, str(Path(__file__).with_name("train.py")), "--model", name, "--name", name]
+            command += ["--output-dir", str(output_dir), *model_args, "--resume-if-started"]
             click.echo(f"Training {name}: {' '.join(command[1:])}")
             if subprocess.run(command).returncode != 0:
                 raise UserError(
@@ -99,7 +90,7 @@ def train_missing(models: list[str], output_dir: Path, train_args: list[str], pr
 def console_table(frame: pd.DataFrame) -> Table:
     table = Table(title="Model comparison (test split)")
     for column in CONSOLE_COLUMNS:
-        table.add_column(column.replace("_", " "), justify="left" if column == "model" else "right")
+        table.add_column(column.replace("_", " "), justify="left" if column in ("model", "trained_on") else "right")
     for row in frame[list(CONSOLE_COLUMNS)].astype(object).itertuples(index=False):
         table.add_row(*(format_cell(value, 3) for value in row))
     return table
@@ -125,7 +116,8 @@ def console_table(frame: pd.DataFrame) -> Table:
     "train_models",
     default=None,
     metavar="MODEL,...",
-    help=f"Train the models of this list that have no run in OUTPUT_DIR/<model>/ first ({','.join(MODEL_NAMES)}).",
+    help="Train the models of this list that have no finished run in OUTPUT_DIR/<model>/ first "
+    f"({','.join(MODEL_NAMES)}).",
 )
 @click.option(
     "--output-dir",
@@ -151,17 +143,27 @@ def console_table(frame: pd.DataFrame) -> Table:
     default=COURSE_RESOURCES,
     help="--slurm: sbatch options of each job (the course's srun options by default).",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    help="--practical: runs trained at once on this machine, each a train.py process with its share of the CPU "
+    "threads (logs in OUTPUT_DIR/logs/)  [default 0: several on a CUDA GPU, one on a CPU]",
+)
 @click.option("--report-only", is_flag=True, help="--practical: train nothing, write the report from the runs there.")
 @click.option(
     "--skip-unavailable",
     is_flag=True,
-    help="--practical: skip the runs this machine cannot train (ImageNet weights missing offline).",
+    help="--practical: leave out the runs that need ImageNet weights this machine lacks (by default they train from "
+    "scratch).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="--train: epochs  [default: train.py's]")
 @click.option(
     "--image-size", type=click.IntRange(min=32), default=None, help="--train: image size  [default: train.py's]"
 )
-@click.option("--dataset", type=click.Path(path_type=Path), default=None, help="--train: dataset folder.")
+@click.option(
+    "--dataset", type=click.Path(path_type=Path), default=None, help="--train and --practical: dataset folder."
+)
 @click.option("--pretrained/--no-pretrained", default=True, help="--train: resnet from ImageNet weights.")
 @click.option("--skip-bad-rows", is_flag=True, help="--train and evaluation: skip bad rows instead of stopping.")
 @click.option("--classic", is_flag=True, help="Add classic OpenCV baselines (HOG+SVM with edge boxes; Haar faces).")
@@ -171,202 +173,109 @@ def console_table(frame: pd.DataFrame) -> Table:
     is_flag=True,
     help="Score each model on blurred, noisy and low-resolution test images.",
 )
-@click.option("--device", type=click.Choice(DEVICES), default="auto")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", help="Autocast, as train.py's option.")
+@device_option()
+@precision_option()
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Inference batch size.")
-def main(
-    runs: tuple[Path, ...],
-    csv_files: tuple[Path, ...],
-    out: Path | None,
-    train_models: str | None,
-    output_dir: Path | None,
-    practical: bool,
-    plan_file: Path,
-    only: str | None,
-    dry_run: bool,
-    quick: bool,
-    slurm: bool,
-    resources: str,
-    report_only: bool,
-    skip_unavailable: bool,
-    epochs: int | None,
-    image_size: int | None,
-    dataset: Path | None,
-    pretrained: bool,
-    skip_bad_rows: bool,
-    classic: bool,
-    with_robustness: bool,
-    device: str,
-    precision: str,
-    batch_size: int,
-) -> None:
+def main(**values: Any) -> None:
     """Compare RUNS (run folders or checkpoints) on their test splits; write tables and figures to --out.
 
-    \b
+    \\b
     python compare.py output/simple output/deeper output/vgg output/resnet
     python compare.py --train simple,deeper,vgg,resnet --epochs 30      # train what is missing, then compare
     python compare.py output/* --classic --robustness --csv web_images/annotations.csv
     python compare.py --practical --dry-run                             # the practical's plan: what it would do
-    python compare.py --practical                                       # ... do it, then write doc/report.md
+    python compare.py --practical                                       # ... do it: doc/report.md and report.pdf
     python compare.py --practical --slurm                               # ... as Slurm jobs
     """
-    if practical:
-        for option, given in (
-            ("RUNS", runs),
-            ("--csv", csv_files),
-            ("--train", train_models),
-            ("--epochs", epochs),
-            ("--image-size", image_size),
-            ("--no-pretrained", not pretrained),
-            ("--classic", classic),
-            ("--robustness", with_robustness),
-        ):
-            if given:
-                raise click.UsageError(f"{option} does not go with --practical: the plan file sets what each run does")
+    ctx = click.get_current_context()
+    given = {n for n in values if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE}
+    if values["practical"]:
+        refuse(given, COMPARE_ONLY, "does not go with --practical: the plan file sets what each run does")
+        settings = PracticalSettings(**{k: values[k] for k in PracticalSettings.__dataclass_fields__})
+        console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
         with one_line_errors():
-            run_practical(
-                plan_file,
-                quick,
-                only,
-                dry_run,
-                slurm,
-                resources,
-                report_only,
-                skip_unavailable,
-                output_dir,
-                out,
-                dataset,
-                device,
-                precision,
-                batch_size,
-            )
+            run_practical(settings, click.echo, console.print)
         return
-    for option, given in (
-        ("--only", only),
-        ("--dry-run", dry_run),
-        ("--quick", quick),
-        ("--slurm", slurm),
-        ("--report-only", report_only),
-        ("--skip-unavailable", skip_unavailable),
-    ):
-        if given:
-            raise click.UsageError(f"{option} goes with --practical (the practical's plan)")
-    out = out or Path("doc")
-    output_dir = output_dir or config.OUTPUT_DIR
+    refuse(given, PRACTICAL_ONLY, "goes with --practical (the practical's plan)")
     with one_line_errors():
-        if train_models:
-            models = [m.strip() for m in train_models.split(",") if m.strip()]
-            unknown = [m for m in models if m not in MODEL_NAMES]
-            if unknown:
-                raise click.BadParameter(
-                    f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_NAMES)}", param_hint="--train"
-                )
-            train_args = [
-                *(["--epochs", str(epochs)] if epochs else []),
-                *(["--image-size", str(image_size)] if image_size else []),
-                *(["--dataset", str(dataset)] if dataset else []),
-                *(["--skip-bad-rows"] if skip_bad_rows else []),
-            ]
-            runs = tuple(dict.fromkeys([*runs, *train_missing(models, output_dir, train_args, pretrained)]))
-        if not runs:
-            raise click.UsageError("give run folders or checkpoints to compare, or --train MODEL,...")
-        torch.manual_seed(0)
-        problems = Problems(skip=skip_bad_rows)
-        inference = Inference.on(select_device(device), precision, batch_size)
-        comparison = compare_runs(runs, inference, problems, csv_files, classic, with_robustness)
-        for line in problems.lines():
-            click.echo(line)
-        write_outputs(comparison, out)
+        comparison, out = compare(values)
     Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(console_table(comparison.frame))
     click.echo(
-        f"Wrote the comparison of {len(comparison.reports)} model(s) to {out}/ (comparison.md, .csv, .tex, "
-        f"errors.md, figures)"
+        f"Wrote the comparison of {len(comparison.reports)} model(s) to {out}/ (comparison.md, .csv, .tex, errors.md, "
+        "figures)"
     )
 
 
-def run_practical(
-    plan_file: Path,
-    quick: bool,
-    only: str | None,
-    dry_run: bool,
-    slurm: bool,
-    resources: str,
-    report_only: bool,
-    skip_unavailable: bool,
-    output_dir: Path | None,
-    out: Path | None,
-    dataset: Path | None,
-    device: str,
-    precision: str,
-    batch_size: int,
-) -> None:
-    """--practical: check everything, then train what the plan lacks (or submit it), then the report."""
-    # absolute paths: Slurm jobs start in the project's folder, whatever folder this was called from
-    runs_dir = (output_dir or config.OUTPUT_DIR / ("practical-quick" if quick else "practical")).resolve()
-    report_dir = (out or (runs_dir if quick else Path("doc"))).resolve()
-    plan_file = plan_file.resolve()
-    plan = load_plan(plan_file, options_from_args, runs_dir, quick, only)
-    dataset = (with_quick_dataset(plan, dataset) or locate_dataset(TrainOptions(dataset=dataset), Reporter())).resolve()
-    if not report_only:
-        found = statuses(plan, dataset, skip_unavailable, sys.stdin.isatty(), lambda q: click.confirm(q, default=False))
-        skip_unavailable |= any(status.state == "skipped" for status in found.values())  # asked once, kept
-        rows = len(read_annotations(dataset, Problems(skip=True)))
-        check_disk(plan, found, rows)
-        if dry_run:
-            print_dry_run(plan, found, estimate(plan, found, rows, device), plan_file, dataset, report_dir)
-            return
-        if slurm:
-            report_args = [
-                *("--plan", str(plan_file), "--output-dir", str(runs_dir), "--out", str(report_dir)),
-                *("--dataset", str(dataset), "--precision", precision),
-                *(["--quick"] if quick else []),
-                *(["--only", only] if only else []),
-                *(["--skip-unavailable"] if skip_unavailable else []),
-            ]
-            array, report = submit_to_slurm(plan, found, dataset, report_args, resources, click.echo)
-            click.echo(
-                f"Submitted: runs {'job array ' + array if array else '(none to train)'}, report job {report} "
-                f"(after the runs succeed); logs in {runs_dir / 'slurm'}/. Submit again after a time limit or "
-                f"a preemption: finished runs are kept, interrupted ones resume."
+def refuse(given: set[str], names: tuple[str, ...], why: str) -> None:
+    for name in names:
+        if name in given:
+            shown = (
+                "RUNS"
+                if name == "runs"
+                else "--"
+                + {
+                    "csv_files": "csv",
+                    "train_models": "train",
+                    "with_robustness": "robustness",
+                    "plan_file": "plan",
+                }.get(name, name).replace("_", "-")
             )
-            return
-        train_locally(plan, found, dataset, click.echo)
-    # the report covers the whole plan (--only chose what trained); runs lacking their weights are said there
-    report_plan = load_plan(plan_file, options_from_args, runs_dir, quick, only, for_report=True)
-    found = statuses(report_plan, dataset, True, False, lambda q: False)
-    inference = Inference.on(select_device(device), precision, batch_size)
-    ctx = Context(report_plan, found, inference, report_dir / "report", dataset, click.echo)
-    title = "Practical 1: CNN detectors for airplane, face and motorcycle: report draft"
-    path = write_report(ctx, report_dir / "report.md", title + (" (quick mode)" if quick else ""))
-    click.echo(f"Wrote {path} and its tables and figures in {report_dir / 'report'}/")
+            raise click.UsageError(f"{shown} {why}")
 
 
-def print_dry_run(
-    plan: Plan,
-    found: dict[str, Status],
-    estimates: dict[str, Estimate],
-    plan_file: Path,
-    dataset: Path | None,
-    report_dir: Path,
-) -> None:
-    """Each run's status, estimate and command; the total."""
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-    table = Table(title=f"The plan {plan_file.name}: {len(plan.runs)} run(s) in {plan.output_dir}, dataset {dataset}")
-    for column in ("run", "status", "estimate", "command"):
-        table.add_column(column)
-    for name, run in plan.runs.items():
-        e = estimates[name]
-        table.add_row(
-            name,
-            found[name].describe(run.options.epochs),
-            f"{format_duration(e.seconds)} ({e.source})" if e.seconds else "-",
-            plan.shown(run, dataset, found[name]),
+def compare(values: dict[str, Any]):
+    """The comparison of the runs given (and of those --train trains first), written to --out."""
+    out = values["out"] or Path("doc")
+    runs = tuple(values["runs"])
+    if values["train_models"]:
+        runs = tuple(
+            dict.fromkeys(
+                [
+                    *runs,
+                    *train_missing(
+                        train_list(values["train_models"]),
+                        values["output_dir"] or config.OUTPUT_DIR,
+                        train_args(values),
+                        values["pretrained"],
+                    ),
+                ]
+            )
         )
-    console.print(table)
-    click.echo(
-        f"Estimated time to train what is missing: {format_duration(total(estimates))} (from the epochs "
-        f"already measured in {plan.output_dir}, else a few batches timed now); then the report: {report_dir}"
-    )
+    if not runs:
+        raise click.UsageError("give run folders or checkpoints to compare, or --train MODEL,...")
+    torch.manual_seed(0)
+    problems = Problems(skip=values["skip_bad_rows"])
+    inference = Inference.on(select_device(values["device"]), values["precision"], values["batch_size"])
+    try:
+        comparison = compare_runs(
+            runs, inference, problems, values["csv_files"], values["classic"], values["with_robustness"]
+        )
+    except RunError as error:
+        raise UserError(str(error)) from None
+    for line in problems.lines():
+        click.echo(line)
+    write_outputs(comparison, out)
+    return comparison, out
+
+
+def train_list(text: str) -> list[str]:
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODEL_NAMES]
+    if unknown or not models:
+        raise click.BadParameter(
+            f"unknown model(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(MODEL_NAMES)}",
+            param_hint="--train",
+        )
+    return models
+
+
+def train_args(values: dict[str, Any]) -> list[str]:
+    return [
+        *(["--epochs", str(values["epochs"])] if values["epochs"] else []),
+        *(["--image-size", str(values["image_size"])] if values["image_size"] else []),
+        *(["--dataset", str(values["dataset"])] if values["dataset"] else []),
+        *(["--skip-bad-rows"] if values["skip_bad_rows"] else []),
+    ]
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Evaluate a trained checkpoint: per-label accuracy (the course's block), box quality, confusion.
 
-Writes next to the checkpoint (or into --out DIR), named after it (e.g. best.pth -> eval_best.*):
-a JSON of all figures, a per-image CSV and a confusion-matrix PNG per set (model/evaluation.py).
+Writes into the run's evaluations/ folder (or into --out DIR), per set, under the identity of what it
+scored (model/evaluation/evaluate.py): best.test.json (every figure), best.test.images.csv (per image),
+best.test.confusion.png; other rows (--csv) as best.rows-<name>-<hash>.*, never as one of the run's splits.
 """
 
 from __future__ import annotations
@@ -14,14 +15,22 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from model.annotations import Problems
-from model.errors import one_line_errors
-from model.evaluation import SET_NAMES, evaluate_checkpoint, write_evaluation
-from model.inference import Inference
-from model.metrics import ImageResults
-from model.precision import PRECISIONS
-from model.runtime import DEVICES, select_device, usable_cpus
-from model.tables import format_cell
+from model.core.cli import FiniteFloat, device_option, precision_option
+from model.core.errors import UserError, one_line_errors
+from model.core.runtime import select_device, usable_cpus
+from model.data.annotations import Problems
+from model.evaluation.evaluate import (
+    SET_NAMES,
+    Evaluation,
+    check_writable,
+    evaluate_set,
+    other_rows,
+    own_split,
+    write_evaluation,
+)
+from model.evaluation.inference import Inference, load_trained
+from model.evaluation.metrics import ImageResults
+from model.reporting.tables import format_cell
 
 
 def accuracy_block(name: str, figures: dict) -> list[str]:
@@ -100,7 +109,8 @@ def failure_table(name: str, results: ImageResults, iou_threshold: float) -> Tab
     "csv_files",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     multiple=True,
-    help="Other rows in the course format, e.g. web_images/annotations.csv (repeatable).",
+    help="Other rows in the course format, e.g. web_images/annotations.csv (repeatable); stored apart from the "
+    "run's own splits, under the file's identity.",
 )
 @click.option(
     "--dataset",
@@ -108,16 +118,21 @@ def failure_table(name: str, results: ImageResults, iou_threshold: float) -> Tab
     default=None,
     help="Where the images are  [default: the CSV's own dataset, else the one the model trained on]",
 )
-@click.option("--failures", is_flag=True, help="List the failing images of each set.")
-@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.5, help="A box is right from this IoU.")
+@click.option("--failures", is_flag=True, help="List the failing images of each set (wrong label or low IoU).")
+@click.option(
+    "--failure-lines",
+    is_flag=True,
+    help="Print the course template's '\\tFailure at <path>' line for each misclassified image, before the blocks.",
+)
+@click.option("--iou-threshold", type=FiniteFloat(0, 1), default=0.5, help="A box is right from this IoU.")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder for the JSON, CSV and PNG  [default: the checkpoint's folder]",
+    help="Folder for the JSON, CSV and PNG  [default: the run's evaluations/ folder]",
 )
-@click.option("--device", type=click.Choice(DEVICES), default="auto")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", help="Autocast, as train.py's option.")
+@device_option()
+@precision_option()
 @click.option("--batch-size", type=click.IntRange(min=1), default=64)
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Threads decoding images.")
 @click.option("--skip-bad-rows", is_flag=True, help="Skip unreadable images and bad rows instead of stopping.")
@@ -128,6 +143,7 @@ def main(
     csv_files: tuple[Path, ...],
     dataset: Path | None,
     failures: bool,
+    failure_lines: bool,
     iou_threshold: float,
     out: Path | None,
     device: str,
@@ -147,24 +163,55 @@ def main(
     with one_line_errors():
         inference = Inference.on(select_device(device), precision, batch_size)
         problems = Problems(skip=skip_bad_rows, strict=strict)
+        loaded, model = load_trained(checkpoint, inference.device)
         chosen = splits or (() if csv_files else tuple(SET_NAMES))
-        evaluation = evaluate_checkpoint(
-            checkpoint, inference, problems, chosen, csv_files, dataset, iou_threshold, workers or usable_cpus()
+        sets = [own_split(loaded, split, problems, dataset) for split in chosen]
+        sets += [other_rows(loaded, path, problems, dataset) for path in csv_files]
+        check_names(sets)
+        check_writable(out, loaded)  # before the evaluation, not after it
+        evaluation = Evaluation(
+            loaded,
+            [
+                evaluate_set(loaded, model, s, inference, problems, workers or usable_cpus(), iou_threshold)
+                for s in sets
+            ],
         )
-    for line in problems.lines():
-        click.echo(line)
-    figures, results = evaluation.figures, evaluation.results
+        for line in problems.lines():
+            click.echo(line)
+        show(evaluation, failures, failure_lines, iou_threshold)
+        written = write_evaluation(evaluation, out, iou_threshold)
+    for path in written:
+        click.echo(f"Wrote {path} (and {path.name[: -len('.json')]}.images.csv, .confusion.png)")
+
+
+def check_names(sets: list) -> None:
+    """Two sets printed under one name (two --csv files called test.csv) would read as one."""
+    seen: dict[str, Path] = {}
+    for scored in sets:
+        if scored.name in seen:
+            raise UserError(
+                f"--csv {scored.source}: a set named {scored.name!r} is already evaluated ({seen[scored.name]}); "
+                f"rename one of the files"
+            )
+        seen[scored.name] = scored.source
+
+
+def show(evaluation: Evaluation, failures: bool, failure_lines: bool, iou_threshold: float) -> None:
+    """The template's printout (its failure lines first when asked), then the box, confusion and failure tables."""
+    if failure_lines:
+        for s in evaluation.sets:
+            r = s.results
+            for i in np.flatnonzero(r.predicted_labels != r.true_labels):
+                click.echo(f"\tFailure at {r.paths[i]}")
+    click.echo("\n".join(line for s in evaluation.sets for line in accuracy_block(s.scored.name, s.figures)))
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-    click.echo("\n".join(line for name in results for line in accuracy_block(name, figures[name])))
-    for name, r in results.items():
+    for s in evaluation.sets:
         click.echo()
-        if r.iou is not None:
-            console.print(box_table(name, figures[name]))
-        console.print(confusion_table(name, figures[name]))
+        if s.results.iou is not None:
+            console.print(box_table(s.scored.name, s.figures))
+        console.print(confusion_table(s.scored.name, s.figures))
         if failures:
-            console.print(failure_table(name, r, iou_threshold))
-    written = write_evaluation(evaluation, Path(out) if out else Path(checkpoint).parent, iou_threshold)
-    click.echo(f"Wrote {written}, {written.stem}_images.csv and {written.stem}_confusion_*.png")
+            console.print(failure_table(s.scored.name, s.results, iou_threshold))
 
 
 if __name__ == "__main__":

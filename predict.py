@@ -18,17 +18,17 @@ import numpy as np
 import torch
 
 from model import config
-from model.annotations import Annotation, Problems, check_labels, image_path, read_annotations, read_rows
-from model.augment import AUGMENT_POLICIES, POLICIES, Augmenter, to_pixels
-from model.boxes import pairwise_iou
-from model.checkpoint import Checkpoint
-from model.errors import UserError, one_line_errors
-from model.images import box_to_pixels, box_to_unit, network_input, resize_square, to_chw_uint8
-from model.inference import Inference, images_root, load_trained
+from model.core.errors import UserError, one_line_errors
+from model.core.precision import PRECISIONS
+from model.core.runtime import DEVICES, select_device
+from model.data.annotations import Annotation, Problems, check_labels, image_path, read_annotations, read_rows
+from model.data.boxes import pairwise_iou
+from model.data.images import box_to_pixels, box_to_unit, network_input, resize_square, to_chw_uint8
+from model.evaluation.inference import Inference, images_root, load_trained
 from model.network import Detector
-from model.precision import PRECISIONS
-from model.runtime import DEVICES, select_device
-from model.visualize import TRUE, draw_prediction, gallery, grad_cam, overlay_cam, save_image
+from model.reporting.visualize import TRUE, draw_prediction, gallery, grad_cam, overlay_cam, save_image
+from model.runs.checkpoint import Checkpoint
+from model.training.augment import AUGMENT_POLICIES, POLICIES, Augmenter, to_pixels
 
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or ESC
 Box = tuple[float, float, float, float]  # xyxy in pixels

@@ -24,17 +24,26 @@ import click
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from model import config, demo
-from model.annotations import Annotation, Problems, class_names, image_path, read_annotations, read_rows, split_rows
-from model.augment import POLICIES, Augmenter
-from model.batches import place_splits
+from model import config
+from model.core.precision import Precision, resolve_precision
+from model.core.runtime import DEVICES, place_model, select_device, synchronize, usable_cpus, uses_channels_last
+from model.data import demo
+from model.data.annotations import (
+    Annotation,
+    Problems,
+    class_names,
+    image_path,
+    read_annotations,
+    read_rows,
+    split_rows,
+)
+from model.data.images import network_input, read_image_rgb
 from model.dataset import DetectionDataset
-from model.engine import evaluate, network_batch, train_one_epoch
-from model.images import network_input, read_image_rgb
-from model.losses import DetectionLoss
 from model.network import MODEL_NAMES, Detector, build_model, model_options
-from model.precision import Precision, resolve_precision
-from model.runtime import DEVICES, place_model, select_device, synchronize, usable_cpus, uses_channels_last
+from model.training.augment import POLICIES, Augmenter
+from model.training.batches import place_splits
+from model.training.engine import evaluate, network_batch, train_one_epoch
+from model.training.losses import DetectionLoss
 
 COURSE_SPLITS = Path(__file__).resolve().parent.parent / "tests" / "data" / "course-splits"
 

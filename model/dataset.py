@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from model import config
-from model.annotations import Annotation, DataError, Problems, check_box, image_path
-from model.cache import ImageCache, fits_in_memory
-from model.images import box_to_unit, normalize
+from model.data.annotations import Annotation, DataError, Problems, check_box, image_path
+from model.data.cache import ImageCache, fits_in_memory
+from model.data.images import box_to_unit, normalize
 
 
 def is_dataset(path: Path) -> bool:

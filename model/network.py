@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from model import config
-from model.boxes import ordered
-from model.errors import UserError
+from model.core.errors import UserError
+from model.data.boxes import ordered
 
 MODEL_NAMES = ("simple", "deeper", "vgg", "resnet")
 
@@ -208,7 +208,7 @@ class ResnetDetector(Detector):
 
         backbone = resnet18(weights=None)
         if pretrained and load_weights:  # not when a checkpoint's own weights are about to replace them
-            backbone.load_state_dict(imagenet_resnet18_state(weights_path))
+            load_imagenet_weights(backbone, weights_path)
         features = nn.Sequential(*list(backbone.children())[:-1], nn.Flatten())  # drop the fc layer
         super().__init__(features, num_classes, (512, 512), dropout, box_head, image_size)
         self.freeze = freeze
@@ -229,6 +229,25 @@ def imagenet_weights_file() -> Path:
     from torchvision.models import ResNet18_Weights
 
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(ResNet18_Weights.IMAGENET1K_V1.url).name
+
+
+def load_imagenet_weights(backbone: nn.Module, weights_path: str | None) -> None:
+    """ResNet-18's ImageNet weights into ``backbone``; a WeightsError when the file holds other weights."""
+    state = imagenet_resnet18_state(weights_path)
+    where = f"--weights {weights_path}" if weights_path else str(imagenet_weights_file())
+    if not isinstance(state, dict) or "format" in state:  # e.g. a checkpoint of this toolkit's train.py
+        raise WeightsError(
+            f"{where}: a checkpoint of this toolkit, not torchvision's ResNet-18 ImageNet weights; pass the "
+            f"resnet18-f37072fd.pth file torchvision downloads (to go on with a run, use train.py --resume)"
+        )
+    try:
+        backbone.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        reason = str(error).strip().splitlines()[0][:160]
+        raise WeightsError(
+            f"{where}: not ResNet-18's ImageNet weights ({reason}); pass the resnet18-f37072fd.pth file torchvision "
+            f"downloads"
+        ) from None
 
 
 def imagenet_resnet18_state(weights_path: str | None) -> dict[str, torch.Tensor]:

@@ -20,8 +20,8 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from model.annotations import Problems, read_rows
-from model.checkpoint import Checkpoint
+from model.data.annotations import Problems, read_rows
+from model.runs.checkpoint import Checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -49,7 +49,7 @@ def course_rows() -> list[tuple]:
 def course_dataset(tmp_path_factory) -> Path:
     """The course dataset's shape: its 2,033 real rows and boxes (zero-height one included), each
     image drawn to fit its box, the annotation files in the course's file-name order."""
-    from model import demo
+    from model.data import demo
 
     return demo.generate(tmp_path_factory.mktemp("course") / "01-dataset", seed=0, rows=course_rows())
 
@@ -57,15 +57,23 @@ def course_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_dataset(tmp_path_factory) -> Path:
     """45 demo images (18 airplane, 9 face, 18 motorcycle)."""
-    from model import demo
+    from model.data import demo
 
     return demo.generate(tmp_path_factory.mktemp("demo") / "dataset", images=45, seed=1)
 
 
-def run_script(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
-    """Run one of the project's scripts as a user would, with stdout not a terminal."""
+def cpu_only(environment: dict[str, str]) -> dict[str, str]:
+    """The environment of a script a non-CUDA test runs: no GPU visible, so that "auto" is the CPU on a GPU
+    machine too (the pinned numbers, "on cpu" lines and bit-exact resumes are the CPU's)."""
+    return {**environment, "CUDA_VISIBLE_DEVICES": ""}
+
+
+def run_script(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600, gpu: bool = False):
+    """Run one of the project's scripts as a user would, with stdout not a terminal (and, unless ``gpu``,
+    on the CPU)."""
     environment = {k: v for k, v in os.environ.items() if k != "CVPR_DATASET"}  # tests name their data
     environment.update(PYTHONUNBUFFERED="1", **(env or {}))
+    environment = environment if gpu else cpu_only(environment)
     return subprocess.run(
         [sys.executable, *args], cwd=cwd or ROOT, env=environment, capture_output=True, text=True, timeout=timeout
     )
@@ -229,7 +237,7 @@ def interrupt_training(args: list[str], after: str, signum: int = signal.SIGTERM
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=cpu_only({**os.environ, "PYTHONUNBUFFERED": "1"}),
     )
     assert process.stdout is not None
     lines = []
@@ -240,3 +248,11 @@ def interrupt_training(args: list[str], after: str, signum: int = signal.SIGTERM
             break
     out, err = process.communicate(timeout=300)
     return process.returncode, "".join(lines) + out, err
+
+
+def stored(folder: Path, which: str = "best", set_id: str = "test") -> dict:
+    """The figures of an evaluation eval.py stored: in a run folder's evaluations/, or in an --out folder."""
+    import json
+
+    base = folder / "evaluations" if (folder / "evaluations").is_dir() else folder
+    return json.loads((base / f"{which}.{set_id}.json").read_text())["figures"]

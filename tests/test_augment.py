@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from model import config, demo
-from model.augment import POLICIES, Augmenter, Draw, Policy, blur, recolour, to_pixels, warp
+from model import config
+from model.data import demo
+from model.runs.run import CLOCK_COLUMNS
+from model.training.augment import POLICIES, Augmenter, Draw, Policy, blur, recolour, to_pixels, warp
 
 SIZE = 128
 MEAN, STD = config.IMAGENET_MEAN, config.IMAGENET_STD
@@ -156,7 +158,7 @@ def test_a_zoom_out_shows_the_mean_colour_around_the_image():
 
 def history(folder: Path) -> list[dict[str, float]]:
     rows = csv.DictReader((folder / "history.csv").read_text().splitlines())
-    return [{k: float(v) for k, v in row.items() if k != "seconds"} for row in rows]
+    return [{k: float(v) for k, v in row.items() if k not in CLOCK_COLUMNS} for row in rows]
 
 
 def test_augmented_training_records_its_policy_and_resumes_exactly(tmp_path, demo_dataset, script):

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 from pathlib import Path
 
 import cv2
 import pytest
 
-from model.report import TIMING_COLUMNS
+from model.reporting.model_report import TIMING_COLUMNS
+
+from conftest import stored
 
 FIGURES = [
     "loss_curves.png",
@@ -56,7 +57,7 @@ def compared(tmp_path_factory, trained_run, demo_dataset, script):
 
 def test_train_trains_only_what_is_missing(compared):
     base, first, second, _, simple_before = compared
-    assert f"{base / 'output' / 'simple'}: already trained, kept" in first.stdout
+    assert f"{base / 'output' / 'simple'}: already trained (finished: " in first.stdout
     assert "Training deeper:" in first.stdout and "Training simple:" not in first.stdout
     assert (base / "output" / "simple" / "best.pth").read_bytes() == simple_before
     assert "Training " not in second.stdout  # nothing left to train
@@ -101,7 +102,7 @@ def test_table_figures_equal_evals(compared, script):
     for name in ("simple", "deeper"):
         done = script("eval.py", str(base / "output" / name / "best.pth"), "--split", "test")
         assert done.returncode == 0, done.stderr
-        figures = json.loads((base / "output" / name / "eval_best.json").read_text())["sets"]["test"]
+        figures = stored(base / "output" / name)
         table = csv.DictReader((base / "doc" / "comparison.csv").read_text().splitlines())
         row = next(r for r in table if r["model"] == name)
         assert float(row["test_accuracy"]) == pytest.approx(figures["overall"]["accuracy"])

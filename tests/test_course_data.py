@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from model import config
-from model.annotations import Problems, class_names, read_annotations, read_rows, split_rows
-from model.classic import run_baselines
-from model.metrics import summarize
+from model.data.annotations import Problems, class_names, read_annotations, read_rows, split_rows
+from model.evaluation.classic import run_baselines
+from model.evaluation.metrics import summarize
 
 from conftest import COURSE_SPLITS, direct_predictions, template_printout
 
@@ -122,7 +122,8 @@ def test_given_split_files_are_used_as_they_are(course_dataset, script, tmp_path
         "--output-dir",
         str(tmp_path / "x"),
     )
-    assert both.returncode == 2 and "--splits uses the split files as they are; --cut-val cannot apply" in both.stderr
+    assert both.returncode == 1 and "--splits uses the split files as they are; --cut-val cannot apply" in both.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_classic_baselines_beat_the_majority_class_on_the_course_rows(course_dataset):

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.annotations import Problems, class_names, read_annotations
-from model.batches import DeviceBatches
+from model.data.annotations import Problems, class_names, read_annotations
 from model.dataset import DetectionDataset
+from model.runs.run import CLOCK_COLUMNS
+from model.training.batches import DeviceBatches
+
+from conftest import run_script, stored
 
 pytestmark = pytest.mark.cuda
 
@@ -20,12 +23,17 @@ TINY = ["--image-size", "64", "--batch-size", "8", "--cut-val", "0.6", "--cut-te
 
 def history(folder: Path) -> list[dict[str, float]]:
     rows = csv.DictReader((folder / "history.csv").read_text().splitlines())
-    return [{k: float(v) for k, v in row.items() if k != "seconds"} for row in rows]
+    return [{k: float(v) for k, v in row.items() if k not in CLOCK_COLUMNS} for row in rows]
+
+
+def gpu_script(*args: str, **options):
+    """A script run with the GPU visible (the other tests hide it), deterministic kernels on."""
+    return run_script(*args, gpu=True, env={"CVPR_DETERMINISTIC": "1"}, **options)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16", "auto"])
-def test_training_on_the_gpu_in_each_precision(tmp_path, demo_dataset, script, precision):
-    done = script(
+def test_training_on_the_gpu_in_each_precision(tmp_path, demo_dataset, precision):
+    done = gpu_script(
         "train.py",
         "--dataset",
         str(demo_dataset),
@@ -47,14 +55,14 @@ def test_training_on_the_gpu_in_each_precision(tmp_path, demo_dataset, script, p
     assert all(value == value for row in history(tmp_path) for value in row.values())
 
 
-def test_resume_on_the_gpu_goes_on_as_if_never_stopped(tmp_path, demo_dataset, script):
+def test_resume_on_the_gpu_goes_on_as_if_never_stopped(tmp_path, demo_dataset):
     common = ["--dataset", str(demo_dataset), *TINY, "--device", "cuda", "--precision", "fp16"]
-    assert script("train.py", *common, "--epochs", "4", "--output-dir", str(tmp_path / "straight")).returncode == 0
-    assert script("train.py", *common, "--epochs", "2", "--output-dir", str(tmp_path / "half")).returncode == 0
+    assert gpu_script("train.py", *common, "--epochs", "4", "--output-dir", str(tmp_path / "straight")).returncode == 0
+    assert gpu_script("train.py", *common, "--epochs", "2", "--output-dir", str(tmp_path / "half")).returncode == 0
     last = torch.load(tmp_path / "half" / "last.pth", weights_only=True)
     last["rng"]["cuda"] = [last["rng"]["cuda"][0]] * 4  # written on a node with 4 GPUs; this one has fewer
     torch.save(last, tmp_path / "half" / "last.pth")
-    resumed = script("train.py", "--resume", str(tmp_path / "half" / "last.pth"), "--epochs", "4")
+    resumed = gpu_script("train.py", "--resume", str(tmp_path / "half" / "last.pth"), "--epochs", "4")
     assert resumed.returncode == 0, resumed.stderr
     for a, b in zip(history(tmp_path / "half"), history(tmp_path / "straight"), strict=True):
         assert a == pytest.approx(b, rel=1e-4, abs=1e-5)  # cuDNN may pick other kernels between processes
@@ -72,11 +80,11 @@ def test_streamed_batches_from_pinned_memory_equal_resident_ones(demo_dataset):
     assert streamed._staging[0].is_pinned()  # really page-locked, as claimed
 
 
-def test_a_checkpoint_evaluates_on_the_other_device(tmp_path, demo_dataset, trained_run, script):
+def test_a_checkpoint_evaluates_on_the_other_device(tmp_path, demo_dataset, trained_run):
     """Trained on the CPU, evaluated on the GPU; trained on the GPU, evaluated on the CPU."""
     for run, folder in ((trained_run, tmp_path / "cpu-trained"), (tmp_path / "gpu", tmp_path / "gpu-trained")):
         if run != trained_run:
-            done = script(
+            done = gpu_script(
                 "train.py",
                 "--dataset",
                 str(demo_dataset),
@@ -91,7 +99,7 @@ def test_a_checkpoint_evaluates_on_the_other_device(tmp_path, demo_dataset, trai
             assert done.returncode == 0, done.stderr
         figures = {}
         for device in ("cpu", "cuda"):
-            done = script(
+            done = gpu_script(
                 "eval.py",
                 str(run / "best.pth"),
                 "--split",
@@ -104,6 +112,45 @@ def test_a_checkpoint_evaluates_on_the_other_device(tmp_path, demo_dataset, trai
                 str(folder / device),
             )
             assert done.returncode == 0, done.stderr
-            figures[device] = json.loads((folder / device / "eval_best.json").read_text())["sets"]["test"]["overall"]
+            figures[device] = stored(folder / device)["overall"]
         assert figures["cpu"]["images"] == figures["cuda"]["images"]
         assert figures["cpu"]["mean_iou"] == pytest.approx(figures["cuda"]["mean_iou"], abs=1e-3)
+
+
+@pytest.mark.parametrize("augment", ["off", "strong"])
+def test_no_host_sync_per_batch(demo_dataset, augment):
+    """A training pass's batches, augmentation, steps and running sums never make the host wait for the
+    GPU (torch.cuda.set_sync_debug_mode raises at the first synchronising call)."""
+    from model.core.precision import resolve_precision
+    from model.core.runtime import place_model
+    from model.network import build_model
+    from model.training.augment import build_augmenter
+    from model.training.engine import _Totals, network_batch, train_step
+    from model.training.losses import DetectionLoss
+    from model.training.schedule import make_optimizer
+
+    rows = read_annotations(demo_dataset, Problems(skip=False))
+    data = DetectionDataset(demo_dataset, rows, class_names(rows), 64, Problems(skip=False))
+    cuda = torch.device("cuda")
+    batches = DeviceBatches(data, cuda, resident=True)
+    model = place_model(build_model("simple", 3, image_size=64), cuda)
+    optimizer = make_optimizer("adam", list(model.parameters()), 1e-4, 0.0, cuda)
+    precision = resolve_precision("auto", cuda)
+    scaler, loss_fn, augmenter = precision.grad_scaler(), DetectionLoss(), build_augmenter(augment, 0)
+    totals = _Totals(cuda)
+    warm = next(batches.batches(8))  # the first step initialises cuDNN and the optimizer's state
+    train_step(
+        model, network_batch(warm.images, batches, True), warm.labels, warm.boxes, loss_fn, optimizer, precision, scaler
+    )
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for batch in batches.batches(8, shuffle=True, generator=torch.Generator().manual_seed(0)):
+            if augmenter is None:
+                x, boxes = network_batch(batch.images, batches, True), batch.boxes
+            else:
+                x, boxes = augmenter(batch.images, batch.boxes_on_host(), data.mean, data.std)
+            losses, logits, pred = train_step(model, x, batch.labels, boxes, loss_fn, optimizer, precision, scaler)
+            totals.add(losses, logits, pred, batch.labels, boxes)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

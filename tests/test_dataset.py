@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from model import config
-from model.annotations import (
+from model.core.runtime import Reporter
+from model.data.annotations import (
     Annotation,
     DataError,
     Problems,
@@ -24,12 +25,11 @@ from model.annotations import (
     subsample,
     write_rows,
 )
-from model.batches import DeviceBatches
+from model.data.images import box_to_pixels, normalize
 from model.dataset import DetectionDataset, find_dataset
-from model.images import box_to_pixels, normalize
-from model.options import TrainOptions
-from model.runtime import Reporter
-from model.training import locate_dataset
+from model.training.batches import DeviceBatches
+from model.training.data import locate_dataset
+from model.training.options import TrainOptions
 
 from conftest import DATA
 

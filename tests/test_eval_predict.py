@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import subprocess
@@ -15,9 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from model.visualize import PREDICTED, TRUE
+from model.reporting.visualize import PREDICTED, TRUE
 
-from conftest import direct_predictions, template_printout
+from conftest import direct_predictions, stored, template_printout
 
 
 def test_eval_block_line_by_line_and_json_equal_direct_computation(trained_run, script):
@@ -27,7 +26,7 @@ def test_eval_block_line_by_line_and_json_equal_direct_computation(trained_run, 
     correct = [d["predicted"] == d["label"] for d in direct]
     expected = template_printout({"test": [(d["label"], d["predicted"]) for d in direct]}, classes)
     assert done.stdout.startswith(expected)  # the template's printout, character for character
-    report = json.loads((trained_run / "eval_best.json").read_text())["sets"]["test"]
+    report = stored(trained_run)
     ious = np.array([d["iou"] for d in direct])
     assert report["overall"]["images"] == len(direct)
     assert report["overall"]["accuracy"] == pytest.approx(np.mean(correct))
@@ -42,8 +41,8 @@ def test_eval_block_line_by_line_and_json_equal_direct_computation(trained_run, 
     for d in direct:
         matrix[classes.index(d["label"]), classes.index(d["predicted"])] += 1
     assert report["confusion"]["matrix"] == matrix.tolist()
-    for name in ("eval_best_images.csv", "eval_best_confusion_test.png"):
-        assert (trained_run / name).stat().st_size > 0
+    for name in ("best.test.images.csv", "best.test.confusion.png"):
+        assert (trained_run / "evaluations" / name).stat().st_size > 0
     # the failure list names every failing image
     failing = {d["key"] for d in direct if d["predicted"] != d["label"] or d["iou"] < 0.5}
     assert all(key in done.stdout for key in failing)
@@ -97,7 +96,7 @@ def test_an_empty_test_split_prints_as_the_template_does_and_compare_refuses(tmp
 
 
 def eval_failures(run: Path) -> set[str]:
-    with open(run / "eval_best_images.csv") as handle:
+    with open(run / "best.val.images.csv") as handle:
         return {"/".join(Path(r["path"]).parts[-2:]) for r in csv.DictReader(handle) if r["failure"] == "1"}
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.losses import BOX_LOSSES, SMOOTH_L1_BETA, DetectionLoss
+from model.training.losses import BOX_LOSSES, SMOOTH_L1_BETA, DetectionLoss
 
 PRED = torch.tensor([[0.0, 0.0, 0.2, 0.2], [0.1, 0.1, 0.6, 0.6]])  # (B, 4) xyxy in [0, 1]
 TRUE = torch.tensor([[0.5, 0.5, 0.7, 0.7], [0.1, 0.1, 0.6, 0.6]])  # disjoint from the first, equal to the second

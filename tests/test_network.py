@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from model.checkpoint import Checkpoint, CheckpointError, save_checkpoint
+from model.core.files import write_bytes
 from model.network import (
     MODEL_NAMES,
     ResnetDetector,
@@ -19,6 +19,7 @@ from model.network import (
     feature_size,
     model_options,
 )
+from model.runs.checkpoint import Checkpoint, CheckpointError, checkpoint_bytes
 
 OPTION_SETS: list[dict[str, Any]] = [
     {},
@@ -145,9 +146,11 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, name):
     torch.manual_seed(0)
     options = model_options(name, pretrained=False, dropout=0.2, image_size=64)
     model = build_model(name, 3, **options).eval()
-    save_checkpoint(
+    write_bytes(
         tmp_path / "m.pth",
-        {"model": {"name": name, "options": options}, "classes": ["a", "b", "c"], "state_dict": model.state_dict()},
+        checkpoint_bytes(
+            {"model": {"name": name, "options": options}, "classes": ["a", "b", "c"], "state_dict": model.state_dict()}
+        ),
     )
     raw = torch.load(tmp_path / "m.pth", weights_only=True)  # plain values and tensors only
     assert raw["format"] == "cvpr-practical-detector"

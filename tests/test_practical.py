@@ -17,9 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from model import config, demo
+from model import config
+from model.data import demo
 
-from conftest import QUICK, ROOT, interrupt_training, job_logs, run_script, sections, slurm_available, wait_for_job
+from conftest import (
+    QUICK,
+    ROOT,
+    cpu_only,
+    interrupt_training,
+    job_logs,
+    run_script,
+    sections,
+    slurm_available,
+    wait_for_job,
+)
 
 
 def table(out: Path, section: str, number: int = 1) -> list[dict[str, str]]:
@@ -31,8 +42,9 @@ def history(runs: Path, run: str) -> dict[int, dict[str, str]]:
     return {int(row["epoch"]): row for row in rows}
 
 
-def evaluation(runs: Path, run: str, which: str = "best") -> dict:
-    return json.loads((runs / run / f"eval_{which}.json").read_text())
+def evaluation(runs: Path, run: str, which: str = "best", split: str = "test") -> dict:
+    """The stored evaluation (its JSON) of a run's checkpoint on its own split."""
+    return json.loads((runs / run / "evaluations" / f"{which}.{split}.json").read_text())
 
 
 def test_every_run_trains_and_every_section_is_written(quick):
@@ -53,7 +65,7 @@ def test_every_run_trains_and_every_section_is_written(quick):
 
 
 def test_the_reports_numbers_are_the_runs_own(quick):
-    """Read back from each run's history.csv and eval_best.json / eval_last.json."""
+    """Read back from each run's history.csv and its stored evaluations."""
     runs, out, _ = quick
     for section, run in (("Q3", "p1-template"), ("Q9.3", "p1-plain-200")):
         rows = {row["model"]: row for row in table(out, section)}
@@ -61,19 +73,22 @@ def test_the_reports_numbers_are_the_runs_own(quick):
             figures = evaluation(runs, run, which)
             row = rows[f"{which}.pth"]
             assert int(row["epoch"]) == figures["epoch"]
-            assert float(row["test_accuracy"]) == figures["sets"]["test"]["overall"]["accuracy"]
-            assert float(row["val_accuracy"]) == float(history(runs, run)[figures["epoch"]]["val_accuracy"])
+            assert float(row["test_accuracy"]) == figures["figures"]["overall"]["accuracy"]
+            assert float(row["val_accuracy"]) == evaluation(runs, run, which, "val")["figures"]["overall"]["accuracy"]
+            assert (
+                float(row["train_accuracy"]) == evaluation(runs, run, which, "train")["figures"]["overall"]["accuracy"]
+            )
     for row in table(out, "Q9.1"):
         figures = evaluation(runs, row["run"])
-        assert float(row["test_accuracy"]) == figures["sets"]["test"]["overall"]["accuracy"]
+        assert float(row["test_accuracy"]) == figures["figures"]["overall"]["accuracy"]
         assert int(row["training_images"]) == len((runs / row["run"] / "training_data.csv").read_text().splitlines())
     for row in table(out, "Part2") + table(out, "Part3-Q8"):
-        figures = evaluation(runs, row["model"])["sets"]["test"]["overall"]
+        figures = evaluation(runs, row["model"].split(" (")[0])["figures"]["overall"]
         assert float(row["test_accuracy"]) == pytest.approx(figures["accuracy"], abs=1e-12)
-        seconds = [float(r["seconds"]) for r in history(runs, row["model"]).values()]
+        seconds = [float(r["seconds"]) for r in history(runs, row["model"].split(" (")[0]).values()]
         assert float(row["seconds_per_epoch"]) == pytest.approx(sum(seconds) / len(seconds))
     for row in table(out, "Part3-Q4"):
-        figures = evaluation(runs, row["run"])["sets"]["test"]["overall"]
+        figures = evaluation(runs, row["run"])["figures"]["overall"]
         assert float(row["test_mean_iou"]) == pytest.approx(figures["mean_iou"], abs=1e-12)
         assert float(row["box_weight"]) == json.loads((runs / row["run"] / "config.json").read_text())["box_weight"]
 
@@ -99,7 +114,10 @@ def test_a_discussion_of_a_section_no_longer_in_the_plan_is_kept(tmp_path, demo_
     plan = write_plan(tmp_path / "plan.toml", '[[run]]\nname = "r"\nargs = ""\n', '"r"', kind="best-vs-last")
     report = tmp_path / "doc" / "report.md"
     report.parent.mkdir()
-    report.write_text("<!-- discussion Old -->\nWhat I wrote.\n<!-- end of discussion Old -->\n")
+    report.write_text(  # a report of the toolkit's earlier version, with a section the plan has no more
+        "# Report\n\nA draft, written by `python compare.py --practical` from the runs ...\n\n"
+        "<!-- discussion Old -->\nWhat I wrote.\n<!-- end of discussion Old -->\n"
+    )
     args = ["--output-dir", str(tmp_path / "runs"), "--dataset", str(demo_dataset), "--out", str(tmp_path / "doc")]
     done = run_script("compare.py", "--practical", "--plan", str(plan), "--report-only", *args)
     assert done.returncode == 0, done.stderr
@@ -153,32 +171,29 @@ def test_a_typo_in_the_plan_stops_before_anything_trains(tmp_path, demo_dataset)
     assert not (tmp_path / "runs").exists()
 
 
-def test_missing_imagenet_weights_are_said_before_the_first_epoch(tmp_path, demo_dataset):
+def test_without_imagenet_weights_the_resnet_runs_train_from_scratch_and_say_so(tmp_path, demo_dataset):
     plan = write_plan(
         tmp_path / "plan.toml",
         '[[run]]\nname = "small"\nargs = ""\n[[run]]\nname = "res"\nargs = "--model resnet"\n',
         '"small", "res"',
     )
     env = {"TORCH_HOME": str(tmp_path / "empty-torch-home")}  # no weights there; CI cannot download them
-    args = [
-        "compare.py",
-        "--practical",
-        "--plan",
-        str(plan),
-        "--output-dir",
-        str(tmp_path / "runs"),
-        "--dataset",
-        str(demo_dataset),
-        "--out",
-        str(tmp_path / "doc"),
-    ]
-    refused = run_script(*args, env=env)
-    assert refused.returncode == 1 and "runs res need them" in refused.stderr
-    assert "--skip-unavailable" in refused.stderr and not (tmp_path / "runs" / "small").exists()
-    done = run_script(*args, "--skip-unavailable", env=env)
+    runs, doc = tmp_path / "runs", tmp_path / "doc"
+    args = ["compare.py", "--practical", "--plan", str(plan), "--output-dir", str(runs), "--dataset", str(demo_dataset)]
+    args += ["--out", str(doc)]
+    dry = run_script(*args, "--dry-run", env=env)  # no terminal: it only reports, and exits 0
+    assert dry.returncode == 0, dry.stderr
+    assert "res will train from scratch (no ImageNet weights)" in dry.stdout and not runs.joinpath("res").exists()
+    done = run_script(*args, env=env)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "runs" / "small" / "best.pth").exists() and not (tmp_path / "runs" / "res").exists()
-    assert "Not trained yet: res (skipped (no ImageNet weights))" in (tmp_path / "doc" / "report.md").read_text()
+    said = done.stdout.index("will train from scratch")
+    assert said < done.stdout.index("epoch   1/1")  # said before the first epoch
+    assert json.loads((runs / "res" / "config.json").read_text())["pretrained"] is False
+    report = (doc / "report.md").read_text()
+    assert "res (from scratch (no ImageNet weights))" in report and "Not trained yet" not in report
+    skipped = run_script(*args, "--skip-unavailable", "--output-dir", str(tmp_path / "other"), env=env)
+    assert skipped.returncode == 0, skipped.stderr
+    assert not (tmp_path / "other" / "res").exists()
 
 
 def test_a_run_trained_otherwise_is_refused_not_replaced(tmp_path, demo_dataset, script):
@@ -240,7 +255,9 @@ def test_the_quick_plan_as_slurm_jobs(quick, tmp_path):
     status, _, _ = interrupt_training([*as_planned, *where], after="epoch   1/2")
     assert status == 128 + signal.SIGTERM  # preempted after one of its two epochs
     plan = [sys.executable, *QUICK, "--dataset", str(dataset), "--output-dir", str(runs), "--out", str(out)]
-    submitted = subprocess.run([*plan, "--slurm"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    submitted = subprocess.run(
+        [*plan, "--slurm"], cwd=ROOT, env=cpu_only(dict(os.environ)), capture_output=True, text=True, timeout=300
+    )
     assert submitted.returncode == 0, submitted.stderr
     tasks = submitted.stdout.split("Submitted")[0]
     assert re.findall(r"task \d+: (\S+): srun", tasks) == ["p3-simple-box-10", "p3-vgg"]
@@ -255,7 +272,14 @@ def test_the_quick_plan_as_slurm_jobs(quick, tmp_path):
     assert [line[3:] for line in report.splitlines() if line.startswith("## ")] == [s["title"] for s in sections()]
     assert "Not trained yet" not in report and "Partly trained" not in report
     assert len((out / "report" / "Part3-Q4-table-1.csv").read_text().splitlines()) == 4
-    again = subprocess.run([*plan, "--slurm", "--only", "Q9.1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [*plan, "--slurm", "--only", "Q9.1"],
+        cwd=ROOT,
+        env=cpu_only(dict(os.environ)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0 and "runs (none to train)" in again.stdout, again.stderr
     report_job = re.search(r"report job (\d+)", again.stdout)
     assert report_job, again.stdout

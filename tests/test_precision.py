@@ -9,18 +9,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.annotations import Problems, class_names, read_annotations
-from model.batches import DeviceBatches, place_splits
-from model.checkpoint import Checkpoint
+from model.core.precision import PrecisionError, resolve_precision
+from model.data.annotations import Problems, class_names, read_annotations
 from model.dataset import DetectionDataset
-from model.precision import PrecisionError, resolve_precision
+from model.runs.checkpoint import Checkpoint
+from model.runs.run import CLOCK_COLUMNS
+from model.training.batches import DeviceBatches, place_splits
+
+from conftest import stored
 
 TINY = ["--image-size", "64", "--batch-size", "8", "--cut-val", "0.6", "--cut-test", "0.8"]
 
 
 def history(folder: Path) -> list[dict[str, float]]:
     rows = csv.DictReader((folder / "history.csv").read_text().splitlines())
-    return [{k: float(v) for k, v in row.items() if k != "seconds"} for row in rows]
+    return [{k: float(v) for k, v in row.items() if k not in CLOCK_COLUMNS} for row in rows]
 
 
 def test_auto_is_fp32_on_a_cpu_and_every_precision_resolves():
@@ -63,8 +66,8 @@ def test_eval_runs_in_the_precision_asked_for(trained_run, script, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     fp32 = script("eval.py", str(trained_run / "best.pth"), "--split", "test", "--out", str(tmp_path / "fp32"))
-    bf16_figures = json.loads((tmp_path / "eval_best.json").read_text())["sets"]["test"]["overall"]
-    fp32_figures = json.loads((tmp_path / "fp32" / "eval_best.json").read_text())["sets"]["test"]["overall"]
+    bf16_figures = stored(tmp_path)["overall"]
+    fp32_figures = stored(tmp_path / "fp32")["overall"]
     assert fp32.returncode == 0 and bf16_figures["images"] == fp32_figures["images"]
     assert abs(bf16_figures["mean_iou"] - fp32_figures["mean_iou"]) < 0.05  # bf16 keeps 8 bits of mantissa
 

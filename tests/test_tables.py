@@ -7,8 +7,9 @@ import math
 import pandas as pd
 import pytest
 
-from model.files import atomic_path, is_temporary
-from model.tables import format_cell, write_table
+from model.core.files import atomic_path, is_temporary
+from model.core.owned import OwnedFolder
+from model.reporting.tables import format_cell, write_table
 
 FRAME = pd.DataFrame(
     [
@@ -38,7 +39,8 @@ def test_one_rule_for_a_cell(value, text):
 
 
 def test_the_three_files_hold_the_same_table(tmp_path):
-    paths = write_table(FRAME, tmp_path / "comparison", "Model comparison", "On the test split.")
+    with OwnedFolder(tmp_path, writer="compare.py", option="--out").staged() as change:
+        paths = write_table(change, "comparison", FRAME, "Model comparison", "On the test split.")
     back = pd.read_csv(paths["csv"], keep_default_na=False, na_values=[""])
     assert back["model"].tolist() == ["simple", "hog_svm"] and back["parameters"].isna().tolist() == [False, True]
     assert back["test_accuracy"].tolist() == FRAME["test_accuracy"].tolist()  # every digit kept
@@ -50,6 +52,8 @@ def test_the_three_files_hold_the_same_table(tmp_path):
     latex = paths["tex"].read_text()
     assert r"simple & 61,975 & 0.9853 & 25.5 &  \\" in latex and r"hog\_svm & - & 1.0000 & - & C=10, x\_y \\" in latex
     assert r"test\_accuracy" in latex and not [p for p in tmp_path.iterdir() if is_temporary(p)]
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == [".toolkit-files.json", "comparison.csv", "comparison.md", "comparison.tex"]
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from model.annotations import Problems, read_rows
-from model.checkpoint import Checkpoint
-from model.files import is_temporary
+from model.core.files import is_temporary
+from model.data.annotations import Problems, read_rows
 from model.network import MODEL_NAMES
-from model.training import HISTORY_COLUMNS, LearningRate, improves
+from model.runs.checkpoint import Checkpoint
+from model.runs.run import CLOCK_COLUMNS, HISTORY_COLUMNS
+from model.training.schedule import LearningRate, improves
 
-from conftest import ROOT, interrupt_training
+from conftest import ROOT, cpu_only, interrupt_training
 
 TINY = ["--epochs", "2", "--image-size", "64", "--batch-size", "16"]
 
@@ -143,18 +144,19 @@ def test_diverging_loss_stops_with_a_message(tmp_path, demo_dataset, script):
     done = train(script, demo_dataset, tmp_path, "--optimizer", "sgd", "--lr", "1e12", "--epochs", "3")
     assert done.returncode == 1
     assert "the loss is not finite" in done.stderr and "lower --lr" in done.stderr
+    assert not tmp_path.joinpath("best.pth").exists() and "nothing of this run was kept" in done.stderr
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--cut-val", "0.9", "--cut-test", "0.8"], "--cut-val: must be below --cut-test (0.8)"),
+        (["--cut-val", "0.9", "--cut-test", "0.8"], "--cut-val 0.9 must be below --cut-test (0.8)"),
         (["--model", "alexnet"], "'alexnet' is not one of 'simple', 'deeper', 'vgg', 'resnet'"),
         (["--lr", "0"], "Invalid value for '--lr'"),
         (["--fine-tune"], "--freeze/--fine-tune applies to --model resnet only"),
         (["--dataset", "/nonexistent/data"], "--dataset /nonexistent/data: no images/ and annotations/ folders"),
         (["--device", "cuda"], "--device cuda: no CUDA device is visible"),
-        (["--image-size", "48"], "Invalid value for --image-size: 48 is too small for --model simple (at least 64 px)"),
+        (["--image-size", "48"], "--image-size 48 is too small for --model simple (at least 64 px)"),
     ],
 )
 def test_bad_options_rejected_with_a_clear_message(tmp_path, script, args, message):
@@ -210,14 +212,14 @@ def test_best_model_rule_breaks_ties_by_lower_loss():
 
 @pytest.mark.parametrize("device", ["mps", "cuda", "cpu"])
 def test_copies_from_pageable_memory_are_never_asynchronous(device):
-    from model.batches import copies_asynchronously
+    from model.training.batches import copies_asynchronously
 
     batch = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)[torch.tensor([2, 0])]  # a gathered, pageable temporary
     assert not copies_asynchronously(batch, torch.device(device))
 
 
 def test_workers_capped_by_slurm_cpus_per_task():
-    from model.runtime import usable_cpus
+    from model.core.runtime import usable_cpus
 
     affinity = len(os.sched_getaffinity(0))
     assert usable_cpus({"SLURM_CPUS_PER_TASK": "1"}) == 1
@@ -237,10 +239,10 @@ def uninterrupted(tmp_path_factory, demo_dataset, script) -> Path:
 
 
 def comparable(history_csv: Path) -> list[list[str]]:
-    """history.csv without the seconds column (wall time differs between runs)."""
+    """history.csv without the clock's columns (wall and CPU time differ between runs)."""
     rows = list(csv.reader(Path(history_csv).read_text().splitlines()))
-    drop = rows[0].index("seconds")
-    return [row[:drop] + row[drop + 1 :] for row in rows]
+    keep = [i for i, name in enumerate(rows[0]) if name not in CLOCK_COLUMNS]
+    return [[row[i] for i in keep] for row in rows]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])
@@ -294,7 +296,7 @@ def test_progress_bars_on_a_terminal(tmp_path, demo_dataset):
         stdin=follower,
         stdout=follower,
         stderr=follower,
-        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"},
+        env=cpu_only({**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"}),
     )
     os.close(follower)
     chunks = []

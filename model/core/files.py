@@ -1,0 +1,210 @@
+"""Writing files safely: one helper for every write, complete files only, nothing left behind.
+
+Every file the toolkit writes goes through ``write_bytes`` (or ``atomic_path`` for writers that need a
+path): the bytes go to a temporary file beside the target, which is renamed onto it once whole, so a
+reader sees the old file or the new one, never a part. An OS error (read-only folder, no space, quota,
+a file where a folder should be) becomes one ``WriteError`` line naming the path and, for space, how
+much was needed. Temporary names carry the host and process id, so that a temporary file left by a
+killed process is recognised and removed at the next start (``remove_stale_temporaries``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from model.core.errors import UserError, describe_os_error
+
+HOST = socket.gethostname().replace(".", "_") or "host"
+FOREIGN_TEMPORARY_AGE = 24 * 3600  # a temporary file of another host is stale after this many seconds
+SPACE_ERRORS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class WriteError(UserError):
+    """A file could not be written: read-only, no space, quota, or a path that is not a folder."""
+
+
+def megabytes(nbytes: float) -> str:
+    return f"{nbytes / 2**20:.1f} MB" if nbytes < 2**30 else f"{nbytes / 2**30:.1f} GiB"
+
+
+def free_space(path: Path) -> int | None:
+    """Bytes free on the disk of ``path`` (or of its nearest existing parent)."""
+    for folder in (Path(path), *Path(path).parents):
+        if folder.exists():
+            try:
+                return shutil.disk_usage(folder).free
+            except OSError:
+                return None
+    return None
+
+
+def write_error(path: Path, error: OSError, needed: int | None = None) -> WriteError:
+    """The one-line form of a failed write of ``path``."""
+    if error.errno in SPACE_ERRORS:
+        free = free_space(path)
+        amounts = [f"needs about {megabytes(needed)}" if needed else "", f"{megabytes(free)} free" if free else ""]
+        shown = ", ".join(a for a in amounts if a)
+        what = "disk quota exceeded" if error.errno == errno.EDQUOT else "no space left on the disk"
+        return WriteError(
+            f"{path}: cannot write: {what}{f' ({shown})' if shown else ''}; free some space or write elsewhere"
+        )
+    error.filename = str(path) if error.filename is None else error.filename
+    return WriteError(f"cannot write {path}: {describe_os_error(error)}")
+
+
+def make_folder(folder: Path) -> None:
+    """``folder`` and its parents; a WriteError when that is impossible."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise WriteError(f"{folder}: a file stands where a folder is expected; choose another folder") from None
+    except OSError as error:
+        raise write_error(Path(folder), error) from None
+
+
+def temporary_name(name: str) -> str:
+    """``.NAME.HOST.PID.RANDOM.tmp``: hidden, and telling who made it."""
+    return f".{name}.{HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+def is_temporary(path: Path) -> bool:
+    """A temporary file of ``temporary_name`` (only a killed process leaves one behind)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def is_stale(path: Path) -> bool:
+    """Whether the temporary ``path`` was left by a process that is gone."""
+    return not _owner_alive(path)
+
+
+def _owner_alive(path: Path) -> bool:
+    parts = path.name[: -len(".tmp")].rsplit(".", 3)
+    if len(parts) != 4 or not parts[2].isdigit():
+        return _younger_than(path, FOREIGN_TEMPORARY_AGE)
+    host, pid = parts[1], int(parts[2])
+    if host != HOST:
+        return _younger_than(path, FOREIGN_TEMPORARY_AGE)
+    return process_alive(pid)
+
+
+def _younger_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.lstat().st_mtime < seconds
+    except OSError:
+        return False
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files in ``folder`` whose process is gone; the files removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        if is_temporary(path) and path.is_file() and is_stale(path):
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
+@contextmanager
+def atomic_path(path: Path, needed: int | None = None) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write to; renamed onto ``path`` when the block ends without
+    error, removed otherwise. OS errors become a WriteError naming ``path`` (``needed``: the bytes it
+    needs, said when the disk is full)."""
+    path = Path(path)
+    make_folder(path.parent)
+    tmp = path.parent / temporary_name(path.name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as error:
+        _discard(tmp)
+        raise write_error(path, error, needed) from None
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def _discard(tmp: Path) -> None:
+    with suppress(OSError):
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Atomically write ``data`` to ``path``; a WriteError (with the size needed when the disk is full)."""
+    with atomic_path(path, needed=len(data)) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomically write ``text`` (UTF-8) to ``path``."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def reserve(path: Path, nbytes: int) -> None:
+    """Allocate ``nbytes`` for the file ``path`` now, so that a full disk is an error here rather than
+    a crash later (a memory-mapped file written past the disk's end kills the process with SIGBUS)."""
+    try:
+        with open(path, "r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, nbytes)
+    except AttributeError:  # macOS, Windows: no posix_fallocate
+        return
+    except OSError as error:
+        if error.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system that cannot reserve
+            return
+        raise
+
+
+# ----------------------------------------------------------------------------------------------
+# Data folders: never written into
+# ----------------------------------------------------------------------------------------------
+def holds_data(folder: Path) -> str | None:
+    """What in ``folder`` shows it holds a dataset or images of its own (``images/``,
+    ``annotations/``), or None."""
+    folder = Path(folder)
+    for name in ("images", "annotations"):
+        if (folder / name).is_dir():
+            return f"{name}/"
+    return None
+
+
+def is_data_folder(folder: Path) -> bool:
+    """A dataset (images/ and annotations/) or a web_images-like folder (images/ and annotations.csv)."""
+    folder = Path(folder)
+    return (folder / "images").is_dir() and ((folder / "annotations").is_dir() or (folder / "annotations.csv").exists())
+
+
+def data_folder_around(path: Path) -> Path | None:
+    """The data folder that ``path`` is, or lies inside of (a dataset, web_images/), or None."""
+    resolved = Path(path).resolve()
+    for folder in (resolved, *resolved.parents):
+        if is_data_folder(folder):
+            return folder
+    return None

@@ -1,0 +1,64 @@
+"""Mixed precision: which autocast a run computes in, and its gradient scaler.
+
+    fp32  no autocast
+    bf16  autocast to bfloat16 (same range as float32: no scaling needed)
+    fp16  autocast to float16, with a gradient scaler so that small gradients do not flush to 0
+    auto  bf16 on a CUDA GPU that supports it, else fp16 there; fp32 on CPU and MPS (mixed
+          precision on a CPU is slower, and on Apple's MPS it was not measured here)
+
+Losses and metrics are always computed in float32 (model/losses.py casts the outputs).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+
+from model.core.errors import UserError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class PrecisionError(UserError):
+    """A precision this device cannot compute in."""
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A resolved precision (fp32, bf16 or fp16) on one kind of device."""
+
+    name: str
+    device_type: str
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.name]
+
+    def autocast(self) -> AbstractContextManager[None]:
+        """Around the forward pass: the network's layers compute in ``dtype`` where it is safe."""
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.name != "fp32")
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """Scales the loss before backward for fp16 (a pass-through otherwise); its state is in last.pth."""
+        return torch.amp.GradScaler(self.device_type, enabled=self.name == "fp16")
+
+
+def resolve_precision(name: str, device: torch.device) -> Precision:
+    """``--precision`` on ``device``: auto chosen, the others checked."""
+    if name not in PRECISIONS:
+        raise PrecisionError(f"--precision {name}: choose one of {', '.join(PRECISIONS)}")
+    if name == "auto":
+        if device.type == "cuda":
+            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            name = "fp32"
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise PrecisionError(
+            f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or auto"
+        )
+    if name != "fp32" and not torch.amp.is_autocast_available(device.type):
+        raise PrecisionError(f"--precision {name}: no autocast on {device.type}; use fp32 or auto")
+    return Precision(name, device.type)

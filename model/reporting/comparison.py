@@ -1,0 +1,252 @@
+"""Comparing trained runs (Part 2 Q4, Part 3 Q8, Part 4): each run's best model on its own test split
+into a ModelReport, the classic baselines beside them on the same loss, and every table and figure of
+the comparison, written into an output folder whose files the toolkit owns (never a file of yours).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from model import config
+from model.core.owned import OwnedFolder
+from model.core.runtime import usable_cpus
+from model.data.annotations import DataError, Problems, read_rows
+from model.evaluation.classic import run_baselines
+from model.evaluation.inference import (
+    Inference,
+    images_root,
+    load_rows_dataset,
+    load_trained,
+    run_model,
+    time_inference,
+)
+from model.evaluation.metrics import summarize
+from model.network import count_parameters
+from model.reporting import figures
+from model.reporting.error_analysis import error_analysis
+from model.reporting.model_report import ModelReport, comparison_frame
+from model.reporting.robustness import sweep, write_robustness
+from model.reporting.tables import Sink, write_table
+from model.runs.checkpoint import CheckpointError
+from model.runs.run import Run
+
+
+@dataclass
+class Comparison:
+    """The reports of the compared runs (and baselines), in order, and what else was measured."""
+
+    reports: list[ModelReport] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    robustness: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return comparison_frame(self.reports, self.classes)
+
+
+def checkpoint_of(run: Path) -> Path:
+    """A run folder's best.pth, or the checkpoint file given."""
+    path = Run(Path(run)).checkpoint_path("best") if Path(run).is_dir() else Path(run)
+    if not path.is_file():
+        raise CheckpointError(f"{run}: no {config.BEST_CHECKPOINT} there (train it first)")
+    return path
+
+
+def unique_name(checkpoint_path: Path, model_name: str, taken: set[str]) -> str:
+    """The run folder's name (the network's for output/ itself), made unique among ``taken``."""
+    name = checkpoint_path.parent.name if checkpoint_path.parent.name not in ("", ".", "output") else model_name
+    base, k = name, 2
+    while name in taken:
+        name, k = f"{base}-{k}", k + 1
+    return name
+
+
+def network_report(path: Path, inference: Inference, problems: Problems, taken: set[str]):
+    """One run's ModelReport on its own test split, its model and its decoded test split."""
+    checkpoint, model = load_trained(path, inference.device)
+    run = Run.of(path)
+    test_file = run.split_path("test")
+    test = load_rows_dataset(test_file, images_root(test_file, None, checkpoint), checkpoint, problems, usable_cpus())
+    if not test.rows:
+        raise DataError(
+            f"{test_file}: the run's test split is empty (trained with --cut-test 1.0?); compare "
+            f"scores runs on their test split: retrain with a test split"
+        )
+    stats, results = run_model(model, test, checkpoint, inference)
+    total, trainable = count_parameters(model)
+    facts = run.facts()
+    last = (facts.get("resumed") or [facts])[-1]  # where its latest epochs ran
+    report = ModelReport(
+        unique_name(path, checkpoint.model_name, taken),
+        checkpoint.model_name,
+        str(inference.device),
+        total,
+        trainable,
+        run.history(),
+        checkpoint.image_size,
+        str(last.get("device", "")),
+        last.get("threads"),
+        checkpoint.epoch,
+        {"loss": stats.loss, "class_loss": stats.class_loss, "box_loss": stats.box_loss, **summarize(results)},
+        results,
+    )
+    return report, checkpoint, model, test
+
+
+def compare_runs(
+    runs: Sequence[Path],
+    inference: Inference,
+    problems: Problems,
+    csv_files: Sequence[Path] = (),
+    classic: bool = False,
+    robustness: bool = False,
+) -> Comparison:
+    """Evaluate each run's best model on its test split (and on ``csv_files``), time its inference,
+    and with ``classic`` fit and score the OpenCV baselines on the first run's split."""
+    comparison = Comparison()
+    first = None
+    for run in runs:
+        report, checkpoint, model, test = network_report(
+            checkpoint_of(run), inference, problems, {r.name for r in comparison.reports}
+        )
+        if comparison.classes and checkpoint.classes != comparison.classes:
+            raise DataError(
+                f"{checkpoint.path}: its classes {checkpoint.classes} differ from {comparison.classes}; compare runs "
+                f"of one dataset"
+            )
+        comparison.classes = checkpoint.classes
+        for csv_file in csv_files:
+            extra = load_rows_dataset(
+                csv_file, images_root(csv_file, None, checkpoint), checkpoint, problems, usable_cpus()
+            )
+            report.extra_sets[csv_file.stem] = summarize(run_model(model, extra, checkpoint, inference)[1])
+        report.timing = time_inference(model, test, inference)
+        if robustness:
+            comparison.robustness += sweep(report, model, test, checkpoint, inference)
+        comparison.reports.append(report)
+        first = first or (checkpoint, test)
+    if classic and first is not None:
+        comparison.reports += classic_reports(*first, comparison.classes, problems)
+    return comparison
+
+
+def classic_reports(checkpoint, test, classes: list[str], problems: Problems) -> list[ModelReport]:
+    """The OpenCV baselines fitted on the first run's training split and scored on its test split with the
+    run's own loss (Part 4: "compute the same loss that you used for your networks")."""
+    train_rows = read_rows(Run.of(checkpoint.path).split_path("train"), problems)
+    baselines = run_baselines(test.root, train_rows, test.rows, classes, checkpoint.loss_settings())
+    return [
+        ModelReport(
+            name,
+            "classic (OpenCV)",
+            "cpu",
+            test={**baseline.losses, **summarize(baseline.results)},
+            results=baseline.results,
+            note=f"fitted on the first run's training split: {baseline.chosen}",
+        )
+        for name, baseline in baselines.items()
+    ]
+
+
+def comparison_figures(
+    sink: Sink, reports: Sequence[ModelReport], classes: Sequence[str], prefix: str = ""
+) -> list[tuple[str, Path]]:
+    """Every comparison figure into ``sink`` (names start with ``prefix``); (caption, path) of each."""
+    written: list[tuple[str, Path]] = []
+    trained = [(r.name, r.history) for r in reports if r.history]
+    if trained:
+        written.append(
+            (
+                "Loss of every model per epoch (solid: training, dashed: validation, dotted: best epoch)",
+                sink.write_bytes(f"{prefix}loss_curves.png", figures.loss_curves_png(trained)),
+            )
+        )
+        written.append(
+            (
+                "Accuracy (and mean IoU) of every model per epoch",
+                sink.write_bytes(f"{prefix}accuracy_iou_curves.png", figures.metric_curves_png(trained)),
+            )
+        )
+    names, tests = [r.name for r in reports], [r.test or {} for r in reports]
+    written.append(
+        (
+            "Accuracy (and mean IoU) per label, test split",
+            sink.write_bytes(f"{prefix}per_label.png", figures.per_label_png(names, tests, classes)),
+        )
+    )
+    shown = [(r.name, r.test["confusion"]) for r in reports if r.test and "confusion" in r.test]
+    written.append(
+        (
+            "Confusion matrices, test split",
+            sink.write_bytes(
+                f"{prefix}confusion_matrices.png",
+                figures.confusion_grid_png([n for n, _ in shown], [c for _, c in shown]),
+            ),
+        )
+    )
+    boxed = [(r.name, r.results.iou) for r in reports if r.results is not None and r.results.iou is not None]
+    if boxed:
+        written.append(
+            (
+                "IoU of predicted and true boxes, test split",
+                sink.write_bytes(
+                    f"{prefix}iou_histograms.png",
+                    figures.iou_histograms_png([n for n, _ in boxed], [i for _, i in boxed]),
+                ),
+            )
+        )
+    for report in reports:
+        written += model_galleries(sink, report, prefix)
+    return written
+
+
+def model_galleries(sink: Sink, report: ModelReport, prefix: str = "") -> list[tuple[str, Path]]:
+    """A report's galleries: its misclassified images (Part 1 Q4), its best and worst boxes (Part 3 Q6)."""
+    if report.results is None:
+        return []
+    out = []
+    failures = figures.gallery_png(report.results, figures.label_failures(report.results))
+    if failures is not None:
+        out.append(
+            (
+                f"{report.name}: misclassified test images, most confident first (true and predicted label; orange: "
+                "predicted box, blue: true box)",
+                sink.write_bytes(f"{prefix}failures_{report.file_stem}.png", failures),
+            )
+        )
+    boxes = figures.gallery_png(report.results, figures.box_examples(report.results))
+    if boxes is not None:
+        out.append(
+            (
+                f"{report.name}: right labels with their boxes, test split: the best IoU first, then the lowest "
+                "(orange: predicted, blue: true)",
+                sink.write_bytes(f"{prefix}boxes_{report.file_stem}.png", boxes),
+            )
+        )
+    return out
+
+
+def error_analysis_markdown(reports: Sequence[ModelReport]) -> str:
+    return "# Error analysis (test split)\n\n" + "\n".join(error_analysis(r.name, r.results) for r in reports)
+
+
+def write_outputs(comparison: Comparison, out: Path) -> None:
+    """comparison.md/.csv/.tex, errors.md, the figures and (when measured) the robustness files, into
+    ``out`` as one change: nothing is replaced when a file there is not the toolkit's."""
+    folder = OwnedFolder(out, writer="compare.py", option="--out")
+    with folder.staged() as change:
+        write_table(
+            change,
+            "comparison",
+            comparison.frame,
+            "Model comparison",
+            "Test figures on each run's own test split; train and validation figures at the best epoch.",
+        )
+        change.write_text("errors.md", error_analysis_markdown(comparison.reports))
+        comparison_figures(change, comparison.reports, comparison.classes)
+        if comparison.robustness:
+            write_robustness(comparison.robustness, change)

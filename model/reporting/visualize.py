@@ -1,0 +1,156 @@
+"""Drawing predictions on images, galleries for the report, and Grad-CAM heat maps."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from model.core.files import write_bytes
+from model.network import Detector
+
+# BGR colours, distinct for colour-blind readers too (blue vs orange)
+PREDICTED = (0, 140, 255)  # orange
+TRUE = (230, 160, 0)  # blue
+FAILURE = (40, 40, 220)  # red caption background
+SUCCESS = (60, 160, 60)  # green caption background
+MIN_WIDTH = 480  # small images are enlarged so that captions stay readable
+
+
+def encode_image(image_bgr: np.ndarray, extension: str = ".png") -> bytes:
+    """The image in the format of ``extension`` (.png, .jpg), as bytes."""
+    done, data = cv2.imencode(extension, image_bgr)
+    if not done:
+        raise ValueError(f"OpenCV cannot encode an image as {extension}")
+    return data.tobytes()
+
+
+def save_image(path: Path, image_bgr: np.ndarray) -> None:
+    """Write an image whole (the format follows the extension)."""
+    write_bytes(Path(path), encode_image(image_bgr, Path(path).suffix or ".png"))
+
+
+def draw_prediction(
+    image_bgr: np.ndarray,
+    predicted: str,
+    confidence: float,
+    predicted_box: Sequence[float] | None,
+    true: str | None = None,
+    true_box: Sequence[float] | None = None,
+    iou: float | None = None,
+    failure: bool = False,
+) -> np.ndarray:
+    """Copy of the image with the predicted box (orange), the true box (blue), a caption and a legend.
+
+    Boxes are xyxy in pixels of ``image_bgr``.
+    """
+    scale = max(1.0, MIN_WIDTH / image_bgr.shape[1])
+    canvas = (
+        cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        if scale > 1
+        else image_bgr.copy()
+    )
+    thickness = max(2, round(canvas.shape[1] / 250))
+    for box, colour in ((true_box, TRUE), (predicted_box, PREDICTED)):
+        if box is not None:
+            x1, y1, x2, y2 = (round(v * scale) for v in box)
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
+    caption = f"predicted: {predicted} {confidence:.2f}"
+    if true is not None:
+        caption += f" | true: {true}"
+    if iou is not None:
+        caption += f" | IoU {iou:.2f}"
+    band = _caption_band(canvas.shape[1], caption, FAILURE if failure else SUCCESS)
+    legend = _legend(canvas.shape[1], with_true=true_box is not None)
+    return np.vstack([band, canvas, legend])
+
+
+def _caption_band(width: int, text: str, colour) -> np.ndarray:
+    font_scale = 0.55 * width / MIN_WIDTH
+    while cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0] > width - 12 and font_scale > 0.3:
+        font_scale *= 0.9  # long captions shrink to fit
+    (_, text_h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    band = np.full((text_h + 14, width, 3), colour, np.uint8)
+    cv2.putText(band, text, (6, text_h + 6), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return band
+
+
+def _legend(width: int, with_true: bool) -> np.ndarray:
+    font_scale = 0.5 * width / MIN_WIDTH
+    band = np.full((int(26 * width / MIN_WIDTH), width, 3), 255, np.uint8)
+    x = 6
+    items = [("predicted box", PREDICTED)] + ([("true box", TRUE)] if with_true else [])
+    for text, colour in items:
+        y = band.shape[0] // 2
+        cv2.line(band, (x, y), (x + 24, y), colour, 3)
+        cv2.putText(band, text, (x + 30, y + 5), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
+        x += 40 + cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0]
+    return band
+
+
+def gallery(images: Sequence[np.ndarray], cell_width: int = 320, columns: int = 4) -> np.ndarray:
+    """A grid of annotated images, each scaled to ``cell_width`` and padded to a common height."""
+    if not images:
+        raise ValueError("no image to put in the gallery")
+    cells = [
+        cv2.resize(
+            im, (cell_width, max(1, round(im.shape[0] * cell_width / im.shape[1]))), interpolation=cv2.INTER_AREA
+        )
+        for im in images
+    ]
+    height = max(c.shape[0] for c in cells)
+    cells = [np.vstack([c, np.full((height - c.shape[0], cell_width, 3), 255, np.uint8)]) for c in cells]
+    columns = min(columns, len(cells))
+    rows = math.ceil(len(cells) / columns)
+    cells += [np.full((height, cell_width, 3), 255, np.uint8)] * (rows * columns - len(cells))
+    pad = lambda c: cv2.copyMakeBorder(c, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=(255, 255, 255))  # noqa: E731
+    return np.vstack([np.hstack([pad(c) for c in cells[r * columns : (r + 1) * columns]]) for r in range(rows)])
+
+
+def cam_layer(model: Detector) -> nn.Module:
+    """The last module of the feature extractor that still has a spatial map (before pooling)."""
+    pooling = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
+    candidates = [m for m in model.features.children() if not isinstance(m, pooling)]
+    return candidates[-1]
+
+
+def grad_cam(model: Detector, image: torch.Tensor, class_index: int | None = None) -> tuple[np.ndarray, int]:
+    """Grad-CAM of one normalised image (1, 3, S, S): a (S, S) map in [0, 1] and the class explained.
+
+    Gradients of the class score weight the last feature maps (Selvaraju et al., 2017).
+    """
+    layer = cam_layer(model)
+    stored: dict[str, torch.Tensor] = {}
+
+    def keep(_module, _inputs, output):
+        stored["maps"] = output
+
+    handle = layer.register_forward_hook(keep)
+    try:
+        model.eval()
+        with torch.enable_grad():
+            image = image.detach().clone().requires_grad_(True)  # a graph even through a frozen backbone
+            logits, _ = model(image)
+            index = int(logits.argmax(dim=1)) if class_index is None else class_index
+            (gradients,) = torch.autograd.grad(logits[0, index], stored["maps"])
+    finally:
+        handle.remove()
+    maps = stored["maps"].detach()[0]  # (K, h, w)
+    weights = gradients[0].mean(dim=(1, 2))  # (K,)
+    cam = torch.relu((weights[:, None, None] * maps).sum(dim=0))
+    cam = cam / cam.max() if cam.max() > 0 else cam
+    size = image.shape[-1]
+    return cv2.resize(cam.float().cpu().numpy(), (size, size), interpolation=cv2.INTER_LINEAR), index
+
+
+def overlay_cam(image_bgr: np.ndarray, cam: np.ndarray, strength: float = 0.45) -> np.ndarray:
+    """Blend a [0, 1] heat map (any size) over the image in the JET colour map."""
+    heat = cv2.applyColorMap(
+        (cv2.resize(cam, (image_bgr.shape[1], image_bgr.shape[0])) * 255).astype(np.uint8), cv2.COLORMAP_JET
+    )
+    return cv2.addWeighted(image_bgr, 1 - strength, heat, strength, 0)
