@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -18,15 +18,18 @@ import numpy as np
 import torch
 
 from model import config
+from model.core.cli import FiniteFloat
 from model.core.errors import UserError, one_line_errors
+from model.core.owned import OwnedFolder
 from model.core.precision import PRECISIONS
 from model.core.runtime import DEVICES, select_device
 from model.data.annotations import Annotation, Problems, check_labels, image_path, read_annotations, read_rows
 from model.data.boxes import pairwise_iou
 from model.data.images import box_to_pixels, box_to_unit, network_input, resize_square, to_chw_uint8
+from model.data.web import ANNOTATIONS, add_box, web_rows
 from model.evaluation.inference import Inference, images_root, load_trained
 from model.network import Detector
-from model.reporting.visualize import TRUE, draw_prediction, gallery, grad_cam, overlay_cam, save_image
+from model.reporting.visualize import TRUE, draw_prediction, encode_image, gallery, grad_cam, overlay_cam
 from model.runs.checkpoint import Checkpoint
 from model.training.augment import AUGMENT_POLICIES, POLICIES, Augmenter, to_pixels
 
@@ -68,6 +71,11 @@ def collect_items(
             items.append(Item(path))
         elif path.is_dir() and (path / "annotations").is_dir() and (path / "images").is_dir():
             items += _rows_to_items(path, check_labels(read_annotations(path, problems), classes, problems))
+        elif path.is_dir() and web_folder(path) is not None:  # internet images: boxes where annotations.csv has one
+            folder = web_folder(path)
+            assert folder is not None
+            rows = check_labels(web_rows(folder, problems), classes, problems)
+            items += [Item(image_path(folder, r), r.label, None if r.label_only else r.box) for r in rows]
         elif path.is_dir():
             labelled = path / "images" if (path / "images").is_dir() else path
             folders = [labelled / c for c in classes if (labelled / c).is_dir()]
@@ -189,7 +197,7 @@ def describe(outcome: Outcome) -> str:
     is_flag=True,
     help="Only the failures: wrong label, or IoU below --iou-threshold when the true box is known.",
 )
-@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.5)
+@click.option("--iou-threshold", type=FiniteFloat(0, 1), default=0.5)
 @click.option(
     "--save",
     "save_dir",
@@ -234,6 +242,12 @@ def describe(outcome: Outcome) -> str:
     default=None,
     help="--augment-preview's policy  [default: the model's own, light if it trained without]",
 )
+@click.option(
+    "--annotate",
+    is_flag=True,
+    help="Instead of predictions: draw the box of each internet image that has none (web_images/images), with "
+    "the mouse, into web_images/annotations.csv (needs a display).",
+)
 def main(
     inputs: tuple[Path, ...],
     checkpoint_path: Path,
@@ -250,6 +264,7 @@ def main(
     skip_bad_rows: bool,
     augment_preview: int | None,
     augment: str | None,
+    annotate: bool,
 ) -> None:
     """Show predictions on INPUT... (CSV files, images, folders); any key: next image, q or ESC: quit.
 
@@ -266,74 +281,172 @@ def main(
         items = collect_items(inputs, dataset, checkpoint, Problems(skip=skip_bad_rows))
         if not items:
             raise UserError(f"no image found in {', '.join(map(str, inputs))}")
-        policy = augment or checkpoint.options.augment
-        if policy == "off":
-            policy = "light"  # the model was trained without: show the lighter policy
-        augmenter = Augmenter(POLICIES[policy], seed=0) if augment_preview else None
-
-    show = save_dir is None and display_available()
-    if save_dir is None and not show:
-        save_dir = DEFAULT_SAVE_DIR
-        click.echo(f"No display (DISPLAY is not set): writing the annotated images to {save_dir}/")
-    if save_dir is not None:
-        save_dir.mkdir(parents=True, exist_ok=True)
-    selected, failures, unreadable = 0, 0, 0
-    thumbnails: list[np.ndarray] = []
-    try:
-        for index, item in enumerate(items):
-            image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
-            if image is None:
-                click.echo(f"warning: {item.path}: unreadable image, skipped", err=True)
-                unreadable += 1
-                continue
-            if augmenter is not None:
-                selected += 1
-                click.echo(f"{'/'.join(item.path.parts[-2:])}: {augment_preview} augmented versions ({policy})")
-                sheet = augmentation_sheet(image, item.box, checkpoint, augmenter, augment_preview or 1)
-                if save_dir is not None:
-                    save_image(save_dir / f"{index:04d}_{item.label or 'image'}_{item.path.stem}_augmented.png", sheet)
-                elif show_window(sheet, delay):
-                    break
-                continue
-            outcome, x = predict_one(model, image, checkpoint, inference, item, iou_threshold)
-            failures += outcome.failure
-            if failures_only and not outcome.failure:
-                continue
-            selected += 1
-            click.echo(describe(outcome))
-            if cam:
-                heat, _ = grad_cam(model, x)
-                image = overlay_cam(image, heat)
-            canvas = draw_prediction(
-                image,
-                outcome.predicted,
-                outcome.confidence,
-                outcome.box,
-                item.label,
-                item.box,
-                outcome.iou,
-                outcome.failure,
-            )
-            if gallery_path is not None and len(thumbnails) < gallery_max:
-                thumbnails.append(canvas)
-            if save_dir is not None:
-                save_image(save_dir / f"{index:04d}_{item.label or 'image'}_{item.path.stem}.jpg", canvas)
-            elif show_window(canvas, delay):
-                break
-    finally:
-        if show:
-            cv2.destroyAllWindows()
-    if gallery_path is not None and thumbnails:
-        gallery_path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(gallery_path, gallery(thumbnails))
-        click.echo(f"Gallery of {len(thumbnails)} image(s): {gallery_path}")
+        if annotate:
+            annotate_boxes(inputs, items)
+            return
+        show = save_dir is None and display_available()
+        if save_dir is None and not show:
+            save_dir = DEFAULT_SAVE_DIR
+            click.echo(f"No display (DISPLAY is not set): writing the annotated images to {save_dir}/")
+        saved = OwnedFolder(save_dir, writer="predict.py", option="--save") if save_dir is not None else None
+        view = View(saved, delay, gallery_max if gallery_path is not None else 0)
+        if augment_preview:
+            policy = augment or checkpoint.options.augment
+            augmenter = Augmenter(POLICIES["light" if policy == "off" else policy], seed=0)  # off: the lighter one
+            counted = preview(items, checkpoint, augmenter, augment_preview, view)
+        else:
+            counted = predictions(items, model, checkpoint, inference, iou_threshold, failures_only, cam, view)
+        if gallery_path is not None and view.thumbnails:
+            folder = OwnedFolder(gallery_path.parent, writer="predict.py", option="--gallery")
+            folder.write_bytes(gallery_path.name, encode_image(gallery(view.thumbnails), gallery_path.suffix or ".png"))
+            click.echo(f"Gallery of {len(view.thumbnails)} image(s): {gallery_path}")
     where = f"; annotated images in {save_dir}/" if save_dir is not None else ""
-    counted = (
-        f"{selected} image(s) previewed of {len(items)}"
-        if augmenter is not None
-        else f"{selected} image(s) shown of {len(items)}, {failures} failure(s)"
+    click.echo(f"{counted}{f', {view.unreadable} unreadable' if view.unreadable else ''}{where}")
+
+
+@dataclass
+class View:
+    """Where the drawn images go: a window (any key: next, q or ESC: quit), or files in --save's folder."""
+
+    saved: OwnedFolder | None
+    delay: int
+    gallery_max: int
+    thumbnails: list[np.ndarray] = field(default_factory=list)
+    unreadable: int = 0
+
+    def read(self, item: Item) -> np.ndarray | None:
+        image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
+        if image is None:
+            click.echo(f"warning: {item.path}: unreadable image, skipped", err=True)
+            self.unreadable += 1
+        return image
+
+    def put(self, canvas: np.ndarray, name: str, in_gallery: bool = True) -> bool:
+        """Show or save ``canvas``; whether the user asked to quit."""
+        if in_gallery and len(self.thumbnails) < self.gallery_max:
+            self.thumbnails.append(canvas)
+        if self.saved is not None:
+            self.saved.write_bytes(name, encode_image(canvas, Path(name).suffix))
+            return False
+        try:
+            return show_window(canvas, self.delay)
+        except BaseException:
+            cv2.destroyAllWindows()
+            raise
+
+
+def preview(items: list[Item], checkpoint: Checkpoint, augmenter: Augmenter, count: int, view: View) -> str:
+    """--augment-preview: each image as the network sees it, then ``count`` augmented versions."""
+    shown = 0
+    for index, item in enumerate(items):
+        image = view.read(item)
+        if image is None:
+            continue
+        shown += 1
+        click.echo(f"{'/'.join(item.path.parts[-2:])}: {count} augmented versions")
+        sheet = augmentation_sheet(image, item.box, checkpoint, augmenter, count)
+        if view.put(sheet, f"{index:04d}_{item.label or 'image'}_{item.path.stem}_augmented.png", in_gallery=False):
+            break
+    return f"{shown} image(s) previewed of {len(items)}"
+
+
+def predictions(
+    items: list[Item],
+    model: Detector,
+    checkpoint: Checkpoint,
+    inference: Inference,
+    iou_threshold: float,
+    failures_only: bool,
+    cam: bool,
+    view: View,
+) -> str:
+    """Each image's prediction drawn (only the failures with --failures-only); the summary line, which
+    counts wrong labels and box failures (right label, IoU below the threshold) apart."""
+    shown, wrong, boxes = 0, 0, 0
+    for index, item in enumerate(items):
+        image = view.read(item)
+        if image is None:
+            continue
+        outcome, x = predict_one(model, image, checkpoint, inference, item, iou_threshold)
+        wrong += item.label is not None and outcome.predicted != item.label
+        boxes += outcome.failure and (item.label is None or outcome.predicted == item.label)
+        if failures_only and not outcome.failure:
+            continue
+        shown += 1
+        click.echo(describe(outcome))
+        if cam:
+            image = overlay_cam(image, grad_cam(model, x)[0])
+        canvas = draw_prediction(
+            image,
+            outcome.predicted,
+            outcome.confidence,
+            outcome.box,
+            item.label,
+            item.box,
+            outcome.iou,
+            outcome.failure,
+        )
+        if view.put(canvas, f"{index:04d}_{item.label or 'image'}_{item.path.stem}.jpg"):
+            break
+    return (
+        f"{shown} image(s) shown of {len(items)}, {wrong + boxes} failure(s): {wrong} wrong label(s), {boxes} box "
+        f"failure(s) (right label, IoU < {iou_threshold:g})"
     )
-    click.echo(f"{counted}{f', {unreadable} unreadable' if unreadable else ''}{where}")
+
+
+def annotate_boxes(inputs: tuple[Path, ...], items: list[Item]) -> None:
+    """--annotate: draw the box of each internet image that has none, with the mouse (drag, then Enter or
+    Space; c skips the image), written to web_images/annotations.csv as it goes."""
+    folder = next((f for f in (web_folder(Path(i)) for i in inputs) if f is not None), None)
+    if folder is None:
+        raise UserError(
+            f"--annotate draws the boxes of internet images: give their folder (web_images/images), not "
+            f"{', '.join(map(str, inputs))}"
+        )
+    if not display_available():
+        raise UserError(
+            "--annotate needs a display to draw on (DISPLAY is not set): run it on a machine with a screen or "
+            "through ssh -X, or write the rows of web_images/annotations.csv by hand (web_images/README.md)"
+        )
+    todo = [item for item in items if item.label is not None and item.box is None]
+    click.echo(f"{len(todo)} image(s) without a box in {folder / ANNOTATIONS}")
+    drawn = 0
+    try:
+        for item in todo:
+            box = draw_box(item)
+            if box is not None:
+                add_box(folder, Annotation(item.path.name, *box, str(item.label)))
+                drawn += 1
+    finally:
+        cv2.destroyAllWindows()
+    click.echo(f"Wrote {drawn} box(es) to {folder / ANNOTATIONS}")
+
+
+def web_folder(path: Path) -> Path | None:
+    """The web_images-like folder of ``path`` (it, or its parent when ``path`` is its images/)."""
+    for candidate in (path, path.parent):
+        if (candidate / "images").is_dir() and not (candidate / "annotations").is_dir():
+            return candidate
+    return None
+
+
+def draw_box(item: Item) -> Box | None:
+    """The box the user drags on the image (in its pixels), or None when skipped."""
+    image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
+    if image is None:
+        click.echo(f"warning: {item.path}: unreadable image, skipped", err=True)
+        return None
+    scale = min(1.0, 1000 / max(image.shape[:2]))
+    shown = cv2.resize(image, None, fx=scale, fy=scale) if scale < 1 else image
+    try:
+        x, y, w, h = cv2.selectROI(
+            f"{item.label}: drag the box, Enter to keep it, c to skip", shown, showCrosshair=True
+        )
+    except cv2.error as error:
+        raise UserError(f"cannot open a window ({str(error).strip().splitlines()[-1]})") from None
+    if w == 0 or h == 0:
+        return None
+    return (x / scale, y / scale, (x + w) / scale, (y + h) / scale)
 
 
 if __name__ == "__main__":

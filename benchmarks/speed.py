@@ -26,7 +26,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from model import config
 from model.core.precision import Precision, resolve_precision
-from model.core.runtime import DEVICES, place_model, select_device, synchronize, usable_cpus, uses_channels_last
+from model.core.runtime import (
+    DEVICES,
+    keep_freed_memory,
+    place_model,
+    prepare_device,
+    select_device,
+    synchronize,
+    usable_cpus,
+    uses_channels_last,
+)
 from model.data import demo
 from model.data.annotations import (
     Annotation,
@@ -38,12 +47,13 @@ from model.data.annotations import (
     split_rows,
 )
 from model.data.images import network_input, read_image_rgb
-from model.dataset import DetectionDataset
+from model.dataset import DetectionDataset, is_dataset
 from model.network import MODEL_NAMES, Detector, build_model, model_options
 from model.training.augment import POLICIES, Augmenter
-from model.training.batches import place_splits
-from model.training.engine import evaluate, network_batch, train_one_epoch
+from model.training.batches import DeviceBatches, place_splits
+from model.training.engine import evaluate, network_batch, train_one_epoch, train_step
 from model.training.losses import DetectionLoss
+from model.training.schedule import make_optimizer
 
 COURSE_SPLITS = Path(__file__).resolve().parent.parent / "tests" / "data" / "course-splits"
 
@@ -108,6 +118,7 @@ class Setting:
     train: DetectionDataset
     val: DetectionDataset
     workers: int
+    resident: bool | None = None  # None: as training decides (resident when the splits fit); False: streamed
 
 
 def run_setting(s: Setting, repeats: int) -> dict[str, float]:
@@ -117,14 +128,17 @@ def run_setting(s: Setting, repeats: int) -> dict[str, float]:
     model: Detector = place_model(
         build_model(s.name, 3, **model_options(s.name, pretrained=False, freeze=False)), s.device
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer("adam", list(model.parameters()), 1e-4, 0.0, s.device)
     scaler = s.precision.grad_scaler()
     loss_fn = DetectionLoss()
     generator = torch.Generator().manual_seed(0)
     channels_last = uses_channels_last(s.device)
     figures: dict[str, float] = {}
     with peak_memory(s.device, figures):
-        train, val = place_splits([s.train, s.val], s.device)
+        if s.resident is None:
+            train, val = place_splits([s.train, s.val], s.device)
+        else:
+            train, val = (DeviceBatches(d, s.device, resident=s.resident) for d in (s.train, s.val))
         figures["resident"] = float(train.resident)
 
         # 1. compute only: batches already on the device, normalised, in the toolkit's layout
@@ -135,13 +149,7 @@ def run_setting(s: Setting, repeats: int) -> dict[str, float]:
         def compute_only() -> None:
             model.train()
             for x, labels, boxes in ready:
-                with s.precision.autocast():
-                    logits, pred = model(x)
-                loss = loss_fn(logits, pred, labels, boxes)[0]
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                train_step(model, x, labels, boxes, loss_fn, optimizer, s.precision, scaler)
 
         # 2. the toolkit's training pass and epoch (training pass and validation pass)
         def toolkit_pass() -> None:
@@ -156,6 +164,13 @@ def run_setting(s: Setting, repeats: int) -> dict[str, float]:
         figures["compute"] = len(train) / median_time(compute_only, repeats, s.device)
         figures["real"] = len(train) / median_time(toolkit_pass, repeats, s.device)
         figures["epoch_s"] = median_time(toolkit_epoch, repeats, s.device)
+        # --train-eval sample: the training figures in evaluation mode, on as many images as validation has
+        figures["train_eval_share"] = (
+            median_time(
+                lambda: evaluate(model, val, loss_fn, s.batch_size, s.precision, channels_last), repeats, s.device
+            )
+            / figures["epoch_s"]
+        )
         figures["infer"] = len(val) / median_time(
             lambda: evaluate(model, val, loss_fn, 64, s.precision, channels_last), repeats, s.device
         )
@@ -222,10 +237,15 @@ def template_figures(s: Setting, model: Detector, loss_fn: DetectionLoss, repeat
                 for x, labels, boxes in batches:
                     step(x, labels, boxes, learn=False)
 
-    return {
-        "template": len(s.train) / median_time(template_pass, repeats, s.device),
-        "template_epoch_s": median_time(template_epoch, repeats, s.device),
-    }
+    keep_freed_memory(False)  # as the template's process allocates (model/core/runtime.py)
+    try:
+        return {
+            "template": len(s.train) / median_time(template_pass, repeats, s.device),
+            "template_epoch_s": median_time(template_epoch, repeats, s.device),
+        }
+    finally:
+        if s.device.type == "cpu":
+            keep_freed_memory(True)
 
 
 def single_image_latency(s: Setting, model: Detector, repeats: int) -> float:
@@ -292,6 +312,13 @@ def machine(device: torch.device) -> str:
 )
 @click.option("--repeats", type=click.IntRange(min=1), default=3, help="Runs per figure; the median is kept.")
 @click.option(
+    "--dataset",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="A dataset folder to measure on instead of generating --images' set.",
+)
+@click.option("--streamed", is_flag=True, help="On a GPU, also measure the streamed path (batches from pinned memory).")
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -305,36 +332,29 @@ def main(
     batch_size: int,
     batches: int | None,
     repeats: int,
+    dataset: Path | None,
+    streamed: bool,
     out: Path | None,
 ) -> None:
     """Benchmark training and inference of the four models at 224 px."""
     torch_device = select_device(device)
+    prepare_device(torch_device)  # as training prepares it (cuDNN's autotuner; the CPU's allocator)
     on_gpu = torch_device.type != "cpu"
     images = images or ("course" if on_gpu else "demo")
     out = out or Path("doc/benchmark-gpu.md" if torch_device.type == "cuda" else "doc/benchmark.md")
-    workers = usable_cpus()
-    results: dict[tuple[str, str], dict[str, float]] = {}
+    paths = [None, False] if streamed and on_gpu else [None]
+    results: dict[tuple[str, str, str], dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        if images == "course":
-            root = demo.generate(Path(tmp) / "course", seed=config.DEMO_SEED, rows=course_sized_rows())
-        else:
-            root = demo.generate(Path(tmp) / "demo", config.DEMO_IMAGES, config.DEMO_SEED)
-        rows = read_annotations(root, Problems(skip=False))
-        classes = class_names(rows)
-        splits = split_rows(rows)
-        for name in [m.strip() for m in models.split(",") if m.strip()]:
-            n = batches or (None if on_gpu else 15 if name == "simple" else 1)
-            train_rows = splits["train"][: n * batch_size] if n else splits["train"]
-            val_rows = splits["val"][: max(batch_size, len(train_rows) // 8)] if n else splits["val"]
-            train = DetectionDataset(root, train_rows, classes, config.IMAGE_SIZE, Problems(skip=False), workers)
-            val = DetectionDataset(root, val_rows, classes, config.IMAGE_SIZE, Problems(skip=False), workers)
+        for name, train, val in benchmark_splits(dataset or Path(tmp), images, models, batch_size, batches, on_gpu):
             for precision_name in dict.fromkeys(p.strip() for p in precisions.split(",")):
                 precision = resolve_precision(precision_name, torch_device)
-                if (name, precision.name) in results:
-                    continue  # auto resolved to one already measured (fp32 on a CPU)
-                click.echo(f"{name} {precision.name}: {len(train)} training images, median of {repeats}...", err=True)
-                setting = Setting(name, torch_device, precision, batch_size, train, val, workers)
-                results[(name, precision.name)] = run_setting(setting, repeats)
+                for resident in paths:
+                    key = (name, precision.name, "streamed" if resident is False else "as trained")
+                    if key in results:
+                        continue  # auto resolved to one already measured (fp32 on a CPU)
+                    click.echo(f"{' '.join(key)}: {len(train)} training images, median of {repeats}...", err=True)
+                    setting = Setting(name, torch_device, precision, batch_size, train, val, usable_cpus(), resident)
+                    results[key] = run_setting(setting, repeats)
     text = render(results, machine(torch_device), images, batch_size, repeats)
     click.echo(text)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -342,8 +362,31 @@ def main(
     click.echo(f"Wrote {out}", err=True)
 
 
+def benchmark_splits(
+    folder: Path, images: str, models: str, batch_size: int, batches: int | None, on_gpu: bool
+) -> Iterator[tuple[str, DetectionDataset, DetectionDataset]]:
+    """Each model's training and validation splits (a part of them on a CPU, where a pass is slow)."""
+    if is_dataset(folder):
+        root = folder
+    elif images == "course":
+        root = demo.generate(folder / "course", seed=config.DEMO_SEED, rows=course_sized_rows())
+    else:
+        root = demo.generate(folder / "demo", config.DEMO_IMAGES, config.DEMO_SEED)
+    rows = read_annotations(root, Problems(skip=False))
+    classes = class_names(rows)
+    splits = split_rows(rows)
+    for name in [m.strip() for m in models.split(",") if m.strip()]:
+        n = batches or (None if on_gpu else 15 if name == "simple" else 1)
+        train_rows = splits["train"][: n * batch_size] if n else splits["train"]
+        val_rows = splits["val"][: max(batch_size, len(train_rows) // 8)] if n else splits["val"]
+        problems = Problems(skip=False)
+        train = DetectionDataset(root, train_rows, classes, config.IMAGE_SIZE, problems, usable_cpus())
+        val = DetectionDataset(root, val_rows, classes, config.IMAGE_SIZE, problems, usable_cpus())
+        yield name, train, val
+
+
 def render(
-    results: dict[tuple[str, str], dict[str, float]], description: str, images: str, batch_size: int, repeats: int
+    results: dict[tuple[str, str, str], dict[str, float]], description: str, images: str, batch_size: int, repeats: int
 ) -> str:
     lines = [
         "# Benchmark" + (" (GPU)" if "GPU" in description else ""),
@@ -354,24 +397,27 @@ def render(
         f"at {config.IMAGE_SIZE} px, batch {batch_size}, median of {repeats} runs after a warm-up; throughputs in "
         "training images per second. (1) compute only: forward, backward and optimizer step on batches already on "
         "the device, normalised, in the toolkit's layout; (2) the toolkit's training pass (`train_one_epoch` from "
-        "the decoded uint8 split, resident on the device when it fits); (3) the course template's pipeline: a "
-        "DataLoader decoding and resizing every image on access, plain NCHW. Epochs: the toolkit's training and "
-        "validation passes, against the template's training pass, second no-grad pass over the training split and "
-        "validation pass. Augmentation: the time of `--augment light` / `strong` per batch of the pass, and its "
-        "share of the toolkit's training pass. Peak memory: allocated on the GPU, resident set on the CPU.",
+        "the decoded uint8 split, resident on the device when it fits, or streamed from pinned memory); (3) the "
+        "course template's pipeline: a DataLoader decoding and resizing every image on access, plain NCHW. Epochs: "
+        "the toolkit's training and validation passes, against the template's training pass, second no-grad pass "
+        "over the training split and validation pass. Train-eval: the training figures in evaluation mode "
+        "(`--train-eval sample`, as many training images as the validation split holds), as a share of the epoch. "
+        "Augmentation: the time of `--augment light` / `strong` per batch of the pass, and its share of the "
+        "toolkit's training pass. Peak memory: allocated on the GPU, resident set on the CPU.",
         "",
-        "| model | precision | train images | (1) compute | (2) toolkit | 2/1 | (3) template | 2/3 | epoch s toolkit "
-        "| epoch s template | epoch speed-up | inference img/s | single image ms | augment light ms (share) "
-        "| augment strong ms (share) | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | precision | batches | train images | (1) compute | (2) toolkit | 2/1 | (3) template | 2/3 "
+        "| epoch s toolkit | epoch s template | epoch speed-up | train-eval share | inference img/s | single image ms "
+        "| augment light ms (share) | augment strong ms (share) | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (name, precision), r in results.items():
+    for (name, precision, _path), r in results.items():
+        path = "resident" if r["resident"] else "streamed"
         lines.append(
-            f"| {name} | {precision} | {r['train_images']:.0f} | {r['compute']:.1f} | {r['real']:.1f} | "
+            f"| {name} | {precision} | {path} | {r['train_images']:.0f} | {r['compute']:.1f} | {r['real']:.1f} | "
             f"{r['real'] / r['compute']:.2f} | {r['template']:.1f} | {r['real'] / r['template']:.2f} | "
             f"{r['epoch_s']:.2f} | {r['template_epoch_s']:.2f} | {r['template_epoch_s'] / r['epoch_s']:.2f} | "
-            f"{r['infer']:.1f} | {r['single_ms']:.1f} | {r['augment_light_ms']:.1f} "
-            f"({100 * r['augment_light_share']:.1f} %) | {r['augment_strong_ms']:.1f} "
+            f"{100 * r['train_eval_share']:.1f} % | {r['infer']:.1f} | {r['single_ms']:.1f} | "
+            f"{r['augment_light_ms']:.1f} ({100 * r['augment_light_share']:.1f} %) | {r['augment_strong_ms']:.1f} "
             f"({100 * r['augment_strong_share']:.1f} %) | {r.get('peak_mb', float('nan')):.0f} |"
         )
     return "\n".join(lines) + "\n"

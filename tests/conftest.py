@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import shutil
 import signal
@@ -130,8 +131,8 @@ def direct_predictions(run: Path, split_file: str, checkpoint_name: str = "best.
         x = (torch.from_numpy(small).permute(2, 0, 1).float() / 255 - mean) / std
         with torch.no_grad():
             logits, boxes = model(x[None])
-        pred_box = boxes[0].double() * torch.tensor([w, h, w, h])
         true_box = torch.tensor([float(x1), float(y1), float(x2), float(y2)], dtype=torch.float64)
+        pred_box = boxes[0].double() * torch.tensor([w, h, w, h]) if boxes is not None else true_box * math.nan
         iou = box_iou(pred_box[None], true_box[None])[0, 0].item()
         predicted = checkpoint.classes[int(logits.argmax())]
         out.append(

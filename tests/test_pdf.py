@@ -11,7 +11,7 @@ import cv2
 import numpy
 import pytest
 
-from model.reporting.pdf import markdown_to_typst, write_pdf
+from model.reporting.pdf import PdfError, markdown_to_typst, write_pdf
 
 POPPLER = ("pdftotext", "pdftoppm", "pdffonts")
 pytestmark = pytest.mark.skipif(
@@ -192,7 +192,7 @@ def test_compile_error_is_one_line(tmp_path):
     pdf = write_pdf(markdown, tmp_path / "report.pdf")
     before = pdf.read_bytes()
     (tmp_path / "report" / "fig.png").write_bytes(b"not a PNG at all")
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(PdfError) as caught:
         write_pdf(markdown, pdf)
     message = str(caught.value)
     assert str(markdown) in message and "\n" not in message and "Traceback" not in message

@@ -15,15 +15,21 @@ import sys
 import tomllib
 from pathlib import Path
 
+import cv2
 import pytest
+import torch
+from PIL import Image
 
 from model import config
+from model.core.runtime import usable_cpus
 from model.data import demo
+from model.runs.run import CLOCK_COLUMNS
 
 from conftest import (
     QUICK,
     ROOT,
     cpu_only,
+    direct_predictions,
     interrupt_training,
     job_logs,
     run_script,
@@ -285,3 +291,64 @@ def test_the_quick_plan_as_slurm_jobs(quick, tmp_path):
     assert report_job, again.stdout
     assert wait_for_job(report_job[1]) == "COMPLETED", job_logs(runs / "slurm")
     assert (out / "report.md").read_text() == report  # --only chooses what trains; the report keeps every section
+
+
+def test_runs_at_once_give_what_runs_one_after_the_other_give(tmp_path, demo_dataset):
+    """--jobs 2: two train.py processes at once (each with half the CPU threads, its output in a log);
+    the same histories and weights as the same runs one at a time with as many threads."""
+    plan = write_plan(
+        tmp_path / "plan.toml",
+        '[[run]]\nname = "a"\nargs = "--seed 1"\n[[run]]\nname = "b"\nargs = "--seed 2 --no-box-head"\n',
+        '"a", "b"',
+    )
+    threads = str(max(1, usable_cpus() // 2))
+    common = ["compare.py", "--practical", "--plan", str(plan), "--dataset", str(demo_dataset)]
+    together = run_script(*common, "--jobs", "2", "--output-dir", str(tmp_path / "w1"), "--out", str(tmp_path / "d1"))
+    assert together.returncode == 0, together.stdout[-2000:] + together.stderr
+    assert together.stdout.count("[started") == 2 and len(list((tmp_path / "w1" / "logs").glob("*.log"))) == 2
+    apart = run_script(
+        *common, "--output-dir", str(tmp_path / "w2"), "--out", str(tmp_path / "d2"), env={"OMP_NUM_THREADS": threads}
+    )
+    assert apart.returncode == 0, apart.stderr
+    for run in ("a", "b"):
+        histories = [without_clocks(tmp_path / w / run / "history.csv") for w in ("w1", "w2")]
+        assert histories[0] == histories[1], run
+        weights = [torch.load(tmp_path / w / run / "best.pth", weights_only=True)["state_dict"] for w in ("w1", "w2")]
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), run
+
+
+def without_clocks(path: Path) -> list[dict[str, str]]:
+    return [
+        {k: v for k, v in row.items() if k not in CLOCK_COLUMNS}
+        for row in csv.DictReader(path.read_text().splitlines())
+    ]
+
+
+def test_the_reports_training_accuracy_is_an_evaluation_mode_pass(quick):
+    """Q3's training accuracy (of best.pth and last.pth) equals what an evaluation-mode pass of the model
+    over the training split's rows gives, computed here with OpenCV and torch alone (dropout off)."""
+    runs, out, _ = quick
+    for row in table(out, "Q3"):
+        _, direct = direct_predictions(runs / "p1-template", "training_data.csv", row["model"])
+        right = sum(d["predicted"] == d["label"] for d in direct)
+        assert float(row["train_accuracy"]) == pytest.approx(right / len(direct), abs=1e-12), row["model"]
+
+
+def test_every_figure_the_report_links_has_something_in_every_panel(quick):
+    """Each PNG the report links is read back: a matplotlib figure says where its panels are (its "Axes"
+    text); the inside of each must hold coloured marks (curves, bars, cells), never a blank panel; a
+    gallery must hold an image."""
+    _, out, _ = quick
+    report = (out / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\((report/[^)]+\.png)\)", report)
+    assert len(links) >= 20
+    for link in links:
+        image = cv2.imread(str(out / link))
+        assert image is not None and image.std() > 5, link
+        panels = Image.open(out / link).info.get("Axes")
+        for number, extents in enumerate(panels.split(";") if panels else []):
+            left, bottom, right, top = (float(v) for v in extents.split(","))
+            h, w = image.shape[:2]
+            inside = image[int((1 - top) * h) + 3 : int((1 - bottom) * h) - 3, int(left * w) + 3 : int(right * w) - 3]
+            colourful = (inside.max(axis=2).astype(int) - inside.min(axis=2)) > 60
+            assert colourful.mean() > 0.002, f"{link}: panel {number + 1} is blank"

@@ -49,7 +49,7 @@ def test_course_srun_command(tmp_path, demo_dataset):
     facts = json.loads((tmp_path / "run.json").read_text())
     assert facts["slurm"]["job_id"].isdigit() and facts["slurm"]["node"]
     # Slurm grants 8 CPUs in its books; the process may use only its affinity: the smaller wins
-    assert config["workers"] == min(8, len(os.sched_getaffinity(0)))
+    assert facts["workers"] == min(8, len(os.sched_getaffinity(0))) and "workers" not in config
 
 
 def test_srun_passes_the_exit_status_of_a_bad_option(tmp_path):

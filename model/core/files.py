@@ -88,7 +88,7 @@ def is_stale(path: Path) -> bool:
 def _owner_alive(path: Path) -> bool:
     parts = path.name[: -len(".tmp")].rsplit(".", 3)
     if len(parts) != 4 or not parts[2].isdigit():
-        return _younger_than(path, FOREIGN_TEMPORARY_AGE)
+        return True  # not a name the toolkit gives: not the toolkit's to remove
     host, pid = parts[1], int(parts[2])
     if host != HOST:
         return _younger_than(path, FOREIGN_TEMPORARY_AGE)
@@ -116,19 +116,21 @@ def process_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Remove the temporary files in ``folder`` whose process is gone; the files removed."""
+    """Remove the temporary files and folders in ``folder`` that a process now gone left (a kill during a
+    write); the paths removed."""
     removed: list[Path] = []
     try:
         entries = list(Path(folder).iterdir())
     except OSError:
         return removed
     for path in entries:
-        if is_temporary(path) and path.is_file() and is_stale(path):
-            try:
-                path.unlink()
+        if is_temporary(path) and is_stale(path):
+            with suppress(OSError):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
                 removed.append(path)
-            except OSError:
-                pass
     return removed
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import tempfile
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +26,8 @@ import cv2
 import numpy as np
 
 from model.core.errors import UserError, one_line_errors
+from model.core.files import make_folder, remove_stale_temporaries, temporary_name, write_bytes, write_error, write_text
+from model.core.runtime import usable_cpus
 from model.data.annotations import Problems, read_rows
 
 CLASSES = ("airplane", "face", "motorcycle")
@@ -412,7 +414,9 @@ def _previous_demo(root: Path) -> list[Path]:
     return present
 
 
-def generate(root: Path, images: int = 600, seed: int = 0, workers: int = 2, rows: Sequence[Row] | None = None) -> Path:
+def generate(
+    root: Path, images: int = 600, seed: int = 0, workers: int | None = None, rows: Sequence[Row] | None = None
+) -> Path:
     """Write a demo dataset in the course layout under ``root``; returns ``root``.
 
     ``images`` images split like the course set, or, given ``rows`` (annotation rows, e.g. the
@@ -423,8 +427,13 @@ def generate(root: Path, images: int = 600, seed: int = 0, workers: int = 2, row
     """
     root = Path(root)
     previous = _previous_demo(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+    make_folder(root.parent)
+    remove_stale_temporaries(root.parent)  # a generation killed before it finished
+    staging = root.parent / temporary_name(root.name)
+    try:
+        staging.mkdir()
+    except OSError as error:
+        raise write_error(staging, error) from None
     try:
         if rows is None:
             plan = [
@@ -445,13 +454,15 @@ def generate(root: Path, images: int = 600, seed: int = 0, workers: int = 2, row
             def write(entry, label=label, folder=folder) -> str:
                 name, index, box = entry
                 sample = render(label, seed, index) if box is None else render_in_box(label, box, seed, index)
-                cv2.imwrite(str(folder / name), sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+                done, data = cv2.imencode(".jpg", sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+                assert done, name
+                write_bytes(folder / name, data.tobytes())
                 written_box = sample.box if box is None else box
                 return ",".join([name, *(_number(v) for v in written_box), label])
 
-            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            with ThreadPoolExecutor(max_workers=max(1, workers or usable_cpus())) as pool:  # each image its own seed
                 lines = list(pool.map(write, entries))
-            (staging / "annotations" / f"{label}.csv").write_text("\n".join(lines), encoding="utf-8")
+            write_text(staging / "annotations" / f"{label}.csv", "\n".join(lines))
             files += [f"annotations/{label}.csv"] + [f"images/{label}/{name}" for name, _, _ in entries]
         info = {
             "images": sum(len(entries) for _, entries in plan),
@@ -460,7 +471,7 @@ def generate(root: Path, images: int = 600, seed: int = 0, workers: int = 2, row
             **({"rows": "given"} if rows is not None else {}),
             "files": sorted(files),
         }
-        (staging / MARKER).write_text(json.dumps(info))
+        write_text(staging / MARKER, json.dumps(info))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # the staging folder is ours alone
         raise
@@ -502,7 +513,11 @@ def main(folder: Path, images: int, seed: int, row_files: tuple[Path, ...]) -> N
     """
     with one_line_errors():
         rows = [(r.filename, *r.box, r.label) for path in row_files for r in read_rows(path, Problems(skip=False))]
-        generate(folder, images, seed, rows=rows or None)
+        try:
+            generate(folder, images, seed, rows=rows or None)
+        except KeyboardInterrupt:
+            click.echo(f"Interrupted: nothing was written to {folder}", err=True)
+            sys.exit(130)
     counts = (
         class_counts(images) if not rows else {c: sum(r[5] == c for r in rows) for c in sorted({r[5] for r in rows})}
     )

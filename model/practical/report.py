@@ -23,7 +23,7 @@ from model.practical.context import Content, Context
 from model.practical.plan import Section
 from model.practical.sections import BUILDERS
 from model.reporting.documents import Previous, discussion, kept_text, read_previous
-from model.reporting.pdf import write_pdf
+from model.reporting.pdf import PdfError, pdf_bytes
 from model.reporting.tables import to_markdown, write_table
 
 REPORT = "report.md"
@@ -68,8 +68,10 @@ def write_report(ctx: Context, folder: Path, title: str) -> Path:
     text = "\n".join(parts).rstrip() + "\n"
     ctx.sink.write_text(REPORT, text, editable=True)
     ctx.sink.write_text(GENERATED, text)
-    with ctx.sink.path(PDF) as tmp:
-        write_pdf(ctx.sink.folder / REPORT, tmp)
+    try:
+        ctx.sink.write_bytes(PDF, pdf_bytes(ctx.sink.folder / REPORT))
+    except PdfError as error:  # e.g. typst missing on a machine with its own packages: the rest is written
+        ctx.echo(f"warning: {error}")
     return folder / REPORT
 
 

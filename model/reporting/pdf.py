@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from urllib.parse import unquote
 
-import typst
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
-__all__ = ["markdown_to_typst", "write_pdf"]
+from model.core.errors import UserError
+from model.core.files import write_bytes
+
+__all__ = ["PdfError", "markdown_to_typst", "pdf_bytes", "write_pdf"]
 
 # Code blocks: DejaVu Sans Mono (advance 0.602 em) at 8 pt in a block with 6 pt inset on an A4 page with 2 cm margins
 # gives (481.9 pt - 12 pt) / 4.82 pt ≈ 97 columns; a run without spaces longer than this is cut into pieces (Typst
@@ -366,16 +367,24 @@ def markdown_to_typst(markdown: str, base: Path) -> str:
     return _PREAMBLE.replace("{title}", title) + body + "\n"
 
 
-def write_pdf(markdown_path: Path, pdf_path: Path) -> Path:
-    """Compile the Markdown report at `markdown_path` into `pdf_path` (A4, written atomically); returns `pdf_path`.
+class PdfError(UserError):
+    """The report could not be made into a PDF."""
 
-    Raises ValueError (one line: the Markdown file and Typst's first error) when Typst cannot compile it.
-    """
-    markdown_path, pdf_path = Path(markdown_path), Path(pdf_path)
+
+def pdf_bytes(markdown_path: Path) -> bytes:
+    """The Markdown report at ``markdown_path`` as an A4 PDF. PdfError (one line: the Markdown file and
+    Typst's first error) when Typst cannot compile it, or is not installed."""
+    markdown_path = Path(markdown_path)
     try:
         markdown = markdown_path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{markdown_path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise PdfError(f"{markdown_path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        import typst
+    except ImportError:
+        raise PdfError(
+            f"{markdown_path}: no PDF: the typst package is not installed (pip install -r requirements.txt)"
+        ) from None
     base = markdown_path.resolve().parent
     source = markdown_to_typst(markdown, base)
     try:
@@ -387,17 +396,13 @@ def write_pdf(markdown_path: Path, pdf_path: Path) -> Path:
     except typst.TypstError as err:
         message = str(getattr(err, "message", "") or err).strip()
         first = message.splitlines()[0].strip() if message else type(err).__name__
-        raise ValueError(f"{markdown_path}: Typst could not compile the report: {first}") from err
+        raise PdfError(f"{markdown_path}: Typst could not compile the report: {first}") from None
     if not isinstance(data, bytes):
-        raise ValueError(f"{markdown_path}: Typst returned no PDF")
-    pdf_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{pdf_path.name}.", suffix=".tmp", dir=pdf_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, pdf_path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return pdf_path
+        raise PdfError(f"{markdown_path}: Typst returned no PDF")
+    return data
+
+
+def write_pdf(markdown_path: Path, pdf_path: Path) -> Path:
+    """Compile the Markdown report at ``markdown_path`` into ``pdf_path`` (written whole); returns ``pdf_path``."""
+    write_bytes(Path(pdf_path), pdf_bytes(markdown_path))
+    return Path(pdf_path)

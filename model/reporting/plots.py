@@ -36,11 +36,13 @@ def integer_epochs(ax) -> None:
 
 
 def figure_bytes(figure) -> bytes:
-    """The figure as PNG bytes, and closed. (No date or software version in the file: the same figure
-    gives the same bytes.)"""
+    """The figure as PNG bytes, and closed. No date or software version is in the file (the same figure
+    gives the same bytes); its "Axes" text says where each panel is (left, bottom, right, top as shares of
+    the image), so that a test can look inside every panel for a blank one."""
     try:
+        panels = ";".join(",".join(f"{v:.4f}" for v in ax.get_position().extents) for ax in figure.axes)
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight", metadata={"Software": None})
+        figure.savefig(buffer, format="png", dpi=120, metadata={"Software": None, "Axes": panels})
         return buffer.getvalue()
     finally:
         plt.close(figure)

@@ -40,6 +40,7 @@ from model.core.runtime import (
     prepare_device,
     select_device,
     slurm_facts,
+    usable_cpus,
     uses_channels_last,
 )
 from model.data.annotations import write_rows_text
@@ -155,7 +156,7 @@ def build(
         torch.Generator().manual_seed(options.seed),
         build_augmenter(options.augment, options.seed),
     )
-    facts = {**run_facts(data, device, model), "precision": precision.name}
+    facts = {**run_facts(data, device, model), "precision": precision.name, "workers": options.workers or usable_cpus()}
     if resume is not None:
         state.progress = resume.resume_into(model, state.states, state.generator)
         previous = resume.facts

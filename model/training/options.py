@@ -173,7 +173,7 @@ class TrainOptions:
         return cls(**chosen)
 
 
-ALWAYS_RECORDED = frozenset({"dataset", "splits", "weights", "name", "workers"})  # None means something there
+ALWAYS_RECORDED = frozenset({"dataset", "splits", "weights", "name"})  # None means something there
 OPTION_NAMES = tuple(f.name for f in fields(TrainOptions))
 
 
