@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +22,12 @@ import torch
 from model import config
 from model.core.cli import FiniteFloat
 from model.core.errors import UserError, one_line_errors
-from model.core.owned import OwnedFolder
+from model.core.owned import OwnedFolder, Staging
 from model.core.precision import PRECISIONS
 from model.core.runtime import DEVICES, select_device
 from model.data.annotations import Annotation, Problems, check_labels, image_path, read_annotations, read_rows
 from model.data.boxes import pairwise_iou
-from model.data.images import box_to_pixels, box_to_unit, network_input, resize_square, to_chw_uint8
+from model.data.images import box_to_pixels, box_to_unit, decode_image, network_input, resize_square, to_chw_uint8
 from model.data.web import ANNOTATIONS, add_box, web_rows
 from model.evaluation.inference import Inference, images_root, load_trained
 from model.network import Detector
@@ -281,6 +283,11 @@ def main(
         items = collect_items(inputs, dataset, checkpoint, Problems(skip=skip_bad_rows))
         if not items:
             raise UserError(f"no image found in {', '.join(map(str, inputs))}")
+        if not any(item.path.exists() for item in items):
+            raise UserError(
+                f"{items[0].path.parent.parent}: none of the {len(items)} images of {', '.join(map(str, inputs))} is "
+                f"there (has the dataset moved?); pass --dataset with the folder that holds them"
+            )
         if annotate:
             annotate_boxes(inputs, items)
             return
@@ -288,14 +295,14 @@ def main(
         if save_dir is None and not show:
             save_dir = DEFAULT_SAVE_DIR
             click.echo(f"No display (DISPLAY is not set): writing the annotated images to {save_dir}/")
-        saved = OwnedFolder(save_dir, writer="predict.py", option="--save") if save_dir is not None else None
-        view = View(saved, delay, gallery_max if gallery_path is not None else 0)
-        if augment_preview:
-            policy = augment or checkpoint.options.augment
-            augmenter = Augmenter(POLICIES["light" if policy == "off" else policy], seed=0)  # off: the lighter one
-            counted = preview(items, checkpoint, augmenter, augment_preview, view)
-        else:
-            counted = predictions(items, model, checkpoint, inference, iou_threshold, failures_only, cam, view)
+        with saving(save_dir) as saved:  # the images go into --save's folder together, once all are drawn
+            view = View(saved, delay, gallery_max if gallery_path is not None else 0)
+            if augment_preview:
+                policy = augment or checkpoint.options.augment
+                augmenter = Augmenter(POLICIES["light" if policy == "off" else policy], seed=0)  # off: the lighter one
+                counted = preview(items, checkpoint, augmenter, augment_preview, view)
+            else:
+                counted = predictions(items, model, checkpoint, inference, iou_threshold, failures_only, cam, view)
         if gallery_path is not None and view.thumbnails:
             folder = OwnedFolder(gallery_path.parent, writer="predict.py", option="--gallery")
             folder.write_bytes(gallery_path.name, encode_image(gallery(view.thumbnails), gallery_path.suffix or ".png"))
@@ -304,22 +311,33 @@ def main(
     click.echo(f"{counted}{f', {view.unreadable} unreadable' if view.unreadable else ''}{where}")
 
 
+@contextmanager
+def saving(save_dir: Path | None) -> Iterator[Staging | None]:
+    """--save's folder as one change (nothing of it is written when a write fails or the run is stopped), or None."""
+    if save_dir is None:
+        yield None
+        return
+    with OwnedFolder(save_dir, writer="predict.py", option="--save").staged() as change:
+        yield change
+
+
 @dataclass
 class View:
     """Where the drawn images go: a window (any key: next, q or ESC: quit), or files in --save's folder."""
 
-    saved: OwnedFolder | None
+    saved: Staging | None
     delay: int
     gallery_max: int
     thumbnails: list[np.ndarray] = field(default_factory=list)
     unreadable: int = 0
 
     def read(self, item: Item) -> np.ndarray | None:
-        image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
-        if image is None:
-            click.echo(f"warning: {item.path}: unreadable image, skipped", err=True)
+        rgb, problem = decode_image(item.path)
+        if rgb is None:
+            click.echo(f"warning: {problem}, skipped", err=True)
             self.unreadable += 1
-        return image
+            return None
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
     def put(self, canvas: np.ndarray, name: str, in_gallery: bool = True) -> bool:
         """Show or save ``canvas``; whether the user asked to quit."""

@@ -55,6 +55,7 @@ from model.training.engine import evaluate, network_batch, train_one_epoch, trai
 from model.training.losses import DetectionLoss
 from model.training.schedule import make_optimizer
 
+BEGIN, END = "<!-- benchmark: python -m benchmarks.speed -->", "<!-- end of benchmark -->"
 COURSE_SPLITS = Path(__file__).resolve().parent.parent / "tests" / "data" / "course-splits"
 
 
@@ -358,8 +359,21 @@ def main(
     text = render(results, machine(torch_device), images, batch_size, repeats)
     click.echo(text)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_section(out, BEGIN, END, text)
     click.echo(f"Wrote {out}", err=True)
+
+
+def write_section(path: Path, begin: str, end: str, section: str) -> None:
+    """The section between ``begin`` and ``end`` of ``path`` replaced (or added at the end, with them);
+    the rest of the file (another command's section) kept as it is."""
+    section = section if section.startswith(begin) else f"{begin}\n{section.rstrip()}\n{end}\n"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        text = before + section.rstrip("\n") + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + section
+    path.write_text(text, encoding="utf-8")
 
 
 def benchmark_splits(

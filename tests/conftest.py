@@ -31,8 +31,10 @@ COURSE_SPLITS = DATA / "course-splits"  # the course's real split files: all 2,0
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
-    """Decoded-image caches of the tests (and of the scripts they run) go to a temporary folder."""
+    """Decoded-image caches of the tests (and of the scripts they run) go to a temporary folder; CPU
+    computations stay fp32 on a CPU with native bfloat16 too."""
     os.environ["CVPR_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["CVPR_CPU_BF16"] = "0"  # in-process tests too compute in fp32 on any CPU
     yield
     os.environ.pop("CVPR_CACHE_DIR", None)
 
@@ -65,8 +67,9 @@ def demo_dataset(tmp_path_factory) -> Path:
 
 def cpu_only(environment: dict[str, str]) -> dict[str, str]:
     """The environment of a script a non-CUDA test runs: no GPU visible, so that "auto" is the CPU on a GPU
-    machine too (the pinned numbers, "on cpu" lines and bit-exact resumes are the CPU's)."""
-    return {**environment, "CUDA_VISIBLE_DEVICES": ""}
+    machine too, and fp32 there on a CPU with native bfloat16 too (the pinned numbers, "on cpu" lines and
+    bit-exact resumes are the CPU's in fp32)."""
+    return {**environment, "CUDA_VISIBLE_DEVICES": "", "CVPR_CPU_BF16": "0"}
 
 
 def run_script(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600, gpu: bool = False):

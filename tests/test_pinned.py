@@ -61,7 +61,7 @@ VARYING = {
 
 
 def run(*args: str, cwd: Path = ROOT) -> str:
-    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # the CPU's numbers, on a GPU machine too
+    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "CVPR_CPU_BF16": "0"}  # the CPU's fp32 numbers anywhere
     done = subprocess.run(
         [sys.executable, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=600
     )

@@ -16,6 +16,7 @@ import tomllib
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -352,3 +353,23 @@ def test_every_figure_the_report_links_has_something_in_every_panel(quick):
             inside = image[int((1 - top) * h) + 3 : int((1 - bottom) * h) - 3, int(left * w) + 3 : int(right * w) - 3]
             colourful = (inside.max(axis=2).astype(int) - inside.min(axis=2)) > 60
             assert colourful.mean() > 0.002, f"{link}: panel {number + 1} is blank"
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext, pdftoppm)")
+def test_the_pdf_holds_the_reports_tables_figures_and_discussions(quick, tmp_path):
+    """report.pdf is the same content: its text read back holds every section's title, the numbers of the
+    tables, the discussion places; its pages render, with the figures in them."""
+    _, out, _ = quick
+    pdf = out / "report.pdf"
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    flat = " ".join(text.split())
+    for section in sections():
+        assert " ".join(section["title"].split())[:40] in flat, section["id"]
+    for row in table(out, "Q3") + table(out, "Part3-Q4"):
+        assert f"{float(row['test_accuracy']):.3f}" in text
+    assert "Your discussion" in flat and "<!--" not in text
+    subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "3", str(pdf), str(tmp_path / "page")], check=True)
+    pages = sorted(tmp_path.glob("page*.png"))
+    assert len(pages) == 3 and all(float(np.asarray(cv2.imread(str(p))).std()) > 5 for p in pages)
+    images = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert len(images.strip().splitlines()) - 2 >= 20  # the report's figures are in it

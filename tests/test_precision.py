@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.core.precision import PrecisionError, resolve_precision
+from model.core.precision import PrecisionError, cpu_has_native_bf16, resolve_precision
 from model.data.annotations import Problems, class_names, read_annotations
 from model.dataset import DetectionDataset
 from model.runs.checkpoint import Checkpoint
@@ -26,9 +26,17 @@ def history(folder: Path) -> list[dict[str, float]]:
     return [{k: float(v) for k, v in row.items() if k not in CLOCK_COLUMNS} for row in rows]
 
 
-def test_auto_is_fp32_on_a_cpu_and_every_precision_resolves():
+def test_auto_is_bf16_only_on_a_cpu_with_native_bf16_and_every_precision_resolves(tmp_path, monkeypatch):
+    monkeypatch.delenv("CVPR_CPU_BF16", raising=False)
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu).name == "fp32"
+    assert resolve_precision("auto", cpu).name == ("bf16" if cpu_has_native_bf16() else "fp32")
+    for flags, native in (
+        ("fpu sse avx2 fma", False),
+        ("fpu avx512f avx512_bf16 avx512_vnni", True),
+        ("amx_bf16 amx_tile", True),
+    ):
+        (tmp_path / "cpuinfo").write_text(f"processor : 0\nflags\t\t: {flags}\n")
+        assert cpu_has_native_bf16(tmp_path / "cpuinfo") is native, flags
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
         precision = resolve_precision(name, cpu)
         with precision.autocast():

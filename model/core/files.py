@@ -198,9 +198,12 @@ def holds_data(folder: Path) -> str | None:
 
 
 def is_data_folder(folder: Path) -> bool:
-    """A dataset (images/ and annotations/) or a web_images-like folder (images/ and annotations.csv)."""
+    """A dataset (images/ and annotations/) or a folder of internet images (web_images/, or one with its
+    images/ and annotations.csv)."""
     folder = Path(folder)
-    return (folder / "images").is_dir() and ((folder / "annotations").is_dir() or (folder / "annotations.csv").exists())
+    if not (folder / "images").is_dir():
+        return False
+    return (folder / "annotations").is_dir() or (folder / "annotations.csv").exists() or folder.name == "web_images"
 
 
 def data_folder_around(path: Path) -> Path | None:

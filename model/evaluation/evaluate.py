@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from model.core.files import make_folder, temporary_name, write_error
+from model.core.files import WriteError, temporary_name, write_error
 from model.core.owned import OwnedFolder
 from model.data.annotations import Annotation, DataError, Problems, check_labels, read_rows, write_rows_text
 from model.data.cache import dataset_key
@@ -184,7 +184,10 @@ def evaluation_files(checkpoint: Checkpoint, evaluation: SetEvaluation, iou_thre
 def check_writable(out: Path | None, checkpoint: Checkpoint) -> None:
     """Before anything is evaluated: the folder the files go to can be written (a probe file, removed)."""
     folder = Path(out) if out is not None else Run.of(checkpoint.path).folder / EVALUATIONS
-    make_folder(folder)
+    while not folder.exists() and folder.parent != folder:  # the nearest folder that is there: none is made yet
+        folder = folder.parent
+    if not folder.is_dir():
+        raise WriteError(f"{folder}: a file stands where a folder is expected; choose another --out")
     probe = folder / temporary_name("probe")
     try:
         probe.write_bytes(b"")

@@ -268,14 +268,6 @@ class Checkpoint:
     def options(self) -> TrainOptions:
         return TrainOptions.from_dict(self._options_dict())
 
-    def check_classes(self, classes: Sequence[str], where: str) -> None:
-        """The classes of the rows about to meet this model (a dataset, a resumed run's) must be its own."""
-        if list(classes) != self.classes:
-            raise CheckpointError(
-                f"{where}: its classes are {', '.join(classes)}, but {self.path} was trained on "
-                f"{', '.join(self.classes)}; use the dataset the run was trained on"
-            )
-
     @property
     def facts(self) -> dict[str, Any]:
         return dict(self._data.get("run", self._data.get("config", {}).get("run", {})))

@@ -99,12 +99,24 @@ def training_sample(rows: list[Annotation], size: int, seed: int) -> list[Annota
     return [rows[i] for i in chosen]
 
 
-def load_data(options: TrainOptions, reporter: Reporter, stop: StopOnSignal, resumed: Path | None) -> TrainingData:
-    """The rows of each split and the decoded splits. A resumed run (its folder in ``resumed``) reads its
-    own split files: it goes on with exactly the rows it began with."""
+def load_data(
+    options: TrainOptions,
+    reporter: Reporter,
+    stop: StopOnSignal,
+    resumed: Path | None,
+    classes_of_run: list[str] | None = None,
+) -> TrainingData:
+    """The rows of each split and the decoded splits. A resumed run (its folder in ``resumed``, its
+    classes in ``classes_of_run``) reads its own split files: it goes on with exactly the rows it began
+    with, on a dataset of the same classes."""
     root = locate_dataset(options, reporter)
     problems = Problems(skip=options.skip_bad_rows, strict=options.strict)
     classes, splits = choose_rows(options, root, problems, resumed)
+    if classes_of_run is not None and classes != classes_of_run:
+        raise TrainingError(
+            f"{root}: its classes are {', '.join(classes)}, but the run was trained on {', '.join(classes_of_run)}; "
+            f"resume on the dataset the run was trained on (--dataset)"
+        )
     began = time.perf_counter()
     # one decode of every row, shared by the splits (and by later runs, from the cache file)
     cache = ImageCache.build(

@@ -104,17 +104,18 @@ def fit(options: TrainOptions, reporter: Reporter, resume: Checkpoint | None = N
     device = select_device(options.device)
     prepare_device(device)
     precision = resolve_precision(options.precision, device)
+    for line in options.warnings():
+        reporter.line(line)
     run = Run(resume.path.parent) if resume is not None else Run(options.run_dir)
     if resume is None:
         run.check_place(options.output_dir)
     with StopOnSignal() as stop, run.writer("train.py", new=resume is None, replace=options.overwrite) as writer:
         try:
-            data = load_data(options, reporter, stop, run.folder if resume is not None else None)
+            resumed = (run.folder, resume.classes) if resume is not None else (None, None)
+            data = load_data(options, reporter, stop, *resumed)
         except Interrupted as interrupt:
             reporter.line(f"Interrupted by {interrupt} while reading the dataset: nothing was written")
             raise
-        if resume is not None:
-            resume.check_classes(data.classes, f"the dataset {data.root}")
         state, record = build(options, data, device, precision, resume)
         setup = prepare(options, data, state, device, precision, reporter)
         begin(writer, record, data, state, reporter, resumed=resume is not None)

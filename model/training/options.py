@@ -144,6 +144,15 @@ class TrainOptions:
         values = {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
         return {key: value for key, value in values.items() if value is not None or key in ALWAYS_RECORDED}
 
+    def warnings(self) -> list[str]:
+        """Combinations that are allowed but rarely meant."""
+        if self.freeze and self.pretrained is False:
+            return [
+                "warning: --freeze with --no-pretrained keeps the backbone's random weights fixed: only the heads "
+                "learn (pass --fine-tune to train the backbone from scratch too)"
+            ]
+        return []
+
     def to_json(self) -> str:
         return json.dumps(self.recorded(), indent=2) + "\n"
 

@@ -1,4 +1,5 @@
-"""A catalogue of bad inputs and faults a student meets on a shared cluster (full quotas, moved folders,
+"""The catalogue of bad inputs and faults (run by test_bad_input_data.py and test_bad_input_faults.py): what
+a student meets on a shared cluster (full quotas, moved folders,
 half-copied datasets, typos, signals), each run as a real command through the scripts on real files.
 
 Every case checks the same four properties:
@@ -602,7 +603,7 @@ def kill_decode(env: Env) -> None:
     """SIGKILL of train.py while it decodes the course-shaped set into a fresh cache: a stale temporary stays."""
     args = ["train.py", "--dataset", str(env.shared("course_shaped")), "--output-dir", str(env.case / "out")]
     killed = run_and_signal(
-        [*args, *TINY, "--workers", "1"], env.environment(), signal.SIGKILL, once_exists(env.cache, ".*.tmp.npy")
+        [*args, *TINY, "--workers", "1"], env.environment(), signal.SIGKILL, once_exists(env.cache, ".*.tmp")
     )
     assert killed.sent and killed.returncode == -signal.SIGKILL, f"could not kill the decode: {killed.stderr[-500:]}"
 
@@ -804,9 +805,10 @@ CASES = [
         None,
         train("--model", "resnet", "--no-pretrained", "--freeze"),
         ("--freeze",),
+        accepted=True,
         today="silent",
         kind="mistake",
-        right="one line: a frozen random backbone learns nothing (--freeze needs --pretrained)",
+        right="accepted with a warning: a frozen random backbone leaves only the heads to learn (a baseline some want)",
     ),
     Case(
         "eval-checkpoint-model-name-edited",
@@ -1635,7 +1637,7 @@ CASES = [
         ("SIGINT",),
         expect="interrupted",
         signal=signal.SIGINT,
-        when=lambda env: once_exists(env.cache, ".*.tmp.npy"),
+        when=lambda env: once_exists(env.cache, ".*.tmp"),
         today="one-line",
         kind="signal",
         right="exit 130, one line saying nothing was written; no cache temporary, no run folder",
@@ -1705,6 +1707,8 @@ CASES = [
 # ----------------------------------------------------------------------------------------------
 # Shared data: made once for the module
 # ----------------------------------------------------------------------------------------------
+
+
 @pytest.fixture(scope="module")
 def module_env(tmp_path_factory) -> dict[str, str]:
     return project_env({"CVPR_CACHE_DIR": str(tmp_path_factory.mktemp("bad-input-cache"))})
@@ -1777,6 +1781,8 @@ def results_file():
 # ----------------------------------------------------------------------------------------------
 # The test
 # ----------------------------------------------------------------------------------------------
+
+
 def shown_command(case: Case) -> str:
     text = " ".join(case.command)
     text = text.replace(" ".join(TINY), "TINY").replace(" ".join(CUTS), "CUTS")
@@ -1786,21 +1792,8 @@ def shown_command(case: Case) -> str:
     return text.replace("{course}", "COURSE").replace("{case}/", "")
 
 
-def test_catalogue_is_well_formed():
-    ids = [case.id for case in CASES]
-    assert len(ids) == len(set(ids)) and len(ids) >= 70
-    for case in CASES:
-        assert case.expect in ("error", "success", "interrupted"), case.id
-        assert case.names or case.expect == "success", case.id
-        assert case.today in OUTCOMES and case.right and case.kind, case.id
-        assert (case.signal is None) == (case.when is None) and (case.signal is None) == (case.expect != "interrupted")
-        train_args = case.command[0] == "train.py" and "--resume" not in case.command
-        if train_args and case.kind != "signal":
-            assert "--epochs" in case.command and "--image-size" in case.command, case.id
-
-
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_bad_input(case: Case, tmp_path: Path, request: pytest.FixtureRequest):
+def run_case(case: Case, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Build the case, run its command, and check the four properties (or the recovery's, the signal's)."""
     env = Env(tmp_path, request)
     try:
         if case.setup is not None:

@@ -1,0 +1,49 @@
+"""Bad input in the data, the numbers and the plan: every case ends in one line naming what is wrong.
+
+The catalogue, its cases and their checks are in tests/bad_inputs.py (its docstring says what each case
+must show); the cases are run in two files so that the test workers share them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from bad_inputs import (  # the module's fixtures are used by name by the cases
+    CASES,
+    OUTCOMES,
+    Case,
+    course_shaped,
+    module_env,
+    moved_run,
+    results_file,
+    run_case,
+    tiny_demo,
+    tiny_run,
+    two_class_run,
+)
+
+KINDS = ("dataset", "number", "plan")
+CHOSEN = [case for case in CASES if case.kind in KINDS]
+__all__ = ["course_shaped", "module_env", "moved_run", "results_file", "tiny_demo", "tiny_run", "two_class_run"]
+
+
+@pytest.mark.parametrize("case", CHOSEN, ids=[case.id for case in CHOSEN])
+def test_bad_input(case: Case, tmp_path: Path, request: pytest.FixtureRequest):
+    run_case(case, tmp_path, request)
+
+
+def test_catalogue_is_well_formed():
+    """At least 70 cases, each complete; and the two test files together run every case."""
+    ids = [case.id for case in CASES]
+    assert len(ids) == len(set(ids)) and len(ids) >= 70
+    for case in CASES:
+        assert case.expect in ("error", "success", "interrupted"), case.id
+        assert case.names or case.expect == "success", case.id
+        assert case.today in OUTCOMES and case.right and case.kind, case.id
+        assert (case.signal is None) == (case.when is None) and (case.signal is None) == (case.expect != "interrupted")
+        train_args = case.command[0] == "train.py" and "--resume" not in case.command
+        if train_args and case.kind != "signal":
+            assert "--epochs" in case.command and "--image-size" in case.command, case.id
+    kinds = {"dataset", "number", "plan", "mistake", "write", "signal"}
+    assert {case.kind for case in CASES} == kinds
