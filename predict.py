@@ -299,8 +299,9 @@ def main(
             view = View(saved, delay, gallery_max if gallery_path is not None else 0)
             if augment_preview:
                 policy = augment or checkpoint.options.augment
-                augmenter = Augmenter(POLICIES["light" if policy == "off" else policy], seed=0)  # off: the lighter one
-                counted = preview(items, checkpoint, augmenter, augment_preview, view)
+                policy = "light" if policy == "off" else policy  # trained without: the lighter one
+                augmenter = Augmenter(POLICIES[policy], seed=0)
+                counted = preview(items, checkpoint, augmenter, augment_preview, view, policy)
             else:
                 counted = predictions(items, model, checkpoint, inference, iou_threshold, failures_only, cam, view)
         if gallery_path is not None and view.thumbnails:
@@ -353,7 +354,9 @@ class View:
             raise
 
 
-def preview(items: list[Item], checkpoint: Checkpoint, augmenter: Augmenter, count: int, view: View) -> str:
+def preview(
+    items: list[Item], checkpoint: Checkpoint, augmenter: Augmenter, count: int, view: View, policy: str
+) -> str:
     """--augment-preview: each image as the network sees it, then ``count`` augmented versions."""
     shown = 0
     for index, item in enumerate(items):
@@ -361,7 +364,7 @@ def preview(items: list[Item], checkpoint: Checkpoint, augmenter: Augmenter, cou
         if image is None:
             continue
         shown += 1
-        click.echo(f"{'/'.join(item.path.parts[-2:])}: {count} augmented versions")
+        click.echo(f"{'/'.join(item.path.parts[-2:])}: {count} augmented versions ({policy})")
         sheet = augmentation_sheet(image, item.box, checkpoint, augmenter, count)
         if view.put(sheet, f"{index:04d}_{item.label or 'image'}_{item.path.stem}_augmented.png", in_gallery=False):
             break

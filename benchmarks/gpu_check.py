@@ -120,65 +120,37 @@ def versions() -> str:
 
 
 def stages(out: Path, tiny: bool) -> list[Stage]:
-    data, runs, report = out / "work" / "dataset", out / "work" / "runs", out / "work" / "report"
+    """The check's stages; ``tiny``: the same at a size a CPU does in a minute or two."""
+    data, runs, report = (str(out / "work" / name) for name in ("dataset", "runs", "report"))
     python = sys.executable
     device = "cpu" if tiny else "cuda"
-    if tiny:  # the same stages, at a size a CPU does in a minute or two
-        make = [python, "-m", "model.data.demo", str(data), "--images", "120", "--seed", "1"]
+    if tiny:
+        make = ["--images", "120", "--seed", "1"]
         bench = ["--models", "simple", "--batches", "1", "--repeats", "1", "--precisions", "fp32"]
         plan = ["--quick", "--only", "Q3,Part3-Q4"]
     else:
-        make = [
-            python,
-            "-m",
-            "model.data.demo",
-            str(data),
-            *(f"--rows={SPLITS / f}" for f in ("training_data.csv", "val_data.csv", "test_data.csv")),
-        ]
+        make = [f"--rows={SPLITS / f}" for f in ("training_data.csv", "val_data.csv", "test_data.csv")]
         bench = ["--precisions", "fp32,bf16", "--repeats", "2", "--streamed", "--images", "course"]
         plan = []
+    tests = ["-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/test_cuda.py"]
+    speed = ["-m", "benchmarks.speed", "--device", device, "--dataset", data, *bench]
+    practical = [
+        "compare.py",
+        "--practical",
+        "--dataset",
+        data,
+        "--output-dir",
+        runs,
+        "--out",
+        report,
+        "--device",
+        device,
+    ]
     return [
-        Stage("dataset", make, 240),
-        Stage(
-            "cuda tests",
-            [python, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/test_cuda.py"],
-            120,
-            {"CVPR_ANY_VERSIONS": "1"},
-        ),
-        Stage(
-            "benchmark",
-            [
-                python,
-                "-m",
-                "benchmarks.speed",
-                "--device",
-                device,
-                "--dataset",
-                str(data),
-                *bench,
-                "--out",
-                str(out / "benchmark-gpu.md"),
-            ],
-            180,
-        ),
-        Stage(
-            "plan",
-            [
-                python,
-                "compare.py",
-                "--practical",
-                "--dataset",
-                str(data),
-                "--output-dir",
-                str(runs),
-                "--out",
-                str(report),
-                "--device",
-                device,
-                *plan,
-            ],
-            330 if not tiny else 240,
-        ),
+        Stage("dataset", [python, "-m", "model.data.demo", data, *make], 240),
+        Stage("cuda tests", [python, *tests], 120, {"CVPR_ANY_VERSIONS": "1"}),
+        Stage("benchmark", [python, *speed, "--out", str(out / "benchmark-gpu.md")], 180),
+        Stage("plan", [python, *practical, *plan], 240 if tiny else 330),
     ]
 
 

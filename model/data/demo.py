@@ -414,6 +414,19 @@ def _previous_demo(root: Path) -> list[Path]:
     return present
 
 
+def _plan(images: int, rows: Sequence[Row] | None) -> list[tuple[str, list]]:
+    """Per label, the images to draw: (file name, index, the box to fill or None)."""
+    if rows is None:
+        return [
+            (label, [(f"image_{i + 1:04d}.jpg", i, None) for i in range(n)])
+            for label, n in class_counts(images).items()
+        ]
+    by_label: dict[str, list] = {}
+    for index, (filename, x1, y1, x2, y2, label) in enumerate(sorted(rows, key=lambda r: (r[5], r[0]))):
+        by_label.setdefault(label, []).append((filename, index, (x1, y1, x2, y2)))
+    return sorted(by_label.items())
+
+
 def generate(
     root: Path, images: int = 600, seed: int = 0, workers: int | None = None, rows: Sequence[Row] | None = None
 ) -> Path:
@@ -435,16 +448,7 @@ def generate(
     except OSError as error:
         raise write_error(staging, error) from None
     try:
-        if rows is None:
-            plan = [
-                (label, [(f"image_{i + 1:04d}.jpg", i, None) for i in range(n)])
-                for label, n in class_counts(images).items()
-            ]
-        else:
-            by_label: dict[str, list] = {}
-            for index, (filename, x1, y1, x2, y2, label) in enumerate(sorted(rows, key=lambda r: (r[5], r[0]))):
-                by_label.setdefault(label, []).append((filename, index, (x1, y1, x2, y2)))
-            plan = sorted(by_label.items())
+        plan = _plan(images, rows)
         files = [MARKER]
         (staging / "annotations").mkdir()
         for label, entries in plan:
