@@ -4,16 +4,20 @@
     python -m benchmarks.profile_epoch --batches 6     # fewer batches
 
 The phases of the toolkit's training step (gather and normalise a batch, forward, loss, backward,
-optimizer step) are timed with the clock, each batch synchronised, with glibc's allocator as training
-sets it (freed activation buffers kept: model/core/runtime.py, keep_freed_memory) and with glibc's
-defaults; then torch.profiler's operators of a few batches (with the defaults: the profiler's records
+optimizer step) are timed with the clock, with glibc's allocator as training sets it (freed activation
+buffers kept: model/core/runtime.py, keep_freed_memory) and with glibc's defaults, each in a process of
+its own; then torch.profiler's operators of a few batches (with the defaults: the profiler's records
 never shrink a heap that is not trimmed). The result replaces the section between the profile's markers
 in doc/benchmark.md (the benchmark's own table is left as it is).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -132,22 +136,43 @@ def render(kept: dict[str, float], defaults: dict[str, float], operators: list[t
     return "\n".join(lines) + "\n"
 
 
+def demo_split(folder: Path, batches: int) -> DeviceBatches:
+    root = demo.generate(folder / "demo", config.DEMO_IMAGES, config.DEMO_SEED)
+    rows = read_annotations(root, Problems(skip=False))
+    train_rows = split_rows(rows)["train"][: 32 * (batches + 1)]
+    data = DetectionDataset(root, train_rows, class_names(rows), config.IMAGE_SIZE, Problems(skip=False))
+    return DeviceBatches(data, torch.device("cpu"))
+
+
+def measure_apart(setting: str, batches: int) -> dict[str, float]:
+    """The phases timed in a process of their own, with the allocator set one way from its start (a heap
+    that grew under one setting would serve the other)."""
+    environment = {**os.environ, "CVPR_KEEP_MEMORY": "1" if setting == "kept" else "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.profile_epoch", "--batches", str(batches), "--phases-only"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @click.command(context_settings={"show_default": True})
 @click.option("--batches", type=click.IntRange(min=2), default=10, help="Training batches timed per setting.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("doc/benchmark.md"))
-def main(batches: int, out: Path) -> None:
+@click.option("--phases-only", is_flag=True, hidden=True, help="Print this process's phase times as JSON.")
+def main(batches: int, out: Path, phases_only: bool) -> None:
     """Profile a CPU training epoch of the Simple network."""
+    if phases_only:
+        keep_freed_memory(os.environ.get("CVPR_KEEP_MEMORY", "1") != "0")
+        with tempfile.TemporaryDirectory() as tmp:
+            click.echo(json.dumps(phase_times(demo_split(Path(tmp), batches), batches)))
+        return
+    kept, defaults = measure_apart("kept", batches), measure_apart("defaults", batches)
+    keep_freed_memory(False)  # the profiler's many records never shrink a heap that is not trimmed
     with tempfile.TemporaryDirectory() as tmp:
-        root = demo.generate(Path(tmp) / "demo", config.DEMO_IMAGES, config.DEMO_SEED)
-        rows = read_annotations(root, Problems(skip=False))
-        train_rows = split_rows(rows)["train"][: 32 * (batches + 1)]
-        data = DetectionDataset(root, train_rows, class_names(rows), config.IMAGE_SIZE, Problems(skip=False))
-        split = DeviceBatches(data, torch.device("cpu"))
-        keep_freed_memory(True)
-        kept = phase_times(split, batches)
-        keep_freed_memory(False)
-        defaults = phase_times(split, batches)
-        operators = top_operators(split, min(batches, 4))
+        operators = top_operators(demo_split(Path(tmp), batches), min(batches, 4))
     section = render(kept, defaults, operators, batches)
     click.echo(section)
     write_section(out, BEGIN, END, section)

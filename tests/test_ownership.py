@@ -196,3 +196,48 @@ def test_compare_never_replaces_a_file_it_did_not_write(run_with_notes, tmp_path
     edited = run_script("compare.py", str(run_with_notes), "--out", str(doc))
     assert edited.returncode == 1 and "comparison.md: changed since compare.py wrote it" in edited.stderr
     assert (doc / "comparison.md").read_text().endswith("my note")
+
+
+def report_only(tmp_path: Path, demo_dataset: Path, out: Path):
+    plan = tmp_path / "plan.toml"
+    if not plan.exists():
+        plan.write_text(
+            '[[run]]\nname = "r"\nargs = "--epochs 1 --image-size 64"\n'
+            '[[section]]\nid = "Q8"\ntitle = "One section"\nkind = "best-vs-last"\nruns = ["r"]\n'
+        )
+    args = ["--plan", str(plan), "--output-dir", str(tmp_path / "runs"), "--dataset", str(demo_dataset)]
+    return run_script("compare.py", "--practical", "--report-only", *args, "--out", str(out))
+
+
+def test_the_report_never_replaces_a_report_md_it_did_not_write(tmp_path, demo_dataset):
+    out = tmp_path / "doc"
+    out.mkdir()
+    (out / "report.md").write_text("# My own report\n\nWritten by hand.\n")
+    done = report_only(tmp_path, demo_dataset, out)
+    assert done.returncode == 1 and "report.md: not written by compare.py --practical" in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["report.md"]
+    assert (out / "report.md").read_text() == "# My own report\n\nWritten by hand.\n"
+
+
+def test_a_students_text_is_kept_whatever_its_markers_look_like(tmp_path, demo_dataset):
+    """A discussion whose end marker lost a space is kept in place; text written outside every marker
+    (under a title, between the placeholders) is kept too, moved to the end, and named in a warning."""
+    out = tmp_path / "doc"
+    assert report_only(tmp_path, demo_dataset, out).returncode == 0
+    report = out / "report.md"
+    text = report.read_text()
+    placeholder = "_Your discussion: what the figures show, why, and what you would try next._"
+    text = text.replace(
+        f"{placeholder}\n<!-- end of discussion Q8 -->", "The loss turns up.\n<!-- end of discussion Q8-->"
+    )
+    text = text.replace("## One section\n", "## One section\n\nA note of mine under the title.\n")
+    report.write_text(text)
+    again = report_only(tmp_path, demo_dataset, out)
+    assert again.returncode == 0, again.stderr
+    assert "warning: kept 1 passage(s) you wrote outside the discussion markers" in again.stdout
+    after = report.read_text()
+    assert "<!-- discussion Q8 -->\nThe loss turns up.\n<!-- end of discussion Q8 -->" in after
+    kept = after.split("## Text kept from the previous version", 1)[1]
+    assert "A note of mine under the title." in kept
+    third = report_only(tmp_path, demo_dataset, out)  # nothing new: the same report, the note still once
+    assert third.returncode == 0 and report.read_text() == after
