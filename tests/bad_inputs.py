@@ -19,7 +19,7 @@ root, full disks) are skipped when not root or when the mount is refused.
 
 ``today`` records what the code gave when the catalogue was written (one-line, traceback, vague, silent,
 data changed); the tests do not check it. With BAD_INPUT_RESULTS=FILE the outcome of every case run is
-written to FILE as JSON (CATALOGUE.md is made from it).
+written to FILE as JSON (the README's counts come from it and from ``today``).
 """
 
 from __future__ import annotations
@@ -1769,7 +1769,7 @@ def course_shaped(tmp_path_factory, module_env) -> Path:
 RESULTS: dict[str, dict] = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def results_file():
     yield
     target = os.environ.get("BAD_INPUT_RESULTS")

@@ -24,6 +24,8 @@ from torchvision.ops import box_iou
 from model.data.annotations import Problems, read_rows
 from model.runs.checkpoint import Checkpoint
 
+pytest.register_assert_rewrite("bad_inputs")  # the catalogue's helpers, a plugin of the two bad-input files
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 COURSE_SPLITS = DATA / "course-splits"  # the course's real split files: all 2,033 rows and boxes
@@ -195,6 +197,20 @@ def quick(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
     done = run_script(*QUICK, "--output-dir", str(runs), "--out", str(out), timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     return runs, out, done
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str):
+    """A real filesystem of ``size`` (a tmpfs) mounted at ``path`` for the block; skips without root."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a small tmpfs")
+    path.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)])
 
 
 def slurm_available() -> bool:

@@ -10,24 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bad_inputs import (  # the module's fixtures are used by name by the cases
-    CASES,
-    Case,
-    course_shaped,
-    module_env,
-    moved_run,
-    results_file,
-    run_case,
-    tiny_demo,
-    tiny_run,
-    two_class_run,
-)
+from bad_inputs import CASES, Case, run_case
+
+# the catalogue's fixtures (its datasets and runs, built once per module and worker) are found by name
+pytest_plugins = ("bad_inputs",)
 
 KINDS = ("mistake", "write", "signal")
 CHOSEN = [case for case in CASES if case.kind in KINDS]
-__all__ = ["course_shaped", "module_env", "moved_run", "results_file", "tiny_demo", "tiny_run", "two_class_run"]
 
 
+@pytest.mark.usefixtures("results_file")
 @pytest.mark.parametrize("case", CHOSEN, ids=[case.id for case in CHOSEN])
 def test_bad_input(case: Case, tmp_path: Path, request: pytest.FixtureRequest):
     run_case(case, tmp_path, request)

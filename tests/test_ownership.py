@@ -17,7 +17,7 @@ import pytest
 
 from model.core.files import is_temporary
 
-from conftest import ROOT, cpu_only, interrupt_training, run_script, stored
+from conftest import ROOT, cpu_only, interrupt_training, run_script, small_disk, stored
 
 TINY = ["--epochs", "1", "--image-size", "64", "--batch-size", "8"]
 
@@ -75,13 +75,8 @@ def test_an_interrupted_overwrite_keeps_the_old_run_whole(run_with_notes, demo_d
     assert not [p for p in run.iterdir() if is_temporary(p) or p.name == ".lock"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="needs root to mount a small tmpfs")
 def test_an_overwrite_on_a_full_disk_keeps_the_old_run(tmp_path, demo_dataset):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)]).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with small_disk(tmp_path / "disk", "3m") as disk:
         assert train(demo_dataset, disk, "--name", "r").returncode == 0
         (disk / "r" / "notes.md").write_text("mine")
         before = files(disk / "r")
@@ -92,8 +87,6 @@ def test_an_overwrite_on_a_full_disk_keeps_the_old_run(tmp_path, demo_dataset):
         assert done.returncode == 1 and "no space left on the disk" in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
         assert files(disk / "r") == before
-    finally:
-        subprocess.run(["umount", str(disk)])
 
 
 def test_two_processes_on_one_run_folder(tmp_path, demo_dataset):

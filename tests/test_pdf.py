@@ -234,3 +234,22 @@ def test_every_construct_compiles_with_special_text(tmp_path):
     )
     text = words(write_pdf(write_report(tmp_path, markdown, image=False), tmp_path / "report.pdf"))
     assert text.count(SPECIALS) == 13, text
+
+
+def test_a_wide_table_of_few_rows_is_set_on_its_side(tmp_path):
+    """A comparison of three runs in 20 columns comes out as 20 rows: each column name with its three values
+    on one line, in order (the same cells, readable on a page)."""
+    columns = ["run"] + [f"figure_{i}" for i in range(19)]
+    rows = [[f"run-{r}"] + [f"{r}.{i:03d}" for i in range(19)] for r in range(3)]
+    table = "\n".join(
+        ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        + ["| " + " | ".join(row) + " |" for row in rows]
+    )
+    markdown = write_report(tmp_path, f"# Report\n\n{table}\n", image=False)
+    lines = [
+        " ".join(line.split())
+        for line in pdftotext(write_pdf(markdown, tmp_path / "report.pdf"), "-layout").splitlines()
+    ]
+    assert "run run-0 run-1 run-2" in lines
+    for i in range(19):
+        assert f"figure_{i} 0.{i:03d} 1.{i:03d} 2.{i:03d}" in lines

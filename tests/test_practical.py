@@ -36,6 +36,7 @@ from conftest import (
     run_script,
     sections,
     slurm_available,
+    small_disk,
     wait_for_job,
 )
 
@@ -226,21 +227,14 @@ def test_options_of_the_other_mode_are_refused(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="needs root to mount a small tmpfs")
 def test_a_disk_too_small_is_said_before_anything_trains(tmp_path, demo_dataset):
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)]).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with small_disk(tmp_path / "small", "1m") as small:
         plan = write_plan(tmp_path / "plan.toml", '[[run]]\nname = "v"\nargs = "--model vgg"\n', '"v"')
         done = run_script(
             "compare.py", "--practical", "--plan", str(plan), "--output-dir", str(small), "--dataset", str(demo_dataset)
         )
         assert done.returncode == 1 and f"{small}: 0.0 GiB free, the runs need about" in done.stderr
         assert list(small.iterdir()) == []
-    finally:
-        subprocess.run(["umount", str(small)])
 
 
 @pytest.mark.skipif(not slurm_available(), reason="no Slurm controller answers (bring one up with .ci/slurm-up.sh)")

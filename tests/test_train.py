@@ -20,8 +20,8 @@ from model.core.files import is_temporary
 from model.data.annotations import Problems, read_rows
 from model.network import MODEL_NAMES
 from model.runs.checkpoint import Checkpoint
-from model.runs.run import CLOCK_COLUMNS, HISTORY_COLUMNS
-from model.training.schedule import LearningRate, improves
+from model.runs.run import CLOCK_COLUMNS, HISTORY_COLUMNS, improves
+from model.training.schedule import LearningRate
 
 from conftest import ROOT, cpu_only, interrupt_training
 

@@ -28,8 +28,8 @@ from model.data.cache import dataset_key
 from model.data.web import web_rows
 from model.evaluation.inference import Inference, images_root, rows_dataset, run_model
 from model.evaluation.metrics import ImageResults, summarize, to_json_ready
-from model.reporting.plots import confusion_png
 from model.runs.checkpoint import Checkpoint
+from model.runs.plots import confusion_png
 from model.runs.run import EVALUATIONS, Run
 
 SET_NAMES = {"train": "train", "val": "validation", "test": "test"}  # as the course template prints them

@@ -284,8 +284,8 @@ def run_practical(settings: PracticalSettings, echo: Callable[[str], None], prin
             print_table(dry_run_table(plan, found, estimates, settings, dataset))
             echo(
                 f"Estimated time to train what is missing: {format_duration(total(estimates))} (from the epochs "
-                f"already measured in {plan.output_dir}, else a few batches timed now); then the report: "
-                f"{settings.report_dir}"
+                f"already measured in {plan.output_dir}, else a few batches timed now); then the report, "
+                f"{settings.report_dir / 'report.md'} and report.pdf"
             )
             return
         if settings.slurm:

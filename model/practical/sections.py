@@ -44,7 +44,7 @@ from model.reporting.architecture import architecture_frame
 from model.reporting.comparison import compare_runs, comparison_figures, model_galleries
 from model.reporting.error_analysis import error_analysis
 from model.reporting.model_report import ModelReport
-from model.reporting.plots import convergence_png
+from model.runs.plots import convergence_png
 from model.runs.run import training_figures
 
 OVERFITTING = 1.05  # a final validation loss this many times its lowest, with a falling training loss, is overfitting

@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 
 from model.evaluation.metrics import ImageResults
-from model.reporting.plots import Line2D, colours, draw_confusion, figure_bytes, integer_epochs, plt
 from model.reporting.tables import Sink
 from model.reporting.visualize import draw_prediction, encode_image, gallery
+from model.runs.plots import Line2D, colours, draw_confusion, figure_bytes, integer_epochs, plt
 from model.runs.run import best_epoch, training_figures
 
 SplitHistory = tuple[str, list[dict[str, float]]]  # (model name, history rows)
@@ -33,7 +33,7 @@ def history_png(
 ) -> bytes:
     """One panel per (history key, panel title, y label): training (solid) and validation (dashed) per
     epoch, one colour per model, each model's best epoch marked with a dotted line of its colour."""
-    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels) + 2.5, 4.5), squeeze=False)
     for ax, (key, panel_title, y_label) in zip(axes[0], panels):
         for (_name, history), colour in zip(histories, colours(len(histories))):
             prefix, _ = training_figures(history)
@@ -53,7 +53,8 @@ def history_png(
         Line2D([], [], color="black", linestyle="--", label="validation"),
         Line2D([], [], color="black", linestyle=":", label="best epoch"),
     ]
-    axes[0][-1].legend(handles=handles, fontsize="small", loc="best")
+    # beside the panels, not on them: with a few models the key would hide their curves
+    axes[0][-1].legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     figure.suptitle(title)
     figure.tight_layout()
     return figure_bytes(figure)

@@ -33,6 +33,7 @@ __all__ = ["PdfError", "markdown_to_typst", "pdf_bytes", "write_pdf"]
 # cover glyphs taken from a fallback font.
 _CODE_COLUMNS = 94
 _TAB_SIZE = 4
+_WIDEST_TABLE = 14  # columns; a wider table of fewer rows than columns is set on its side in the PDF
 
 # Image formats Typst 0.15 decodes.
 _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".pdf"})
@@ -150,6 +151,12 @@ def _wrap_code(source: str) -> str:
     return "\n".join(lines)
 
 
+def _transposed(rows: list[list[SyntaxTreeNode]]) -> list[list[SyntaxTreeNode]]:
+    """A wide table of few rows turned on its side, one row per column: four runs' figures in 22 columns cannot be
+    read on a page, the same figures in 22 rows of five columns can."""
+    return [list(column) for column in zip(*rows)]
+
+
 def _plain(node: SyntaxTreeNode) -> str:
     """The text of an inline node and its descendants, without markup."""
     if node.type in ("text", "code_inline"):
@@ -264,6 +271,8 @@ class _Renderer:
                 rows.append([cell for cell in row.children if cell.type in ("th", "td")])
         if not rows:
             return ""
+        if len(rows[0]) > _WIDEST_TABLE and len(rows) < len(rows[0]) and len({len(row) for row in rows}) == 1:
+            rows = _transposed(rows)
         header, body = rows[0], rows[1:]
         columns = max(1, len(header))
         aligns = []

@@ -16,9 +16,9 @@ from model.evaluation.inference import Inference, run_model
 from model.evaluation.metrics import summarize
 from model.network import Detector
 from model.reporting.model_report import ModelReport
-from model.reporting.plots import colours, figure_bytes, plt
 from model.reporting.tables import Sink, write_table
 from model.runs.checkpoint import Checkpoint
+from model.runs.plots import colours, figure_bytes, plt
 
 DEGRADATIONS = {  # name -> (unit, levels); the first level is the clean image
     "blur": ("Gaussian sigma (px at network size)", (0.0, 1.0, 2.0, 4.0)),

@@ -32,7 +32,6 @@ from model.core.locks import FolderLock, describe_holder
 from model.core.owned import OwnedFolder, Staging
 from model.runs.checkpoint import Checkpoint, CheckpointError, checkpoint_bytes
 from model.training.options import TrainOptions
-from model.training.schedule import improves
 
 EVALUATIONS = "evaluations"  # sub-folder of a run's evaluations (eval.py, the report)
 MANIFEST = "manifest.json"
@@ -132,6 +131,13 @@ def training_figures(history: Sequence[dict[str, float]]) -> tuple[str, str]:
     if math.isnan(row["train_loss"]):
         return "running", "train (running, dropout on)"
     return "train", "train (evaluation mode)"
+
+
+def improves(accuracy: float, loss: float, best: dict[str, float] | None) -> bool:
+    """Best = highest validation accuracy; equal accuracy: lower validation loss (Part 1 Q6)."""
+    if best is None:
+        return True
+    return accuracy > best["val_accuracy"] or (accuracy == best["val_accuracy"] and loss < best["val_loss"])
 
 
 def best_epoch(history: Sequence[dict[str, float]]) -> int | None:

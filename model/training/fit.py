@@ -45,16 +45,16 @@ from model.core.runtime import (
 )
 from model.data.annotations import write_rows_text
 from model.network import Detector, build_model, count_parameters
-from model.reporting.plots import convergence_png
 from model.runs.checkpoint import Checkpoint, Progress, RunRecord, model_payload, training_payload
-from model.runs.run import Run, RunWriter
+from model.runs.plots import convergence_png
+from model.runs.run import Run, RunWriter, improves
 from model.training.augment import Augmenter, build_augmenter
 from model.training.batches import DeviceBatches, place_splits
 from model.training.data import TrainingData, TrainingError, load_data
 from model.training.engine import EpochStats, evaluate, network_batch, train_one_epoch, train_step
 from model.training.losses import DetectionLoss
 from model.training.options import TrainOptions
-from model.training.schedule import LearningRate, improves, make_optimizer
+from model.training.schedule import LearningRate, make_optimizer
 
 PLOT_INTERVAL = 20.0  # seconds between two drawings of the convergence plot (always drawn after the last epoch)
 

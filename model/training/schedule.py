@@ -1,5 +1,4 @@
-"""How the weights move: the optimizer, the learning rate of each epoch (--lr-schedule), and which
-epoch is the best (Part 1 Q6)."""
+"""How the weights move: the optimizer and the learning rate of each epoch (--lr-schedule)."""
 
 from __future__ import annotations
 
@@ -56,10 +55,3 @@ class LearningRate:
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         self.best_loss, self.stale, self.scale = float(state["best_loss"]), int(state["stale"]), float(state["scale"])
-
-
-def improves(accuracy: float, loss: float, best: dict[str, float] | None) -> bool:
-    """Best = highest validation accuracy; equal accuracy: lower validation loss (Part 1 Q6)."""
-    if best is None:
-        return True
-    return accuracy > best["val_accuracy"] or (accuracy == best["val_accuracy"] and loss < best["val_loss"])

@@ -1,5 +1,8 @@
 """Figures as PNG bytes (written whole by the caller's writer); matplotlib's Agg backend needs no display.
 
+Here, below training and evaluation, because a run's own files hold figures: the convergence plot training
+writes each epoch and the confusion matrix of each evaluation; the report's figures draw with the same helpers.
+
 Every curve of a run's epochs marks the best epoch (the one best.pth holds), every figure names its
 run and what it shows, and no legend repeats an entry.
 """
