@@ -69,7 +69,7 @@ def test_every_file_written_and_not_empty(compared):
     doc = base / "doc"
     for name in FIGURES + TABLES:
         assert (doc / name).stat().st_size > 0, name
-    for name in FIGURES + [f"failures_{m}.png" for m in ("simple", "deeper")]:
+    for name in FIGURES + [f"failures_{m}.jpg" for m in ("simple", "deeper")]:
         image = cv2.imread(str(doc / name))
         assert image is not None and image.std() > 10, name  # not blank
     rows = list(csv.DictReader(Path(doc / "comparison.csv").read_text().splitlines()))

@@ -58,7 +58,7 @@ def evaluation(runs: Path, run: str, which: str = "best", split: str = "test") -
 def test_every_run_trains_and_every_section_is_written(quick):
     runs, out, done = quick
     plan = tomllib.loads((ROOT / "practical.toml").read_text())
-    needed = {run for section in sections() for run in section["runs"]}
+    needed = {run for section in sections() for run in section.get("runs", [])}  # a reading section has none
     assert needed == {r["name"] for r in plan["run"] if not r.get("optional")}
     for run in needed:
         assert (runs / run / "best.pth").exists() and (runs / run / "last.pth").exists(), run
@@ -132,6 +132,24 @@ def test_a_discussion_of_a_section_no_longer_in_the_plan_is_kept(tmp_path, demo_
     text = report.read_text()
     assert "Not trained yet: r (to train)." in text
     assert "## Discussions of sections not in this report" in text and "What I wrote." in text
+
+
+def test_a_reading_section_holds_the_students_notes_and_no_run(tmp_path, demo_dataset):
+    """Part 4's TinaFace/YOLO question is read, not run: its section needs no run, keeps the student's notes
+    when the report is written again, and one that names runs is refused in one line."""
+    plan = write_plan(tmp_path / "plan.toml", '[[run]]\nname = "r"\nargs = ""\n', "", kind="reading")
+    args = ["--plan", str(plan), "--output-dir", str(tmp_path / "runs"), "--dataset", str(demo_dataset)]
+    args += ["--out", str(tmp_path / "doc")]
+    assert run_script("compare.py", "--practical", "--report-only", *args).returncode == 0
+    report = tmp_path / "doc" / "report.md"
+    text = report.read_text()
+    assert "No run answers this question: it asks you to read." in text and "Not trained yet" not in text
+    report.write_text(text.replace("<!-- end of discussion S -->", "YOLO: one pass.\n<!-- end of discussion S -->"))
+    assert run_script("compare.py", "--practical", "--report-only", *args).returncode == 0
+    assert "YOLO: one pass." in report.read_text()
+    write_plan(plan, '[[run]]\nname = "r"\nargs = ""\n', '"r"', kind="reading")
+    refused = run_script("compare.py", "--practical", "--report-only", *args)
+    assert refused.returncode == 1 and "section S: a reading section has no runs" in refused.stderr
 
 
 def test_the_dry_run_lists_what_exists_and_what_would_run(quick, tmp_path):
@@ -330,12 +348,12 @@ def test_the_reports_training_accuracy_is_an_evaluation_mode_pass(quick):
 
 
 def test_every_figure_the_report_links_has_something_in_every_panel(quick):
-    """Each PNG the report links is read back: a matplotlib figure says where its panels are (its "Axes"
-    text); the inside of each must hold coloured marks (curves, bars, cells), never a blank panel; a
-    gallery must hold an image."""
+    """Each figure the report links is read back: a matplotlib figure (PNG) says where its panels are (its
+    "Axes" text); the inside of each must hold coloured marks (curves, bars, cells), never a blank panel; a
+    gallery (JPEG) must hold an image."""
     _, out, _ = quick
     report = (out / "report.md").read_text()
-    links = re.findall(r"!\[[^\]]*\]\((report/[^)]+\.png)\)", report)
+    links = re.findall(r"!\[[^\]]*\]\((report/[^)]+\.(?:png|jpg))\)", report)
     assert len(links) >= 20
     for link in links:
         image = cv2.imread(str(out / link))

@@ -137,12 +137,10 @@ def evaluate_set(
 ) -> SetEvaluation:
     data = rows_dataset(scored.rows, scored.root, checkpoint, problems, workers)
     stats, results = run_model(model, data, checkpoint, inference)
-    figures = {
-        "loss": stats.loss,
-        "class_loss": stats.class_loss,
-        "box_loss": stats.box_loss,
-        **summarize(results, iou_threshold),
-    }
+    figures = {"loss": stats.loss, "class_loss": stats.class_loss}
+    if results.iou is not None:  # a classification-only network has no box loss (as summarize gives it no IoU)
+        figures["box_loss"] = stats.box_loss
+    figures.update(summarize(results, iou_threshold))
     return SetEvaluation(scored, figures, results)
 
 

@@ -126,8 +126,16 @@ def per_label(figures: dict[str, Any], name: str = "accuracy") -> dict[str, floa
 
 
 def weakest(figures: dict[str, Any]) -> tuple[str, float] | None:
-    scores = {label: value for label, value in per_label(figures).items() if not math.isnan(value)}
-    return min(scores.items(), key=lambda kv: (kv[1], kv[0])) if scores else None
+    return weakest_label(per_label(figures))
+
+
+def weakest_label(scores: dict[str, float]) -> tuple[str, float] | None:
+    """The label of the lowest score, every tied label named ("face and motorcycle"); None without a score."""
+    scores = {label: value for label, value in scores.items() if not math.isnan(value)}
+    if not scores:
+        return None
+    low = min(scores.values())
+    return " and ".join(sorted(label for label, value in scores.items() if value == low)), low
 
 
 def f(value: float | None, digits: int = 3) -> str:

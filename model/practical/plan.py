@@ -42,6 +42,7 @@ SECTION_KINDS = (
     "classic",
     "augment",
     "architectures",
+    "reading",  # a question answered by reading, not by a run: the section holds only the student's notes
 )
 KEYS = {
     "defaults": {"args"},
@@ -239,7 +240,9 @@ def read_sections(document: dict[str, Any], path: Path, runs: dict[str, PlannedR
                 f"{path}: section {section.id}: kind {section.kind!r} is none of {', '.join(SECTION_KINDS)}"
             )
         missing = [run for run in section.runs if run not in runs]
-        if missing or not section.runs:
+        if section.kind == "reading" and section.runs:
+            raise PlanError(f"{path}: section {section.id}: a reading section has no runs (remove its runs)")
+        if missing or (not section.runs and section.kind != "reading"):
             raise PlanError(
                 f"{path}: section {section.id} names run(s) {', '.join(missing) or '(none)'} that the plan lacks"
             )

@@ -29,6 +29,7 @@ from model.reporting.tables import to_markdown, write_table
 REPORT = "report.md"
 PDF = "report.pdf"
 GENERATED = ".report.generated.md"  # the report as the toolkit last wrote it: what tells the student's text apart
+READING = "No run answers this question: it asks you to read. Your notes go in the discussion below."
 SIGNATURE = "written by `python compare.py --practical"
 
 
@@ -76,6 +77,8 @@ def write_report(ctx: Context, folder: Path, title: str) -> Path:
 
 
 def section_body(ctx: Context, section: Section) -> list[str]:
+    if section.kind == "reading":
+        return [READING, ""]
     parts: list[str] = []
     ready = ctx.ready(section.runs)
     absent = [f"{r} ({ctx.found[r].describe(ctx.planned(r).options.epochs)})" for r in section.runs if r not in ready]
@@ -100,7 +103,10 @@ def intro(ctx: Context) -> str:
         f"A draft, {SIGNATURE}{' --quick' if ctx.plan.quick else ''}` from the runs in {_shown(ctx.plan.output_dir)}/ "
         f"on {where}. Every number, table and figure below comes from those runs' files (history.csv, and the "
         f"evaluations eval.py stores in each run's evaluations/ folder); the commands reproduce them. Training figures "
-        f"are measured in evaluation mode (dropout off), as eval.py measures them, unless a table says otherwise. "
+        f"are measured in evaluation mode (dropout off), as eval.py measures them, unless a table says otherwise: "
+        f"on the whole training split where a table gives eval.py's figures, elsewhere (the curves, and the figures "
+        f"at a run's best epoch) on the fixed sample of training images each epoch measures, as many as the "
+        f"validation split holds. "
         f"Running it again rewrites this file, report.pdf and report/, and keeps what you write between a section's "
         f"discussion markers (text you write elsewhere is kept too, moved to the end). Tables are also in report/ as "
         f"CSV and LaTeX (\\usepackage{{booktabs}})."
@@ -133,7 +139,8 @@ def render(ctx: Context, section: Section, content: Content) -> list[str]:
         ]
     for caption, path in content.figures:
         parts += [f"![{caption}]({_link(ctx, path)})", ""]
-    parts += content.text and [*content.text, ""]
+    for paragraph in content.text:  # each its own paragraph
+        parts += [paragraph, ""]
     if content.observations:
         parts += ["Observations (computed from the numbers above):", ""]
         parts += [f"- {line}" for line in content.observations]

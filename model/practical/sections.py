@@ -12,6 +12,7 @@
     loss-weights          Part 3 Q4: the weights of the two loss terms
     frozen-vs-fine-tuned  Part 3 Q7
     augment               optional: box-aware augmentation on small training sets
+    reading               Part 4's TinaFace and YOLO: no run, only the student's notes (model/practical/report.py)
 
 Observations are computed from the numbers the section shows, never written by hand.
 """
@@ -37,6 +38,7 @@ from model.practical.context import (
     per_label,
     train_at,
     weakest,
+    weakest_label,
 )
 from model.practical.plan import Section
 from model.reporting import figures as drawn
@@ -84,6 +86,11 @@ def curves(ctx: Context, section: Section, run: str) -> tuple[str, Any]:
 # ----------------------------------------------------------------------------------------------
 def best_vs_last(ctx: Context, section: Section, runs: list[str], long: bool = False) -> Content:
     content = Content(commands=commands(ctx, runs, ("last", "best")))
+    content.commands += [  # Part 1 Q4: the failures, one by one
+        f"python predict.py --model {_shown(ctx.run(r).checkpoint_path('best'))} --failures-only "
+        f"{_shown(ctx.run(r).split_path('test'))}"
+        for r in runs
+    ]
     for run in runs:
         rows = [checkpoint_row(ctx, run, which) for which in ("best", "last")]
         content.tables.append(
@@ -96,7 +103,7 @@ def best_vs_last(ctx: Context, section: Section, runs: list[str], long: bool = F
         content.figures.append(curves(ctx, section, run))
         failures = ctx.per_image(run, "best", "test")
         gallery = ctx.write_gallery(
-            f"{section.id}-{run}-failures.png", drawn.gallery_png(failures, drawn.label_failures(failures))
+            f"{section.id}-{run}-failures.jpg", drawn.gallery_jpg(failures, drawn.label_failures(failures))
         )
         if gallery is not None:
             content.figures.append(
@@ -106,6 +113,7 @@ def best_vs_last(ctx: Context, section: Section, runs: list[str], long: bool = F
                     gallery,
                 )
             )
+        content.observations.append(setting(ctx, run))
         content.observations += best_vs_last_observations(ctx, run, rows)
         if long:
             content.observations += overfitting(ctx, run)
@@ -130,6 +138,18 @@ def checkpoint_row(ctx: Context, run: str, which: str) -> dict[str, Any]:
     return row
 
 
+def setting(ctx: Context, run: str) -> str:
+    """The experiment's setting in one line: splits, schedule, and the rule that picks the best model."""
+    options = ctx.options(run)
+    sizes = [len(read_rows(ctx.run(run).split_path(split), Problems(skip=True))) for split in ("train", "val", "test")]
+    return (
+        f"{ctx.label(run)}: {sizes[0]} training, {sizes[1]} validation and {sizes[2]} test images; {options.epochs} "
+        f"epochs of {options.optimizer} at learning rate {options.lr:g}, batch {options.batch_size}, "
+        f"{options.image_size} px; the best model is the epoch of highest validation accuracy (ties: the lower "
+        "validation loss)."
+    )
+
+
 def best_vs_last_observations(ctx: Context, run: str, rows: list[dict[str, Any]]) -> list[str]:
     best, last = rows
     label = ctx.label(run)
@@ -142,7 +162,8 @@ def best_vs_last_observations(ctx: Context, run: str, rows: list[dict[str, Any]]
         + (": the same." if gap == 0 else f": the best is {f(abs(gap))} {'higher' if gap > 0 else 'lower'}."),
         f"{label}: the best model's accuracy is {f(best['train_accuracy'])} on the training split against "
         f"{f(best['val_accuracy'])} on the validation split (both in evaluation mode, dropout off, as eval.py measures "
-        f"them): a gap of {f(best['train_accuracy'] - best['val_accuracy'])}.",
+        f"them): training minus validation, {f(best['train_accuracy'] - best['val_accuracy'])}"
+        + (" (validation above training)." if best["train_accuracy"] < best["val_accuracy"] else "."),
     ]
     low = weakest(ctx.figures(run, "best", "test"))
     if low:
@@ -157,18 +178,20 @@ def overfitting(ctx: Context, run: str) -> list[str]:
     prefix, train = training_figures(history)
     low = min(history, key=lambda r: r["val_loss"])
     end = history[-1]
-    turned = end["val_loss"] > OVERFITTING * low["val_loss"] and end[f"{prefix}_loss"] < low[f"{prefix}_loss"]
-    verdict = (
-        f"the validation loss ends {end['val_loss'] / low['val_loss'] - 1:.0%} above its lowest while the training "
-        f"loss kept falling, the mark of overfitting."
-        if turned
-        else f"the validation loss ends within {OVERFITTING - 1:.0%} of its lowest: no clear overfitting."
-    )
+    rose = end["val_loss"] > OVERFITTING * low["val_loss"]
+    fell = end[f"{prefix}_loss"] < low[f"{prefix}_loss"]
+    above = f"the validation loss ends {end['val_loss'] / low['val_loss'] - 1:.0%} above its lowest"
+    if rose and fell:
+        verdict = f"{above} while the training loss kept falling, the mark of overfitting."
+    elif rose:
+        verdict = f"{above}, but the training loss did not fall meanwhile: not the usual mark of overfitting."
+    else:
+        verdict = f"the validation loss ends within {OVERFITTING - 1:.0%} of its lowest: no clear overfitting."
+    mode = train.removeprefix("train").strip()
     return [
         f"{ctx.label(run)}: the validation loss is lowest at epoch {int(low['epoch'])} ({f(low['val_loss'], 4)}) and "
-        f"ends at {f(end['val_loss'], 4)}, while the training loss ({train}) goes from {f(low[f'{prefix}_loss'], 4)} "
-        "to "
-        f"{f(end[f'{prefix}_loss'], 4)}: {verdict}"
+        f"ends at epoch {int(end['epoch'])} at {f(end['val_loss'], 4)}; over those epochs the training loss "
+        f"{mode} goes from {f(low[f'{prefix}_loss'], 4)} to {f(end[f'{prefix}_loss'], 4)}: {verdict}"
     ]
 
 
@@ -226,13 +249,14 @@ def ablation(ctx: Context, section: Section, runs: list[str]) -> Content:
                 "val_accuracy": at_epoch(history, epoch).get("val_accuracy"),
                 "test_accuracy": overall(ctx.figures(run)),
                 "val_loss_jumps": float(np.abs(np.diff(losses)).mean()) if len(losses) > 1 else math.nan,
+                "val_loss_change": float(losses[-1] - losses[0]) if len(losses) > 1 else math.nan,
             }
         )
     content.tables.append(
         (
-            "The reference run and its variants (val_loss_jumps: mean change of the validation loss from one epoch to "
-            "the "
-            "next; training figures in evaluation mode at the best epoch)",
+            "The reference run and its variants (val_loss_jumps: the mean absolute change of the validation loss from "
+            "one epoch to the next; val_loss_change: its last epoch's value minus its first's; training figures in "
+            "evaluation mode at the best epoch)",
             pd.DataFrame(rows).astype({"best_epoch": "Int64"}),
         )
     )
@@ -254,8 +278,10 @@ def ablation(ctx: Context, section: Section, runs: list[str]) -> Content:
         )
         content.observations.append(
             f"The validation loss moves least from epoch to epoch with {steadiest['run']} "
-            f"({f(steadiest['val_loss_jumps'], 4)}) and most with {roughest['run']} "
-            f"({f(roughest['val_loss_jumps'], 4)})."
+            f"({f(steadiest['val_loss_jumps'], 4)}; {f(steadiest['val_loss_change'], 4)} from first to last epoch) "
+            f"and most with {roughest['run']} ({f(roughest['val_loss_jumps'], 4)}; "
+            f"{f(roughest['val_loss_change'], 4)} from first to last): a run that learns faster also moves more, "
+            "so read the jumps beside the curves."
         )
     for row in rows[1:]:
         diff = row["test_accuracy"] - rows[0]["test_accuracy"]
@@ -307,7 +333,7 @@ def internet(ctx: Context, section: Section, runs: list[str]) -> Content:
             }
         )
         path = ctx.write_gallery(
-            f"{section.id}-{run}-gallery.png", drawn.gallery_png(results, range(len(results.paths)))
+            f"{section.id}-{run}-gallery.jpg", drawn.gallery_jpg(results, range(len(results.paths)))
         )
         if path is not None:
             content.figures.append((f"{ctx.label(run)} on every internet image (red caption: a failure)", path))
@@ -344,9 +370,10 @@ def architectures(ctx: Context, section: Section, runs: list[str]) -> Content:
         )
         features = frame[frame["part"] == "features"]
         total = int(frame["parameters"].iloc[-1])
+        heads = "both heads" if checkpoint.record.model_options.get("box_head", True) else "its classification head"
         content.observations.append(
             f"{checkpoint.model_name}: {total:,} parameters ({int(frame['trainable'].iloc[-1]):,} trainable); the "
-            f"features end as {features['output'].iloc[-1]} values per image, the input of both heads."
+            f"features end as {features['output'].iloc[-1]} values per image, the input of {heads}."
         )
     return content
 
@@ -373,10 +400,32 @@ def comparison(ctx: Context, section: Section, runs: list[str]) -> Content:
     )
     for caption, path in comparison_figures(ctx.sink, compared.reports, compared.classes, f"report/{section.id}/"):
         content.figures.append((caption, path))
+    content.observations += loss_observations(compared.reports)
     content.observations += timing_observations(compared.reports)
     content.observations += score_observations(compared.reports)
     content.text.append(error_analysis_text(compared.reports))
     return content
+
+
+def loss_observations(reports: list[ModelReport]) -> list[str]:
+    """How each network's losses evolve (Part 2 Q4, Part 3 Q8): the training loss from the first epoch to the
+    last, the validation loss's lowest epoch and where it ends."""
+    lines = []
+    for report in reports:
+        if len(report.history) < 2:
+            continue
+        prefix, train = training_figures(report.history)
+        first, last = report.history[0], report.history[-1]
+        low = min(report.history, key=lambda r: r["val_loss"])
+        turned = last["val_loss"] > OVERFITTING * low["val_loss"]
+        lines.append(
+            f"{report.name}: the training loss {train.removeprefix('train').strip()} goes from "
+            f"{f(first[f'{prefix}_loss'])} to {f(last[f'{prefix}_loss'])} over {len(report.history)} epochs; the "
+            f"validation loss is lowest at epoch {int(low['epoch'])} ({f(low['val_loss'])}) and ends at "
+            f"{f(last['val_loss'])}"
+            + (f", {last['val_loss'] / low['val_loss'] - 1:.0%} above its lowest." if turned else ".")
+        )
+    return lines
 
 
 def error_analysis_text(reports: list[ModelReport]) -> str:
@@ -432,15 +481,19 @@ def cpu_share(report: ModelReport) -> float:
 def score_observations(reports: list[ModelReport]) -> list[str]:
     lines = []
     best = max(reports, key=lambda r: _test(r)["accuracy"])
-    lines.append(f"The best test accuracy is {best.name}'s, {f(_test(best)['accuracy'])}.")
+    sizes = sorted({r.image_size for r in reports if r.image_size is not None})
+    seen = " and ".join(f"{size} px" for size in sizes)
+    differ = f" (not like for like: the runs see {seen} images)" if len(sizes) > 1 else ""
+    lines.append(f"The best test accuracy is {best.name}'s, {f(_test(best)['accuracy'])}{differ}.")
     if "mean_iou" in _test(best):
         boxes = max(reports, key=lambda r: _test(r).get("mean_iou", -1))
         lines.append(f"The best boxes are {boxes.name}'s: mean IoU {f(_test(boxes)['mean_iou'])}.")
     for report in reports:
-        scores = {k: v["accuracy"] for k, v in (report.test or {}).get("per_label", {}).items() if v["images"]}
-        if scores:
-            label = min(scores, key=lambda k: (scores[k], k))
-            lines.append(f"{report.name}: weakest label {label} ({f(scores[label])}).")
+        low = weakest_label(
+            {k: v["accuracy"] for k, v in (report.test or {}).get("per_label", {}).items() if v["images"]}
+        )
+        if low:
+            lines.append(f"{report.name}: weakest label {low[0]} ({f(low[1])}).")
     return lines
 
 
@@ -486,17 +539,31 @@ def classic(ctx: Context, section: Section, runs: list[str]) -> Content:
         content.figures += model_galleries(ctx.sink, report, f"report/{section.id}/")
     networks, classics = compared.reports[: len(runs)], compared.reports[len(runs) :]
     if networks and classics:
-        net = max(networks, key=lambda r: _test(r)["accuracy"])
-        old = max(classics, key=lambda r: _test(r)["accuracy"])
-        content.observations.append(
-            f"The best network ({net.name}, {f(_test(net)['accuracy'])}) against the best classic approach "
-            f"({old.name}, {f(_test(old)['accuracy'])}) in test accuracy; mean IoU "
-            f"{f(_test(net).get('mean_iou', math.nan))} "
-            f"against {f(_test(old).get('mean_iou', math.nan))}; loss {f((net.test or {}).get('loss'))} against "
-            f"{f((old.test or {}).get('loss'))}."
-        )
+        content.observations += classic_observations(networks, classics)
     content.text.append(error_analysis_text(compared.reports))
     return content
+
+
+def classic_observations(networks: list[ModelReport], classics: list[ModelReport]) -> list[str]:
+    """The best network against the best classic approach, figure by figure, each with its winner."""
+    lines = []
+    for key, what in (("accuracy", "test accuracy"), ("mean_iou", "mean IoU")):  # higher is better for both
+        scored = [r for r in networks if not math.isnan(_test(r).get(key, math.nan))]
+        old = [r for r in classics if not math.isnan(_test(r).get(key, math.nan))]
+        if scored and old:
+            net, classic = (max(group, key=lambda r: _test(r)[key]) for group in (scored, old))
+            a, b = _test(net)[key], _test(classic)[key]
+            winner = "the network" if a > b else "the classic approach" if b > a else "neither"
+            lines.append(
+                f"Best {what}: network {net.name} {f(a)} against classic {classic.name} {f(b)}; {winner} is ahead"
+                + (f" by {f(abs(a - b))}." if a != b else ".")
+            )
+    losses = [(r, (r.test or {}).get("loss", math.nan)) for r in networks + classics]
+    losses = [(r, value) for r, value in losses if not math.isnan(value)]
+    if losses:
+        lowest, value = min(losses, key=lambda pair: pair[1])
+        lines.append(f"The lowest loss (the run's own loss, for every row) is {lowest.name}'s, {f(value)}.")
+    return lines
 
 
 def loss_weights(ctx: Context, section: Section, runs: list[str]) -> Content:
@@ -540,6 +607,8 @@ def frozen_vs_fine_tuned(ctx: Context, section: Section, runs: list[str]) -> Con
                 "pretrained": bool(options.pretrained),
                 "trainable_parameters": facts.get("trainable_parameters"),
                 "seconds_per_epoch": float(np.mean([r["seconds"] for r in history])) if history else math.nan,
+                "image_size": options.image_size,
+                "trained_on": (facts.get("resumed") or [facts])[-1].get("device", ""),
                 "test_accuracy": overall(test),
                 "test_mean_iou": overall(test, "mean_iou"),
             }
@@ -554,6 +623,16 @@ def frozen_vs_fine_tuned(ctx: Context, section: Section, runs: list[str]) -> Con
             f"{frozen['trainable_parameters']:,}; "
             f"test accuracy {f(tuned['test_accuracy'])} against {f(frozen['test_accuracy'])}, mean IoU "
             f"{f(tuned['test_mean_iou'])} against {f(frozen['test_mean_iou'])}."
+        )
+        same = frozen["image_size"] == tuned["image_size"] and frozen["trained_on"] == tuned["trained_on"]
+        content.observations.append(
+            f"An epoch takes {f(tuned['seconds_per_epoch'], 2)} s fine-tuned against "
+            f"{f(frozen['seconds_per_epoch'], 2)} s frozen"
+            + (
+                f" (both at {frozen['image_size']} px on {frozen['trained_on'] or 'the same device'})."
+                if same
+                else " (not comparable: the runs differ in image size or device)."
+            )
         )
         if not frozen["pretrained"]:
             content.observations.append(

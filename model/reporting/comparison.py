@@ -5,6 +5,7 @@ the comparison, written into an output folder whose files the toolkit owns (neve
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,7 @@ def network_report(path: Path, inference: Inference, problems: Problems, taken: 
             f"scores runs on their test split: retrain with a test split"
         )
     stats, results = run_model(model, test, checkpoint, inference)
+    box_loss = stats.box_loss if results.iou is not None else math.nan  # no box head: no box loss, not 0
     total, trainable = count_parameters(model)
     facts = run.facts()
     last = (facts.get("resumed") or [facts])[-1]  # where its latest epochs ran
@@ -91,7 +93,7 @@ def network_report(path: Path, inference: Inference, problems: Problems, taken: 
         str(last.get("device", "")),
         last.get("threads"),
         checkpoint.epoch,
-        {"loss": stats.loss, "class_loss": stats.class_loss, "box_loss": stats.box_loss, **summarize(results)},
+        {"loss": stats.loss, "class_loss": stats.class_loss, "box_loss": box_loss, **summarize(results)},
         results,
     )
     return report, checkpoint, model, test
@@ -209,22 +211,22 @@ def model_galleries(sink: Sink, report: ModelReport, prefix: str = "") -> list[t
     if report.results is None:
         return []
     out = []
-    failures = figures.gallery_png(report.results, figures.label_failures(report.results))
+    failures = figures.gallery_jpg(report.results, figures.label_failures(report.results))
+    drawn = "orange: predicted box, blue: true box" if report.results.iou is not None else "blue: true box"
     if failures is not None:
         out.append(
             (
-                f"{report.name}: misclassified test images, most confident first (true and predicted label; orange: "
-                "predicted box, blue: true box)",
-                sink.write_bytes(f"{prefix}failures_{report.file_stem}.png", failures),
+                f"{report.name}: misclassified test images, most confident first (true and predicted label; {drawn})",
+                sink.write_bytes(f"{prefix}failures_{report.file_stem}.jpg", failures),
             )
         )
-    boxes = figures.gallery_png(report.results, figures.box_examples(report.results))
+    boxes = figures.gallery_jpg(report.results, figures.box_examples(report.results))
     if boxes is not None:
         out.append(
             (
                 f"{report.name}: right labels with their boxes, test split: the best IoU first, then the lowest "
                 "(orange: predicted, blue: true)",
-                sink.write_bytes(f"{prefix}boxes_{report.file_stem}.png", boxes),
+                sink.write_bytes(f"{prefix}boxes_{report.file_stem}.jpg", boxes),
             )
         )
     return out

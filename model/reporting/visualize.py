@@ -24,7 +24,8 @@ MIN_WIDTH = 480  # small images are enlarged so that captions stay readable
 
 def encode_image(image_bgr: np.ndarray, extension: str = ".png") -> bytes:
     """The image in the format of ``extension`` (.png, .jpg), as bytes."""
-    done, data = cv2.imencode(extension, image_bgr)
+    quality = [cv2.IMWRITE_JPEG_QUALITY, 90] if extension.lower() in (".jpg", ".jpeg") else []
+    done, data = cv2.imencode(extension, image_bgr, quality)
     if not done:
         raise ValueError(f"OpenCV cannot encode an image as {extension}")
     return data.tobytes()
@@ -66,7 +67,9 @@ def draw_prediction(
     if iou is not None:
         caption += f" | IoU {iou:.2f}"
     band = _caption_band(canvas.shape[1], caption, FAILURE if failure else SUCCESS)
-    legend = _legend(canvas.shape[1], with_true=true_box is not None)
+    if predicted_box is None and true_box is None:  # a classification-only network on an image without a box
+        return np.vstack([band, canvas])
+    legend = _legend(canvas.shape[1], with_predicted=predicted_box is not None, with_true=true_box is not None)
     return np.vstack([band, canvas, legend])
 
 
@@ -80,11 +83,11 @@ def _caption_band(width: int, text: str, colour) -> np.ndarray:
     return band
 
 
-def _legend(width: int, with_true: bool) -> np.ndarray:
+def _legend(width: int, with_predicted: bool, with_true: bool) -> np.ndarray:
     font_scale = 0.5 * width / MIN_WIDTH
     band = np.full((int(26 * width / MIN_WIDTH), width, 3), 255, np.uint8)
     x = 6
-    items = [("predicted box", PREDICTED)] + ([("true box", TRUE)] if with_true else [])
+    items = ([("predicted box", PREDICTED)] if with_predicted else []) + ([("true box", TRUE)] if with_true else [])
     for text, colour in items:
         y = band.shape[0] // 2
         cv2.line(band, (x, y), (x + 24, y), colour, 3)
