@@ -270,10 +270,19 @@ def run_baselines(
             haar_labels,
             haar_boxes,
             haar_calibration,
-            f"the Haar cascade (minNeighbors={min_neighbors}) says face or not; the images it finds no face in get "
-            f"hog_svm's label and box ({svm_choice}), so its airplane and motorcycle figures are mostly hog_svm's",
+            _haar_note(classes, face, min_neighbors, svm_choice),
         ),
     }
+
+
+def _haar_note(classes: Sequence[str], face: int | None, min_neighbors: int, svm_choice: str) -> str:
+    if face is None:
+        return f"no class is called face, so the cascade decides nothing: its rows are hog_svm's ({svm_choice})"
+    others = " and ".join(c for i, c in enumerate(classes) if i != face)
+    return (
+        f"the Haar cascade (minNeighbors={min_neighbors}) says {classes[face]} or not; the images it finds no face in "
+        f"get hog_svm's label and box ({svm_choice}), so its {others} figures are mostly hog_svm's"
+    )
 
 
 def _haar_labels(faces: Sequence[tuple | None], svm_labels: np.ndarray, face: int | None) -> np.ndarray:

@@ -135,7 +135,10 @@ def weakest_label(scores: dict[str, float]) -> tuple[str, float] | None:
     if not scores:
         return None
     low = min(scores.values())
-    return " and ".join(sorted(label for label, value in scores.items() if value == low)), low
+    tied = sorted(label for label, value in scores.items() if value == low)
+    if len(tied) == len(scores) > 1:
+        return None  # every label the same: none is the weakest
+    return " and ".join(tied), low
 
 
 def f(value: float | None, digits: int = 3) -> str:

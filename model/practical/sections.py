@@ -140,11 +140,13 @@ def checkpoint_row(ctx: Context, run: str, which: str) -> dict[str, Any]:
 
 def setting(ctx: Context, run: str) -> str:
     """The experiment's setting in one line: splits, schedule, and the rule that picks the best model."""
-    options = ctx.options(run)
+    options, trained = ctx.options(run), len(ctx.history(run))
     sizes = [len(read_rows(ctx.run(run).split_path(split), Problems(skip=True))) for split in ("train", "val", "test")]
+    epochs = f"{trained} epochs" + (f" (of {options.epochs} planned)" if trained != options.epochs else "")
+    schedule = "" if options.lr_schedule == "none" else f", {options.lr_schedule} schedule"
     return (
-        f"{ctx.label(run)}: {sizes[0]} training, {sizes[1]} validation and {sizes[2]} test images; {options.epochs} "
-        f"epochs of {options.optimizer} at learning rate {options.lr:g}, batch {options.batch_size}, "
+        f"{ctx.label(run)}: {sizes[0]} training, {sizes[1]} validation and {sizes[2]} test images; {epochs} of "
+        f"{options.optimizer} at learning rate {options.lr:g}{schedule}, batch {options.batch_size}, "
         f"{options.image_size} px; the best model is the epoch of highest validation accuracy (ties: the lower "
         "validation loss)."
     )
@@ -171,16 +173,29 @@ def best_vs_last_observations(ctx: Context, run: str, rows: list[dict[str, Any]]
     return lines
 
 
+def validation_path(history: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float], str] | None:
+    """The epoch of lowest validation loss, the last epoch, and how far above the lowest the last ends ("" when
+    within OVERFITTING of it); epochs whose validation loss is not finite left out; None without two of them."""
+    finite = [r for r in history if math.isfinite(r["val_loss"])]
+    if len(finite) < 2:
+        return None
+    low, end = min(finite, key=lambda r: r["val_loss"]), finite[-1]
+    if end["val_loss"] <= OVERFITTING * low["val_loss"]:
+        return low, end, ""
+    above = f"{end['val_loss'] / low['val_loss'] - 1:.0%}" if low["val_loss"] > 0 else "far"
+    return low, end, f"{above} above its lowest"
+
+
 def overfitting(ctx: Context, run: str) -> list[str]:
     history = ctx.history(run)
-    if not history:
+    path = validation_path(history)
+    if path is None:
         return []
     prefix, train = training_figures(history)
-    low = min(history, key=lambda r: r["val_loss"])
-    end = history[-1]
-    rose = end["val_loss"] > OVERFITTING * low["val_loss"]
+    low, end, rise = path
+    rose = bool(rise)
     fell = end[f"{prefix}_loss"] < low[f"{prefix}_loss"]
-    above = f"the validation loss ends {end['val_loss'] / low['val_loss'] - 1:.0%} above its lowest"
+    above = f"the validation loss ends {rise}"
     if rose and fell:
         verdict = f"{above} while the training loss kept falling, the mark of overfitting."
     elif rose:
@@ -280,8 +295,8 @@ def ablation(ctx: Context, section: Section, runs: list[str]) -> Content:
             f"The validation loss moves least from epoch to epoch with {steadiest['run']} "
             f"({f(steadiest['val_loss_jumps'], 4)}; {f(steadiest['val_loss_change'], 4)} from first to last epoch) "
             f"and most with {roughest['run']} ({f(roughest['val_loss_jumps'], 4)}; "
-            f"{f(roughest['val_loss_change'], 4)} from first to last): a run that learns faster also moves more, "
-            "so read the jumps beside the curves."
+            f"{f(roughest['val_loss_change'], 4)} from first to last); a loss that falls fast moves much from epoch "
+            "to epoch too, so read the jumps beside the net change and the curves."
         )
     for row in rows[1:]:
         diff = row["test_accuracy"] - rows[0]["test_accuracy"]
@@ -412,18 +427,16 @@ def loss_observations(reports: list[ModelReport]) -> list[str]:
     last, the validation loss's lowest epoch and where it ends."""
     lines = []
     for report in reports:
-        if len(report.history) < 2:
+        path = validation_path(report.history)
+        if path is None:
             continue
         prefix, train = training_figures(report.history)
-        first, last = report.history[0], report.history[-1]
-        low = min(report.history, key=lambda r: r["val_loss"])
-        turned = last["val_loss"] > OVERFITTING * low["val_loss"]
+        (low, last, rise), first = path, report.history[0]
         lines.append(
             f"{report.name}: the training loss {train.removeprefix('train').strip()} goes from "
             f"{f(first[f'{prefix}_loss'])} to {f(last[f'{prefix}_loss'])} over {len(report.history)} epochs; the "
             f"validation loss is lowest at epoch {int(low['epoch'])} ({f(low['val_loss'])}) and ends at "
-            f"{f(last['val_loss'])}"
-            + (f", {last['val_loss'] / low['val_loss'] - 1:.0%} above its lowest." if turned else ".")
+            f"{f(last['val_loss'])}" + (f", {rise}." if rise else ".")
         )
     return lines
 

@@ -1,5 +1,6 @@
 """The comparison's figures (Part 2 Q4, Part 3 Q6 and Q8): curves of every model, per-label bars,
-confusion matrices, IoU histograms, galleries of failures and of boxes; each as PNG bytes into a sink.
+confusion matrices, IoU histograms, galleries of failures and of boxes; each as PNG bytes (the galleries,
+photographs, as JPEG) into a sink.
 
 Curves show the training figures measured in evaluation mode (when the runs measured them) against
 validation, with each model's best epoch marked; a panel is drawn only when some model has its figures

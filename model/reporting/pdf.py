@@ -153,8 +153,9 @@ def _wrap_code(source: str) -> str:
 
 def _transposed(rows: list[list[SyntaxTreeNode]]) -> list[list[SyntaxTreeNode]]:
     """A wide table of few rows turned on its side, one row per column: four runs' figures in 22 columns cannot be
-    read on a page, the same figures in 22 rows of five columns can."""
-    return [list(column) for column in zip(*rows)]
+    read on a page, the same figures in 22 rows of five columns can. (markdown-it gives every row the header's
+    number of cells.)"""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _plain(node: SyntaxTreeNode) -> str:
@@ -271,12 +272,13 @@ class _Renderer:
                 rows.append([cell for cell in row.children if cell.type in ("th", "td")])
         if not rows:
             return ""
-        if len(rows[0]) > _WIDEST_TABLE and len(rows) < len(rows[0]) and len({len(row) for row in rows}) == 1:
+        on_side = len(rows[0]) > _WIDEST_TABLE and 2 <= len(rows) < len(rows[0])
+        if on_side:
             rows = _transposed(rows)
         header, body = rows[0], rows[1:]
         columns = max(1, len(header))
         aligns = []
-        for cell in header:
+        for cell in header if not on_side else ():  # on its side, a column mixes the columns' alignments
             match = _ALIGN.search(str(cell.attrs.get("style", "")))
             aligns.append(match.group(1) if match else "left")
         aligns += ["left"] * (columns - len(aligns))

@@ -46,7 +46,8 @@ def draw_prediction(
     iou: float | None = None,
     failure: bool = False,
 ) -> np.ndarray:
-    """Copy of the image with the predicted box (orange), the true box (blue), a caption and a legend.
+    """Copy of the image with the predicted box (orange), the true box (blue), a caption, and a legend of the
+    boxes drawn (none when neither is).
 
     Boxes are xyxy in pixels of ``image_bgr``.
     """
