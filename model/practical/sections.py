@@ -300,10 +300,10 @@ def ablation(ctx: Context, section: Section, runs: list[str]) -> Content:
         )
     for row in rows[1:]:
         diff = row["test_accuracy"] - rows[0]["test_accuracy"]
+        side = "above" if diff > 0 else "below"
+        relation = "the same as" if f(abs(diff)) == f(0.0) else f"{f(abs(diff))} {side}"
         content.observations.append(
-            f"{row['run']}: test accuracy {f(row['test_accuracy'])}, {f(abs(diff))} "
-            f"{'above' if diff >= 0 else 'below'} "
-            f"{rows[0]['run']}."
+            f"{row['run']}: test accuracy {f(row['test_accuracy'])}, {relation} {rows[0]['run']}."
         )
     return content
 
