@@ -44,6 +44,8 @@ from typing import ClassVar
 import pytest
 import torch
 
+from conftest import default_signals
+
 ROOT = Path(__file__).resolve().parent.parent
 COURSE_SPLITS = ROOT / "tests" / "data" / "course-splits"
 TRACEBACK = "Traceback (most recent call last)"
@@ -87,7 +89,13 @@ def run_and_signal(
 ) -> Signalled:
     """Start ``python ARGS``, send it ``signum`` once ``when(stdout lines so far)`` is true, wait for it."""
     process = subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_signals,
     )
     assert process.stdout is not None and process.stderr is not None
     lines: list[str] = []

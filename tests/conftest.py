@@ -248,6 +248,13 @@ def job_logs(folder: Path) -> str:
     return "\n".join(f"{log.name}: {log.read_text()[-600:]}" for log in sorted(folder.glob("*.out")))
 
 
+def default_signals() -> None:
+    """For a child that is sent signals (Popen's preexec_fn): SIGINT as a terminal gives it. A shell without job
+    control starts a background command (`bash .ci/run &`) with SIGINT ignored, its children inherit that,
+    and Python then installs no KeyboardInterrupt: a Ctrl-C test would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_training(args: list[str], after: str, signum: int = signal.SIGTERM) -> tuple[int, str, str]:
     """Run ``train.py args`` and send it a real ``signum`` once it prints a line starting with ``after``
     (e.g. "epoch   1/2": preempted after its first epoch); (exit status, stdout, stderr)."""
@@ -258,6 +265,7 @@ def interrupt_training(args: list[str], after: str, signum: int = signal.SIGTERM
         stderr=subprocess.PIPE,
         text=True,
         env=cpu_only({**os.environ, "PYTHONUNBUFFERED": "1"}),
+        preexec_fn=default_signals,
     )
     assert process.stdout is not None
     lines = []
