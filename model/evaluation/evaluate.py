@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,7 @@ def evaluate_set(
     data = rows_dataset(scored.rows, scored.root, checkpoint, problems, workers)
     stats, results = run_model(model, data, checkpoint, inference)
     figures = {"loss": stats.loss, "class_loss": stats.class_loss}
-    if results.iou is not None:  # a classification-only network has no box loss (as summarize gives it no IoU)
+    if not math.isnan(stats.box_loss):  # a classification-only network has none (as summarize gives it no IoU)
         figures["box_loss"] = stats.box_loss
     figures.update(summarize(results, iou_threshold))
     return SetEvaluation(scored, figures, results)

@@ -106,12 +106,7 @@ class Plan:
     def shown(self, run: PlannedRun, dataset: Path | None) -> str:
         """The command as a user would type it in the project's folder."""
         argv = ["python", *self.command(run, dataset)[1:-1]]  # without --resume-if-started: what a user types
-        return shlex.join(
-            str(Path(a).relative_to(config.PROJECT_ROOT))
-            if Path(a).is_absolute() and Path(a).is_relative_to(config.PROJECT_ROOT)
-            else a
-            for a in argv
-        )
+        return shlex.join(shown_path(a) for a in argv)
 
     def command(self, run: PlannedRun, dataset: Path | None) -> list[str]:
         """The train.py command that trains the run, or goes on with it when its folder holds it."""
@@ -218,6 +213,15 @@ def quick_args(args: list[str], options: TrainOptions, settings: dict[str, Any],
     if settings.get("no_pretrained") and takes_option(options.model, "pretrained"):
         args = [*_without(args, "--weights"), "--no-pretrained"]
     return args
+
+
+def shown_path(path: str | Path | None) -> str:
+    """A path as a user types it in the project's folder: relative to it when inside it."""
+    if path is None:
+        return ""
+    path = Path(path)
+    inside = path.is_absolute() and path.is_relative_to(config.PROJECT_ROOT)
+    return str(path.relative_to(config.PROJECT_ROOT)) if inside else str(path)
 
 
 def read_sections(document: dict[str, Any], path: Path, runs: dict[str, PlannedRun]) -> list[Section]:

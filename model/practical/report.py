@@ -20,7 +20,7 @@ from pathlib import Path
 from model.core.owned import OwnedFolder
 from model.data.annotations import Problems, read_annotations
 from model.practical.context import Content, Context
-from model.practical.plan import Section
+from model.practical.plan import Section, shown_path
 from model.practical.sections import BUILDERS
 from model.reporting.documents import Previous, discussion, kept_text, read_previous
 from model.reporting.pdf import PdfError, pdf_bytes
@@ -98,9 +98,10 @@ def section_body(ctx: Context, section: Section) -> list[str]:
 
 def intro(ctx: Context) -> str:
     rows = len(read_annotations(ctx.dataset, Problems(skip=True))) if ctx.dataset else 0
-    where = f"the dataset in {_shown(ctx.dataset)} ({rows} images)" if ctx.dataset else "the course dataset"
+    where = f"the dataset in {shown_path(ctx.dataset)} ({rows} images)" if ctx.dataset else "the course dataset"
     return (
-        f"A draft, {SIGNATURE}{' --quick' if ctx.plan.quick else ''}` from the runs in {_shown(ctx.plan.output_dir)}/ "
+        f"A draft, {SIGNATURE}{' --quick' if ctx.plan.quick else ''}` from the runs in "
+        f"{shown_path(ctx.plan.output_dir)}/ "
         f"on {where}. Every number, table and figure below comes from those runs' files (history.csv, and the "
         f"evaluations eval.py stores in each run's evaluations/ folder); the commands reproduce them. Training figures "
         f"are measured in evaluation mode (dropout off), as eval.py measures them, unless a table says otherwise: "
@@ -110,19 +111,6 @@ def intro(ctx: Context) -> str:
         f"Running it again rewrites this file, report.pdf and report/, and keeps what you write between a section's "
         f"discussion markers (text you write elsewhere is kept too, moved to the end). Tables are also in report/ as "
         f"CSV and LaTeX (\\usepackage{{booktabs}})."
-    )
-
-
-def _shown(path: Path | None) -> str:
-    from model import config
-
-    if path is None:
-        return ""
-    path = Path(path)
-    return (
-        str(path.relative_to(config.PROJECT_ROOT))
-        if path.is_absolute() and path.is_relative_to(config.PROJECT_ROOT)
-        else str(path)
     )
 
 

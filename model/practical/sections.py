@@ -40,7 +40,7 @@ from model.practical.context import (
     weakest,
     weakest_label,
 )
-from model.practical.plan import Section
+from model.practical.plan import Section, shown_path
 from model.reporting import figures as drawn
 from model.reporting.architecture import architecture_frame
 from model.reporting.comparison import compare_runs, comparison_figures, model_galleries
@@ -57,18 +57,8 @@ HIDDEN = ("device", "note", "infer_ms_batched", "infer_ms_single")  # measured a
 def commands(ctx: Context, runs: list[str], which: tuple[str, ...] = ("best",)) -> list[str]:
     """The train.py commands of the runs, as the plan runs them, then eval.py's."""
     trains = [ctx.plan.shown(ctx.planned(r), ctx.dataset) for r in runs]
-    evals = [f"python eval.py {_shown(ctx.run(r).checkpoint_path(w))}" for r in runs for w in which]
+    evals = [f"python eval.py {shown_path(ctx.run(r).checkpoint_path(w))}" for r in runs for w in which]
     return trains + evals
-
-
-def _shown(path) -> str:
-    from model import config
-
-    return (
-        str(path.relative_to(config.PROJECT_ROOT))
-        if path.is_absolute() and path.is_relative_to(config.PROJECT_ROOT)
-        else str(path)
-    )
 
 
 def curves(ctx: Context, section: Section, run: str) -> tuple[str, Any]:
@@ -87,8 +77,8 @@ def curves(ctx: Context, section: Section, run: str) -> tuple[str, Any]:
 def best_vs_last(ctx: Context, section: Section, runs: list[str], long: bool = False) -> Content:
     content = Content(commands=commands(ctx, runs, ("last", "best")))
     content.commands += [  # Part 1 Q4: the failures, one by one
-        f"python predict.py --model {_shown(ctx.run(r).checkpoint_path('best'))} --failures-only "
-        f"{_shown(ctx.run(r).split_path('test'))}"
+        f"python predict.py --model {shown_path(ctx.run(r).checkpoint_path('best'))} --failures-only "
+        f"{shown_path(ctx.run(r).split_path('test'))}"
         for r in runs
     ]
     for run in runs:
@@ -318,7 +308,7 @@ def internet(ctx: Context, section: Section, runs: list[str]) -> Content:
     if not web_images(web):
         return Content(
             commands=[
-                f"python predict.py --model {_shown(ctx.run(r).checkpoint_path('best'))} web_images/images"
+                f"python predict.py --model {shown_path(ctx.run(r).checkpoint_path('best'))} web_images/images"
                 for r in runs
             ],
             text=[
@@ -330,7 +320,8 @@ def internet(ctx: Context, section: Section, runs: list[str]) -> Content:
         )
     content = Content(
         commands=[
-            f"python predict.py --model {_shown(ctx.run(r).checkpoint_path('best'))} web_images/images --failures-only"
+            f"python predict.py --model {shown_path(ctx.run(r).checkpoint_path('best'))} web_images/images "
+            "--failures-only"
             for r in runs
         ]
     )
@@ -518,7 +509,7 @@ def classic(ctx: Context, section: Section, runs: list[str]) -> Content:
     content = Content(
         commands=[
             *commands(ctx, runs),
-            f"python compare.py {' '.join(_shown(ctx.run(r).folder) for r in runs)} --classic",
+            f"python compare.py {' '.join(shown_path(ctx.run(r).folder) for r in runs)} --classic",
         ]
     )
     compared = network_reports(ctx, runs, classic=True)

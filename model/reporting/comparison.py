@@ -5,7 +5,6 @@ the comparison, written into an output folder whose files the toolkit owns (neve
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +77,6 @@ def network_report(path: Path, inference: Inference, problems: Problems, taken: 
             f"scores runs on their test split: retrain with a test split"
         )
     stats, results = run_model(model, test, checkpoint, inference)
-    box_loss = stats.box_loss if results.iou is not None else math.nan  # no box head: no box loss, not 0
     total, trainable = count_parameters(model)
     facts = run.facts()
     last = (facts.get("resumed") or [facts])[-1]  # where its latest epochs ran
@@ -93,7 +91,7 @@ def network_report(path: Path, inference: Inference, problems: Problems, taken: 
         str(last.get("device", "")),
         last.get("threads"),
         checkpoint.epoch,
-        {"loss": stats.loss, "class_loss": stats.class_loss, "box_loss": box_loss, **summarize(results)},
+        {"loss": stats.loss, "class_loss": stats.class_loss, "box_loss": stats.box_loss, **summarize(results)},
         results,
     )
     return report, checkpoint, model, test

@@ -77,7 +77,8 @@ def convergence_png(history: Sequence[dict], title: str) -> bytes:
     prefix, train_label = training_figures(history)
     epochs = [row["epoch"] for row in history]
     has_boxes = any(not math.isnan(row["val_iou"]) for row in history)
-    panels = [("Loss", ["loss", "class_loss"] + (["box_loss"] if has_boxes else [])), ("Accuracy", ["accuracy"])]
+    losses = ["loss", "class_loss", "box_loss"] if has_boxes else ["loss"]  # without boxes the loss is the class loss
+    panels = [("Loss", losses), ("Accuracy", ["accuracy"])]
     if has_boxes:
         panels.append(("Mean IoU", ["iou"]))
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)

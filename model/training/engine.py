@@ -31,7 +31,7 @@ from model.training.losses import DetectionLoss, Losses
 class EpochStats:
     loss: float
     class_loss: float
-    box_loss: float
+    box_loss: float  # NaN for a classification-only network (it has no box loss, not a box loss of 0)
     accuracy: float
     iou: float  # mean IoU; NaN for a classification-only network
     seconds: float
@@ -65,7 +65,9 @@ class _Totals:
         if self.count == 0:  # an empty set (e.g. --cut-test 1.0) has no figures
             return EpochStats(math.nan, math.nan, math.nan, math.nan, math.nan, seconds, 0)
         loss, class_loss, box_loss, correct, iou = (self.sums / self.count).tolist()
-        return EpochStats(loss, class_loss, box_loss, correct, iou if has_boxes else math.nan, seconds, self.count)
+        if not has_boxes:
+            box_loss = iou = math.nan
+        return EpochStats(loss, class_loss, box_loss, correct, iou, seconds, self.count)
 
 
 def network_batch(images: torch.Tensor, batches: DeviceBatches, channels_last: bool) -> torch.Tensor:
