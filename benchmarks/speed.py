@@ -49,11 +49,11 @@ from model.data.annotations import (
 from model.data.images import network_input, read_image_rgb
 from model.dataset import DetectionDataset, is_dataset
 from model.network import MODEL_NAMES, Detector, build_model, model_options
-from model.training.augment import POLICIES, Augmenter
-from model.training.batches import DeviceBatches, place_splits
-from model.training.engine import evaluate, network_batch, train_one_epoch, train_step
-from model.training.losses import DetectionLoss
-from model.training.schedule import make_optimizer
+from model.data.augment import POLICIES, Augmenter
+from model.engine.batches import DeviceBatches, place_splits
+from model.engine.steps import evaluate, network_batch, train_one_epoch, train_step
+from model.experiment.loss import DetectionLoss
+from model.experiment.schedule import make_optimizer
 
 BEGIN, END = "<!-- benchmark: python -m benchmarks.speed -->", "<!-- end of benchmark -->"
 COURSE_SPLITS = Path(__file__).resolve().parent.parent / "tests" / "data" / "course-splits"

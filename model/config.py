@@ -11,19 +11,17 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = Path("output")
 
-# Where the course dataset is looked for, in this order (see model.dataset.resolve_dataset):
+# Where the course dataset is looked for, in this order (model/data/location.py):
 # --dataset PATH, then $CVPR_DATASET, then the course cluster's folder, then ./dataset.
-DATASET_ENV_VAR = "CVPR_DATASET"
 COURSE_DATASET = Path("/matieres/5MMVORF/01-dataset")
 LOCAL_DATASET = Path("dataset")
 # Written when none of the above exists; inside output/ so that git ignores it.
 DEMO_DATASET = PROJECT_ROOT / "output" / "demo_dataset"
 DEMO_IMAGES = 600  # sized so that the README's main command trains in < 5 min on 2 CPU cores
 DEMO_SEED = 0
-# Decoded images, one memory-mapped file per dataset and image size (see model/cache.py); delete at will.
+# Decoded images, one memory-mapped file per dataset and image size (model/data/cache.py); delete at will.
 # $CVPR_CACHE_DIR moves it (e.g. to a cluster's scratch disk).
 CACHE_DIR = PROJECT_ROOT / "output" / "cache"
-CACHE_ENV_VAR = "CVPR_CACHE_DIR"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -55,5 +53,5 @@ LAST_CHECKPOINT = "last.pth"
 SPLIT_FILES = {"train": "training_data.csv", "val": "val_data.csv", "test": "test_data.csv"}
 HISTORY_FILE = "history.csv"
 PLOT_FILE = "convergence_plot.png"
-CONFIG_FILE = "config.json"  # the run's options (model/options.py)
+CONFIG_FILE = "config.json"  # the run's options (model/experiment/options.py)
 RUN_FILE = "run.json"  # what the options do not say: dataset path, device, versions, host, Slurm job

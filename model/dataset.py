@@ -1,4 +1,4 @@
-"""Where the dataset is, and one split of it as the tensors the networks eat.
+"""One split of the dataset as the tensors the networks eat (where the dataset is: model/data/location.py).
 
 images  (N, 3, S, S) uint8 RGB, decoded once (model/cache.py) and normalised on the device
 labels  (N,) int64, index into the sorted class names
@@ -7,41 +7,15 @@ boxes   (N, 4) float32, xyxy divided by the ORIGINAL image width and height, in 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from model import config
-from model.data.annotations import Annotation, DataError, Problems, check_box, image_path
+from model.data.annotations import Annotation, Problems, check_box, image_path
 from model.data.cache import ImageCache, fits_in_memory
 from model.data.images import box_to_unit, normalize
-
-
-def is_dataset(path: Path) -> bool:
-    return (Path(path) / "images").is_dir() and (Path(path) / "annotations").is_dir()
-
-
-def find_dataset(explicit: Path | None, environ: Mapping[str, str] = os.environ) -> Path | None:
-    """The dataset root: --dataset, $CVPR_DATASET, the course cluster's folder, ./dataset; None when
-    none of them exists. A path given explicitly (option or variable) that holds no dataset is an
-    error, never a silent fallback."""
-    if explicit is not None:
-        if not is_dataset(explicit):
-            raise DataError(f"--dataset {explicit}: no images/ and annotations/ folders there (check the path)")
-        return Path(explicit)
-    from_env = environ.get(config.DATASET_ENV_VAR)
-    if from_env:
-        if not is_dataset(Path(from_env)):
-            raise DataError(
-                f"${config.DATASET_ENV_VAR}={from_env}: no images/ and annotations/ folders there "
-                f"(fix or unset the variable)"
-            )
-        return Path(from_env)
-    return next(
-        (candidate for candidate in (config.COURSE_DATASET, config.LOCAL_DATASET) if is_dataset(candidate)), None
-    )
 
 
 class DetectionDataset(torch.utils.data.Dataset):

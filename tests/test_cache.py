@@ -13,7 +13,7 @@ from model.data import cache as cache_module
 from model.data.annotations import Problems, class_names, read_annotations
 from model.data.cache import ImageCache
 from model.dataset import DetectionDataset
-from model.training.batches import DeviceBatches
+from model.engine.batches import DeviceBatches
 
 
 @pytest.fixture()

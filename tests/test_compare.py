@@ -58,9 +58,10 @@ def compared(tmp_path_factory, trained_run, demo_dataset, script):
 def test_train_trains_only_what_is_missing(compared):
     base, first, second, _, simple_before = compared
     assert f"{base / 'output' / 'simple'}: already trained (finished: " in first.stdout
-    assert "Training deeper:" in first.stdout and "Training simple:" not in first.stdout
+    trained = [line for line in first.stdout.splitlines() if line.startswith("[1/")]
+    assert len(trained) == 1 and "--model deeper" in trained[0] and "--model simple" not in first.stdout
     assert (base / "output" / "simple" / "best.pth").read_bytes() == simple_before
-    assert "Training " not in second.stdout  # nothing left to train
+    assert "python train.py" not in second.stdout  # nothing left to train
     assert (base / "output" / "deeper" / "best.pth").exists()
 
 
@@ -79,7 +80,7 @@ def test_every_file_written_and_not_empty(compared):
         "trainable",
         "seconds_per_epoch",
         "best_epoch",
-        "train_loss",
+        "train_sample_loss",
         "val_accuracy",
         "test_loss",
         "test_accuracy",

@@ -17,6 +17,7 @@ from model import config
 from model.data.annotations import Problems, class_names, read_annotations, read_rows, split_rows
 from model.evaluation.classic import run_baselines
 from model.evaluation.metrics import summarize
+from model.experiment.loss import DetectionLoss
 
 from conftest import COURSE_SPLITS, direct_predictions, template_printout
 
@@ -122,7 +123,7 @@ def test_given_split_files_are_used_as_they_are(course_dataset, script, tmp_path
         "--output-dir",
         str(tmp_path / "x"),
     )
-    assert both.returncode == 1 and "--splits uses the split files as they are; --cut-val cannot apply" in both.stderr
+    assert both.returncode == 1 and "--cut-val applies without --splits only (got --splits " in both.stderr
     assert not (tmp_path / "x").exists()
 
 
@@ -132,7 +133,7 @@ def test_classic_baselines_beat_the_majority_class_on_the_course_rows(course_dat
     test = read_rows(COURSE_SPLITS / "test_data.csv", problems)
     classes = class_names(train)
     majority = max(sum(r.label == c for r in test) for c in classes) / len(test)
-    for name, baseline in run_baselines(course_dataset, train, test, classes).items():
+    for name, baseline in run_baselines(course_dataset, train, test, classes, DetectionLoss()).items():
         predicted = np.unique(baseline.results.predicted_labels)
         assert len(predicted) == len(classes), f"{name} predicts only {predicted}"
         assert summarize(baseline.results)["overall"]["accuracy"] > majority + 0.3, name

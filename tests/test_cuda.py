@@ -12,7 +12,7 @@ import torch
 from model.data.annotations import Problems, class_names, read_annotations
 from model.dataset import DetectionDataset
 from model.runs.run import CLOCK_COLUMNS
-from model.training.batches import DeviceBatches
+from model.engine.batches import DeviceBatches
 
 from conftest import run_script, stored
 
@@ -124,10 +124,10 @@ def test_no_host_sync_per_batch(demo_dataset, augment):
     from model.core.precision import resolve_precision
     from model.core.runtime import place_model
     from model.network import build_model
-    from model.training.augment import build_augmenter
-    from model.training.engine import _Totals, network_batch, train_step
-    from model.training.losses import DetectionLoss
-    from model.training.schedule import make_optimizer
+    from model.data.augment import build_augmenter
+    from model.engine.steps import _Totals, network_batch, train_step
+    from model.experiment.loss import DetectionLoss
+    from model.experiment.schedule import make_optimizer
 
     rows = read_annotations(demo_dataset, Problems(skip=False))
     data = DetectionDataset(demo_dataset, rows, class_names(rows), 64, Problems(skip=False))

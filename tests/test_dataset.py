@@ -26,10 +26,10 @@ from model.data.annotations import (
     write_rows,
 )
 from model.data.images import box_to_pixels, normalize
-from model.dataset import DetectionDataset, find_dataset
-from model.training.batches import DeviceBatches
-from model.training.data import locate_dataset
-from model.training.options import TrainOptions
+from model.data.location import find_dataset, locate_dataset
+from model.dataset import DetectionDataset
+from model.engine.batches import DeviceBatches
+from model.experiment.options import TrainOptions
 
 from conftest import DATA
 
@@ -157,14 +157,15 @@ def test_discovery_order(tmp_path, monkeypatch, demo_dataset):
         shutil.copytree(demo_dataset, folder)
     monkeypatch.setattr(config, "COURSE_DATASET", course)
     monkeypatch.setattr(config, "LOCAL_DATASET", local)
-    env = {config.DATASET_ENV_VAR: str(from_env)}
-    assert find_dataset(explicit, env) == explicit
-    assert find_dataset(None, env) == from_env
-    assert find_dataset(None, {}) == course
+    monkeypatch.setenv("CVPR_DATASET", str(from_env))
+    assert find_dataset(explicit) == explicit
+    assert find_dataset(None) == from_env
+    monkeypatch.delenv("CVPR_DATASET")
+    assert find_dataset(None) == course
     shutil.rmtree(course)
-    assert find_dataset(None, {}) == local
+    assert find_dataset(None) == local
     shutil.rmtree(local)
-    assert find_dataset(None, {}) is None
+    assert find_dataset(None) is None
 
 
 def test_demo_generated_when_nothing_found(tmp_path, monkeypatch):
@@ -172,25 +173,26 @@ def test_demo_generated_when_nothing_found(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "LOCAL_DATASET", tmp_path / "none2")
     monkeypatch.setattr(config, "DEMO_DATASET", tmp_path / "demo")
     monkeypatch.setattr(config, "DEMO_IMAGES", 12)
-    monkeypatch.delenv(config.DATASET_ENV_VAR, raising=False)
+    monkeypatch.delenv("CVPR_DATASET", raising=False)
     log = io.StringIO()
-    assert locate_dataset(TrainOptions(), Reporter(log)) == tmp_path / "demo"
+    assert locate_dataset(None, Reporter(log).line, tmp_path / "demo", 12) == tmp_path / "demo"
     lines = log.getvalue().splitlines()
     assert len(lines) == 1 and "generated the demo dataset in" in lines[0] and str(tmp_path / "demo") in lines[0]
     assert len(read_annotations(tmp_path / "demo", Problems(skip=False))) == 12
     again = io.StringIO()
-    locate_dataset(TrainOptions(), Reporter(again))  # second time: reused, not rewritten
+    locate_dataset(None, Reporter(again).line, tmp_path / "demo", 12)  # second time: reused, not rewritten
     assert "using the demo dataset" in again.getvalue()
 
 
 @pytest.mark.parametrize("where", ["explicit", "env"])
-def test_named_dataset_that_is_missing_is_an_error(tmp_path, where):
+def test_named_dataset_that_is_missing_is_an_error(tmp_path, where, monkeypatch):
     missing = tmp_path / "nowhere"
     with pytest.raises(DataError, match="nowhere"):
         if where == "explicit":
-            find_dataset(missing, {})
+            find_dataset(missing)
         else:
-            find_dataset(None, {config.DATASET_ENV_VAR: str(missing)})
+            monkeypatch.setenv("CVPR_DATASET", str(missing))
+            find_dataset(None)
 
 
 # ---- bad input -----------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def test_eval_sets_default_to_the_three_splits_and_to_none_with_csv(trained_run,
     assert headers(both.stdout) == ["*** test set accuracy", "*** val_data set accuracy"]
 
 
-def test_an_empty_test_split_prints_as_the_template_does_and_compare_refuses(tmp_path, demo_dataset, script):
+def test_an_empty_test_split_is_refused_when_asked_for_and_left_out_otherwise(tmp_path, demo_dataset, script):
     done = script(
         "train.py",
         "--dataset",
@@ -86,10 +86,15 @@ def test_an_empty_test_split_prints_as_the_template_does_and_compare_refuses(tmp
         "1.0",
     )
     assert done.returncode == 0 and (tmp_path / "test_data.csv").read_text() == ""
-    evaluated = script("eval.py", str(tmp_path / "best.pth"), "--split", "test")
-    assert evaluated.returncode == 0, evaluated.stderr
-    assert evaluated.stdout.startswith(template_printout({"test": []}, ["airplane", "face", "motorcycle"]))
-    assert "\tMean accuracy for all labels: nan\n" in evaluated.stdout and "\t\t 0.0 over 0 samples" in evaluated.stdout
+    asked = script("eval.py", str(tmp_path / "best.pth"), "--split", "test", "--out", str(tmp_path / "ev"))
+    assert asked.returncode == 1 and len(asked.stderr.strip().splitlines()) == 1, asked.stderr
+    assert "test_data.csv: the run's test split is empty" in asked.stderr and not (tmp_path / "ev").exists()
+    every = script("eval.py", str(tmp_path / "best.pth"), "--out", str(tmp_path / "ev"))
+    assert every.returncode == 0 and "warning: " in every.stderr and "test_data.csv" in every.stderr
+    assert [line for line in every.stdout.splitlines() if line.startswith("*** ")] == [
+        "*** train set accuracy",
+        "*** validation set accuracy",
+    ]
     compared = script("compare.py", str(tmp_path), "--out", str(tmp_path / "doc"))
     assert compared.returncode == 1 and len(compared.stderr.strip().splitlines()) == 1
     assert "test_data.csv: the run's test split is empty" in compared.stderr
@@ -150,7 +155,7 @@ def test_headless_mode_saves_and_says_where(trained_run, script, tmp_path, demo_
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert "No display (DISPLAY is not set): writing the annotated images to output/predictions/" in done.stdout
+    assert "No window: no display (DISPLAY is not set); writing the annotated images to output/predictions/" in done.stdout
     assert "unreadable image " in done.stderr and "broken.jpg (OpenCV cannot decode it), skipped" in done.stderr
     saved = sorted(p.name for p in (tmp_path / "output" / "predictions").glob("[!.]*"))
     assert saved == ["0000_face_broken.jpg", "0001_face_image_0001.jpg", "0002_face_image_0002.jpg"][1:]

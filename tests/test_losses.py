@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.training.losses import BOX_LOSSES, SMOOTH_L1_BETA, DetectionLoss
+from model.experiment.loss import BOX_LOSSES, SMOOTH_L1_BETA, DetectionLoss
 
 PRED = torch.tensor([[0.0, 0.0, 0.2, 0.2], [0.1, 0.1, 0.6, 0.6]])  # (B, 4) xyxy in [0, 1]
 TRUE = torch.tensor([[0.5, 0.5, 0.7, 0.7], [0.1, 0.1, 0.6, 0.6]])  # disjoint from the first, equal to the second
@@ -65,3 +65,22 @@ def test_a_zero_height_true_box_gives_a_finite_loss_and_gradient(box_loss):
 def test_an_unknown_box_loss_is_refused():
     with pytest.raises(ValueError, match="unknown box loss 'l2'"):
         DetectionLoss(box_loss="l2")
+
+
+def test_giou_is_torchvisions_value_and_gradient():
+    """The toolkit's GIoU loss (written to spare training torchvision's import and CUDA's host sync) against the
+    reference, torchvision's generalized_box_iou_loss: overlapping, disjoint, nested and zero-size boxes."""
+    from torchvision.ops import generalized_box_iou_loss
+
+    from model.data.boxes import ordered
+    from model.experiment.loss import giou_loss
+
+    torch.manual_seed(0)
+    pred = ordered(torch.rand(256, 4)).requires_grad_(True)
+    true = ordered(torch.rand(256, 4))
+    true[:8, 2] = true[:8, 0]  # zero width, as the course data's airplane 118 has zero height
+    mine, theirs = giou_loss(pred, true), generalized_box_iou_loss(pred, true, reduction="none")
+    assert torch.equal(mine, theirs)
+    (ours,) = torch.autograd.grad(mine.sum(), pred)
+    (reference,) = torch.autograd.grad(generalized_box_iou_loss(pred, true, reduction="sum"), pred)
+    assert torch.allclose(ours, reference, atol=1e-7)

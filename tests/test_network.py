@@ -9,17 +9,33 @@ import torch
 from torch import nn
 
 from model.core.files import write_bytes
+from model.experiment.options import TrainOptions
 from model.network import (
-    MODEL_NAMES,
-    ResnetDetector,
-    SimpleDetector,
+    NETWORKS,
+    Network,
     WeightsError,
     build_model,
     count_parameters,
     feature_size,
-    model_options,
+    min_image_size,
+    model_names,
+    network,
+    networks_taking,
+    takes_option,
 )
 from model.runs.checkpoint import Checkpoint, CheckpointError, checkpoint_bytes
+from model.training.command import declaration
+
+
+def model_options(name: str, **values: Any) -> dict[str, Any]:
+    """The constructor options TrainOptions gives the network ``name`` (as a checkpoint records them)."""
+    if takes_option(name, "pretrained"):
+        values.setdefault("pretrained", False)  # ImageNet weights cannot be downloaded in tests
+    return TrainOptions(model=name, **values).network_options
+
+
+def resnet(**options: Any):
+    return build_model("resnet", 3, **options)
 
 OPTION_SETS: list[dict[str, Any]] = [
     {},
@@ -33,7 +49,7 @@ OPTION_SETS: list[dict[str, Any]] = [
 
 
 def cases():
-    for name in MODEL_NAMES:
+    for name in model_names():
         for options in OPTION_SETS:
             if name == "resnet" and ("batchnorm" in options or "pretrained" not in options):
                 continue  # resnet always has BatchNorm; ImageNet weights cannot be downloaded in tests
@@ -65,7 +81,7 @@ def test_forward_shapes_and_ranges(name, options):
 
 
 def test_simple_is_the_course_template_network():
-    model = SimpleDetector(3, box_head=False)
+    model = build_model("simple", 3, box_head=False)
     assert count_parameters(model) == (75683, 75683)  # the template's ~75.7k parameters
     assert feature_size(model.features, 224) == 576
     assert [m.out_features for m in model.classifier if isinstance(m, nn.Linear)] == [32, 16, 3]
@@ -76,7 +92,7 @@ def test_simple_is_the_course_template_network():
     [("deeper", 224, 512 * 7 * 7), ("vgg", 224, 512 * 7 * 7), ("deeper", 96, 512 * 3 * 3), ("resnet", 128, 512)],
 )
 def test_feature_sizes_are_measured(name, size, features):
-    model = build_model(name, 3, **model_options(name, pretrained=False, image_size=size))
+    model = build_model(name, 3, **model_options(name, image_size=size))
     assert model.box_regressor is not None
     assert model.classifier[0].in_features == model.box_regressor[0].in_features == features
     _logits, boxes = model.eval()(torch.zeros(1, 3, size, size))
@@ -90,7 +106,7 @@ def test_too_small_image_is_a_clear_error():
 
 def test_frozen_backbone_keeps_weights_and_batchnorm_statistics():
     torch.manual_seed(0)
-    model = ResnetDetector(3, pretrained=False, freeze=True, image_size=64)
+    model = resnet(pretrained=False, freeze=True, image_size=64)
     before = {k: v.clone() for k, v in model.features.state_dict().items()}
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     model.train()
@@ -107,7 +123,7 @@ def test_frozen_backbone_keeps_weights_and_batchnorm_statistics():
 
 
 def test_fine_tuned_backbone_trains():
-    model = ResnetDetector(3, pretrained=False, freeze=False, image_size=64).train()
+    model = resnet(pretrained=False, freeze=False, image_size=64).train()
     batchnorm = next(m for m in model.features.modules() if isinstance(m, nn.BatchNorm2d))
     assert batchnorm.running_mean is not None
     running = batchnorm.running_mean.clone()
@@ -121,18 +137,18 @@ def test_imagenet_weights_from_a_file(tmp_path):
 
     reference = resnet18()
     torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
-    model = ResnetDetector(3, pretrained=True, weights_path=str(tmp_path / "resnet18.pth"), image_size=64)
+    model = resnet(pretrained=True, weights=tmp_path / "resnet18.pth", image_size=64)
     first_conv = next(m for m in model.features.modules() if isinstance(m, nn.Conv2d))
     assert torch.equal(first_conv.weight, reference.conv1.weight)
     (tmp_path / "bad.pth").write_text("not weights")
-    with pytest.raises(WeightsError, match=r"--weights .*bad\.pth: not a loadable state dict"):
-        ResnetDetector(3, pretrained=True, weights_path=str(tmp_path / "bad.pth"))
+    with pytest.raises(WeightsError, match=r"--weights .*bad\.pth: not a loadable weights file"):
+        resnet(pretrained=True, weights=tmp_path / "bad.pth")
 
 
 def test_imagenet_weights_offline_message(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: the weights must be downloaded
     try:
-        ResnetDetector(3, pretrained=True)
+        resnet(pretrained=True)
     except WeightsError as error:  # the expected outcome on machines without internet (CI)
         message = str(error)
         assert str(tmp_path) in message and "--weights" in message and "--no-pretrained" in message
@@ -141,10 +157,10 @@ def test_imagenet_weights_offline_message(tmp_path, monkeypatch):
         pytest.skip("this machine can download the ImageNet weights")
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", model_names())
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, name):
     torch.manual_seed(0)
-    options = model_options(name, pretrained=False, dropout=0.2, image_size=64)
+    options = model_options(name, dropout=0.2, image_size=64)
     model = build_model(name, 3, **options).eval()
     write_bytes(
         tmp_path / "m.pth",
@@ -168,12 +184,50 @@ def test_bad_checkpoints_are_named(tmp_path):
     (tmp_path / "text.pth").write_text("hello")
     with pytest.raises(CheckpointError, match=r"text\.pth: not a checkpoint written by this toolkit"):
         Checkpoint.load(tmp_path / "text.pth")
-    torch.save(SimpleDetector(3).state_dict(), tmp_path / "bare.pth")
+    torch.save(build_model("simple", 3).state_dict(), tmp_path / "bare.pth")
     with pytest.raises(CheckpointError, match=r"bare\.pth: not a checkpoint .*bare state dict"):
         Checkpoint.load(tmp_path / "bare.pth")
-    torch.save(SimpleDetector(3), tmp_path / "pickled.pth")  # the template's whole pickled model
+    torch.save(build_model("simple", 3), tmp_path / "pickled.pth")  # the template's whole pickled model
     with pytest.raises(CheckpointError, match=r"pickled\.pth: not a checkpoint"):
         Checkpoint.load(tmp_path / "pickled.pth")
     torch.save({"format": "cvpr-practical-detector", "version": 99}, tmp_path / "new.pth")
     with pytest.raises(CheckpointError, match="newer version"):
         Checkpoint.load(tmp_path / "new.pth")
+
+
+def test_a_fifth_network_is_one_class_registered_once():
+    """Its name, the options it takes, its smallest input side and its help follow from the class alone."""
+
+    @network
+    class TinyDetector(Network):
+        """Two conv blocks, for the test."""
+
+        name = "tiny"
+        min_image_size = 16
+        hidden = (8, 8)
+
+        def features(self, batchnorm: bool = True) -> nn.Module:
+            return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(4), nn.Flatten())
+
+    try:
+        assert "tiny" in model_names() and min_image_size("tiny") == 16
+        assert takes_option("tiny", "batchnorm") and not takes_option("tiny", "pretrained")
+        assert "tiny" in networks_taking("batchnorm")
+        options = TrainOptions(model="tiny", image_size=16)
+        assert options.batchnorm is True and options.pretrained is None
+        option = declaration("model")(lambda: None).__click_params__[0]  # train.py's --model, as train.py declares it
+        assert "tiny" in option.type.choices and "tiny: Two conv blocks, for the test" in option.help
+        logits, boxes = build_model("tiny", 3, **options.network_options)(torch.zeros(2, 3, 16, 16))
+        assert logits.shape == (2, 3) and boxes is not None and boxes.shape == (2, 4)
+    finally:
+        del NETWORKS["tiny"]
+
+
+def test_reading_the_networks_imports_no_torch():
+    """The command lines list the networks (and check the options) without importing torch: --help in a blink."""
+    import subprocess
+    import sys
+
+    code = "import sys, model.network, model.experiment.options, model.training.command; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

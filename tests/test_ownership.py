@@ -219,11 +219,11 @@ def test_a_students_text_is_kept_whatever_its_markers_look_like(tmp_path, demo_d
     assert report_only(tmp_path, demo_dataset, out).returncode == 0
     report = out / "report.md"
     text = report.read_text()
-    placeholder = "_Your discussion: what the figures show, why, and what you would try next._"
+    placeholder = "_Your discussion: what the numbers show, why, and what you would try next._"
     text = text.replace(
         f"{placeholder}\n<!-- end of discussion Q8 -->", "The loss turns up.\n<!-- end of discussion Q8-->"
     )
-    text = text.replace("## One section\n", "## One section\n\nA note of mine under the title.\n")
+    text = text.replace("### One section\n", "### One section\n\nA note of mine under the title.\n")
     report.write_text(text)
     again = report_only(tmp_path, demo_dataset, out)
     assert again.returncode == 0, again.stderr

@@ -14,7 +14,7 @@ from model.data.annotations import Problems, class_names, read_annotations
 from model.dataset import DetectionDataset
 from model.runs.checkpoint import Checkpoint
 from model.runs.run import CLOCK_COLUMNS
-from model.training.batches import DeviceBatches, place_splits
+from model.engine.batches import DeviceBatches, place_splits
 
 from conftest import stored
 

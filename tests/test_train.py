@@ -18,10 +18,10 @@ import torch
 
 from model.core.files import is_temporary
 from model.data.annotations import Problems, read_rows
-from model.network import MODEL_NAMES
+from model.network import model_names
 from model.runs.checkpoint import Checkpoint
 from model.runs.run import CLOCK_COLUMNS, HISTORY_COLUMNS, improves
-from model.training.schedule import LearningRate
+from model.experiment.schedule import LearningRate
 
 from conftest import ROOT, cpu_only, interrupt_training
 
@@ -32,7 +32,7 @@ def train(script, dataset: Path, out: Path, *extra: str):
     return script("train.py", "--dataset", str(dataset), "--output-dir", str(out), *TINY, *extra)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", model_names())
 def test_every_model_trains_and_writes_every_file(tmp_path, demo_dataset, script, name):
     extra = ["--no-pretrained"] if name == "resnet" else []
     done = train(script, demo_dataset, tmp_path, "--model", name, "--name", name, *extra)
@@ -141,7 +141,7 @@ def test_config_file_reruns_an_experiment(tmp_path, demo_dataset, script):
 
 
 def test_diverging_loss_stops_with_a_message(tmp_path, demo_dataset, script):
-    done = train(script, demo_dataset, tmp_path, "--optimizer", "sgd", "--lr", "1e12", "--epochs", "3")
+    done = train(script, demo_dataset, tmp_path, "--optimizer", "sgd", "--lr", "1e6", "--epochs", "3")
     assert done.returncode == 1
     assert "the loss is not finite" in done.stderr and "lower --lr" in done.stderr
     assert not tmp_path.joinpath("best.pth").exists() and "nothing of this run was kept" in done.stderr
@@ -152,8 +152,10 @@ def test_diverging_loss_stops_with_a_message(tmp_path, demo_dataset, script):
     [
         (["--cut-val", "0.9", "--cut-test", "0.8"], "--cut-val 0.9 must be below --cut-test (0.8)"),
         (["--model", "alexnet"], "'alexnet' is not one of 'simple', 'deeper', 'vgg', 'resnet'"),
-        (["--lr", "0"], "Invalid value for '--lr'"),
-        (["--fine-tune"], "--freeze/--fine-tune applies to --model resnet only"),
+        (["--lr", "0"], "--lr 0.0: must be in (0, 1000000]"),
+        (["--fine-tune"], "--fine-tune applies for --model resnet only (got --model simple); drop it"),
+        (["--no-box-head", "--box-loss", "giou"], "--box-loss applies with a box head only (got --no-box-head)"),
+        (["--seed", "99999999999999999999999"], "--seed 99999999999999999999999: must be in [0, 4294967295]"),
         (["--dataset", "/nonexistent/data"], "--dataset /nonexistent/data: no images/ and annotations/ folders"),
         (["--device", "cuda"], "--device cuda: no CUDA device is visible"),
         (["--image-size", "48"], "--image-size 48 is too small for --model simple (at least 64 px)"),
@@ -212,19 +214,22 @@ def test_best_model_rule_breaks_ties_by_lower_loss():
 
 @pytest.mark.parametrize("device", ["mps", "cuda", "cpu"])
 def test_copies_from_pageable_memory_are_never_asynchronous(device):
-    from model.training.batches import copies_asynchronously
+    from model.engine.batches import copies_asynchronously
 
     batch = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)[torch.tensor([2, 0])]  # a gathered, pageable temporary
     assert not copies_asynchronously(batch, torch.device(device))
 
 
-def test_workers_capped_by_slurm_cpus_per_task():
+def test_workers_capped_by_slurm_cpus_per_task(monkeypatch):
     from model.core.runtime import usable_cpus
 
     affinity = len(os.sched_getaffinity(0))
-    assert usable_cpus({"SLURM_CPUS_PER_TASK": "1"}) == 1
-    assert usable_cpus({"SLURM_CPUS_PER_TASK": "64"}) == affinity
-    assert usable_cpus({}) == affinity
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert usable_cpus() == 1
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "64")
+    assert usable_cpus() == affinity
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    assert usable_cpus() == affinity
 
 
 RESUMABLE = ["--epochs", "6", "--image-size", "64", "--batch-size", "4"]

@@ -1,14 +1,19 @@
-"""What the scripts' command lines share: a float option that must be finite, and the device and
-precision options of train, eval, predict and compare."""
+"""What the scripts' command lines share: a float option that must be finite, a path option that must not be
+empty, and the device and precision options of train, eval, predict and compare. Nothing here imports torch:
+``--help`` and a refused option answer at once."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 
+from model.core import env
+from model.core.errors import one_line_errors
 from model.core.precision import PRECISIONS
 from model.core.runtime import DEVICES
 
@@ -25,6 +30,22 @@ class FiniteFloat(click.FloatRange):
         return super().convert(number, param, ctx)
 
 
+class GivenPath(click.Path):
+    """click's Path that refuses an empty value: ``--out ""`` would otherwise mean the current folder."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path; give a file or folder name (use . for the current folder)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def path_type(kind: str = "") -> GivenPath:
+    """A path option's type: ``file`` (an existing file), ``folder`` (not a file), or any path."""
+    if kind == "file":
+        return GivenPath(exists=True, dir_okay=False, path_type=Path)
+    return GivenPath(path_type=Path)
+
+
 def device_option(default: str = "auto") -> Callable[[Any], Any]:
     return click.option("--device", type=click.Choice(DEVICES), default=default, help="auto: cuda, then mps, then cpu.")
 
@@ -37,3 +58,12 @@ def precision_option(default: str = "auto") -> Callable[[Any], Any]:
         help="Autocast: auto is bf16 on a CUDA GPU that has it (else fp16 with a gradient scaler), and on a CPU "
         "with native bfloat16 instructions; fp32 elsewhere.",
     )
+
+
+@contextmanager
+def checked() -> Iterator[None]:
+    """Around every command's work: the environment variables checked first, then every UserError (and OS error
+    naming its file) as one line ``Error: ...``, any other exception as a bug (model/core/errors.py)."""
+    with one_line_errors():
+        env.check_all()
+        yield

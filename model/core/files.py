@@ -1,4 +1,4 @@
-"""Writing files safely: one helper for every write, complete files only, nothing left behind.
+"""Writing files safely: one helper for every write, complete files only, nothing left behind, never into data.
 
 Every file the toolkit writes goes through ``write_bytes`` (or ``atomic_path`` for writers that need a
 path): the bytes go to a temporary file beside the target, which is renamed onto it once whole, so a
@@ -6,6 +6,12 @@ reader sees the old file or the new one, never a part. An OS error (read-only fo
 a file where a folder should be) becomes one ``WriteError`` line naming the path and, for space, how
 much was needed. Temporary names carry the host and process id, so that a temporary file left by a
 killed process is recognised and removed at the next start (``remove_stale_temporaries``).
+
+No write lands inside a data folder (a dataset: images/ and annotations/; a folder of internet images:
+images/ and annotations.csv, or web_images/), recognised by its layout wherever it is: the rule is here,
+so every command and every output option keeps it. Only the writers whose work is a dataset's own files
+(the demo generator, the Caltech-101 importer, the boxes predict.py --annotate draws) say ``data=True``.
+Folders that hold the toolkit's outputs beside a user's files are model/core/owned.py's.
 """
 
 from __future__ import annotations
@@ -134,12 +140,30 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
+class DataFolderError(WriteError):
+    """A write would land inside a dataset or a folder of internet images."""
+
+
+def refuse_data_folder(path: Path, option: str = "") -> None:
+    """A DataFolderError when ``path`` is, or lies inside, a data folder (``option``: what chose the path)."""
+    around = data_folder_around(path)
+    if around is not None:
+        given = f"{option} {path}" if option else str(path)
+        where = "is" if Path(path).resolve() == around else f"lies inside {around}, which is"
+        raise DataFolderError(
+            f"{given}: {where} a data folder (images/ with annotations): the toolkit never writes into one; choose "
+            f"a folder of its own{f' for {option}' if option else ''}"
+        )
+
+
 @contextmanager
-def atomic_path(path: Path, needed: int | None = None) -> Iterator[Path]:
+def atomic_path(path: Path, needed: int | None = None, data: bool = False) -> Iterator[Path]:
     """A temporary file beside ``path`` to write to; renamed onto ``path`` when the block ends without
     error, removed otherwise. OS errors become a WriteError naming ``path`` (``needed``: the bytes it
-    needs, said when the disk is full)."""
+    needs, said when the disk is full). ``data``: the file is a dataset's own (else a data folder is refused)."""
     path = Path(path)
+    if not data:
+        refuse_data_folder(path.parent)
     make_folder(path.parent)
     tmp = path.parent / temporary_name(path.name)
     try:
@@ -159,15 +183,16 @@ def _discard(tmp: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Atomically write ``data`` to ``path``; a WriteError (with the size needed when the disk is full)."""
-    with atomic_path(path, needed=len(data)) as tmp, open(tmp, "wb") as handle:
-        handle.write(data)
+def write_bytes(path: Path, content: bytes, data: bool = False) -> None:
+    """Atomically write ``content`` to ``path``; a WriteError (with the size needed when the disk is full).
+    ``data``: the file is a dataset's own (see the module's docstring)."""
+    with atomic_path(path, needed=len(content), data=data) as tmp, open(tmp, "wb") as handle:
+        handle.write(content)
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str, data: bool = False) -> None:
     """Atomically write ``text`` (UTF-8) to ``path``."""
-    write_bytes(path, text.encode("utf-8"))
+    write_bytes(path, text.encode("utf-8"), data)
 
 
 def reserve(path: Path, nbytes: int) -> None:
@@ -197,13 +222,18 @@ def holds_data(folder: Path) -> str | None:
     return None
 
 
+def is_dataset(folder: Path) -> bool:
+    """The course layout: images/<label>/ and annotations/<label>.csv."""
+    return (Path(folder) / "images").is_dir() and (Path(folder) / "annotations").is_dir()
+
+
 def is_data_folder(folder: Path) -> bool:
     """A dataset (images/ and annotations/) or a folder of internet images (web_images/, or one with its
     images/ and annotations.csv)."""
     folder = Path(folder)
     if not (folder / "images").is_dir():
         return False
-    return (folder / "annotations").is_dir() or (folder / "annotations.csv").exists() or folder.name == "web_images"
+    return is_dataset(folder) or (folder / "annotations.csv").exists() or folder.name == "web_images"
 
 
 def data_folder_around(path: Path) -> Path | None:

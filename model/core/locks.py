@@ -17,6 +17,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from model.core import env
 from model.core.errors import UserError
 from model.core.files import HOST, make_folder, write_error
 
@@ -104,7 +105,7 @@ class FolderLock:
             "command": self.purpose,
             "host": HOST,
             "pid": os.getpid(),
-            "slurm_job": os.environ.get("SLURM_JOB_ID"),
+            "slurm_job": env.slurm_job().get("job_id"),
             "since": time.strftime("%Y-%m-%d %H:%M:%S"),
             "argv": sys.argv,
         }

@@ -6,9 +6,15 @@ toolkit's, so that it replaces or removes exactly those and never a file of the 
         change.write_text("comparison.md", text)
     # ... and are moved into place together once every name is checked (Staging.commit)
 
-A name the manifest does not list, or (with content hashes) a file changed since the toolkit wrote it,
-is refused with one line and left as it is. Files a user is meant to edit (``editable``, the report's
-Markdown) may differ from what was written: their writer keeps what the user wrote.
+    with Outputs() as outputs:               # one command's outputs in several folders, all or nothing
+        images = outputs.folder(OwnedFolder(save_dir, writer="predict.py", option="--save"))
+        ...
+
+A folder is checked when it is first named (``check_place``: never a data folder, never a file), before
+the command does its work; a name the manifest does not list, or (with content hashes) a file changed since
+the toolkit wrote it, is refused with one line and left as it is. Files a user is meant to edit
+(``editable``, the report's Markdown) may differ from what was written: their writer keeps what the user
+wrote. A failed command leaves the folders as they were: no staging folder, no folder it made.
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ from pathlib import Path
 
 from model.core.errors import UserError
 from model.core.files import (
+    WriteError,
     atomic_path,
     is_stale,
     is_temporary,
     make_folder,
+    refuse_data_folder,
     temporary_name,
     write_bytes,
     write_error,
@@ -72,6 +80,18 @@ class OwnedFolder:
         self.folder, self.writer, self.option = Path(folder), writer, option
         self.manifest_path = self.folder / manifest
         self.hashes, self.legacy = hashes, legacy
+
+    def check_place(self) -> None:
+        """Before anything is written: the folder is not, and is not inside, a data folder, and no file stands
+        where it (or one of its parents) should be."""
+        refuse_data_folder(self.folder, self.option)
+        for folder in (self.folder, *self.folder.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise WriteError(
+                        f"{self.option} {self.folder}: {folder} is a file, not a folder; choose another {self.option}"
+                    )
+                return
 
     # ------------------------------------------------------------------------------------------
     # What is the toolkit's
@@ -156,6 +176,7 @@ class OwnedFolder:
 
     def write_bytes(self, name: str, data: bytes, editable: bool = False) -> Path:
         """Write one file now (atomically) and record it."""
+        self.check_place()
         self.check([name], [name] if editable else [])
         write_bytes(self.folder / name, data)
         self.record({name: sha256(data)})
@@ -196,23 +217,32 @@ class OwnedFolder:
 
 
 class Staging:
-    """The files of one change, in a hidden folder inside the owned folder (same disk: moves are renames)."""
+    """The files of one change, in a hidden folder inside the owned folder (same disk: moves are renames),
+    made when the first file is written; the folders it had to make are removed again if nothing is committed."""
 
     def __init__(self, owned: OwnedFolder):
+        owned.check_place()
         self.owned = owned
-        make_folder(owned.folder)
-        owned.remove_stale_staging()
         self.folder = owned.folder / temporary_name("staging")
-        try:
-            self.folder.mkdir()
-        except OSError as error:
-            raise write_error(self.folder, error) from None
+        self.made: Path | None = None  # the topmost folder this change made (removed when it commits nothing)
         self.hashes: dict[str, str | None] = {}
         self.editable: set[str] = set()
         self.committed = False
 
+    def _ready(self) -> Path:
+        if not self.folder.exists():
+            missing = [f for f in (self.owned.folder, *self.owned.folder.parents) if not f.exists()]
+            make_folder(self.owned.folder)
+            self.made = self.made or (missing[-1] if missing else None)
+            self.owned.remove_stale_staging()
+            try:
+                self.folder.mkdir()
+            except OSError as error:
+                raise write_error(self.folder, error) from None
+        return self.folder
+
     def write_bytes(self, name: str, data: bytes, editable: bool = False) -> Path:
-        write_bytes(self.folder / name, data)
+        write_bytes(self._ready() / name, data)
         self.hashes[name] = sha256(data)
         if editable:
             self.editable.add(name)
@@ -224,7 +254,7 @@ class Staging:
     @contextmanager
     def path(self, name: str) -> Iterator[Path]:
         """A path to write the file ``name`` to (for writers that want one); recorded once written."""
-        with atomic_path(self.folder / name) as tmp:
+        with atomic_path(self._ready() / name) as tmp:
             yield tmp
         self.hashes[name] = file_sha256(self.folder / name) if self.owned.hashes else None
 
@@ -232,11 +262,19 @@ class Staging:
         """Where ``name`` will be once committed."""
         return self.owned.folder / name
 
+    def check(self) -> None:
+        """Every name may be written (none is a file of the user's): what commit checks first."""
+        self.owned.check(self.hashes, self.editable)
+
     def commit(self, replace_all: bool = False) -> None:
         """Check every name, then move the files into place; with ``replace_all``, the toolkit's other
         files there (a previous run's) are removed. Nothing is changed when a name is refused."""
         owned = self.owned
-        owned.check(self.hashes, self.editable)
+        self.check()
+        if not self.hashes and not replace_all:
+            self.committed = True
+            self.discard()
+            return
         previous = set(owned.owned())
         leaving = sorted((previous - set(self.hashes)) if replace_all else set())
         trash = owned.folder / temporary_name("replaced")
@@ -248,7 +286,7 @@ class Staging:
         except OSError as error:
             raise write_error(owned.folder, error) from None
         owned.record(self.hashes, removed=leaving)
-        self.committed = True
+        self.committed, self.made = True, None
         shutil.rmtree(trash, ignore_errors=True)
         self.discard()
         for name in leaving:  # folders the toolkit's removed files leave empty (a run's evaluations/)
@@ -256,6 +294,43 @@ class Staging:
 
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self.made is not None and not self.committed:  # the folders this change made, when still empty
+            for folder in [self.owned.folder, *self.owned.folder.parents]:
+                if not folder.is_relative_to(self.made):
+                    break
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+
+
+class Outputs:
+    """One command's outputs, in one or more owned folders: each folder checked when named (before the work),
+    each file staged beside its target, and every file put in place together once all of them are written
+    and every name is checked; on an error, or a name refused, nothing is changed."""
+
+    def __init__(self) -> None:
+        self.changes: list[Staging] = []
+
+    def folder(self, owned: OwnedFolder) -> Staging:
+        change = Staging(owned)
+        self.changes.append(change)
+        return change
+
+    def __enter__(self) -> Outputs:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_rest: object) -> None:
+        try:
+            if kind is None:
+                for change in self.changes:
+                    change.check()
+                for change in self.changes:
+                    change.commit()
+        finally:
+            for change in self.changes:
+                if not change.committed:
+                    change.discard()
 
 
 def _move(source: Path, target: Path) -> None:

@@ -7,22 +7,27 @@
           instructions (AMX or AVX-512 BF16: about twice as fast there), fp32 on other CPUs (where
           bf16 is emulated and 2-7 times slower) and on MPS (not measured)
 
-Losses and metrics are always computed in float32 (model/losses.py casts the outputs).
+Losses and metrics are always computed in float32 (model/experiment/loss.py casts the outputs).
 """
 
 from __future__ import annotations
 
-import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from model.core import env
 from model.core.errors import UserError
+from model.core.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = LazyModule("torch")
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # torch's dtype names
 
 
 class PrecisionError(UserError):
@@ -38,7 +43,7 @@ class Precision:
 
     @property
     def dtype(self) -> torch.dtype:
-        return DTYPES[self.name]
+        return getattr(torch, DTYPES[self.name])
 
     def autocast(self) -> AbstractContextManager[None]:
         """Around the forward pass: the network's layers compute in ``dtype`` where it is safe."""
@@ -53,10 +58,12 @@ NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether this CPU computes bfloat16 in hardware (Linux: its flags; elsewhere: no). $CVPR_CPU_BF16=0
-    says no (auto then stays fp32 on the CPU: the tests set it, so that their numbers are fp32's everywhere)."""
-    if os.environ.get("CVPR_CPU_BF16") == "0":
-        return False
+    """Whether this CPU computes bfloat16 in hardware (Linux: its flags; elsewhere: no). $CVPR_CPU_BF16 says it
+    instead when set (0: auto then stays fp32 on the CPU: the tests set it, so that their numbers are fp32's
+    everywhere)."""
+    told = env.cpu_bf16()
+    if told is not None:
+        return told
     try:
         flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")
     except OSError:

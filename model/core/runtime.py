@@ -7,14 +7,19 @@ import signal
 import socket
 import sys
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import torch
-
+from model.core import env
 from model.core.errors import UserError
+from model.core.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = LazyModule("torch")
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-ModelT = TypeVar("ModelT", bound=torch.nn.Module)
+ModelT = TypeVar("ModelT", bound="torch.nn.Module")
 
 
 class DeviceError(UserError):
@@ -38,7 +43,7 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def usable_cpus(environ=os.environ) -> int:
+def usable_cpus() -> int:
     """CPUs this process may use: its affinity, capped by Slurm's --cpus-per-task.
 
     Slurm may grant more CPUs in its bookkeeping than the process's affinity allows, and the
@@ -48,17 +53,14 @@ def usable_cpus(environ=os.environ) -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
         cpus = os.cpu_count() or 1
-    slurm = environ.get("SLURM_CPUS_PER_TASK", "")
-    if slurm.isdigit() and int(slurm) > 0:
-        cpus = min(cpus, int(slurm))
-    return max(1, cpus)
+    slurm = env.slurm_cpus()
+    return max(1, min(cpus, slurm) if slurm else cpus)
 
 
-def slurm_facts(environ=os.environ) -> dict[str, str]:
+def slurm_facts() -> dict[str, str]:
     """Slurm job id and node when running inside a job, else {}."""
-    if "SLURM_JOB_ID" not in environ:
-        return {}
-    return {"job_id": environ["SLURM_JOB_ID"], "node": environ.get("SLURMD_NODENAME", socket.gethostname())}
+    job = env.slurm_job()
+    return {"job_id": job["job_id"], "node": job.get("node", socket.gethostname())} if job else {}
 
 
 def synchronize(device: torch.device) -> None:
@@ -86,7 +88,7 @@ def keep_freed_memory(keep: bool = True) -> None:
     there (doc/benchmark.md, "Where a CPU epoch's time goes"). Kept, the next batch reuses them: the same
     numbers, about twice as fast; the process keeps its peak memory until it exits.
     """
-    if os.environ.get("CVPR_KEEP_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+    if not env.keep_memory() or not sys.platform.startswith("linux"):
         return
     import ctypes
     import ctypes.util
@@ -100,11 +102,6 @@ def keep_freed_memory(keep: bool = True) -> None:
     mallopt(m_trim_threshold, 2**31 - 1 if keep else 128 * 1024)
 
 
-def deterministic() -> bool:
-    """$CVPR_DETERMINISTIC=1: the same numbers on every run of a GPU (the CUDA tests set it)."""
-    return os.environ.get("CVPR_DETERMINISTIC", "") == "1"
-
-
 def prepare_device(device: torch.device) -> None:
     """cuDNN's autotuner on CUDA (fixed input size: it picks the fastest kernels), TF32 off for float32
     matrix products so that fp32 means fp32; both replaced by deterministic kernels with
@@ -112,8 +109,8 @@ def prepare_device(device: torch.device) -> None:
     if device.type == "cpu":
         keep_freed_memory()
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not deterministic()
-        torch.backends.cudnn.deterministic = deterministic()
+        torch.backends.cudnn.benchmark = not env.deterministic()
+        torch.backends.cudnn.deterministic = env.deterministic()
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
 

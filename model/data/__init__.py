@@ -1,1 +1,2 @@
-"""The course dataset: annotation rows, images, the decode cache, boxes, and the demo and Caltech-101 generators."""
+"""The course dataset: annotation rows, images, the decode cache, boxes, augmentation, the demo and Caltech-101
+generators."""

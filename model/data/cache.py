@@ -13,7 +13,7 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from model import config
+from model.core import env
 from model.core.files import (
     WriteError,
     make_folder,
@@ -37,9 +38,9 @@ CACHE_VERSION = 1
 RAM_SHARE = 0.5  # without a cache folder, decode into RAM only while it takes at most this share of free memory
 
 
-def cache_folder(environ: Mapping[str, str] = os.environ) -> Path:
+def cache_folder() -> Path:
     """Where decoded images are kept: $CVPR_CACHE_DIR, else output/cache/."""
-    return Path(environ.get(config.CACHE_ENV_VAR) or config.CACHE_DIR)
+    return env.cache_dir() or config.CACHE_DIR
 
 
 def dataset_key(root: Path, rows: Sequence[Annotation], image_size: int) -> str:
@@ -153,8 +154,8 @@ def _usable_folder(folder: Path) -> Path:
     try:
         make_folder(folder)
     except WriteError as error:
-        named = os.environ.get(config.CACHE_ENV_VAR)
-        where = f"${config.CACHE_ENV_VAR}={named}: " if named else ""
+        named = env.cache_dir()
+        where = f"${env.CACHE_DIR}={named}: " if named else ""
         raise WriteError(f"{where}{error} (or pass --no-cache)") from None
     remove_stale_temporaries(folder)
     return folder

@@ -460,13 +460,13 @@ def generate(
                 sample = render(label, seed, index) if box is None else render_in_box(label, box, seed, index)
                 done, data = cv2.imencode(".jpg", sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
                 assert done, name
-                write_bytes(folder / name, data.tobytes())
+                write_bytes(folder / name, data.tobytes(), data=True)
                 written_box = sample.box if box is None else box
                 return ",".join([name, *(_number(v) for v in written_box), label])
 
             with ThreadPoolExecutor(max_workers=max(1, workers or usable_cpus())) as pool:  # each image its own seed
                 lines = list(pool.map(write, entries))
-            write_text(staging / "annotations" / f"{label}.csv", "\n".join(lines))
+            write_text(staging / "annotations" / f"{label}.csv", "\n".join(lines), data=True)
             files += [f"annotations/{label}.csv"] + [f"images/{label}/{name}" for name, _, _ in entries]
         info = {
             "images": sum(len(entries) for _, entries in plan),
@@ -475,7 +475,7 @@ def generate(
             **({"rows": "given"} if rows is not None else {}),
             "files": sorted(files),
         }
-        write_text(staging / MARKER, json.dumps(info))
+        write_text(staging / MARKER, json.dumps(info), data=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # the staging folder is ours alone
         raise

@@ -46,6 +46,14 @@ def _truncated(data: np.ndarray) -> str | None:
     return None
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header (Pillow opens files lazily): no decode."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size
+
+
 def read_image_rgb(path: Path) -> np.ndarray | None:
     """(H, W, 3) uint8 RGB, or None when the file is missing, not an image, or truncated."""
     return decode_image(path)[0]

@@ -53,5 +53,5 @@ def add_box(folder: Path, row: Annotation) -> Path:
     path = Path(folder) / ANNOTATIONS
     rows = {r.key: r for r in read_rows(path, Problems(skip=False))} if path.exists() else {}
     rows[row.key] = row
-    write_text(path, write_rows_text(list(rows.values())) + "\n")
+    write_text(path, write_rows_text(list(rows.values())) + "\n", data=True)  # the boxes a student drew
     return path

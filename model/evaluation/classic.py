@@ -24,6 +24,7 @@ from model.core.errors import UserError
 from model.data.annotations import Annotation, image_path
 from model.data.boxes import pairwise_iou
 from model.evaluation.metrics import ImageResults
+from model.experiment.loss import DetectionLoss
 
 HOG_SIZE = 64
 BOX_WORK_SIDE = 256  # edge boxes are computed on images scaled to this longer side
@@ -205,16 +206,14 @@ def scored_losses(
     boxes: np.ndarray,
     true_boxes: np.ndarray,
     sizes: np.ndarray,
-    loss_settings: dict,
+    loss_fn: DetectionLoss,
 ) -> dict[str, float]:
     """The networks' DetectionLoss on a classic method's scores and boxes: cross-entropy of its calibrated
     probabilities and the run's box loss on its boxes in [0, 1]."""
-    from model.training.losses import DetectionLoss
-
     scale = np.concatenate([sizes, sizes], axis=1).astype(np.float64)
     unit = lambda b: torch.as_tensor(np.clip(b / scale, 0, 1), dtype=torch.float32)  # noqa: E731
     logits = torch.as_tensor(np.log(probabilities), dtype=torch.float32)  # softmax(log p) = p
-    total, class_loss, box_loss = DetectionLoss(**loss_settings)(
+    total, class_loss, box_loss = loss_fn(
         logits, unit(boxes), torch.as_tensor(labels, dtype=torch.int64), unit(true_boxes)
     )
     return {"loss": float(total), "class_loss": float(class_loss), "box_loss": float(box_loss)}
@@ -225,10 +224,10 @@ def run_baselines(
     train_rows: Sequence[Annotation],
     test_rows: Sequence[Annotation],
     classes: Sequence[str],
-    loss_settings: dict | None = None,
+    loss_fn: DetectionLoss,
 ) -> dict[str, Baseline]:
     """Fit both baselines on ``train_rows`` (their hyper-parameters, and their calibration from held-out
-    predictions), then score them on ``test_rows`` with the run's loss (``loss_settings``)."""
+    predictions), then score them on ``test_rows`` with the run's loss (``loss_fn``, the loss_for of its options)."""
     index = {c: i for i, c in enumerate(classes)}
     train_images = [_read(root, r) for r in train_rows]
     train_labels = np.array([index[r.label] for r in train_rows])
@@ -254,14 +253,13 @@ def run_baselines(
     haar_labels = _haar_labels(faces, svm_labels, face)
     haar_boxes = np.array([f if f is not None else e for f, e in zip(faces, edge_boxes)]).reshape(-1, 4)
     paths = [image_path(root, r) for r in test_rows]
-    settings = loss_settings or {}
 
     def baseline(labels: np.ndarray, boxes: np.ndarray, table: np.ndarray, choice: str) -> Baseline:
         probabilities = table[labels]  # (N, C): the calibrated scores of each image's predicted label
         iou = pairwise_iou(torch.as_tensor(boxes), torch.as_tensor(true_boxes)).numpy()
         confidence = probabilities[np.arange(len(labels)), labels]
         results = ImageResults(paths, list(classes), true_labels, labels, confidence, iou, true_boxes, boxes)
-        return Baseline(results, scored_losses(probabilities, true_labels, boxes, true_boxes, sizes, settings), choice)
+        return Baseline(results, scored_losses(probabilities, true_labels, boxes, true_boxes, sizes, loss_fn), choice)
 
     svm_choice = f"C={svm.getC():g}, gamma={svm.getGamma():.3g}"
     return {

@@ -22,18 +22,18 @@ from typing import Any
 
 import pandas as pd
 
-from model.core.files import WriteError, temporary_name, write_error
+from model.core.files import temporary_name, write_error
 from model.core.owned import OwnedFolder
 from model.data.annotations import Annotation, DataError, Problems, check_labels, read_rows, write_rows_text
 from model.data.cache import dataset_key
 from model.data.web import web_rows
 from model.evaluation.inference import Inference, images_root, rows_dataset, run_model
 from model.evaluation.metrics import ImageResults, summarize, to_json_ready
+from model.evaluation.settings import SET_NAMES
 from model.runs.checkpoint import Checkpoint
 from model.runs.plots import confusion_png
 from model.runs.run import EVALUATIONS, Run
 
-SET_NAMES = {"train": "train", "val": "validation", "test": "test"}  # as the course template prints them
 EVALUATION_FORMAT = "cvpr-evaluation"
 CORNERS = ("x1", "y1", "x2", "y2")
 PER_IMAGE_COLUMNS = [
@@ -180,13 +180,30 @@ def evaluation_files(checkpoint: Checkpoint, evaluation: SetEvaluation, iou_thre
     }
 
 
-def check_writable(out: Path | None, checkpoint: Checkpoint) -> None:
-    """Before anything is evaluated: the folder the files go to can be written (a probe file, removed)."""
-    folder = Path(out) if out is not None else Run.of(checkpoint.path).folder / EVALUATIONS
+def evaluation_names(checkpoint: Checkpoint, sets: list[ScoredSet]) -> list[str]:
+    """The files an evaluation of ``sets`` writes (JSON, per-image CSV, confusion matrix per set)."""
+    return [f"{checkpoint.path.stem}.{s.id}{suffix}" for s in sets for suffix in EVALUATION_SUFFIXES]
+
+
+EVALUATION_SUFFIXES = (".json", ".images.csv", ".confusion.png")
+
+
+def check_destination(out: Path | None, checkpoint: Checkpoint, sets: list[ScoredSet]) -> None:
+    """Before anything is evaluated: the files can go where they will go (never into data, never over a file
+    of the user's, a folder that can be written)."""
+    names = evaluation_names(checkpoint, sets)
+    if out is None:
+        run = Run.of(checkpoint.path)
+        run.files.check_place()
+        run.files.check([f"{EVALUATIONS}/{name}" for name in names])
+        folder = run.folder / EVALUATIONS
+    else:
+        owned = OwnedFolder(Path(out), writer="eval.py", option="--out")
+        owned.check_place()
+        owned.check(names)
+        folder = owned.folder
     while not folder.exists() and folder.parent != folder:  # the nearest folder that is there: none is made yet
         folder = folder.parent
-    if not folder.is_dir():
-        raise WriteError(f"{folder}: a file stands where a folder is expected; choose another --out")
     probe = folder / temporary_name("probe")
     try:
         probe.write_bytes(b"")
@@ -197,7 +214,8 @@ def check_writable(out: Path | None, checkpoint: Checkpoint) -> None:
 
 def write_evaluation(evaluation: Evaluation, out: Path | None, iou_threshold: float = 0.5) -> list[Path]:
     """Each set's files into the run's evaluations/ (under its lock, recorded in its manifest), or into
-    ``out``, where a file the toolkit did not write is never replaced; the JSON files written."""
+    ``out``, where a file the toolkit did not write is never replaced: all of them together, or none; the
+    JSON files written."""
     files = {
         name: data
         for set_evaluation in evaluation.sets
@@ -205,8 +223,8 @@ def write_evaluation(evaluation: Evaluation, out: Path | None, iou_threshold: fl
     }
     if out is None:
         run = Run.of(evaluation.checkpoint.path)
-        with run.writer("eval.py") as writer:
-            paths = [writer.write_bytes(f"{EVALUATIONS}/{name}", data) for name, data in files.items()]
+        with run.writer("eval.py") as writer, writer.change() as change:
+            paths = [change.write_bytes(f"{EVALUATIONS}/{name}", data) for name, data in files.items()]
     else:
         folder = OwnedFolder(Path(out), writer="eval.py", option="--out")
         with folder.staged() as change:
@@ -294,3 +312,53 @@ def read_per_image(path: Path, classes: list[str]) -> ImageResults:
         boxes("true"),
         boxes("pred") if has_boxes else None,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# The classic baselines, stored like any evaluation
+# ----------------------------------------------------------------------------------------------
+CLASSIC_VERSION = 1  # raised when model/evaluation/classic.py would give other results from the same rows
+
+
+def ensure_classic_evaluation(run: Run, workers: int, echo=print) -> dict[str, tuple[dict[str, Any], ImageResults]]:
+    """The classic OpenCV baselines fitted on the run's training split and scored on its test split with the run's
+    loss (Part 4): the stored ones while they are true of the rows, else fitted now (a minute on the course set)
+    and stored in the run's evaluations/; name -> (figures, losses and the choice made; per-image results)."""
+    from model.evaluation.classic import run_baselines
+    from model.experiment.loss import loss_for
+
+    checkpoint = run.checkpoint("best", mmap=True)
+    problems = Problems(skip=True)
+    train = own_split(checkpoint, "train", problems)
+    test = own_split(checkpoint, "test", problems)
+    identity = {
+        "rows": dataset_key(train.root, train.rows + test.rows, CLASSIC_VERSION),
+        "loss": str(checkpoint.options.recorded()),
+    }
+    stored = run.evaluation("classic", "test", identity)
+    if stored is None:
+        echo(f"Fitting the classic baselines on {train.source} (scored on {test.source})")
+        baselines = run_baselines(test.root, train.rows, test.rows, checkpoint.classes, loss_for(checkpoint.options))
+        files: dict[str, bytes] = {}
+        entries = {}
+        for name, baseline in baselines.items():
+            figures = {**baseline.losses, **summarize(baseline.results)}
+            entries[name] = {"figures": to_json_ready(figures), "chosen": baseline.chosen}
+            frame = per_image_frame({"test": baseline.results}, 0.5)
+            files[f"{EVALUATIONS}/classic-{name}.test.images.csv"] = frame.to_csv(index=False).encode()
+        document = {
+            "format": EVALUATION_FORMAT,
+            "identity": identity,
+            "classes": checkpoint.classes,
+            "baselines": entries,
+        }
+        files[f"{EVALUATIONS}/classic.test.json"] = (json.dumps(document, indent=2) + "\n").encode()
+        with run.writer("compare.py --practical") as writer, writer.change() as change:
+            for name, data in files.items():
+                change.write_bytes(name, data)
+        stored = document
+    return {
+        name: (entry["figures"] | {"chosen": entry["chosen"]},
+               read_per_image(run.folder / EVALUATIONS / f"classic-{name}.test.images.csv", checkpoint.classes))
+        for name, entry in stored["baselines"].items()
+    }  # fmt: skip

@@ -14,12 +14,12 @@ from model.core.precision import Precision, resolve_precision
 from model.core.runtime import place_model, synchronize, uses_channels_last
 from model.data.annotations import Annotation, DataError, Problems, check_labels, read_rows
 from model.dataset import DetectionDataset
+from model.detector import Detector
+from model.engine.batches import DeviceBatches
+from model.engine.steps import EpochStats, evaluate, network_batch
 from model.evaluation.metrics import ImageResults
-from model.network import Detector
+from model.experiment.loss import DetectionLoss, loss_for
 from model.runs.checkpoint import Checkpoint
-from model.training.batches import DeviceBatches
-from model.training.engine import EpochStats, evaluate, network_batch
-from model.training.losses import DetectionLoss
 
 SINGLE_IMAGE_SAMPLES = 20  # images timed one at a time (predict's path)
 TIMING_BATCH = 64  # eval's batch, for comparable inference timings whatever --batch-size says
@@ -89,7 +89,7 @@ def run_model(
 ) -> tuple[EpochStats, ImageResults]:
     """Batched inference: the set's loss figures (with the run's loss settings) and per-image results."""
     # rows known by their label alone (internet images without a drawn box) score no box term
-    loss_fn = DetectionLoss(**checkpoint.loss_settings(), missing_boxes=bool(dataset.boxes.isnan().any()))
+    loss_fn = loss_for(checkpoint.options, missing_boxes=bool(dataset.boxes.isnan().any()))
     batches = DeviceBatches(dataset, inference.device, resident=False)  # one pass: streamed (CPU: its own memory)
     stats, predictions = evaluate(
         model,

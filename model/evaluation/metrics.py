@@ -12,7 +12,7 @@ import torch
 from model.data.boxes import pairwise_iou
 from model.data.images import box_to_pixels
 from model.dataset import DetectionDataset
-from model.training.engine import Predictions
+from model.engine.steps import Predictions
 
 
 @dataclass
@@ -128,3 +128,55 @@ def to_json_ready(value):
     if isinstance(value, torch.Tensor):
         return value.tolist()
     return value
+
+
+# ----------------------------------------------------------------------------------------------
+# The detection view (Part 3 Q8): accuracy against the IoU threshold, and COCO's average precision
+# ----------------------------------------------------------------------------------------------
+IOU_THRESHOLDS = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))  # COCO's ten, 0.5 to 0.95 by 0.05
+
+
+def accuracy_by_iou(results: ImageResults, thresholds: tuple[float, ...] = IOU_THRESHOLDS) -> list[float]:
+    """For each IoU threshold t, the share of the images with a known box whose label is right and whose box has
+    IoU >= t (the "detection accuracy" at t; at 0.5 it is summarize()'s detection_accuracy)."""
+    if results.iou is None:
+        return []
+    boxed = results.boxed
+    right = (results.predicted_labels == results.true_labels)[boxed]
+    iou = results.iou[boxed]
+    return [_mean(right & (iou >= t)) for t in thresholds]
+
+
+def average_precision(results: ImageResults) -> dict[str, float]:
+    """COCO's mean average precision of the one box each image gets (scored by its confidence, labelled by its
+    predicted class) against its one true box: mAP over IoU 0.5-0.95, AP at 0.5 and at 0.75, computed with
+    torchmetrics' MeanAveragePrecision (COCO's thresholds given exactly: its own defaults are float32)."""
+    from torchmetrics.detection import MeanAveragePrecision  # a second or so to import: only where it is used
+
+    if results.iou is None or results.predicted_boxes is None:
+        return {}
+    boxed = np.flatnonzero(results.boxed)
+    metric = MeanAveragePrecision(
+        box_format="xyxy",
+        iou_type="bbox",
+        iou_thresholds=list(IOU_THRESHOLDS),
+        rec_thresholds=[float(r) for r in np.linspace(0, 1, 101)],
+        max_detection_thresholds=[1, 10, 100],
+    )
+    as_box = lambda boxes, i: torch.as_tensor(boxes[i : i + 1], dtype=torch.float32)  # noqa: E731
+    metric.update(
+        [
+            {
+                "boxes": as_box(results.predicted_boxes, i),
+                "scores": torch.tensor([float(results.confidence[i])]),
+                "labels": torch.tensor([int(results.predicted_labels[i])]),
+            }
+            for i in boxed
+        ],
+        [
+            {"boxes": as_box(results.true_boxes, i), "labels": torch.tensor([int(results.true_labels[i])])}
+            for i in boxed
+        ],
+    )
+    scores = metric.compute()
+    return {"map": float(scores["map"]), "map_50": float(scores["map_50"]), "map_75": float(scores["map_75"])}

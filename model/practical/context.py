@@ -1,8 +1,16 @@
-"""What a section of the practical's report reads and where it writes: the plan, its runs (through
-their Run: history, recorded options, stored evaluations), and the report's staged folder."""
+"""What a section of the practical's report reads and where it writes: the plan, its runs (through their Run:
+history, recorded options, stored evaluations), and the report's staged folder.
+
+Every figure a section shows comes from a run's stored evaluation (made once by eval.py's code, and made again
+only when the checkpoint or its rows change), never from a second inference pass; a figure is drawn again only
+when what it is drawn from changed (``write_figure``: its inputs' digest, kept in the report folder).
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,15 +20,24 @@ from typing import Any
 import pandas as pd
 
 from model.core.owned import Staging
+from model.data.annotations import Problems, read_rows
 from model.data.web import WEB_IMAGES
 from model.evaluation.evaluate import ensure_evaluation, ensure_internet_evaluation, read_per_image
 from model.evaluation.inference import Inference
 from model.evaluation.metrics import ImageResults
+from model.experiment.options import TrainOptions
 from model.practical.plan import Plan, PlannedRun, Section, Status
-from model.runs.run import Run, training_figures
-from model.training.options import TrainOptions
+from model.runs.run import Run
 
-FROM_SCRATCH = "from scratch (no ImageNet weights)"
+FROM_SCRATCH = "from scratch"  # a ResNet trained without ImageNet weights (offline): said in its label
+FIGURE_DIGESTS = "report/.figure-inputs.json"  # figure name -> digest of what it was drawn from
+DRAWING_CODE = ("reporting/figures.py", "reporting/visualize.py", "runs/plots.py")  # a change there redraws all
+
+
+@functools.cache
+def drawing_code_digest() -> str:
+    root = Path(__file__).resolve().parent.parent
+    return hashlib.sha256(b"".join((root / name).read_bytes() for name in DRAWING_CODE)).hexdigest()
 
 
 @dataclass
@@ -31,7 +48,8 @@ class Content:
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # (caption, table)
     figures: list[tuple[str, Path]] = field(default_factory=list)  # (caption, file)
     observations: list[str] = field(default_factory=list)
-    text: list[str] = field(default_factory=list)  # other paragraphs (error analyses, what is missing)
+    text: list[str] = field(default_factory=list)  # other paragraphs (error analyses, pointers, code blocks)
+    prompt: str = ""  # what the student's discussion should say, when not the usual
 
 
 @dataclass
@@ -46,6 +64,10 @@ class Context:
     echo: Callable[[str], None]
     workers: int = 1
     web: Path = WEB_IMAGES
+    previous_digests: dict[str, str] = field(default_factory=dict)  # of the figures the report folder holds
+    digests: dict[str, str] = field(default_factory=dict)
+    shown: dict[str, Section] = field(default_factory=dict)  # material -> the section that shows it
+    section: Section | None = None  # the section being written
     _evaluations: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
 
     def run(self, name: str) -> Run:
@@ -66,10 +88,19 @@ class Context:
         return self.plan.runs[name]
 
     def label(self, name: str) -> str:
-        """The run's name, with "from scratch (no ImageNet weights)" where a ResNet had none."""
+        """The run's name, with "from scratch" where a ResNet had no ImageNet weights."""
         options = self.options(name)
         return f"{name} ({FROM_SCRATCH})" if options.model == "resnet" and not options.pretrained else name
 
+    def split_sizes(self, name: str) -> dict[str, int]:
+        return {
+            split: len(read_rows(self.run(name).split_path(split), Problems(skip=True)))
+            for split in ("train", "val", "test")
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # Stored evaluations
+    # ------------------------------------------------------------------------------------------
     def evaluation(self, name: str, which: str = "best", split: str = "test") -> dict[str, Any]:
         """The stored evaluation of the run's ``which``.pth on its own ``split`` (evaluated when missing)."""
         key = (name, which, split)
@@ -96,22 +127,46 @@ class Context:
         )
         return stored["figures"], read_per_image(csv, stored["classes"])
 
-    def write_figure(self, name: str, data: bytes) -> Path:
-        return self.sink.write_bytes(f"report/{name}", data)
+    # ------------------------------------------------------------------------------------------
+    # Writing
+    # ------------------------------------------------------------------------------------------
+    def write_figure(self, name: str, draw: Callable[[], bytes | None], *inputs: Any) -> Path | None:
+        """The figure ``report/name``: drawn by ``draw`` (None: nothing to show), or, when the report folder holds
+        it drawn from the same ``inputs``, its bytes taken as they are (a rerun redraws only what changed)."""
+        relative = f"report/{name}"
+        text = json.dumps([drawing_code_digest(), name, *inputs], default=str, sort_keys=True)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        existing = self.sink.owned.folder / relative
+        if self.previous_digests.get(relative) == digest and existing.is_file():
+            data: bytes | None = existing.read_bytes()
+        else:
+            data = draw()
+        if data is None:
+            return None
+        self.digests[relative] = digest
+        return self.sink.write_bytes(relative, data)
 
-    def write_gallery(self, name: str, data: bytes | None) -> Path | None:
-        """A gallery, when it has an image to show."""
-        return self.write_figure(name, data) if data is not None else None
+    def once(self, material: str) -> Section | None:
+        """The section that already showed ``material`` (e.g. a run's curves), or None (then this one shows it)."""
+        earlier = self.shown.get(material)
+        if earlier is None and self.section is not None:
+            self.shown[material] = self.section
+        return earlier if earlier is not self.section else None
 
 
+def read_digests(folder: Path) -> dict[str, str]:
+    try:
+        values = json.loads((folder / FIGURE_DIGESTS).read_text(encoding="utf-8"))
+        return {str(k): str(v) for k, v in values.items()} if isinstance(values, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures out of the stored evaluations
+# ----------------------------------------------------------------------------------------------
 def at_epoch(history: list[dict[str, float]], epoch: int) -> dict[str, float]:
     return next((row for row in history if int(row["epoch"]) == epoch), {})
-
-
-def train_at(history: list[dict[str, float]], epoch: int, key: str = "accuracy") -> float:
-    """The training figure at ``epoch``, as the run measured it (evaluation mode when it did)."""
-    prefix, _ = training_figures(history)
-    return at_epoch(history, epoch).get(f"{prefix}_{key}", math.nan)
 
 
 def overall(figures: dict[str, Any], name: str = "accuracy") -> float:
@@ -141,13 +196,10 @@ def weakest_label(scores: dict[str, float]) -> tuple[str, float] | None:
     return " and ".join(tied), low
 
 
-def f(value: float | None, digits: int = 3) -> str:
+def num(value: float | None, digits: int = 3) -> str:
+    """A figure as the report's sentences write it ("-" for none)."""
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def has_boxes(figures: dict[str, Any]) -> bool:
     return "mean_iou" in figures.get("overall", {})
-
-
-def section_prefix(section: Section) -> str:
-    return section.id

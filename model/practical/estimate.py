@@ -12,12 +12,12 @@ import torch
 from model.core.files import free_space
 from model.core.precision import resolve_precision
 from model.core.runtime import place_model, prepare_device, select_device, synchronize, uses_channels_last
+from model.engine.steps import train_step
+from model.experiment.loss import loss_for
+from model.experiment.options import TrainOptions
+from model.experiment.schedule import make_optimizer
 from model.network import build_model, count_parameters
 from model.practical.plan import Plan, PlanError, Status
-from model.training.engine import train_step
-from model.training.losses import DetectionLoss
-from model.training.options import TrainOptions
-from model.training.schedule import make_optimizer
 
 
 def check_disk(plan: Plan, found: dict[str, Status], images: int) -> None:
@@ -98,7 +98,7 @@ def probe(options: TrainOptions, device: torch.device, batches: int = 2) -> floa
         options.optimizer, [p for p in model.parameters() if p.requires_grad], options.lr, 0.0, device
     )
     precision = resolve_precision(options.precision, device)
-    scaler, loss_fn = precision.grad_scaler(), DetectionLoss(options.label_weight, options.box_weight, options.box_loss)
+    scaler, loss_fn = precision.grad_scaler(), loss_for(options)
     size, n = options.image_size, options.batch_size
     x = torch.randn(n, 3, size, size, device=device)
     if uses_channels_last(device):

@@ -1,13 +1,16 @@
-"""The practical's plan (practical.toml): its runs and report sections, read and checked, and what each
-run's folder holds (through its Run: one rule for "is it trained?").
+"""The practical's plan (practical.toml): its runs and report sections, read and checked against the plan's
+schema, and what each run's folder holds (through its Run: one rule for "is it trained?").
 
-    [defaults] args = "..."        given to every run before its own
+    [defaults] args = "..."        given to every run before its own (an option that does not apply to a
+                                   run, e.g. --box-weight for a classification run, is left out there, said once)
     [quick]    args, image_size, epochs, demo_images, no_pretrained: the plan at reduced scale
     [[run]]    name, args (train.py's options), optional
-    [[section]] id, title, kind, runs, optional
+    [[section]] id, title, kind, runs, optional: one question of the practical in the report
 
-Every key is checked (a typo names the closest valid key), every run's args are parsed as train.py
-parses them (model/training/command.py), before anything trains.
+Every key and every value's type is checked (a typo names the closest valid key), a name or an id given twice,
+a run no section reads, and a run's args that the plan sets itself (--output-dir, --name, --dataset) are
+refused; every run's args are parsed as train.py parses them (model/training/command.py): all before
+anything trains, with the file, the entry and the fix in the message.
 """
 
 from __future__ import annotations
@@ -17,40 +20,27 @@ import re
 import shlex
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from model import config
 from model.core.errors import UserError
+from model.experiment.options import TrainOptions, flag
 from model.network import imagenet_weights_file, min_image_size, takes_option
 from model.runs.run import Run, RunError
-from model.training.command import describe_failure, options_from_args
-from model.training.options import TrainOptions, flag
+from model.training.command import describe_failure, given_names, options_from_args
 
-PLAN_FILE = config.PROJECT_ROOT / "practical.toml"
-SECTION_KINDS = (
-    "best-vs-last",
-    "long",
-    "fractions",
-    "ablation",
-    "internet",
-    "comparison",
-    "loss-weights",
-    "frozen-vs-fine-tuned",
-    "classic",
-    "augment",
-    "architectures",
-    "reading",  # a question answered by reading, not by a run: the section holds only the student's notes
-)
-KEYS = {
-    "defaults": {"args"},
-    "quick": {"args", "image_size", "epochs", "demo_images", "no_pretrained"},
-    "run": {"name", "args", "optional"},
-    "section": {"id", "title", "kind", "runs", "optional"},
+# Each table's keys and the type of their values ("list" holds strings); "*" marks the keys an entry needs.
+SCHEMA: dict[str, dict[str, str]] = {
+    "defaults": {"args": "str"},
+    "quick": {"args": "str", "image_size": "int", "epochs": "int", "demo_images": "int", "no_pretrained": "bool"},
+    "run": {"name": "*str", "args": "str", "optional": "bool"},
+    "section": {"id": "*str", "title": "*str", "kind": "*str", "runs": "list", "optional": "bool"},
 }
-COURSE_RESOURCES = "--gres=shard:1 --cpus-per-task=8 --mem=12G"  # the course's srun options
+SET_BY_THE_PLAN = ("--output-dir", "--name", "--dataset", "--resume", "--resume-if-started", "--overwrite")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class PlanError(UserError):
@@ -72,6 +62,12 @@ class Section:
     kind: str
     runs: tuple[str, ...]
     optional: bool = False
+
+    @property
+    def part(self) -> str:
+        """The part of the practical it belongs to, from its id ("Part 3" for P3-Q8; "Extras" otherwise)."""
+        found = re.match(r"P(\d)-", self.id)
+        return f"Part {found.group(1)}" if found else "Extras"
 
 
 @dataclass
@@ -96,6 +92,7 @@ class Plan:
     sections: list[Section]
     output_dir: Path  # the runs go into output_dir/<name>/
     quick: dict[str, Any] = field(default_factory=dict)  # the [quick] table, when in quick mode
+    notes: list[str] = field(default_factory=list)  # what reading the plan left out, said once
 
     def folder(self, name: str) -> Path:
         return self.output_dir / name
@@ -112,16 +109,8 @@ class Plan:
         """The train.py command that trains the run, or goes on with it when its folder holds it."""
         where = ["--dataset", str(dataset)] if dataset is not None else []
         train = [sys.executable, str(config.PROJECT_ROOT / "train.py")]
-        return [
-            *train,
-            *run.args,
-            *where,
-            "--output-dir",
-            str(self.output_dir),
-            "--name",
-            run.name,
-            "--resume-if-started",
-        ]
+        output = ["--output-dir", str(self.output_dir), "--name", run.name]
+        return [*train, *run.args, *where, *output, "--resume-if-started"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -138,13 +127,13 @@ def read_document(path: Path) -> dict[str, Any]:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise PlanError(f"{path}: not valid TOML ({error})") from None
-    check_keys(document, path)
+    check_schema(document, path)
     if not document.get("run") or not document.get("section"):
         raise PlanError(f"{path}: the plan holds no [[run]] or no [[section]]: a plan needs both (see practical.toml)")
     return document
 
 
-def _unknown(keys: Sequence[str], known: set[str], where: str, path: Path) -> None:
+def _unknown(keys: Sequence[str], known: Collection[str], where: str, path: Path) -> None:
     for key in keys:
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=1)
@@ -152,56 +141,112 @@ def _unknown(keys: Sequence[str], known: set[str], where: str, path: Path) -> No
             raise PlanError(f"{path}: {where}: unknown key {key!r}{hint}")
 
 
-def check_keys(document: dict[str, Any], path: Path) -> None:
-    """Every table and key of the plan is one the plan knows: a typo is never silently ignored."""
-    _unknown(list(document), set(KEYS), "top level", path)
+def _typed(value: Any, kind: str, key: str, where: str, path: Path) -> None:
+    """A value of the schema's type; a list holds strings, each once."""
+    kind = kind.lstrip("*")
+    fits = {
+        "str": isinstance(value, str),
+        "int": isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+        "bool": isinstance(value, bool),
+        "list": isinstance(value, list) and all(isinstance(v, str) for v in value),
+    }[kind]
+    if not fits:
+        wanted = {"str": "a string", "int": "a whole number of at least 1", "bool": "true or false"}.get(
+            kind, 'a list of names, e.g. ["a", "b"]'
+        )
+        raise PlanError(f"{path}: {where}: {key} = {value!r} must be {wanted}")
+    if kind == "list" and len(set(value)) != len(value):
+        twice = sorted({v for v in value if value.count(v) > 1})
+        raise PlanError(f"{path}: {where}: {key} names {', '.join(twice)} twice; name each once")
+
+
+def check_schema(document: dict[str, Any], path: Path) -> None:
+    """Every table, key and value of the plan is one the plan knows, of its type: nothing is silently ignored."""
+    _unknown(list(document), SCHEMA, "top level", path)
     for table in ("defaults", "quick"):
-        if not isinstance(document.get(table, {}), dict):
+        entry = document.get(table, {})
+        if not isinstance(entry, dict):
             raise PlanError(f"{path}: [{table}] must be a table")
-        _unknown(list(document.get(table, {})), KEYS[table], f"[{table}]", path)
+        _check_entry(entry, table, f"[{table}]", path)
     for table in ("run", "section"):
         entries = document.get(table, [])
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise PlanError(f"{path}: [[{table}]] must be an array of tables")
         for number, entry in enumerate(entries, start=1):
-            _unknown(
-                list(entry), KEYS[table], f"[[{table}]] {number} ({entry.get('name') or entry.get('id') or '?'})", path
-            )
+            label = entry.get("name") or entry.get("id") or "?"
+            _check_entry(entry, table, f"[[{table}]] {number} ({label})", path)
+
+
+def _check_entry(entry: dict[str, Any], table: str, where: str, path: Path) -> None:
+    schema = SCHEMA[table]
+    _unknown(list(entry), schema, where, path)
+    for key, kind in schema.items():
+        if key in entry:
+            _typed(entry[key], kind, key, where, path)
+        elif kind.startswith("*"):
+            raise PlanError(f"{path}: {where}: needs a {key}")
 
 
 def split_args(text: Any, path: Path, where: str) -> list[str]:
-    if not isinstance(text, str):
-        raise PlanError(f"{path}: {where}: args must be a string of train.py options")
     try:
-        return shlex.split(text)
+        args = shlex.split(text)
     except ValueError as error:
         raise PlanError(f"{path}: {where}: {error} in its args {text!r}; close the quote") from None
+    for arg in args:
+        option = arg.split("=", 1)[0]
+        if option in SET_BY_THE_PLAN:
+            raise PlanError(
+                f"{path}: {where}: its args hold {option}, which the plan sets itself (runs go into --output-dir/"
+                f"<run name>, on the plan's --dataset); remove it"
+            )
+    return args
 
 
-def parse_run(args: list[str], path: Path, name: str) -> TrainOptions:
+def parse_run(args: list[str], path: Path, name: str, lenient: Collection[str] = ()) -> TrainOptions:
+    return parse_run_noting(args, path, name, lenient)[0]
+
+
+def parse_run_noting(
+    args: list[str], path: Path, name: str, lenient: Collection[str] = ()
+) -> tuple[TrainOptions, list[str]]:
+    """A run's options, and the options of ``lenient`` (the plan's defaults) left out where they do not apply."""
     try:
-        return options_from_args(args)
+        return options_from_args(args, lenient)
     except Exception as error:  # click's usage errors and OptionError: a typo is found before anything trains
         raise PlanError(f"{path}: run {name}: {describe_failure(error)} (in its args: {shlex.join(args)})") from None
 
 
-def read_runs(document: dict[str, Any], path: Path, quick: bool) -> dict[str, PlannedRun]:
+def read_runs(document: dict[str, Any], path: Path, quick: bool) -> tuple[dict[str, PlannedRun], list[str]]:
+    """The plan's runs, and a note for each option of [defaults] left out of the runs it does not apply to."""
     defaults = split_args(document.get("defaults", {}).get("args", ""), path, "[defaults]")
+    try:
+        lenient = given_names(defaults)
+    except Exception as error:
+        raise PlanError(
+            f"{path}: [defaults]: {describe_failure(error)} (in its args: {shlex.join(defaults)})"
+        ) from None
     settings = document.get("quick", {}) if quick else {}
     runs: dict[str, PlannedRun] = {}
+    left_out: dict[str, list[str]] = {}
     for number, entry in enumerate(document.get("run", []), start=1):
-        name = entry.get("name")
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name in runs:
+        name = entry["name"]
+        if not NAME.fullmatch(name) or name in runs:
             raise PlanError(
                 f"{path}: run {number} needs a name of its own, of letters, digits, '.', '_' and '-' (got {name!r})"
             )
         args = [*defaults, *split_args(entry.get("args", ""), path, f"run {name}")]
-        options = parse_run(args, path, name)
+        options, dropped = parse_run_noting(args, path, name, lenient)
         if quick:
             args = quick_args(args, options, settings, path)
-            options = parse_run(args, path, name)
+            options, dropped = parse_run_noting(args, path, name, lenient)
+        for option in dropped:
+            left_out.setdefault(option, []).append(name)
         runs[name] = PlannedRun(name, tuple(args), options, bool(entry.get("optional", False)))
-    return runs
+    notes = [
+        f"note: [defaults] {flag(option)} does not apply to {', '.join(names)}: left out there"
+        for option, names in sorted(left_out.items())
+    ]
+    return runs, notes
 
 
 def quick_args(args: list[str], options: TrainOptions, settings: dict[str, Any], path: Path) -> list[str]:
@@ -224,48 +269,55 @@ def shown_path(path: str | Path | None) -> str:
     return str(path.relative_to(config.PROJECT_ROOT)) if inside else str(path)
 
 
-def read_sections(document: dict[str, Any], path: Path, runs: dict[str, PlannedRun]) -> list[Section]:
+def read_sections(
+    document: dict[str, Any], path: Path, runs: dict[str, PlannedRun], kinds: Collection[str] | None
+) -> list[Section]:
     sections: list[Section] = []
     for number, entry in enumerate(document.get("section", []), start=1):
         section = Section(
-            str(entry.get("id", "")),
-            str(entry.get("title", "")),
-            str(entry.get("kind", "")),
-            tuple(entry.get("runs", ())),
-            bool(entry.get("optional", False)),
+            entry["id"], entry["title"], entry["kind"], tuple(entry.get("runs", ())), entry.get("optional", False)
         )
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", section.id) or section.id in {x.id for x in sections}:
+        if not NAME.fullmatch(section.id) or section.id in {x.id for x in sections}:
             raise PlanError(
                 f"{path}: section {number} needs an id of its own, of letters, digits, '.', '_' and '-' "
                 f"(got {section.id!r})"
             )
-        if section.kind not in SECTION_KINDS:
-            raise PlanError(
-                f"{path}: section {section.id}: kind {section.kind!r} is none of {', '.join(SECTION_KINDS)}"
-            )
+        if kinds is not None and section.kind not in kinds:
+            raise PlanError(f"{path}: section {section.id}: kind {section.kind!r} is none of {', '.join(kinds)}")
         missing = [run for run in section.runs if run not in runs]
-        if section.kind == "reading" and section.runs:
-            raise PlanError(f"{path}: section {section.id}: a reading section has no runs (remove its runs)")
-        if missing or (not section.runs and section.kind != "reading"):
-            raise PlanError(
-                f"{path}: section {section.id} names run(s) {', '.join(missing) or '(none)'} that the plan lacks"
-            )
+        if missing:
+            raise PlanError(f"{path}: section {section.id} names run(s) {', '.join(missing)} that the plan lacks")
         sections.append(section)
+    unread = [name for name in runs if not any(name in s.runs for s in sections)]
+    if unread:
+        raise PlanError(
+            f"{path}: run {unread[0]} is read by no section, so nothing would report it; add it to a section's runs, "
+            f"or remove it"
+        )
     return sections
 
 
-def load_plan(path: Path, output_dir: Path, quick: bool, only: str | None, for_report: bool = False) -> Plan:
-    """The plan of ``path``, each run's options parsed (and so checked) as train.py parses them,
-    restricted to the sections ``only`` names (ids or their prefixes, e.g. "Part3"); optional sections
-    only when named. ``for_report``: every section, and the optional ones named or already started."""
+def load_plan(
+    path: Path,
+    output_dir: Path,
+    quick: bool,
+    only: str | None,
+    for_report: bool = False,
+    kinds: Collection[str] | None = None,
+) -> Plan:
+    """The plan of ``path``, each run's options parsed (and so checked) as train.py parses them, restricted
+    to the sections ``only`` names (ids or their prefixes, e.g. "P3"); optional sections only when named.
+    ``for_report``: every section, and the optional ones named or already started. ``kinds``: the section
+    kinds the report has a builder for (model/practical/sections)."""
     document = read_document(path)
-    runs = read_runs(document, path, quick)
-    sections = read_sections(document, path, runs)
+    runs, notes = read_runs(document, path, quick)
+    sections = read_sections(document, path, runs, kinds)
     chosen = _select(sections, only, path)
     if for_report:  # the report covers the whole plan: --only chooses what trains, not what is reported
         chosen = [s for s in sections if s in chosen or not s.optional or _started(s, output_dir)]
     needed = dict.fromkeys(run for section in chosen for run in section.runs)
-    return Plan({name: runs[name] for name in needed}, chosen, output_dir, document.get("quick", {}) if quick else {})
+    quick_table = document.get("quick", {}) if quick else {}
+    return Plan({name: runs[name] for name in needed}, chosen, output_dir, quick_table, notes)
 
 
 def _without(args: list[str], option: str) -> list[str]:
@@ -286,12 +338,18 @@ def _started(section: Section, output_dir: Path) -> bool:
     return any(Run(output_dir / run).has_run for run in section.runs)
 
 
+def _names(wanted: str, section: Section) -> bool:
+    """Whether ``--only``'s ``wanted`` names the section: its id, or a prefix of it ending where a part of the id
+    does ("P1" and "P1-Q9" name P1-Q9.1; "P1-Q1" does not name P1-Q10)."""
+    return section.id == wanted or section.id.startswith((f"{wanted}-", f"{wanted}."))
+
+
 def _select(sections: list[Section], only: str | None, path: Path) -> list[Section]:
-    if not only:
+    if only is None:
         return [s for s in sections if not s.optional]
     wanted = [w.strip() for w in only.split(",") if w.strip()]
-    chosen = [s for s in sections if any(s.id == w or s.id.startswith(w) for w in wanted)]
-    unmatched = [w for w in wanted if not any(s.id == w or s.id.startswith(w) for s in sections)]
+    chosen = [s for s in sections if any(_names(w, s) for w in wanted)]
+    unmatched = [w for w in wanted if not any(_names(w, s) for s in sections)]
     if unmatched or not wanted:
         raise PlanError(
             f"--only {only}: no section {', '.join(unmatched) or '(none named)'} in {path} (sections: "
@@ -359,15 +417,15 @@ def weights_missing_line(lacking: Sequence[str]) -> str:
     return (
         f"ResNet-18's ImageNet weights are not in {weights.parent} (this machine may be offline): "
         f"{', '.join(lacking)} will train from scratch (no ImageNet weights), and the report says so. Put "
-        f"{weights.name} there (README, 'ResNet's ImageNet weights') to train them as planned, or pass "
-        f"--skip-unavailable to leave them out"
+        f"{weights.name} there (doc/troubleshooting.md, 'ImageNet weights offline') to train them as planned, or "
+        f"pass --skip-unavailable to leave them out"
     )
 
 
 def from_scratch(run: PlannedRun) -> PlannedRun:
     """The run without ImageNet weights: what the plan trains offline (its options say so)."""
     args = [*_without(list(run.args), "--weights"), "--no-pretrained"]
-    return PlannedRun(run.name, tuple(args), options_from_args(args), run.optional)
+    return PlannedRun(run.name, tuple(args), options_from_args(args)[0], run.optional)
 
 
-__all__ = ["COURSE_RESOURCES", "PLAN_FILE", "Plan", "PlanError", "PlannedRun", "Section", "Status", "flag", "load_plan"]
+__all__ = ["Plan", "PlanError", "PlannedRun", "Section", "Status", "flag", "load_plan"]

@@ -1,10 +1,12 @@
-"""The practical's report draft: one section per question of the plan, in the practical's order, each
-with the commands that were run, its tables (Markdown, CSV, LaTeX), figures, observations computed from
-the numbers, and a marked place for the student's own discussion; and the same as a PDF.
+"""The practical's report draft: the plan's sections grouped by the part of the practical they answer, each
+under a heading that names its question, with the commands that were run, its tables (Markdown, CSV, LaTeX),
+figures, observations computed from the numbers, and a marked place for the student's own discussion; and the
+same as a PDF.
 
 Every number comes from the runs' own files: history.csv, and the evaluations stored in each run's
-evaluations/ folder (evaluated again only when the checkpoint or the rows changed). The report folder's
-files are the toolkit's (its manifest): a file there that the toolkit did not write is never replaced,
+evaluations/ folder (evaluated again only when the checkpoint or the rows changed). A figure is drawn again only
+when what it is drawn from changed, and the PDF compiled again only when the report or a figure did. The report
+folder's files are the toolkit's (its manifest): a file there that the toolkit did not write is never replaced,
 and whatever the student wrote in report.md is kept (model/reporting/documents.py).
 
     doc/report.md      the draft (edit between the discussion markers)
@@ -14,14 +16,16 @@ and whatever the student wrote in report.md is kept (model/reporting/documents.p
 
 from __future__ import annotations
 
-import re
+import hashlib
+import json
 from pathlib import Path
 
 from model.core.owned import OwnedFolder
 from model.data.annotations import Problems, read_annotations
-from model.practical.context import Content, Context
+from model.practical.context import FIGURE_DIGESTS, Content, Context
 from model.practical.plan import Section, shown_path
 from model.practical.sections import BUILDERS
+from model.practical.sections.common import anchor
 from model.reporting.documents import Previous, discussion, kept_text, read_previous
 from model.reporting.pdf import PdfError, pdf_bytes
 from model.reporting.tables import to_markdown, write_table
@@ -29,8 +33,20 @@ from model.reporting.tables import to_markdown, write_table
 REPORT = "report.md"
 PDF = "report.pdf"
 GENERATED = ".report.generated.md"  # the report as the toolkit last wrote it: what tells the student's text apart
-READING = "No run answers this question: it asks you to read. Your notes go in the discussion below."
 SIGNATURE = "written by `python compare.py --practical"
+PARTS = {
+    "Part 1": "Part 1: a first classification network",
+    "Part 2": "Part 2: a deeper network and a pretrained one",
+    "Part 3": "Part 3: bounding-box regression",
+    "Part 4": "Part 4: classic approaches, and two detectors to read about",
+    "Extras": "Beyond the practical",
+}
+TRAINING_FIGURES = (
+    "Training figures are measured in evaluation mode (dropout off), as eval.py measures them. A column named "
+    "`train_accuracy` (or `train_*`) is eval.py's figure on the whole training split; one named "
+    "`train_sample_accuracy` (`train_sample_*`), like every curve, is what each epoch measures on a fixed sample of "
+    "the training split, as large as the validation split (the whole split where that is smaller)."
+)
 
 
 def report_folder(folder: Path) -> OwnedFolder:
@@ -60,25 +76,53 @@ def write_report(ctx: Context, folder: Path, title: str) -> Path:
     for line in previous.warnings():
         ctx.echo(line)
     parts = [f"# {title}", "", intro(ctx), "", "Contents:", ""]
-    parts += [f"- [{s.title}](#{_anchor(s.title)})" for s in ctx.plan.sections]
+    parts += contents(ctx.plan.sections)
+    current_part = ""
     for section in ctx.plan.sections:
+        if section.part != current_part:
+            current_part = section.part
+            parts += ["", f"## {PARTS[current_part]}"]
         ctx.echo(f"Section {section.id}: {section.title}")
-        parts += ["", f"## {section.title}", "", *section_body(ctx, section)]
-        parts += ["", discussion(section.id, previous.discussions.get(section.id))]
+        ctx.section = section
+        body, prompt = section_body(ctx, section)
+        parts += ["", f"### {section.title}", "", *body]
+        parts += ["", discussion(section.id, previous.discussions.get(section.id), prompt)]
     parts += kept_text(previous, [s.id for s in ctx.plan.sections])
     text = "\n".join(parts).rstrip() + "\n"
     ctx.sink.write_text(REPORT, text, editable=True)
     ctx.sink.write_text(GENERATED, text)
-    try:
-        ctx.sink.write_bytes(PDF, pdf_bytes(ctx.sink.folder / REPORT))
-    except PdfError as error:  # e.g. typst missing on a machine with its own packages: the rest is written
-        ctx.echo(f"warning: {error}")
+    write_pdf(ctx, folder, text)
+    ctx.sink.write_text(FIGURE_DIGESTS, json.dumps(ctx.digests, indent=1, sort_keys=True) + "\n")
     return folder / REPORT
 
 
-def section_body(ctx: Context, section: Section) -> list[str]:
-    if section.kind == "reading":
-        return [READING, ""]
+def write_pdf(ctx: Context, folder: Path, text: str) -> None:
+    """report.pdf, compiled again only when the report's text or one of its figures changed."""
+    digest = hashlib.sha256(json.dumps([text, ctx.digests], sort_keys=True).encode()).hexdigest()
+    kept = folder / PDF
+    if ctx.previous_digests.get(PDF) == digest and kept.is_file():
+        ctx.sink.write_bytes(PDF, kept.read_bytes())
+        ctx.digests[PDF] = digest
+        return
+    try:
+        ctx.sink.write_bytes(PDF, pdf_bytes(ctx.sink.folder / REPORT))
+        ctx.digests[PDF] = digest
+    except PdfError as error:  # e.g. typst missing on a machine with its own packages: the rest is written
+        ctx.echo(f"warning: {error}")
+
+
+def contents(sections: list[Section]) -> list[str]:
+    lines, current = [], ""
+    for section in sections:
+        if section.part != current:
+            current = section.part
+            lines.append(f"- [{PARTS[current]}](#{anchor(PARTS[current])})")
+        lines.append(f"  - [{section.title}](#{anchor(section.title)})")
+    return lines
+
+
+def section_body(ctx: Context, section: Section) -> tuple[list[str], str]:
+    """The section's Markdown and its discussion's prompt."""
     parts: list[str] = []
     ready = ctx.ready(section.runs)
     absent = [f"{r} ({ctx.found[r].describe(ctx.planned(r).options.epochs)})" for r in section.runs if r not in ready]
@@ -91,9 +135,15 @@ def section_body(ctx: Context, section: Section) -> list[str]:
     ]
     if partly:
         parts += [f"Partly trained (its best model so far is reported): {', '.join(partly)}.", ""]
-    if ready:
-        parts += render(ctx, section, BUILDERS[section.kind](ctx, section, ready))
-    return parts
+    if not ready and section.runs:
+        return parts, default_prompt(Content())
+    content = BUILDERS[section.kind](ctx, section, ready)
+    return parts + render(ctx, section, content), content.prompt or default_prompt(content)
+
+
+def default_prompt(content: Content) -> str:
+    shows = "the figures and numbers" if content.figures else "the numbers"
+    return f"what {shows} show, why, and what you would try next"
 
 
 def intro(ctx: Context) -> str:
@@ -101,21 +151,17 @@ def intro(ctx: Context) -> str:
     where = f"the dataset in {shown_path(ctx.dataset)} ({rows} images)" if ctx.dataset else "the course dataset"
     return (
         f"A draft, {SIGNATURE}{' --quick' if ctx.plan.quick else ''}` from the runs in "
-        f"{shown_path(ctx.plan.output_dir)}/ "
-        f"on {where}. Every number, table and figure below comes from those runs' files (history.csv, and the "
-        f"evaluations eval.py stores in each run's evaluations/ folder); the commands reproduce them. Training figures "
-        f"are measured in evaluation mode (dropout off), as eval.py measures them, unless a table says otherwise: "
-        f"on the whole training split where a table gives eval.py's figures, elsewhere (the curves, and the figures "
-        f"at a run's best epoch) on the fixed sample of training images each epoch measures: as many as the "
-        f"validation split holds, or the whole training split where that is smaller. "
-        f"Running it again rewrites this file, report.pdf and report/, and keeps what you write between a section's "
-        f"discussion markers (text you write elsewhere is kept too, moved to the end). Tables are also in report/ as "
-        f"CSV and LaTeX (\\usepackage{{booktabs}})."
+        f"{shown_path(ctx.plan.output_dir)}/ on {where}, one section per question of the practical. Every number, "
+        f"table and figure below comes from those runs' files (history.csv, and the evaluations eval.py stores in each "
+        f"run's evaluations/ folder); the commands reproduce them. {TRAINING_FIGURES} Running it again rewrites this "
+        f"file, report.pdf and report/, and keeps what you write between a section's discussion markers (text you "
+        f"write elsewhere is kept too, moved to the end). Tables are also in report/ as CSV and LaTeX "
+        f"(\\usepackage{{booktabs}})."
     )
 
 
 def render(ctx: Context, section: Section, content: Content) -> list[str]:
-    parts = ["Commands:", "", "```bash", *content.commands, "```", ""]
+    parts = ["Commands:", "", "```bash", *content.commands, "```", ""] if content.commands else []
     for number, (caption, full) in enumerate(content.tables, start=1):
         table = full.dropna(axis=1, how="all")  # e.g. the box columns of classification-only networks
         paths = write_table(ctx.sink, f"report/{section.id}-table-{number}", table, caption)
@@ -137,7 +183,3 @@ def render(ctx: Context, section: Section, content: Content) -> list[str]:
 
 def _link(ctx: Context, path: Path) -> str:
     return Path(path).relative_to(ctx.sink.owned.folder).as_posix()
-
-
-def _anchor(title: str) -> str:
-    return re.sub(r"[^a-z0-9 -]", "", title.lower()).replace(" ", "-")

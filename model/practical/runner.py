@@ -8,27 +8,29 @@ writing one run.
 
 from __future__ import annotations
 
+import io
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from model import config
+from model.core import env
 from model.core.files import make_folder, write_text
 from model.core.runtime import Reporter, usable_cpus
 from model.data import demo
 from model.data.annotations import Problems, read_annotations
+from model.data.location import find_dataset, locate_dataset
 from model.practical.estimate import check_disk, estimate, format_duration, total
 from model.practical.plan import (
-    COURSE_RESOURCES,
     Plan,
     PlanError,
     Status,
@@ -38,58 +40,52 @@ from model.practical.plan import (
     statuses,
     weights_missing_line,
 )
-from model.training.data import locate_dataset
-from model.training.options import TrainOptions
+from model.practical.settings import PracticalSettings
+from model.training.data import TrainingError, plan_rows
 
 MAX_JOBS_ON_A_GPU = 4  # runs at once on one GPU with --jobs auto (a small network leaves a GPU mostly idle)
 
 
-@dataclass(frozen=True)
-class PracticalSettings:
-    """compare.py --practical's options."""
+def section_kinds() -> list[str]:
+    """The section kinds the report has a builder for (imported here: the plan is read without them)."""
+    from model.practical.sections import BUILDERS
 
-    plan_file: Path
-    quick: bool = False
-    only: str | None = None
-    dry_run: bool = False
-    slurm: bool = False
-    resources: str = COURSE_RESOURCES
-    report_only: bool = False
-    skip_unavailable: bool = False
-    output_dir: Path | None = None
-    out: Path | None = None
-    dataset: Path | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    batch_size: int = 64
-    jobs: int = 0  # 0: auto
-
-    @property
-    def runs_dir(self) -> Path:
-        # absolute: Slurm jobs start in the project's folder, whatever folder this was called from
-        return (self.output_dir or config.OUTPUT_DIR / ("practical-quick" if self.quick else "practical")).resolve()
-
-    @property
-    def report_dir(self) -> Path:
-        return (self.out or (self.runs_dir if self.quick else Path("doc"))).resolve()
+    return list(BUILDERS)
 
 
-def with_quick_dataset(plan: Plan, dataset: Path | None) -> Path | None:
-    """Quick mode's own small demo set (unless --dataset names one), generated once."""
-    if not plan.quick or dataset is not None:
-        return dataset
-    root = plan.output_dir / "demo"
-    demo.ensure(root, int(plan.quick.get("demo_images", 240)), config.DEMO_SEED)
-    return root
+@contextmanager
+def plan_dataset(
+    plan: Plan, explicit: Path | None, echo: Callable[[str], None], dry_run: bool
+) -> Iterator[tuple[Path, Path]]:
+    """The plan's dataset, said in one line: --dataset or $CVPR_DATASET (in quick mode too), else the course's;
+    else the demo set (quick mode: its own small one), generated once. Yields (the folder to read now, the folder
+    the runs will read): for a dry run, which writes nothing, a demo set not generated yet is read from a
+    temporary copy."""
+    found = find_dataset(explicit)
+    if found is not None:
+        how = "--dataset" if explicit is not None else f"${env.DATASET}" if env.dataset() is not None else "found"
+        echo(f"Dataset: {found} ({how})")
+        yield found.resolve(), found.resolve()
+        return
+    root = (plan.output_dir / "demo" if plan.quick else config.DEMO_DATASET).resolve()
+    images = int(plan.quick.get("demo_images", 240)) if plan.quick else config.DEMO_IMAGES
+    if dry_run and not demo.is_complete(root, images, config.DEMO_SEED):
+        with tempfile.TemporaryDirectory(prefix="cvpr-dry-run-") as scratch:
+            echo(f"Dataset: the demo set {root} of {images} images (not generated yet: checked in a temporary copy)")
+            yield locate_dataset(None, lambda _line: None, Path(scratch) / "demo", images).resolve(), root
+        return
+    generated = not demo.is_complete(root, images, config.DEMO_SEED)
+    located = locate_dataset(None, lambda _line: None, root, images).resolve()
+    echo(f"Dataset: the demo set {located} ({images} images{', generated now' if generated else ''})")
+    yield located, located
 
 
-def prepare_plan(settings: PracticalSettings, echo: Callable[[str], None]) -> tuple[Plan, dict[str, Status], Path]:
-    """The plan, the dataset, every run's status; runs needing ImageNet weights this machine lacks train
-    from scratch (said now, before any epoch) or, with --skip-unavailable, are skipped."""
-    plan = load_plan(settings.plan_file.resolve(), settings.runs_dir, settings.quick, settings.only)
-    dataset = (
-        with_quick_dataset(plan, settings.dataset) or locate_dataset(TrainOptions(dataset=settings.dataset), Reporter())
-    ).resolve()
+def prepare_plan(
+    settings: PracticalSettings, echo: Callable[[str], None], dataset: Path, plan: Plan
+) -> tuple[Plan, dict[str, Status]]:
+    """Every run's status; runs needing ImageNet weights this machine lacks train from scratch (said now, before
+    any epoch) or, with --skip-unavailable, are skipped; then every check each run to train makes before its first
+    epoch, made now on the same data (the dry run's too): a plan fails before it trains, not at its eighth run."""
     found = statuses(plan, dataset)
     lacking = lacking_weights(plan, found)
     if lacking and settings.skip_unavailable:
@@ -101,7 +97,24 @@ def prepare_plan(settings: PracticalSettings, echo: Callable[[str], None]) -> tu
         found.update(
             {name: statuses(Plan({name: plan.runs[name]}, [], plan.output_dir), dataset)[name] for name in lacking}
         )
-    return plan, found, dataset
+    for line in plan.notes:
+        echo(line)
+    check_runs(plan, found, dataset, echo)
+    return plan, found
+
+
+def check_runs(plan: Plan, found: dict[str, Status], dataset: Path, echo: Callable[[str], None]) -> None:
+    """The data checks of every run to start (its rows, its split: train.py's own, with its own messages)."""
+    for name, run in plan.runs.items():
+        if found[name].state != "missing":
+            continue
+        quiet = Reporter(io.StringIO())
+        try:
+            rows = plan_rows(replace(run.options, dataset=dataset), quiet)
+        except TrainingError as error:
+            raise PlanError(f"run {name}: {error}") from None
+        for line in rows.warnings:
+            echo(f"run {name}: {line}")
 
 
 def choose_jobs(jobs: int, device: str) -> int:
@@ -109,6 +122,8 @@ def choose_jobs(jobs: int, device: str) -> int:
     small network's host-bound steps overlap), one at a time on a CPU or MPS (they would share its cores)."""
     if jobs > 0:
         return jobs
+    import torch
+
     on_gpu = device in ("auto", "cuda") and torch.cuda.is_available()
     return max(1, min(MAX_JOBS_ON_A_GPU, usable_cpus() // 2)) if on_gpu else 1
 
@@ -126,8 +141,8 @@ def train_locally(
             done = subprocess.run(plan.command(plan.runs[name], dataset))
             if done.returncode != 0:
                 raise PlanError(
-                    f"run {name} stopped with status {done.returncode} (see above); run compare.py --practical "
-                    f"again to go on: finished runs are kept, interrupted ones resume"
+                    f"run {name} stopped with status {done.returncode} (see above); run the same command again to go "
+                    f"on: finished runs are kept, interrupted ones resume"
                 )
         return
     run_at_once(plan, todo, dataset, echo, jobs)
@@ -172,7 +187,7 @@ def run_at_once(plan: Plan, todo: list[str], dataset: Path | None, echo: Callabl
                 echo(f"[failed] {name} (status {process.returncode}): {tail[0]} (log: {log})")
     if failed:
         raise PlanError(
-            f"run(s) {', '.join(failed)} failed (their logs in {logs}); run compare.py --practical again to go on: "
+            f"run(s) {', '.join(failed)} failed (their logs in {logs}); run the same command again to go on: "
             f"finished runs are kept, interrupted ones resume"
         )
 
@@ -200,23 +215,29 @@ def submit_to_slurm(
         options = shlex.split(resources)
     except ValueError as error:
         raise PlanError(f"--resources {resources!r}: {error}; close the quote") from None
+    if shutil.which("sbatch") is None:
+        raise PlanError("--slurm: sbatch is not on this machine's PATH (submit from a Slurm login node)")
     folder = plan.output_dir / "slurm"
     todo = [name for name in plan.runs if found[name].state in ("missing", "partial")]
     commands = [shlex.join(["srun", *plan.command(plan.runs[name], dataset)]) for name in todo]
-    tasks = folder / f"tasks-{time.strftime('%Y%m%d-%H%M%S')}.txt"
-    write_text(tasks, "".join(f"{command}\n" for command in commands))
     marker = f"--comment=cvpr-plan:{plan.output_dir}"  # finds this plan's jobs in the queue
     array = None
     if todo:
-        array = _sbatch(
-            [
-                *("--array", f"0-{len(todo) - 1}", "--job-name", "cvpr-plan", marker, "--signal", "USR1@120"),
-                f"--output={folder / '%x-%A_%a.out'}",
-                *options,
-                str(config.PROJECT_ROOT / "slurm" / "plan_task.sbatch"),
-                str(tasks),
-            ]
-        )
+        tasks = folder / f"tasks-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+        write_text(tasks, "".join(f"{command}\n" for command in commands))
+        try:
+            array = _sbatch(
+                [
+                    *("--array", f"0-{len(todo) - 1}", "--job-name", "cvpr-plan", marker, "--signal", "USR1@120"),
+                    f"--output={folder / '%x-%A_%a.out'}",
+                    *options,
+                    str(config.PROJECT_ROOT / "slurm" / "plan_task.sbatch"),
+                    str(tasks),
+                ]
+            )
+        except BaseException:
+            tasks.unlink(missing_ok=True)  # no job was submitted to read it
+            raise
         for number, (name, command) in enumerate(zip(todo, commands)):
             echo(f"task {number}: {name}: {command}")
     after = ["--dependency", f"afterok:{array}", "--kill-on-invalid-dep=yes"] if array else []
@@ -275,45 +296,54 @@ def dataset_rows(dataset: Path) -> int:
 # ----------------------------------------------------------------------------------------------
 def run_practical(settings: PracticalSettings, echo: Callable[[str], None], print_table: Callable[[Any], None]) -> None:
     """--practical: check everything, then train what the plan lacks (or submit it), then the report."""
-    if not settings.report_only:
-        plan, found, dataset = prepare_plan(settings, echo)
-        rows = dataset_rows(dataset)
-        check_disk(plan, found, rows)
-        if settings.dry_run:
-            estimates = estimate(plan, found, rows, settings.device)
-            print_table(dry_run_table(plan, found, estimates, settings, dataset))
-            echo(
-                f"Estimated time to train what is missing: {format_duration(total(estimates))} (from the epochs "
-                f"already measured in {plan.output_dir}, else a few batches timed now); then the report, "
-                f"{settings.report_dir / 'report.md'} and report.pdf"
-            )
-            return
-        if settings.slurm:
-            array, report = submit_to_slurm(
-                plan, found, dataset, report_args(settings, dataset), settings.resources, echo
-            )
-            echo(
-                f"Submitted: runs {'job array ' + array if array else '(none to train)'}, report job {report} "
-                f"(after the runs succeed); logs in {settings.runs_dir / 'slurm'}/. Submit again after a time limit or "
-                f"a preemption: finished runs are kept, interrupted ones resume."
-            )
-            return
-        train_locally(plan, found, dataset, echo, choose_jobs(settings.jobs, settings.device))
-    path = write_plan_report(settings, echo)
+    kinds = section_kinds()
+    plan = load_plan(settings.plan_file.resolve(), settings.runs_dir, settings.quick, settings.only, kinds=kinds)
+    if not settings.report_only and not settings.dry_run:  # the report's folder too is refused before any training
+        from model.practical.report import report_folder
+
+        report_folder(settings.report_dir).check_place()
+    with plan_dataset(plan, settings.dataset, echo, settings.dry_run) as (dataset, trained_on):
+        if not settings.report_only:
+            plan, found = prepare_plan(settings, echo, dataset, plan)
+            rows = dataset_rows(dataset)
+            check_disk(plan, found, rows)
+            if settings.dry_run:
+                estimates = estimate(plan, found, rows, settings.device)
+                print_table(dry_run_table(plan, found, estimates, settings, trained_on))
+                echo(
+                    f"Estimated time to train what is missing: {format_duration(total(estimates))} (from the epochs "
+                    f"already measured in {plan.output_dir}, else a few batches timed now), and the report "
+                    f"{settings.report_dir / 'report.md'} with report.pdf. Every run's data checks passed; the dry run "
+                    "wrote nothing."
+                )
+                return
+            if settings.slurm:
+                array, report = submit_to_slurm(
+                    plan, found, dataset, report_args(settings, dataset), settings.resources, echo
+                )
+                echo(
+                    f"Submitted: runs {'job array ' + array if array else '(none to train)'}, report job {report} "
+                    f"(after the runs succeed); logs in {settings.runs_dir / 'slurm'}/. Submit again after a time "
+                    "limit or a preemption: finished runs are kept, interrupted ones resume."
+                )
+                return
+            train_locally(plan, found, dataset, echo, choose_jobs(settings.jobs, settings.device))
+        path = write_plan_report(settings, echo, dataset, kinds)
     echo(f"Wrote {path}, {path.with_suffix('.pdf').name} and their tables and figures in {path.parent / 'report'}/")
 
 
-def write_plan_report(settings: PracticalSettings, echo: Callable[[str], None]) -> Path:
+def write_plan_report(
+    settings: PracticalSettings, echo: Callable[[str], None], dataset: Path, kinds: list[str]
+) -> Path:
     """The report of the whole plan (--only chose what trained), the runs without ImageNet weights said."""
     from model.core.runtime import select_device
     from model.evaluation.inference import Inference
-    from model.practical.context import Context
+    from model.practical.context import Context, read_digests
     from model.practical.report import report_folder, write_report
 
-    plan = load_plan(settings.plan_file.resolve(), settings.runs_dir, settings.quick, settings.only, for_report=True)
-    dataset = (
-        with_quick_dataset(plan, settings.dataset) or locate_dataset(TrainOptions(dataset=settings.dataset), Reporter())
-    ).resolve()
+    plan = load_plan(
+        settings.plan_file.resolve(), settings.runs_dir, settings.quick, settings.only, for_report=True, kinds=kinds
+    )
     found = statuses(plan, dataset)
     found.update(
         {
@@ -329,6 +359,7 @@ def write_plan_report(settings: PracticalSettings, echo: Callable[[str], None]) 
     folder = report_folder(settings.report_dir)
     with folder.staged() as change:
         ctx = Context(plan, found, inference, change, dataset, echo, usable_cpus())
+        ctx.previous_digests = read_digests(settings.report_dir)
         return write_report(ctx, settings.report_dir, title)
 
 

@@ -5,7 +5,7 @@ the comparison, written into an output folder whose files the toolkit owns (neve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,8 +14,8 @@ import pandas as pd
 from model import config
 from model.core.owned import OwnedFolder
 from model.core.runtime import usable_cpus
-from model.data.annotations import DataError, Problems, read_rows
-from model.evaluation.classic import run_baselines
+from model.data.annotations import DataError, Problems
+from model.evaluation.evaluate import ensure_classic_evaluation
 from model.evaluation.inference import (
     Inference,
     images_root,
@@ -130,104 +130,147 @@ def compare_runs(
         comparison.reports.append(report)
         first = first or (checkpoint, test)
     if classic and first is not None:
-        comparison.reports += classic_reports(*first, comparison.classes, problems)
+        comparison.reports += classic_reports(Run.of(first[0].path), usable_cpus())
     return comparison
 
 
-def classic_reports(checkpoint, test, classes: list[str], problems: Problems) -> list[ModelReport]:
-    """The OpenCV baselines fitted on the first run's training split and scored on its test split with the
-    run's own loss (Part 4: "compute the same loss that you used for your networks")."""
-    train_rows = read_rows(Run.of(checkpoint.path).split_path("train"), problems)
-    baselines = run_baselines(test.root, train_rows, test.rows, classes, checkpoint.loss_settings())
+def classic_reports(run: Run, workers: int, echo: Callable[[str], None] = print) -> list[ModelReport]:
+    """The OpenCV baselines fitted on the run's training split and scored on its test split with the run's own
+    loss (Part 4: "compute the same loss that you used for your networks"), as stored in the run's evaluations."""
     return [
         ModelReport(
             name,
             "classic (OpenCV)",
             "cpu",
-            test={**baseline.losses, **summarize(baseline.results)},
-            results=baseline.results,
-            note=f"fitted on the first run's training split: {baseline.chosen}",
+            test=figures,
+            results=results,
+            note=f"fitted on the first run's training split: {figures['chosen']}",
+            key=name,
+            identity=str(figures.get("loss")),
         )
-        for name, baseline in baselines.items()
+        for name, (figures, results) in ensure_classic_evaluation(run, workers, echo).items()
     ]
 
 
-def comparison_figures(
-    sink: Sink, reports: Sequence[ModelReport], classes: Sequence[str], prefix: str = ""
-) -> list[tuple[str, Path]]:
-    """Every comparison figure into ``sink`` (names start with ``prefix``); (caption, path) of each."""
-    written: list[tuple[str, Path]] = []
+@dataclass(frozen=True)
+class Figure:
+    """A figure to write: its file name, its caption, how to draw it (None: nothing to show), and what it is drawn
+    from (a writer that keeps figures may take the one it has when these did not change)."""
+
+    name: str
+    caption: str
+    draw: Callable[[], bytes | None]
+    inputs: tuple[object, ...] = ()
+
+
+def comparison_figures(reports: Sequence[ModelReport], classes: Sequence[str], prefix: str = "") -> list[Figure]:
+    """Every comparison figure of ``reports`` (file names start with ``prefix``)."""
+    sources = tuple(r.identity for r in reports)
+    out: list[Figure] = []
     trained = [(r.name, r.history) for r in reports if r.history]
     if trained:
-        written.append(
-            (
-                "Loss of every model per epoch (solid: training, dashed: validation, dotted: best epoch)",
-                sink.write_bytes(f"{prefix}loss_curves.png", figures.loss_curves_png(trained)),
+        out.append(
+            Figure(
+                f"{prefix}loss_curves.png",
+                "Loss of every model per epoch (solid: training sample, dashed: validation, dotted: best epoch)",
+                lambda: figures.loss_curves_png(trained),
+                sources,
             )
         )
-        written.append(
-            (
+        out.append(
+            Figure(
+                f"{prefix}accuracy_iou_curves.png",
                 "Accuracy (and mean IoU) of every model per epoch",
-                sink.write_bytes(f"{prefix}accuracy_iou_curves.png", figures.metric_curves_png(trained)),
+                lambda: figures.metric_curves_png(trained),
+                sources,
             )
         )
     names, tests = [r.name for r in reports], [r.test or {} for r in reports]
-    written.append(
-        (
+    out.append(
+        Figure(
+            f"{prefix}per_label.png",
             "Accuracy (and mean IoU) per label, test split",
-            sink.write_bytes(f"{prefix}per_label.png", figures.per_label_png(names, tests, classes)),
+            lambda: figures.per_label_png(names, tests, classes),
+            sources,
         )
     )
     shown = [(r.name, r.test["confusion"]) for r in reports if r.test and "confusion" in r.test]
-    written.append(
-        (
+    out.append(
+        Figure(
+            f"{prefix}confusion_matrices.png",
             "Confusion matrices, test split",
-            sink.write_bytes(
-                f"{prefix}confusion_matrices.png",
-                figures.confusion_grid_png([n for n, _ in shown], [c for _, c in shown]),
-            ),
+            lambda: figures.confusion_grid_png([n for n, _ in shown], [c for _, c in shown]),
+            sources,
         )
     )
     boxed = [(r.name, r.results.iou) for r in reports if r.results is not None and r.results.iou is not None]
     if boxed:
-        written.append(
-            (
+        out.append(
+            Figure(
+                f"{prefix}iou_histograms.png",
                 "IoU of predicted and true boxes, test split",
-                sink.write_bytes(
-                    f"{prefix}iou_histograms.png",
-                    figures.iou_histograms_png([n for n, _ in boxed], [i for _, i in boxed]),
+                lambda: figures.iou_histograms_png([n for n, _ in boxed], [i for _, i in boxed]),
+                sources,
+            )
+        )
+        out.append(
+            Figure(
+                f"{prefix}accuracy_by_iou.png",
+                "Detection accuracy (right label and IoU at least the threshold) against the IoU threshold, test split",
+                lambda: figures.accuracy_by_iou_png(
+                    [r for r in reports if r.results is not None and r.results.iou is not None]
                 ),
-            )
-        )
-    for report in reports:
-        written += model_galleries(sink, report, prefix)
-    return written
-
-
-def model_galleries(sink: Sink, report: ModelReport, prefix: str = "") -> list[tuple[str, Path]]:
-    """A report's galleries: its misclassified images (Part 1 Q4), its best and worst boxes (Part 3 Q6)."""
-    if report.results is None:
-        return []
-    out = []
-    failures = figures.gallery_jpg(report.results, figures.label_failures(report.results))
-    drawn = "orange: predicted box, blue: true box" if report.results.iou is not None else "blue: true box"
-    if failures is not None:
-        out.append(
-            (
-                f"{report.name}: misclassified test images, most confident first (true and predicted label; {drawn})",
-                sink.write_bytes(f"{prefix}failures_{report.file_stem}.jpg", failures),
-            )
-        )
-    boxes = figures.gallery_jpg(report.results, figures.box_examples(report.results))
-    if boxes is not None:
-        out.append(
-            (
-                f"{report.name}: right labels with their boxes, test split: the best IoU first, then the lowest "
-                "(orange: predicted, blue: true)",
-                sink.write_bytes(f"{prefix}boxes_{report.file_stem}.jpg", boxes),
+                sources,
             )
         )
     return out
+
+
+def model_galleries(report: ModelReport, prefix: str = "") -> list[Figure]:
+    """A report's galleries: its misclassified images (Part 1 Q4), its best and lowest boxes (Part 3 Q6); a
+    gallery with nothing to show is left out (its caller says so)."""
+    results = report.results
+    if results is None:
+        return []
+    out = []
+    wrong = figures.label_failures(results)
+    drawn = "orange: predicted box, blue: true box" if results.iou is not None else "blue: true box"
+    if wrong:
+        out.append(
+            Figure(
+                f"{prefix}failures_{report.file_stem}.jpg",
+                f"{report.name}: misclassified test images, most confident first (true and predicted label; {drawn})",
+                lambda: figures.gallery_jpg(results, wrong),
+                (report.identity, wrong),
+            )
+        )
+    best, lowest = figures.box_examples(results)
+    if best:
+        caption = (
+            f"{report.name}: right labels with their boxes, test split: the {len(best)} best "
+            f"({figures.iou_range(results, best)})"
+            + (f", then the {len(lowest)} lowest ({figures.iou_range(results, lowest)})" if lowest else "")
+            + " (orange: predicted, blue: true)"
+        )
+        out.append(
+            Figure(
+                f"{prefix}boxes_{report.file_stem}.jpg",
+                caption,
+                lambda: figures.gallery_jpg(results, [*best, *lowest]),
+                (report.identity, best, lowest),
+            )
+        )
+    return out
+
+
+def write_figures(sink: Sink, figures_to_write: Sequence[Figure]) -> list[tuple[str, Path]]:
+    """Draw and write each figure; (caption, path) of those with something to show."""
+    written = []
+    for figure in figures_to_write:
+        data = figure.draw()
+        if data is not None:
+            written.append((figure.caption, sink.write_bytes(figure.name, data)))
+    return written
 
 
 def error_analysis_markdown(reports: Sequence[ModelReport]) -> str:
@@ -247,6 +290,7 @@ def write_outputs(comparison: Comparison, out: Path) -> None:
             "Test figures on each run's own test split; train and validation figures at the best epoch.",
         )
         change.write_text("errors.md", error_analysis_markdown(comparison.reports))
-        comparison_figures(change, comparison.reports, comparison.classes)
+        shown = comparison_figures(comparison.reports, comparison.classes)
+        write_figures(change, [*shown, *(g for r in comparison.reports for g in model_galleries(r))])
         if comparison.robustness:
             write_robustness(comparison.robustness, change)

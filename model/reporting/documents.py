@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass, field
 
 DISCUSSION = "<!-- discussion {id} -->\n{text}\n<!-- end of discussion {id} -->"
-PLACEHOLDER = "_Your discussion: what the figures show, why, and what you would try next._"
+PLACEHOLDER = "_Your discussion: {prompt}._"  # what a section's discussion holds until the student writes it
+DEFAULT_PROMPT = "what the figures show, why, and what you would try next"
 BLOCK = re.compile(
     r"<!--\s*discussion\s+(?P<id>[^\s>]+?)\s*-->[ \t]*\n(?P<text>.*?)\n?[ "
     r"\t]*<!--\s*end\s+of\s+discussion\s+(?P=id)\s*-->",
@@ -44,8 +45,15 @@ class Previous:
         ]
 
 
-def discussion(section_id: str, text: str | None) -> str:
-    return DISCUSSION.format(id=section_id, text=text if text is not None else PLACEHOLDER)
+def discussion(section_id: str, text: str | None, prompt: str = DEFAULT_PROMPT) -> str:
+    """A section's discussion: what the student wrote, or the placeholder that says what to write."""
+    kept = text if text is not None and not is_placeholder(text) else PLACEHOLDER.format(prompt=prompt)
+    return DISCUSSION.format(id=section_id, text=kept)
+
+
+def is_placeholder(text: str) -> bool:
+    """Whether a discussion still holds the toolkit's placeholder (of any prompt)."""
+    return bool(re.fullmatch(r"_Your discussion: [^\n]*\._", text.strip()))
 
 
 def read_previous(current: str | None, generated: str | None) -> Previous:
@@ -88,7 +96,7 @@ def _added_outside(current: str, generated: str, inside: list[range]) -> list[st
             if not any(offsets[j] in block for block in inside) and not _generated_looking(theirs[j])
         ]
         text = "".join(lines).strip()
-        if text and text != PLACEHOLDER and text not in KEPT_TITLE:
+        if text and not is_placeholder(text) and text not in KEPT_TITLE:
             passages.append(text)
     return passages
 
@@ -104,7 +112,7 @@ def _generated_looking(line: str) -> bool:
 def kept_text(previous: Previous, section_ids: list[str]) -> list[str]:
     """The end of the new document: discussions of sections no longer there, and text found elsewhere."""
     parts: list[str] = []
-    orphans = {k: v for k, v in previous.discussions.items() if k not in section_ids and v.strip() != PLACEHOLDER}
+    orphans = {k: v for k, v in previous.discussions.items() if k not in section_ids and not is_placeholder(v)}
     if orphans:
         parts += ["", "## Discussions of sections not in this report", ""]
         parts += [discussion(key, text) + "\n" for key, text in orphans.items()]

@@ -24,7 +24,7 @@ def error_analysis(
     if r is None:
         return "\n".join([*lines, "No per-image results.", ""])
 
-    def key(i: int) -> str:
+    def name_of(i: int) -> str:
         return "/".join(Path(r.paths[i]).parts[-2:])
 
     pairs: Counter[tuple[str, str]] = Counter()
@@ -32,7 +32,7 @@ def error_analysis(
     for i in np.flatnonzero(r.predicted_labels != r.true_labels):
         pair = (r.classes[r.true_labels[i]], r.classes[r.predicted_labels[i]])
         pairs[pair] += 1
-        samples.setdefault(pair, []).append(key(int(i)))
+        samples.setdefault(pair, []).append(name_of(int(i)))
     confusions = pd.DataFrame(
         [
             {
@@ -58,11 +58,18 @@ def error_analysis(
             ]
         )
         lines += ["", f"Box failures (IoU < {iou_threshold}) per label:", "", to_markdown(per_label)]
-    order = np.lexsort(((r.iou if r.iou is not None else -r.confidence), r.predicted_labels == r.true_labels))
+    failing = np.flatnonzero(r.failures(iou_threshold))
+    if not len(failing):
+        boxes = f" and a box of IoU >= {iou_threshold}" if r.iou is not None else ""
+        return "\n".join([*lines, "", f"Worst cases: none; every test image has the right label{boxes}.", ""])
+    wrong = r.predicted_labels[failing] != r.true_labels[failing]
+    # wrong labels first (the most confident first), then right labels whose box is weakest (the lowest IoU first)
+    key = np.where(wrong, -r.confidence[failing], r.iou[failing] if r.iou is not None else 0.0)
+    order = failing[np.lexsort((key, ~wrong))]
     cases = pd.DataFrame(
         [
             {
-                "image": key(i),
+                "image": name_of(i),
                 "true": r.classes[r.true_labels[i]],
                 "predicted": r.classes[r.predicted_labels[i]],
                 "confidence": float(r.confidence[i]),
@@ -71,5 +78,6 @@ def error_analysis(
             for i in order[:worst]
         ]
     )
-    lines += ["", "Worst cases:", "", to_markdown(cases, digits=3)]
+    lines += ["", f"Worst cases ({len(failing)} failure(s): wrong label first, then IoU < {iou_threshold}):", ""]
+    lines.append(to_markdown(cases, digits=3))
     return "\n".join([*lines, ""])

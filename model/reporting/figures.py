@@ -16,9 +16,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.evaluation.metrics import ImageResults
+from model.data.annotations import Annotation, image_path
+from model.evaluation.metrics import IOU_THRESHOLDS, ImageResults, accuracy_by_iou
+from model.reporting.model_report import ModelReport
 from model.reporting.tables import Sink
-from model.reporting.visualize import draw_prediction, encode_image, gallery
+from model.reporting.visualize import draw_prediction, draw_truth, encode_image, gallery
 from model.runs.plots import Line2D, colours, draw_confusion, figure_bytes, integer_epochs, plt
 from model.runs.run import best_epoch, training_figures
 
@@ -94,8 +96,10 @@ def per_label_png(names: Sequence[str], tests: Sequence[dict], classes: Sequence
             title=title, xticks=x, xticklabels=classes, xlabel="label", ylabel=metric.replace("_", " "), ylim=(0, 1.05)
         )
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize="small")
-    figure.tight_layout()
+    # below the panels, not on them: bars reach 1.0, where a key inside would hide their tops
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, fontsize="small", loc="lower center", ncol=min(4, len(names)), frameon=False)
+    figure.tight_layout(rect=(0, 0.06 * math.ceil(len(names) / 4), 1, 1))
     return figure_bytes(figure)
 
 
@@ -118,6 +122,24 @@ def iou_histograms_png(names: Sequence[str], ious: Sequence[np.ndarray], split: 
     ax.axvline(0.5, color="grey", linestyle=":", label="IoU 0.5")
     ax.set(title=f"IoU of predicted and true boxes ({split} split)", xlabel="IoU", ylabel="images")
     ax.legend(fontsize="small")
+    figure.tight_layout()
+    return figure_bytes(figure)
+
+
+def accuracy_by_iou_png(reports: Sequence[ModelReport], split: str = "test") -> bytes:
+    """Each model's detection accuracy (right label and IoU >= t) against the IoU threshold t, 0.5 to 0.95."""
+    figure, ax = plt.subplots(figsize=(9, 4.5))
+    for report, colour in zip(reports, colours(len(reports))):
+        assert report.results is not None
+        ax.plot(IOU_THRESHOLDS, accuracy_by_iou(report.results), "o-", color=colour, label=report.name)
+    ax.set(
+        title=f"Detection accuracy against the IoU threshold ({split} split)",
+        xlabel="IoU threshold",
+        ylabel="right label and IoU >= threshold",
+        ylim=(0, 1.02),
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)  # beside: no curve hidden
     figure.tight_layout()
     return figure_bytes(figure)
 
@@ -149,22 +171,40 @@ def gallery_jpg(results: ImageResults, chosen: Sequence[int], iou_threshold: flo
     return encode_image(gallery(tiles), ".jpg") if tiles else None
 
 
+def rows_gallery_jpg(root: Path, rows: Sequence[Annotation]) -> bytes | None:
+    """Annotation rows drawn with their true box (blue) and label, as a JPEG grid (the dataset's examples)."""
+    tiles = []
+    for row in rows:
+        image = cv2.imread(str(image_path(root, row)))
+        if image is not None:
+            tiles.append(draw_truth(image, f"{row.label}/{row.filename}", row.box))
+    return encode_image(gallery(tiles), ".jpg") if tiles else None
+
+
 def label_failures(results: ImageResults, limit: int = 12) -> list[int]:
     """The misclassified images, most confident first (Part 1 Q4)."""
     wrong = np.flatnonzero(results.predicted_labels != results.true_labels)
     return [int(i) for i in wrong[np.argsort(-results.confidence[wrong], kind="stable")][:limit]]
 
 
-def box_examples(results: ImageResults, each: int = 4, iou_threshold: float = 0.5) -> list[int]:
-    """A few successes (right label, the best IoU) and a few box failures (right label, the lowest IoU),
-    for Part 3 Q6; [] without boxes."""
+def box_examples(results: ImageResults, each: int = 4) -> tuple[list[int], list[int]]:
+    """Among the images of right label with a known box, the ``each`` of the best IoU and the ``each`` of the
+    lowest IoU (Part 3 Q6), as (best first, lowest first); ([], []) without boxes. With fewer than twice
+    ``each`` such images, the lowest are those the best did not take."""
     if results.iou is None:
-        return []
+        return [], []
     right = np.flatnonzero((results.predicted_labels == results.true_labels) & results.boxed)
-    by_iou = right[np.argsort(-results.iou[right], kind="stable")]
-    good = [int(i) for i in by_iou if results.iou[i] >= iou_threshold][:each]
-    bad = [int(i) for i in by_iou[::-1] if results.iou[i] < iou_threshold][:each]
-    return good + bad
+    by_iou = [int(i) for i in right[np.argsort(-results.iou[right], kind="stable")]]
+    best = by_iou[:each]
+    lowest = [i for i in reversed(by_iou) if i not in best][:each]
+    return best, lowest
+
+
+def iou_range(results: ImageResults, chosen: Sequence[int]) -> str:
+    """The IoUs of ``chosen`` as a caption says them, e.g. "IoU 0.96 to 0.91"."""
+    assert results.iou is not None
+    values = [float(results.iou[i]) for i in chosen]
+    return f"IoU {values[0]:.2f}" if len(values) == 1 else f"IoU {values[0]:.2f} to {values[-1]:.2f}"
 
 
 def write_named(sink: Sink, name: str, data: bytes | None) -> Path | None:

@@ -37,6 +37,7 @@ class ModelReport:
     timing: dict[str, float] = field(default_factory=dict)
     note: str = ""
     key: str = ""  # what names its files (the run's name); ``name`` is what tables and legends show
+    identity: str = ""  # what its figures are drawn from (its stored evaluation's identity), for figures kept
 
     @property
     def file_stem(self) -> str:
@@ -51,6 +52,7 @@ def row_of(report: ModelReport, classes: Sequence[str]) -> dict[str, object]:
     """The comparison table's row: plain values, NaN where a figure does not apply."""
     best = _at_epoch(report.history, report.best_epoch)
     prefix, _ = training_figures(report.history)
+    sample = "train_sample" if prefix == "train" else "train_running"  # measured each epoch: not the whole split
     test = report.test or {}
     overall = test.get("overall", {})
     row: dict[str, object] = {
@@ -62,8 +64,8 @@ def row_of(report: ModelReport, classes: Sequence[str]) -> dict[str, object]:
         "best_epoch": report.best_epoch,
         "image_size": report.image_size,
         "trained_on": report.trained_on or "-",
-        "train_loss": best.get(f"{prefix}_loss", math.nan),
-        "train_accuracy": best.get(f"{prefix}_accuracy", math.nan),
+        f"{sample}_loss": best.get(f"{prefix}_loss", math.nan),
+        f"{sample}_accuracy": best.get(f"{prefix}_accuracy", math.nan),
         "val_loss": best.get("val_loss", math.nan),
         "val_accuracy": best.get("val_accuracy", math.nan),
         "test_loss": test.get("loss", math.nan),

@@ -34,6 +34,13 @@ __all__ = ["PdfError", "markdown_to_typst", "pdf_bytes", "write_pdf"]
 _CODE_COLUMNS = 94
 _TAB_SIZE = 4
 _WIDEST_TABLE = 14  # columns; a wider table of fewer rows than columns is set on its side in the PDF
+# A table's text is 9 pt, shrunk down to 8 pt (and no further: print must stay readable) to fit the text width; a
+# table wider than that at 8 pt is cut into several, each repeating the first column. Its width is estimated from
+# its cells' characters: Libertinus Serif's digits and lower-case letters average about half an em.
+_TABLE_TEXT_WIDTH = 481.9  # pt: A4 less 2 cm margins
+_CHARACTER = 0.5 * 8.0  # pt, a character at 8 pt
+_CELL_INSET = 2 * 0.45 * 8.0  # pt, a cell's inset on both sides at 8 pt
+_PLACED_DPI = 150  # an image is never placed larger than its pixels at this resolution
 
 # Image formats Typst 0.15 decodes.
 _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".pdf"})
@@ -64,9 +71,9 @@ _PREAMBLE = """\
   width: 100%, inset: (left: 10pt, y: 3pt), stroke: (left: 2pt + luma(170)), body,
 )
 
-// A table at 9 pt, or at the smaller size (down to half) at which its natural width fits the text width; the font
-// is shrunk rather than the table scaled so that a long table still breaks across pages. Beyond half size, Typst's
-// auto columns wrap the cells.
+// A table at 9 pt, or at the smaller size (down to 8 pt) at which its natural width fits the text width; the font
+// is shrunk rather than the table scaled so that a long table still breaks across pages. Beyond that, Typst's auto
+// columns wrap the cells (the Markdown side cuts tables too wide for 8 pt into several).
 #let report-table(columns, aligns, header, cells) = layout(region => {
   let make() = table(
     columns: columns,
@@ -78,15 +85,16 @@ _PREAMBLE = """\
     ..cells,
   )
   let natural = measure({ set text(size: 9pt); make() }).width
-  let factor = if natural > 0pt { calc.min(1, calc.max(0.98 * region.width / natural, 0.5)) } else { 1 }
+  let factor = if natural > 0pt { calc.min(1, calc.max(0.98 * region.width / natural, 8 / 9)) } else { 1 }
   set text(size: 9pt * factor)
   set par(justify: false)
   make()
 })
 
-// An image at the text width, or shorter if that would make it taller than most of a page.
-#let report-image(path) = layout(region => {
-  let img = image(path, width: region.width)
+// An image at the text width, or narrower where its pixels at 150 dpi give less (never enlarged past them), or
+// shorter if that would make it taller than most of a page.
+#let report-image(path, widest) = layout(region => {
+  let img = image(path, width: calc.min(region.width, widest))
   if measure(img).height > 17cm { image(path, height: 17cm) } else { img }
 })
 
@@ -156,6 +164,32 @@ def _transposed(rows: list[list[SyntaxTreeNode]]) -> list[list[SyntaxTreeNode]]:
     read on a page, the same figures in 22 rows of five columns can. (markdown-it gives every row the header's
     number of cells.)"""
     return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _column_groups(rows: list[list[SyntaxTreeNode]]) -> list[list[list[SyntaxTreeNode]]]:
+    """The table's columns cut into groups that fit the text width at 8 pt, each group after the first led by
+    the first column again (what names the rows); one group when the whole table fits."""
+    widths = [
+        max(len(_plain(row[c].children[0]) if row[c].children else "") for row in rows) * _CHARACTER + _CELL_INSET
+        for c in range(len(rows[0]))
+    ]
+    groups: list[list[int]] = [[]]
+    used = 0.0
+    for column, width in enumerate(widths):
+        if groups[-1] and used + width > _TABLE_TEXT_WIDTH:
+            groups.append([0])
+            used = widths[0]
+        groups[-1].append(column)
+        used += width
+    return [[[row[c] for c in group] for row in rows] for group in groups]
+
+
+def _pixel_width(path: Path) -> int:
+    """An image's width in pixels, from its header."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return int(image.size[0])
 
 
 def _plain(node: SyntaxTreeNode) -> str:
@@ -275,6 +309,9 @@ class _Renderer:
         on_side = len(rows[0]) > _WIDEST_TABLE and 2 <= len(rows) < len(rows[0])
         if on_side:
             rows = _transposed(rows)
+        return "\n\n".join(self._table(part, on_side) for part in _column_groups(rows))
+
+    def _table(self, rows: list[list[SyntaxTreeNode]], on_side: bool) -> str:
         header, body = rows[0], rows[1:]
         columns = max(1, len(header))
         aligns = []
@@ -324,7 +361,11 @@ class _Renderer:
     def figure(self, node: SyntaxTreeNode) -> str:
         path, note = self.image_path(str(node.attrs.get("src", "")))
         caption = self.inline(node.children)
-        body = f"report-image({_string(path)})" if path is not None else f"report-missing({_string(note)})"
+        if path is not None:
+            inches = _pixel_width(self.base / path.lstrip("/")) / _PLACED_DPI
+            body = f"report-image({_string(path)}, {inches:.3f}in)"
+        else:
+            body = f"report-missing({_string(note)})"
         caption_arg = f", caption: [{caption}]" if caption else ""
         return f"#figure({body}, kind: image{caption_arg})"
 
@@ -403,7 +444,8 @@ def pdf_bytes(markdown_path: Path) -> bytes:
         # (typst.Compiler rather than typst.compile: the stub of compile types input and root as one TypeVar, so
         # bytes input with a str root fails mypy, while the call itself is fine.)
         compiler = typst.Compiler(root=str(base), ignore_system_fonts=True)
-        data = compiler.compile(input=source.encode("utf-8"), format="pdf")
+        # untagged: poppler (pdftotext, pdffonts) misreads the tagged catalog's /MarkInfo and prints a syntax error
+        data = compiler.compile(input=source.encode("utf-8"), format="pdf", pdf_tags=False)
     except typst.TypstError as err:
         message = str(getattr(err, "message", "") or err).strip()
         first = message.splitlines()[0].strip() if message else type(err).__name__

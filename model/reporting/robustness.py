@@ -12,9 +12,9 @@ import torch
 
 from model.data.images import to_chw_uint8
 from model.dataset import DetectionDataset
+from model.detector import Detector
 from model.evaluation.inference import Inference, run_model
 from model.evaluation.metrics import summarize
-from model.network import Detector
 from model.reporting.model_report import ModelReport
 from model.reporting.tables import Sink, write_table
 from model.runs.checkpoint import Checkpoint

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from model.core.files import write_bytes
-from model.network import Detector
+from model.detector import Detector
 
 # BGR colours, distinct for colour-blind readers too (blue vs orange)
 PREDICTED = (0, 140, 255)  # orange
@@ -72,6 +72,15 @@ def draw_prediction(
         return np.vstack([band, canvas])
     legend = _legend(canvas.shape[1], with_predicted=predicted_box is not None, with_true=true_box is not None)
     return np.vstack([band, canvas, legend])
+
+
+def draw_truth(image_bgr: np.ndarray, caption: str, box: Sequence[float]) -> np.ndarray:
+    """Copy of the image with its true box (blue) and a caption above: a dataset's row as it is annotated."""
+    scale = max(1.0, MIN_WIDTH / image_bgr.shape[1])
+    canvas = cv2.resize(image_bgr, None, fx=scale, fy=scale) if scale > 1 else image_bgr.copy()
+    x1, y1, x2, y2 = (round(v * scale) for v in box)
+    cv2.rectangle(canvas, (x1, y1), (x2, y2), TRUE, max(2, round(canvas.shape[1] / 250)))
+    return np.vstack([_caption_band(canvas.shape[1], caption, SUCCESS), canvas])
 
 
 def _caption_band(width: int, text: str, colour) -> np.ndarray:

@@ -19,15 +19,21 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import torch
+from typing import TYPE_CHECKING, Any, Protocol
 
 from model import config
 from model.core.errors import UserError, first_line
+from model.core.lazy import LazyModule
 from model.core.owned import file_sha256
-from model.network import MODEL_NAMES, Detector, build_model
-from model.training.options import TrainOptions
+from model.experiment.options import TrainOptions
+from model.network import NETWORKS, build_model
+
+if TYPE_CHECKING:  # torch is imported when a checkpoint is first read or written: a status check needs little
+    import torch
+
+    from model.detector import Detector
+else:
+    torch = LazyModule("torch")
 
 FORMAT = "cvpr-practical-detector"
 VERSION = 2  # 2: the options and the run's facts apart ("options", "run"); 1 had both in "config"
@@ -176,7 +182,7 @@ class Checkpoint:
         model = data.get("model")
         fine = (
             isinstance(model, dict)
-            and model.get("name") in MODEL_NAMES
+            and model.get("name") in NETWORKS
             and isinstance(model.get("options"), dict)
             and isinstance(data.get("classes"), list)
             and len(data["classes"]) >= 2
@@ -281,11 +287,6 @@ class Checkpoint:
     def split_paths(self) -> dict[str, Path]:
         """Split name -> split file, resolved against the checkpoint's folder."""
         return {name: self.path.parent / relative for name, relative in self._data.get("splits", {}).items()}
-
-    def loss_settings(self) -> dict[str, Any]:
-        """The run's loss weights and box loss, to score other sets as it scored its validation set."""
-        options = self.options
-        return {"label_weight": options.label_weight, "box_weight": options.box_weight, "box_loss": options.box_loss}
 
     # Going on with it
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -121,8 +122,8 @@ def draw_confusion(ax, labels: Sequence[str], matrix: Sequence[Sequence[int]], t
         yticklabels=labels,
         xlabel="predicted label",
         ylabel="true label",
-        title=title,
     )
+    ax.set_title(textwrap.fill(title, 30), fontsize="medium")  # a long run name wraps instead of being cut
     return image
 
 

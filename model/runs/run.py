@@ -15,6 +15,8 @@ stays whole until then and a failed start leaves nothing behind.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -23,15 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from model import config
 from model.core.errors import UserError
 from model.core.files import data_folder_around, holds_data, remove_stale_temporaries, write_error
 from model.core.locks import FolderLock, describe_holder
 from model.core.owned import OwnedFolder, Staging
+from model.experiment.options import TrainOptions
 from model.runs.checkpoint import Checkpoint, CheckpointError, checkpoint_bytes
-from model.training.options import TrainOptions
 
 EVALUATIONS = "evaluations"  # sub-folder of a run's evaluations (eval.py, the report)
 MANIFEST = "manifest.json"
@@ -113,10 +113,16 @@ def read_history_file(path: Path) -> list[dict[str, float]]:
     if not Path(path).exists():
         return []
     try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError) as error:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return [{str(k): _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+    except (OSError, ValueError, TypeError, csv.Error) as error:
         raise RunError(f"{path}: not a readable history.csv ({error}); move the run away to retrain it") from None
-    return [{str(k): float(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _number(text: str | None) -> float:
+    if text is None:
+        raise ValueError("a row with fewer values than columns")
+    return math.nan if text.strip() in ("", "nan") else float(text)
 
 
 def training_figures(history: Sequence[dict[str, float]]) -> tuple[str, str]:
@@ -150,7 +156,18 @@ def best_epoch(history: Sequence[dict[str, float]]) -> int | None:
 
 
 def history_bytes(history: Sequence[dict[str, float]]) -> bytes:
-    return pd.DataFrame(list(history), columns=list(HISTORY_COLUMNS)).to_csv(index=False, na_rep="nan").encode()
+    """history.csv: one row per epoch, every number in full (repr), NaN as nan."""
+
+    def shown(value: Any) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "nan"
+        return repr(float(value)) if isinstance(value, float) else str(value)
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HISTORY_COLUMNS)
+    writer.writerows([shown(row.get(column)) for column in HISTORY_COLUMNS] for row in history)
+    return out.getvalue().encode()
 
 
 class Run:
@@ -164,8 +181,19 @@ class Run:
             option="--name or --output-dir",
             manifest=MANIFEST,
             hashes=False,
-            legacy=lambda name, _path: name in LEGACY_FILES,
+            legacy=lambda name, _path: name in LEGACY_FILES and self._holds_a_checkpoint(),
         )
+
+    def _holds_a_checkpoint(self) -> bool:
+        """Whether a folder without a manifest holds a run of an earlier version: a checkpoint of the toolkit's
+        (a best.pth of the user's, or the template's pickled model, is not one: nothing there is the toolkit's)."""
+        for which in ("last", "best"):
+            try:
+                Checkpoint.load(self.checkpoint_path(which), mmap=True)
+                return True
+            except CheckpointError:
+                continue
+        return False
 
     def __repr__(self) -> str:
         return f"Run({self.folder})"
@@ -262,7 +290,8 @@ class Run:
     # Writing
     # ------------------------------------------------------------------------------------------
     def check_place(self, output_dir: Path | None = None) -> None:
-        """A run never goes into data (a dataset, web_images/) nor, with ``output_dir``, outside it."""
+        """A new run goes into a folder of its own: not into data (a dataset, web_images/, a folder holding
+        images/ or annotations/), not the current folder itself, and, with ``output_dir``, not outside it."""
         data = holds_data(self.folder) if self.folder.is_dir() else None
         around = data_folder_around(self.folder)
         if data is not None or around is not None:
@@ -271,8 +300,14 @@ class Run:
                 f"{shown} that train.py did not write: a run goes into a folder of its own; choose another "
                 f"--output-dir or --name"
             )
+        if self.folder.resolve() == Path.cwd().resolve():
+            raise RunError(
+                f"--output-dir {self.folder}: that is the current folder; a run goes into a folder of its own (pass "
+                f"--name NAME, or --output-dir {config.OUTPUT_DIR})"
+            )
         if output_dir is not None and not self.folder.resolve().is_relative_to(Path(output_dir).resolve()):
             raise RunError(f"{self.folder} lies outside --output-dir {output_dir}; choose a --name inside it")
+        self.files.check_place()
 
     @contextmanager
     def writer(self, purpose: str, new: bool = False, replace: bool = False) -> Iterator[RunWriter]:
@@ -335,6 +370,12 @@ class RunWriter:
 
     def write_text(self, name: str, text: str) -> Path:
         return self.write_bytes(name, text.encode("utf-8"))
+
+    @contextmanager
+    def change(self) -> Iterator[Staging]:
+        """Several files written aside and put in place together (an evaluation's JSON, CSV and figure)."""
+        with self.run.files.staged() as change:
+            yield change
 
     def save_checkpoint(self, which: str, payload: dict[str, Any]) -> Path:
         return self.write_bytes(self.run.checkpoint_path(which).name, checkpoint_bytes(payload))

@@ -1,1 +1,1 @@
-"""Training a detector: its options, loss, loops, batches on the device, augmentation, and the run as stages."""
+"""Training a detector: train.py's command line, the data stage, the optimizer and schedule, and the run as stages."""

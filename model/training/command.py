@@ -1,221 +1,125 @@
-"""train.py's command line: the option declarations, and the one way to turn arguments into a
-TrainOptions (``options_from_args``), which the practical's plan uses for its runs' ``args`` too.
+"""train.py's command line, derived from TrainOptions' specs (model/experiment/options.py), and the one way to
+turn arguments into a TrainOptions (``options_from_args``), which the practical's plan uses for its runs' ``args``.
 
-The command line only assembles values: every check is TrainOptions' own (model/training/options.py).
+The command line only parses types (a number, a choice, a path) and shows each option's help and range as
+its Spec says: every check is TrainOptions' own, so the two can never disagree. ``--config FILE`` fills the
+defaults from a JSON file (a run's config.json), each value checked against the option's type.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from model import config
-from model.core.cli import FiniteFloat, device_option, precision_option
-from model.network import MODEL_NAMES, takes_option
-from model.training.augment import AUGMENT_POLICIES
-from model.training.losses import BOX_LOSSES
-from model.training.options import LR_SCHEDULES, OPTIMIZERS, TRAIN_EVALS, OptionError, TrainOptions, flag
+from model.core.cli import path_type
+from model.experiment.options import SPECS, TYPES, OptionError, TrainOptions, flag, without_inapplicable
 
 DEFAULTS = TrainOptions()
 NOT_OPTIONS = ("resume", "resume_if_started")  # train.py's own flags: what to do, not what the run is
 F = TypeVar("F", bound=Callable[..., Any])
+JSON_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def declaration(name: str) -> Callable[[Any], Any]:
+    """The click option of the TrainOptions field ``name``: its flag, its type, its help from the Spec."""
+    spec, kind, default = SPECS[name], TYPES[name], TrainOptions.__dataclass_fields__[name].default
+    notes = [f"range: {spec.interval()}" if spec.interval() else "", spec.applies_to]
+    text = spec.text + (f"  [{'; '.join(note for note in notes if note)}]" if any(notes) else "")
+    shown: dict[str, Any] = {}
+    if spec.shown_default is not None:
+        text += f"  [default: {spec.shown_default}]"
+        shown["show_default"] = False
+    if kind == "bool" and spec.switch is None:
+        return click.option(flag(name), is_flag=True, default=default, help=text)
+    if kind == "bool":
+        return click.option(spec.switch, default=default, help=text, **shown)
+    if spec.choices is not None:
+        kinds: Any = click.Choice(spec.choices())
+    elif kind == "Path":
+        kinds = path_type(spec.kind)
+    else:
+        kinds = {"int": click.INT, "float": click.FLOAT, "str": click.STRING}[kind]
+    return click.option(flag(name), type=kinds, default=default, help=text, **shown)
 
 
 def load_config_file(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
     """--config FILE: its values become the defaults; options given on the command line win."""
     if value is None:
         return None
-    try:
-        values = json.loads(Path(value).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise click.BadParameter(f"{value}: not a readable JSON file ({error})") from None
-    if not isinstance(values, dict):
-        raise click.BadParameter(f"{value}: expected a JSON object of option names and values")
-    for recorded in ("run", "resume"):  # run facts and the resume flag that earlier versions kept in it
-        values.pop(recorded, None)
-    known = {p.name for p in ctx.command.params} - {"config", *NOT_OPTIONS}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise click.BadParameter(f"{value}: unknown option(s) {', '.join(unknown)}")
+    values = read_config_file(Path(value))
     ctx.default_map = {**(ctx.default_map or {}), **values}
+    ctx.meta["config_file"] = value
     return value
 
 
-# Every option of a run, in --help's order.
-DECLARATIONS = [
-    click.option(
-        "--config",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        callback=load_config_file,
-        is_eager=True,
-        expose_value=False,
-        help="JSON file of options (e.g. a run's config.json) to re-run.",
-    ),
-    click.option("--model", type=click.Choice(MODEL_NAMES), default=DEFAULTS.model, help="Network to train."),
-    click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS.epochs),
-    click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size),
-    click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=DEFAULTS.lr, help="Learning rate."),
-    click.option(
-        "--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer, help="sgd uses momentum 0.9."
-    ),
-    click.option("--weight-decay", type=FiniteFloat(min=0), default=DEFAULTS.weight_decay),
-    click.option(
-        "--lr-schedule",
-        type=click.Choice(LR_SCHEDULES),
-        default=DEFAULTS.lr_schedule,
-        help="cosine: from --lr towards 0 at the last epoch (re-planned when --resume adds epochs); plateau: "
-        "halve after 3 epochs in a row without a lower val loss.",
-    ),
-    click.option(
-        "--label-weight",
-        type=FiniteFloat(min=0),
-        default=DEFAULTS.label_weight,
-        help="Weight of the cross-entropy term.",
-    ),
-    click.option("--box-weight", type=FiniteFloat(min=0), default=DEFAULTS.box_weight, help="Weight of the box term."),
-    click.option("--box-loss", type=click.Choice(BOX_LOSSES), default=DEFAULTS.box_loss, help="Box regression loss."),
-    click.option(
-        "--box-head/--no-box-head",
-        default=DEFAULTS.box_head,
-        help="--no-box-head: classification only (Parts 1-2).",
-    ),
-    click.option(
-        "--dropout",
-        type=FiniteFloat(0, 1, max_open=True),
-        default=DEFAULTS.dropout,
-        help="Dropout of the classification head; 0 removes it (Part 1 Q9.2).",
-    ),
-    click.option(
-        "--batchnorm/--no-batchnorm",
-        default=None,
-        help="BatchNorm after each conv (not resnet, which always has it)  [default: batchnorm]",
-    ),
-    click.option(
-        "--pretrained/--no-pretrained",
-        default=None,
-        help="resnet: start from ImageNet weights  [default: pretrained]",
-    ),
-    click.option(
-        "--freeze/--fine-tune",
-        default=None,
-        help="resnet: keep the backbone fixed, or train it too  [default: freeze when --pretrained]",
-    ),
-    click.option(
-        "--weights",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        default=None,
-        help="resnet: ImageNet weights file, for machines that cannot download them.",
-    ),
-    click.option(
-        "--cut-val",
-        type=FiniteFloat(0, 1, min_open=True, max_open=True),
-        default=None,
-        help=f"Share of the shuffled rows that trains  [default: {config.CUT_VAL}]",
-    ),
-    click.option(
-        "--cut-test",
-        type=FiniteFloat(0, 1, min_open=True),
-        default=None,
-        help=f"Rows between --cut-val and this share validate; the rest test  [default: {config.CUT_TEST}]",
-    ),
-    click.option(
-        "--train-fraction",
-        type=FiniteFloat(0, 1, min_open=True),
-        default=DEFAULTS.train_fraction,
-        help="Keep this share of the training split, per class (Part 1 Q9.1).",
-    ),
-    click.option(
-        "--seed",
-        type=click.IntRange(min=0),
-        default=DEFAULTS.seed,
-        help="Seeds the split, the weights and the batches.",
-    ),
-    click.option(
-        "--train-eval",
-        type=click.Choice(TRAIN_EVALS),
-        default=DEFAULTS.train_eval,
-        help="Training loss, accuracy and IoU measured each epoch in evaluation mode (dropout off, as eval.py "
-        "measures them), on a fixed sample of the training split as large as the validation split, on all of "
-        "it (full), or not (off: the running figures of the training pass only).",
-    ),
-    device_option(DEFAULTS.device),
-    precision_option(DEFAULTS.precision),
-    click.option(
-        "--augment",
-        type=click.Choice(AUGMENT_POLICIES),
-        default=DEFAULTS.augment,
-        help="Box-aware augmentation of the training batches, on the device: light (flip, zoom 0.9-1.1, shift, "
-        "colour) or strong (zoom 0.7-1.3, stronger colour, grayscale, blur); model/training/augment.py lists each.",
-    ),
-    click.option(
-        "--compile/--no-compile",
-        default=DEFAULTS.compile,
-        help="torch.compile the model; compiled before epoch 1, its time reported apart.",
-    ),
-    click.option(
-        "--workers",
-        type=click.IntRange(min=1),
-        default=None,
-        help="Threads decoding images  [default: CPU affinity, capped by SLURM_CPUS_PER_TASK]",
-    ),
-    click.option("--image-size", type=click.IntRange(min=32), default=DEFAULTS.image_size, help="Network input side."),
-    click.option(
-        "--dataset",
-        type=click.Path(path_type=Path),
-        default=None,
-        help=f"Dataset folder  [default: ${config.DATASET_ENV_VAR}, {config.COURSE_DATASET}, ./dataset, "
-        f"else the generated demo set]",
-    ),
-    click.option("--skip-bad-rows", is_flag=True, help="Skip bad annotation rows and images instead of stopping."),
-    click.option(
-        "--strict",
-        is_flag=True,
-        help="Stop on odd rows too (a box of zero width or height, a box clipped to the border), which are "
-        "otherwise kept with a warning.",
-    ),
-    click.option(
-        "--splits",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Use the split files of this folder (training_data.csv, val_data.csv, test_data.csv: a run "
-        "folder, or the course template's output/) instead of drawing a split.",
-    ),
-    click.option(
-        "--cache/--no-cache",
-        default=DEFAULTS.cache,
-        help=f"Keep the decoded images in {config.CACHE_DIR.relative_to(config.PROJECT_ROOT)}/ (or "
-        f"${config.CACHE_ENV_VAR}) for later runs.",
-    ),
-    click.option(
-        "--output-dir",
-        type=click.Path(path_type=Path),
-        default=DEFAULTS.output_dir,
-        help="Folder of the runs.",
-    ),
-    click.option("--name", default=None, help="Write into OUTPUT_DIR/NAME/ to keep runs apart."),
-    click.option(
-        "--patience",
-        type=click.IntRange(min=0),
-        default=DEFAULTS.patience,
-        help="Stop after this many epochs without a better model; 0: never.",
-    ),
-    click.option(
-        "--overwrite",
-        is_flag=True,
-        help="Replace a previous run in the same folder (kept until the new run's first epoch is saved).",
-    ),
-]
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The options of a JSON file (a run's config.json): known names, values of the option's type, no name
+    twice; an entry that does not apply to its run but says only the default (as earlier versions wrote) is
+    left out."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in pairs]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise click.BadParameter(f"{path}: {', '.join(twice)} given twice; keep one", param_hint="--config")
+        return dict(pairs)
+
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=no_duplicates)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise click.BadParameter(f"{path}: not a readable JSON file ({error})", param_hint="--config") from None
+    if not isinstance(values, dict):
+        raise click.BadParameter(f"{path}: expected a JSON object of option names and values", param_hint="--config")
+    for recorded in ("run", "resume"):  # run facts and the resume flag that earlier versions kept in it
+        values.pop(recorded, None)
+    unknown = sorted(set(values) - set(SPECS))
+    if unknown:
+        raise click.BadParameter(f"{path}: unknown option(s) {', '.join(unknown)}", param_hint="--config")
+    for name, value in values.items():
+        _check_json_type(path, name, value)
+    defaults = {f.name: f.default for f in fields(TrainOptions)}
+    changed = {k for k, v in values.items() if v != defaults[k] and not (k in DERIVED and v == DERIVED[k])}
+    return without_inapplicable(values, keep=frozenset(changed))
 
 
-def _options(f: F) -> F:
-    """Every option of a run (DECLARATIONS) on the command ``f``."""
-    for declaration in reversed(DECLARATIONS):
-        f = declaration(f)
-    return f
+DERIVED = {name: getattr(DEFAULTS, name) for name in ("box_weight", "box_loss", "cut_val", "cut_test", "batchnorm")}
+
+
+def _check_json_type(path: Path, name: str, value: Any) -> None:
+    kind = TYPES[name]
+    optional = TrainOptions.__dataclass_fields__[name].default is None
+    if value is None and optional:
+        return
+    expected = JSON_TYPES.get(kind, (str,))
+    fits = isinstance(value, expected) and not (kind != "bool" and isinstance(value, bool))
+    if not fits:
+        wanted = {"int": "a whole number", "float": "a number", "bool": "true or false"}.get(kind, "a string")
+        raise click.BadParameter(
+            f"{path}: {name} is {json.dumps(value)}, expected {wanted}{' or null' if optional else ''}; fix the file",
+            param_hint="--config",
+        )
+
+
+CONFIG_OPTION = click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    callback=load_config_file,
+    is_eager=True,
+    expose_value=False,
+    help="JSON file of options (e.g. a run's config.json) to re-run.",
+)
+
+
+def train_options(f: F) -> F:
+    """Every option of a run on the command ``f``: --config, then the TrainOptions fields in their order."""
+    for name in reversed(SPECS):
+        f = declaration(name)(f)
+    return CONFIG_OPTION(f)
 
 
 def given(ctx: click.Context) -> set[str]:
@@ -223,32 +127,42 @@ def given(ctx: click.Context) -> set[str]:
     return {name for name in ctx.params if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}
 
 
-def assemble(ctx: click.Context, values: dict[str, Any]) -> TrainOptions:
-    """The TrainOptions of ``values``: options left at their defaults (or from --config) that do not apply
-    to the chosen network are dropped; one given on the command line for another network is an error."""
-    chosen = {key: value for key, value in values.items() if key not in NOT_OPTIONS}
-    typed = given(ctx)
-    for name in ("pretrained", "freeze", "weights", "batchnorm"):
-        if name not in typed and not takes_option(chosen["model"], name):
-            chosen[name] = None
-    if chosen.get("splits") is not None:
-        for name in ("cut_val", "cut_test"):
-            if name not in typed:
-                chosen[name] = None
-    return TrainOptions(**chosen)
+def assemble(ctx: click.Context, values: dict[str, Any], lenient: Iterable[str] = ()) -> TrainOptions:
+    """The TrainOptions of ``values``; an option of ``lenient`` that does not apply to the run is left out
+    (returned in ``ctx.meta["left_out"]``) instead of refused. A refused value that came from --config names
+    the file."""
+    chosen = {key: value for key, value in values.items() if key in SPECS}
+    lenient = set(lenient)
+    kept = without_inapplicable(chosen, keep=frozenset(set(chosen) - lenient))
+    ctx.meta["left_out"] = sorted(k for k in chosen if k not in kept and chosen[k] is not None)
+    try:
+        return TrainOptions(**kept)
+    except OptionError as error:
+        config_file = ctx.meta.get("config_file")
+        source = ctx.get_parameter_source(error.option) if error.option in ctx.params else None
+        if config_file is not None and source is click.core.ParameterSource.DEFAULT_MAP:
+            raise OptionError(f"--config {config_file}: {error} (its entry {error.option!r})", error.option) from None
+        raise
 
 
 @click.command("train.py", context_settings={"show_default": True, "max_content_width": 110})
-@_options
+@train_options
 def _parser(**values: Any) -> None:
     """The options of a run (the plan's ``args``)."""
 
 
-def options_from_args(args: Sequence[str]) -> TrainOptions:
-    """The options ``python train.py ARGS`` would train with; click's UsageError (or an OptionError)
-    when it would refuse them."""
+def options_from_args(args: Sequence[str], lenient: Iterable[str] = ()) -> tuple[TrainOptions, list[str]]:
+    """The options ``python train.py ARGS`` would train with, and the options of ``lenient`` left out because
+    they do not apply to the run; click's UsageError (or an OptionError) when it would refuse them."""
     with _parser.make_context("train.py", list(args)) as ctx:
-        return assemble(ctx, dict(ctx.params))
+        options = assemble(ctx, dict(ctx.params), lenient)
+        return options, list(ctx.meta["left_out"])
+
+
+def given_names(args: Sequence[str]) -> set[str]:
+    """The options ``args`` give (``--no-box-head`` -> ``box_head``), parsed as train.py parses them."""
+    with _parser.make_context("train.py", list(args)) as ctx:
+        return given(ctx)
 
 
 def describe_failure(error: Exception) -> str:
@@ -260,5 +174,13 @@ def describe_failure(error: Exception) -> str:
     raise error
 
 
-train_options = _options  # the decorator train.py's command uses
-__all__ = ["DEFAULTS", "assemble", "describe_failure", "flag", "given", "options_from_args", "train_options"]
+__all__ = [
+    "DEFAULTS",
+    "assemble",
+    "describe_failure",
+    "flag",
+    "given",
+    "given_names",
+    "options_from_args",
+    "train_options",
+]

@@ -11,11 +11,10 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from model import config
 from model.core.errors import UserError
 from model.core.runtime import Reporter, StopOnSignal, usable_cpus
-from model.data import demo
 from model.data.annotations import (
     Annotation,
     Problems,
@@ -26,13 +25,29 @@ from model.data.annotations import (
     split_rows,
     subsample,
 )
-from model.data.cache import ImageCache, cache_folder
-from model.dataset import DetectionDataset, find_dataset
-from model.training.options import TrainOptions
+from model.data.location import locate_dataset
+from model.experiment.options import TrainOptions
+
+if TYPE_CHECKING:
+    from model.data.cache import ImageCache
+    from model.dataset import DetectionDataset
 
 
 class TrainingError(UserError):
     """Training cannot go on (the loss diverged, a split is empty, no training image is left)."""
+
+
+@dataclass
+class Rows:
+    """What a run reads before it decodes an image: the dataset, its classes, and each split's rows (as the
+    split files will hold them). Every check of the rows and splits is made here, so that the plan's dry run
+    makes them too, and a run refused for its data never imports torch."""
+
+    root: Path
+    classes: list[str]
+    splits: dict[str, list[Annotation]]
+    problems: Problems
+    warnings: list[str]  # what the run may go on with but should say (a class absent from a split)
 
 
 @dataclass
@@ -48,22 +63,6 @@ class TrainingData:
     train_eval: DetectionDataset | None  # a fixed sample of train (or all of it); None with --train-eval off
 
 
-def locate_dataset(options: TrainOptions, reporter: Reporter) -> Path:
-    """--dataset, $CVPR_DATASET, the course folder, ./dataset; else the demo set, generated once."""
-    found = find_dataset(options.dataset)
-    if found is not None:
-        return found
-    root = config.DEMO_DATASET
-    if demo.ensure(root, config.DEMO_IMAGES, config.DEMO_SEED):
-        reporter.line(
-            f"No course dataset found (--dataset, ${config.DATASET_ENV_VAR}, {config.COURSE_DATASET}, "
-            f"./{config.LOCAL_DATASET}): generated the demo dataset in {root}"
-        )
-    else:
-        reporter.line(f"No course dataset found: using the demo dataset in {root}")
-    return root
-
-
 def choose_rows(
     options: TrainOptions, root: Path, problems: Problems, resumed: Path | None
 ) -> tuple[list[str], dict[str, list[Annotation]]]:
@@ -71,6 +70,11 @@ def choose_rows(
     the template's shuffled cut."""
     rows = read_annotations(root, problems)
     classes = class_names(rows)
+    if len(classes) < 2:
+        raise TrainingError(
+            f"{root / 'annotations'}: only the class {classes[0]!r} has rows; a detector needs two classes or more "
+            f"(check that every annotation file was copied)"
+        )
     if resumed is not None:
         return classes, read_split_files(resumed, problems)
     if options.splits is not None:  # given split files, e.g. the template's output/
@@ -82,13 +86,36 @@ def choose_rows(
     splits["train"] = subsample(splits["train"], options.train_fraction, options.seed)
     for name in ("train", "val"):
         if not splits[name]:
-            where = (
-                f"--splits {options.splits}"
-                if options.splits
-                else f"--cut-val {options.cut_val} --cut-test {options.cut_test}"
-            )
-            raise TrainingError(f"{where}: the {name} split is empty; widen it")
+            raise TrainingError(f"{_where(options)}: the {name} split is empty; widen it")
     return classes, splits
+
+
+def _where(options: TrainOptions) -> str:
+    """The options that drew the split, as a message names them."""
+    if options.splits is not None:
+        return f"--splits {options.splits}"
+    fraction = f" --train-fraction {options.train_fraction:g}" if options.train_fraction < 1 else ""
+    return f"--cut-val {options.cut_val:g} --cut-test {options.cut_test:g}{fraction}"
+
+
+def split_warnings(classes: list[str], splits: dict[str, list[Annotation]]) -> list[str]:
+    """A class with no image in a split: allowed (Part 1 Q9.3 asks for a training split of 0.5 %), but said: the
+    network cannot learn a class it never sees, nor its accuracy be measured where it has no image."""
+    missing = sorted(set(classes) - {row.label for row in splits["train"]})
+    lines = []
+    if missing:
+        lines.append(
+            f"warning: class {' and '.join(missing)} has no image in the training split ({len(splits['train'])} "
+            "images): the network cannot learn it (widen the split to train on it)"
+        )
+    for name, shown in (("val", "validation"), ("test", "test")):
+        absent = sorted(set(classes) - {row.label for row in splits[name]})
+        if absent and splits[name]:
+            lines.append(
+                f"warning: class {' and '.join(absent)} has no image in the {shown} split ({len(splits[name])} "
+                f"images): its {shown} accuracy is not measured"
+            )
+    return lines
 
 
 def training_sample(rows: list[Annotation], size: int, seed: int) -> list[Annotation]:
@@ -99,19 +126,24 @@ def training_sample(rows: list[Annotation], size: int, seed: int) -> list[Annota
     return [rows[i] for i in chosen]
 
 
-def load_data(
-    options: TrainOptions,
-    reporter: Reporter,
-    stop: StopOnSignal,
-    resumed: Path | None,
-    classes_of_run: list[str] | None = None,
-) -> TrainingData:
-    """The rows of each split and the decoded splits. A resumed run (its folder in ``resumed``, its
-    classes in ``classes_of_run``) reads its own split files: it goes on with exactly the rows it began
-    with, on a dataset of the same classes."""
-    root = locate_dataset(options, reporter)
+def plan_rows(options: TrainOptions, reporter: Reporter, resumed: Path | None = None) -> Rows:
+    """Stage 1a: the dataset found, its rows read and checked, the split drawn (a resumed run, in ``resumed``,
+    reads its own split files)."""
+    root = locate_dataset(options.dataset, reporter.line)
     problems = Problems(skip=options.skip_bad_rows, strict=options.strict)
     classes, splits = choose_rows(options, root, problems, resumed)
+    return Rows(root, classes, splits, problems, split_warnings(classes, splits))
+
+
+def load_data(
+    options: TrainOptions, rows: Rows, reporter: Reporter, stop: StopOnSignal, classes_of_run: list[str] | None = None
+) -> TrainingData:
+    """Stage 1b: the splits of ``rows`` decoded. A resumed run (its classes in ``classes_of_run``) goes on
+    with exactly the rows it began with, on a dataset of the same classes."""
+    from model.data.cache import ImageCache, cache_folder
+    from model.dataset import DetectionDataset
+
+    root, classes, splits, problems = rows.root, rows.classes, rows.splits, rows.problems
     if classes_of_run is not None and classes != classes_of_run:
         raise TrainingError(
             f"{root}: its classes are {', '.join(classes)}, but the run was trained on {', '.join(classes_of_run)}; "
@@ -160,6 +192,8 @@ def _train_eval(
     cache: ImageCache,
 ) -> DetectionDataset | None:
     """The training images measured in evaluation mode each epoch (--train-eval)."""
+    from model.dataset import DetectionDataset
+
     if options.train_eval == "off":
         return None
     if options.train_eval == "full" or len(val) >= len(train):

@@ -1,8 +1,8 @@
 """One training run, as a sequence of named stages over one training state.
 
-    fit(options, reporter)
-      1. load_data      find the dataset, read and check its rows, split them, decode the images once
-                        (model/training/data.py)
+    fit(options, rows, reporter)
+      1. load_data      decode the images of the rows plan_rows read, checked and split, once
+                        (model/training/data.py; plan_rows runs before torch is even imported)
       2. build          the network, optimizer, learning-rate schedule and loss (or those of a resumed run)
       3. prepare        the splits on the device, --compile's module
       4. begin          the split files, config.json and run.json (a new run: into its staging folder)
@@ -44,17 +44,18 @@ from model.core.runtime import (
     uses_channels_last,
 )
 from model.data.annotations import write_rows_text
-from model.network import Detector, build_model, count_parameters
+from model.data.augment import Augmenter, build_augmenter
+from model.detector import Detector
+from model.engine.batches import DeviceBatches, place_splits
+from model.engine.steps import EpochStats, evaluate, network_batch, train_one_epoch, train_step
+from model.experiment.loss import DetectionLoss, loss_for
+from model.experiment.options import TrainOptions
+from model.experiment.schedule import LearningRate, make_optimizer
+from model.network import build_model, count_parameters
 from model.runs.checkpoint import Checkpoint, Progress, RunRecord, model_payload, training_payload
 from model.runs.plots import convergence_png
 from model.runs.run import Run, RunWriter, improves
-from model.training.augment import Augmenter, build_augmenter
-from model.training.batches import DeviceBatches, place_splits
-from model.training.data import TrainingData, TrainingError, load_data
-from model.training.engine import EpochStats, evaluate, network_batch, train_one_epoch, train_step
-from model.training.losses import DetectionLoss
-from model.training.options import TrainOptions
-from model.training.schedule import LearningRate, make_optimizer
+from model.training.data import Rows, TrainingData, TrainingError, load_data
 
 PLOT_INTERVAL = 20.0  # seconds between two drawings of the convergence plot (always drawn after the last epoch)
 
@@ -99,20 +100,17 @@ class Setup:
 # ----------------------------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------------------------
-def fit(options: TrainOptions, reporter: Reporter, resume: Checkpoint | None = None) -> Path:
-    """The whole run (or, from ``resume``, a last.pth, the rest of it); returns the run folder."""
+def fit(options: TrainOptions, rows: Rows, reporter: Reporter, resume: Checkpoint | None = None) -> Path:
+    """The whole run on ``rows`` (or, from ``resume``, a last.pth, the rest of it); returns the run folder."""
     device = select_device(options.device)
     prepare_device(device)
     precision = resolve_precision(options.precision, device)
     for line in options.warnings():
         reporter.line(line)
     run = Run(resume.path.parent) if resume is not None else Run(options.run_dir)
-    if resume is None:
-        run.check_place(options.output_dir)
     with StopOnSignal() as stop, run.writer("train.py", new=resume is None, replace=options.overwrite) as writer:
         try:
-            resumed = (run.folder, resume.classes) if resume is not None else (None, None)
-            data = load_data(options, reporter, stop, *resumed)
+            data = load_data(options, rows, reporter, stop, resume.classes if resume is not None else None)
         except Interrupted as interrupt:
             reporter.line(f"Interrupted by {interrupt} while reading the dataset: nothing was written")
             raise
@@ -139,13 +137,8 @@ def build(
     and the run record every checkpoint carries."""
     torch.manual_seed(options.seed)
     constructor = options.network_options
-    model = build_model(
-        options.model,
-        len(data.classes),
-        load_weights=resume is None,
-        weights_path=str(options.weights) if options.weights else None,
-        **constructor,
-    )
+    weights = {"weights": options.weights} if options.weights is not None else {}
+    model = build_model(options.model, len(data.classes), load_weights=resume is None, **constructor, **weights)
     model = place_model(model, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(options.optimizer, trainable, options.lr, options.weight_decay, device)
@@ -202,7 +195,7 @@ def prepare(
     extra = [data.train_eval] if data.train_eval is not None and data.train_eval is not data.train else []
     placed = place_splits([data.train, data.val, *extra], device)
     train_eval = placed[2] if extra else (placed[0] if data.train_eval is not None else None)
-    loss_fn = DetectionLoss(options.label_weight, options.box_weight, options.box_loss)
+    loss_fn = loss_for(options)
     setup = Setup(device, precision, placed[0], placed[1], train_eval, state.model, loss_fn)
     augment = f"; augmenting the training batches ({options.augment})" if state.augmenter is not None else ""
     measured = (

@@ -1,8 +1,9 @@
 """The loops over a split: ``train_step`` (one optimizer step: the one training step of the toolkit,
 reused by the compile warm-up, the plan's time probe and the benchmark), ``train_one_epoch`` and
-``evaluate``, with their figures.
+``evaluate``, with their figures; and ``infer``, the one inference step (evaluate's, eval.py's through it,
+and predict.py's one image at a time).
 
-Batches come as uint8 on the device (model/training/batches.py), are augmented there when asked to and
+Batches come as uint8 on the device (model/engine/batches.py), are augmented there when asked to and
 normalised there. The forward pass runs under the run's autocast (model/core/precision.py), the
 backward pass through its gradient scaler. Running sums stay on the device and are read once per
 epoch, so the loops never wait for the accelerator between batches (no host sync per batch on CUDA:
@@ -23,8 +24,8 @@ from torch import nn
 from model.core.precision import Precision
 from model.core.runtime import synchronize
 from model.data.boxes import pairwise_iou
-from model.training.batches import DeviceBatches
-from model.training.losses import DetectionLoss, Losses
+from model.engine.batches import DeviceBatches
+from model.experiment.loss import DetectionLoss, Losses
 
 
 @dataclass
@@ -77,7 +78,7 @@ def network_batch(images: torch.Tensor, batches: DeviceBatches, channels_last: b
 
 
 class Augment(Protocol):
-    """Changes a training batch and its boxes together, and normalises it (model/training/augment.py)."""
+    """Changes a training batch and its boxes together, and normalises it (model/data/augment.py)."""
 
     def __call__(
         self, images: torch.Tensor, boxes: torch.Tensor, mean: Sequence[float], std: Sequence[float]
@@ -144,6 +145,14 @@ def train_one_epoch(
     return totals.stats(time.perf_counter() - start, has_box_head(model))
 
 
+def infer(model: nn.Module, x: torch.Tensor, precision: Precision) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A trained model's outputs on a normalised batch ``x`` (B, 3, S, S), in evaluation mode under the run's
+    autocast: (B, C) logits and (B, 4) boxes xyxy in [0, 1] (None without a box head), as float32."""
+    with torch.no_grad(), precision.autocast():
+        logits, boxes = model(x)
+    return logits.float(), boxes.float() if boxes is not None else None
+
+
 @dataclass
 class Predictions:
     """Per-image outputs of ``evaluate``: probabilities (N, C), boxes (N, 4) xyxy in [0, 1] or None."""
@@ -172,15 +181,14 @@ def evaluate(
     synchronize(batches.device)
     start = time.perf_counter()
     for batch in batches.batches(batch_size):
-        with precision.autocast():
-            logits, pred_boxes = model(network_batch(batch.images, batches, channels_last))
+        logits, pred_boxes = infer(model, network_batch(batch.images, batches, channels_last), precision)
         totals.add(
             loss_fn(logits, pred_boxes, batch.labels, batch.boxes), logits, pred_boxes, batch.labels, batch.boxes
         )
         if keep_predictions:  # kept on the device, copied once at the end
-            probabilities.append(logits.float().softmax(dim=1))
+            probabilities.append(logits.softmax(dim=1))
             if pred_boxes is not None:
-                predicted_boxes.append(pred_boxes.float())
+                predicted_boxes.append(pred_boxes)
         on_batch()
     stats = totals.stats(time.perf_counter() - start, has_boxes)  # reads the sums: waits for the device
     if not keep_predictions:

@@ -1,10 +1,19 @@
-"""How the weights move: the optimizer and the learning rate of each epoch (--lr-schedule)."""
+"""How the weights move: the optimizer (--optimizer) and the learning rate of each epoch (--lr-schedule)."""
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
+from model.core.lazy import LazyModule
+
+if TYPE_CHECKING:  # torch is imported on first use: the command line reads the choices from here
+    import torch
+else:
+    torch = LazyModule("torch")
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("none", "cosine", "plateau")
 
 
 def make_optimizer(

@@ -25,15 +25,20 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-
+from model.core.lazy import LazyModule
 from model.core.runtime import host_to_device
+
+if TYPE_CHECKING:  # torch is imported on first use: the command line reads the policies' names from here
+    import torch
+    import torch.nn.functional as F
+else:
+    torch, F = LazyModule("torch"), LazyModule("torch.nn.functional")
 
 AUGMENT_SEED_OFFSET = 1_000_003  # the augmentation's generator is seeded apart from the batch order's
 LUMA = (0.299, 0.587, 0.114)  # RGB -> grey (ITU-R 601)
-YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])  # RGB -> YIQ
+YIQ = [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]  # RGB -> YIQ
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,11 @@ POLICIES: dict[str, Policy] = {
 AUGMENT_POLICIES = ("off", *POLICIES)
 
 
-YIQ_INVERSE = torch.linalg.inv(YIQ)  # computed once, on the CPU (an inverse on a GPU waits for the host)
+@functools.cache
+def _yiq() -> tuple[torch.Tensor, torch.Tensor]:
+    """RGB -> YIQ and back, computed once, on the CPU (an inverse on a GPU waits for the host)."""
+    yiq = torch.tensor(YIQ)
+    return yiq, torch.linalg.inv(yiq)
 
 
 @functools.lru_cache(maxsize=16)
@@ -89,8 +98,8 @@ def _constants(device: torch.device, mean: tuple[float, ...], std: tuple[float, 
     """The augmentation's constant tensors on ``device``, copied there once (not once per batch)."""
     values = {
         "luma": torch.tensor(LUMA),
-        "yiq": YIQ,
-        "yiq_inverse": YIQ_INVERSE,
+        "yiq": _yiq()[0],
+        "yiq_inverse": _yiq()[1],
         "std": torch.tensor(std, dtype=torch.float32),
         "mean": torch.tensor(mean, dtype=torch.float32),
     }
@@ -266,7 +275,7 @@ def to_pixels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
 def hue_rotation(angle: torch.Tensor, constants: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """(B,) radians -> (B, 3, 3) RGB matrices that turn the colours about the grey axis (in YIQ: the
     luma stays, the chroma rotates)."""
-    constants = constants or {"yiq": YIQ.to(angle.device), "yiq_inverse": YIQ_INVERSE.to(angle.device)}
+    constants = constants or {"yiq": _yiq()[0].to(angle.device), "yiq_inverse": _yiq()[1].to(angle.device)}
     to_yiq = constants["yiq"]
     cos, sin = angle.cos(), angle.sin()
     rotation = torch.zeros(len(angle), 3, 3, device=angle.device)
