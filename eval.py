@@ -3,7 +3,7 @@
 Writes into the run's evaluations/ folder (or into --out DIR), per set, under the identity of what it
 scored (model/evaluation/evaluate.py): best.test.json (every figure), best.test.images.csv (per image),
 best.test.confusion.png; other rows (--csv) as best.rows-<name>-<hash>.*, never as one of the run's splits.
-The work is model/evaluation/command.py.
+The work is model/reporting/evaluation.py.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main(**values: Any) -> None:
     """
     with checked():
         settings = EvalSettings(**values)
-        from model.evaluation.command import evaluate  # torch: only once the options are known
+        from model.reporting.evaluation import evaluate  # torch: only once the options are known
 
         evaluate(settings)
 

@@ -70,9 +70,11 @@ def project_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return environ
 
 
-def python(args: Sequence[str], environ: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
+def python(
+    args: Sequence[str], environ: dict[str, str], timeout: int = 600, cwd: Path = ROOT
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=timeout
+        [sys.executable, *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -403,6 +405,7 @@ class Case:
     signal: int | None = None  # expect="interrupted": the signal sent
     when: Callable[[Env], Callable[[list[str]], bool]] | None = None  # ... once this is true
     timeout: int = 600
+    cwd: str = ""  # the folder the command runs in (placeholders allowed); the project's folder when empty
 
 
 def train(*extra: str, cuts: bool = True, out: str = "{case}/out") -> tuple[str, ...]:
@@ -1810,7 +1813,8 @@ def run_case(case: Case, tmp_path: Path, request: pytest.FixtureRequest) -> None
         before = snapshot(env.watched)
         began = time.monotonic()
         if case.signal is None:
-            done = python(args, env.environment(), timeout=case.timeout)
+            cwd = Path(env.format(case.cwd)) if case.cwd else ROOT
+            done = python(args, env.environment(), timeout=case.timeout, cwd=cwd)
             rc, out, err = done.returncode, done.stdout, done.stderr
         else:
             assert case.when is not None

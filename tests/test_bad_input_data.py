@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 from bad_inputs import CASES, OUTCOMES, Case, run_case
+from bad_inputs_more import MORE_CASES
 
 # the catalogue's fixtures (its datasets and runs, built once per module and worker) are found by name
 pytest_plugins = ("bad_inputs",)
 
-KINDS = ("dataset", "number", "plan")
-CHOSEN = [case for case in CASES if case.kind in KINDS]
+KINDS = ("dataset", "number", "plan", "ignored")
+ALL = [*CASES, *MORE_CASES]
+CHOSEN = [case for case in ALL if case.kind in KINDS]
 
 
 @pytest.mark.usefixtures("results_file")
@@ -25,10 +27,10 @@ def test_bad_input(case: Case, tmp_path: Path, request: pytest.FixtureRequest):
 
 
 def test_catalogue_is_well_formed():
-    """At least 70 cases, each complete; and the two test files together run every case."""
-    ids = [case.id for case in CASES]
-    assert len(ids) == len(set(ids)) and len(ids) >= 70
-    for case in CASES:
+    """At least 180 cases, each complete; and the two test files together run every case."""
+    ids = [case.id for case in ALL]
+    assert len(ids) == len(set(ids)) and len(ids) >= 180
+    for case in ALL:
         assert case.expect in ("error", "success", "interrupted"), case.id
         assert case.names or case.expect == "success", case.id
         assert case.today in OUTCOMES and case.right and case.kind, case.id
@@ -36,5 +38,5 @@ def test_catalogue_is_well_formed():
         train_args = case.command[0] == "train.py" and "--resume" not in case.command
         if train_args and case.kind != "signal":
             assert "--epochs" in case.command and "--image-size" in case.command, case.id
-    kinds = {"dataset", "number", "plan", "mistake", "write", "signal"}
-    assert {case.kind for case in CASES} == kinds
+    kinds = {"dataset", "number", "plan", "ignored", "mistake", "write", "signal", "output"}
+    assert {case.kind for case in ALL} == kinds

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from bad_inputs import CASES, Case, run_case
+from bad_inputs_more import MORE_CASES
 
 # the catalogue's fixtures (its datasets and runs, built once per module and worker) are found by name
 pytest_plugins = ("bad_inputs",)
 
-KINDS = ("mistake", "write", "signal")
-CHOSEN = [case for case in CASES if case.kind in KINDS]
+KINDS = ("mistake", "write", "signal", "output")
+CHOSEN = [case for case in [*CASES, *MORE_CASES] if case.kind in KINDS]
 
 
 @pytest.mark.usefixtures("results_file")

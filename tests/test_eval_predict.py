@@ -155,7 +155,10 @@ def test_headless_mode_saves_and_says_where(trained_run, script, tmp_path, demo_
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert "No window: no display (DISPLAY is not set); writing the annotated images to output/predictions/" in done.stdout
+    assert (
+        "warning: no window: no display (DISPLAY is not set); writing the annotated images to output/predictions/"
+        in done.stdout
+    )
     assert "unreadable image " in done.stderr and "broken.jpg (OpenCV cannot decode it), skipped" in done.stderr
     saved = sorted(p.name for p in (tmp_path / "output" / "predictions").glob("[!.]*"))
     assert saved == ["0000_face_broken.jpg", "0001_face_image_0001.jpg", "0002_face_image_0002.jpg"][1:]

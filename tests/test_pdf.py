@@ -32,6 +32,7 @@ ROWS = [
     ["face", "435", "0.951", "0.944", "0.958", "0.951", "0.781", "0.905", "417", "25", "18", "11.9"],
     ["motorcycle", "798", "0.902", "0.897", "0.910", "0.903", "0.736", "0.844", "726", "83", "72", "12.1"],
 ]
+LABELS = ["airplane", "face", "motorcycle"]
 STUDENT = "The deeper network overfits after epoch 12; augmentation helps the face class most."
 
 
@@ -104,6 +105,79 @@ def pdftotext(pdf: Path, *options: str) -> str:
 def words(pdf: Path) -> str:
     """The text of `pdf` (pdftotext -layout) with every run of whitespace made one space."""
     return " ".join(pdftotext(pdf, "-layout").split())
+
+
+def table_font_sizes(pdf: Path) -> list[tuple[int, float, str]]:
+    """(page, size in pt, character) of every character set inside a table's grid. A table is found by its
+    strokes, the only ones the report draws 0.4 pt thick in luma(160) (model/reporting/pdf.py's report-table);
+    touching strokes are merged into one box per table, and a character belongs to a table when its centre lies in
+    that box. pdfminer gives a character's size as placed on the page (font size times the text and page matrices)."""
+    layout = pytest.importorskip("pdfminer.layout", reason="pip install -r requirements-dev.txt (pdfminer.six)")
+    from pdfminer.high_level import extract_pages
+
+    found = []
+    for page in extract_pages(str(pdf)):
+        items = list(_descendants(page))
+        grids = _merged([x.bbox for x in items if isinstance(x, (layout.LTLine, layout.LTRect)) and _grid_stroke(x)])
+        for char in items:
+            if isinstance(char, layout.LTChar) and char.get_text().strip():
+                x, y = (char.x0 + char.x1) / 2, (char.y0 + char.y1) / 2
+                if any(x0 <= x <= x1 and y0 <= y <= y1 for x0, y0, x1, y1 in grids):
+                    found.append((page.pageid, char.size, char.get_text()))
+    return found
+
+
+def _descendants(item):
+    from pdfminer.layout import LTChar
+
+    for child in item:
+        yield child
+        if hasattr(child, "__iter__") and not isinstance(child, LTChar):
+            yield from _descendants(child)
+
+
+def _grid_stroke(item) -> bool:
+    colour = item.stroking_color
+    grey = colour[0] if isinstance(colour, (tuple, list)) else colour
+    return bool(item.stroke) and abs(item.linewidth - 0.4) < 0.01 and grey is not None and abs(grey - 160 / 255) < 0.01
+
+
+def _merged(boxes: list[tuple[float, float, float, float]], slack: float = 1.0) -> list[tuple[float, ...]]:
+    """Boxes that touch merged, until none does."""
+    merged = [tuple(b) for b in boxes]
+    changed = True
+    while changed:
+        changed, out = False, list[tuple[float, ...]]()
+        for box in merged:
+            for i, other in enumerate(out):
+                if all((box[k] <= other[k + 2] + slack and other[k] <= box[k + 2] + slack) for k in (0, 1)):
+                    out[i] = (*map(min, box[:2], other[:2]), *map(max, box[2:], other[2:]))
+                    changed = True
+                    break
+            else:
+                out.append(box)
+        merged = out
+    return merged
+
+
+def placed_images(pdf: Path) -> list[tuple[int, int, int, int, int]]:
+    """(page, width px, height px, x ppi, y ppi) of every placement of a raster image, from `pdfimages -list`
+    (its ppi: pixels over the size the image is drawn at; an alpha mask's rows left out)."""
+    listing = subprocess.run(["pdfimages", "-list", str(pdf)], check=True, capture_output=True, text=True).stdout
+    rows = [line.split() for line in listing.splitlines()[2:]]
+    return [(int(r[0]), int(r[3]), int(r[4]), int(r[12]), int(r[13])) for r in rows if r[2] == "image"]
+
+
+POPPLER_READERS = (["pdfinfo"], ["pdffonts"], ["pdfimages", "-list"], ["pdftotext", "-layout"])
+
+
+def poppler_complaints(pdf: Path) -> dict[str, str]:
+    """What each of poppler's readers prints on stderr reading ``pdf`` (nothing, for a well-formed PDF)."""
+    said = {}
+    for reader in POPPLER_READERS:
+        args = [*reader, str(pdf)] + (["-"] if reader[0] == "pdftotext" else [])
+        said[" ".join(reader)] = subprocess.run(args, check=True, capture_output=True, text=True).stderr
+    return said
 
 
 def write_report(folder: Path, markdown: str, image: bool = True) -> Path:
@@ -253,3 +327,44 @@ def test_a_wide_table_of_few_rows_is_set_on_its_side(tmp_path):
     assert "run run-0 run-1 run-2" in lines
     for i in range(19):
         assert f"figure_{i} 0.{i:03d} 1.{i:03d} 2.{i:03d}" in lines
+
+
+def test_poppler_reads_it_without_complaint(report):
+    """Untagged (typst's pdf_tags off): poppler 22 misreads a tagged catalog's `/Suspects false` and prints
+    "Syntax Error: Suspects object is wrong type"; no reader may print anything on stderr."""
+    assert poppler_complaints(report) == {" ".join(reader): "" for reader in POPPLER_READERS}
+    info = subprocess.run(["pdfinfo", str(report)], check=True, capture_output=True, text=True).stdout
+    assert re.search(r"^Tagged:\s+no$", info, re.M), info
+
+
+def test_every_table_is_set_at_8_points_at_least(tmp_path):
+    """A table too wide for the page at 9 pt shrinks down to 8 pt and no further: wider, it is cut into column
+    groups (each led by the first column again) or, with fewer rows than columns, set on its side. Measured in the
+    PDF: every character inside a table's grid; and every cell's text is still there."""
+    long = [f"a_rather_long_column_name_{i}" for i in range(13)]
+    wide = pipe_table(["label", *long], [[label, *(f"{0.1 * i:.4f}" for i in range(13))] for label in LABELS])
+    many_rows = pipe_table(["label", *long[:9]], [[f"row{r}", *(f"{r}.{i}" for i in range(9))] for r in range(20)])
+    markdown = f"# Tables\n\n{pipe_table(COLUMNS, ROWS)}\n\n{wide}\n\n{many_rows}\n"
+    pdf = write_pdf(write_report(tmp_path, markdown, image=False), tmp_path / "report.pdf")
+    sizes = table_font_sizes(pdf)
+    assert len(sizes) > 1000
+    assert min(size for _, size, _ in sizes) >= 8 - 0.01, sorted({round(size, 2) for _, size, _ in sizes})
+    text = words(pdf)
+    for value in [*COLUMNS, *long, *(f"{0.1 * i:.4f}" for i in range(13)), "row19", "19.8"]:
+        assert value in text, value
+
+
+def test_no_image_is_placed_larger_than_its_pixels_at_150_dpi(tmp_path):
+    """A small image keeps its pixels at 150 dpi (never enlarged to the text width); a large one is shrunk to the
+    text width, and so placed at more than 150 dpi."""
+    small, large = tmp_path / "report" / "small.png", tmp_path / "report" / "large.png"
+    draw_figure(small)  # 480 px: 3.2 in at 150 dpi
+    image = cv2.imread(str(small))
+    assert image is not None
+    large.write_bytes(cv2.imencode(".png", cv2.resize(image, (1600, 1000)))[1].tobytes())
+    markdown = "# Figures\n\n![Small](report/small.png)\n\n![Large](report/large.png)\n"
+    pdf = write_pdf(write_report(tmp_path, markdown, image=False), tmp_path / "report.pdf")
+    placed = placed_images(pdf)
+    assert [(w, h) for _, w, h, _, _ in placed] == [(480, 300), (1600, 1000)]
+    assert all(min(x_ppi, y_ppi) >= 150 for *_, x_ppi, y_ppi in placed), placed
+    assert placed[0][3] == 150 and placed[1][3] > 200  # the large one at the text width: 1600 px on 6.7 in

@@ -105,8 +105,12 @@ def slurm_job() -> dict[str, str]:
 
 
 def display() -> str | None:
-    """The screen predict.py would open its windows on (X11 or Wayland), or None."""
-    return _value("DISPLAY") or _value("WAYLAND_DISPLAY") or None
+    """The screen predict.py would open its windows on, as the variable that names it ("DISPLAY=:0"), or None."""
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        value = _value(name)
+        if value:
+            return f"{name}={value}"
+    return None
 
 
 def check_all() -> None:

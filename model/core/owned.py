@@ -164,7 +164,8 @@ class OwnedFolder:
     # ------------------------------------------------------------------------------------------
     # Writing
     # ------------------------------------------------------------------------------------------
-    def record(self, entries: dict[str, str | None], removed: Iterable[str] = ()) -> None:
+    def manifest_bytes(self, entries: dict[str, str | None], removed: Iterable[str] = ()) -> bytes:
+        """The manifest once ``entries`` are written and ``removed`` are gone."""
         manifest: dict[str, str | None] = self.manifest() if self.has_manifest else dict.fromkeys(self.owned())
         manifest.update({name: (digest if self.hashes else None) for name, digest in entries.items()})
         for name in removed:
@@ -172,7 +173,10 @@ class OwnedFolder:
         text = json.dumps(
             {"format": MANIFEST_FORMAT, "writer": self.writer, "files": dict(sorted(manifest.items()))}, indent=1
         )
-        write_bytes(self.manifest_path, (text + "\n").encode())
+        return (text + "\n").encode()
+
+    def record(self, entries: dict[str, str | None], removed: Iterable[str] = ()) -> None:
+        write_bytes(self.manifest_path, self.manifest_bytes(entries, removed))
 
     def write_bytes(self, name: str, data: bytes, editable: bool = False) -> Path:
         """Write one file now (atomically) and record it."""
@@ -277,15 +281,18 @@ class Staging:
             return
         previous = set(owned.owned())
         leaving = sorted((previous - set(self.hashes)) if replace_all else set())
+        # the new manifest is written aside first: a disk too full for it stops the change before any move
+        staged_manifest = self.folder / temporary_name("manifest")
+        write_bytes(staged_manifest, owned.manifest_bytes(self.hashes, removed=leaving))
         trash = owned.folder / temporary_name("replaced")
         try:
             for name in [*leaving, *(n for n in self.hashes if (owned.folder / n).exists())]:
                 _move(owned.folder / name, trash / name)
             for name in self.hashes:
                 _move(self.folder / name, owned.folder / name)
+            os.replace(staged_manifest, owned.manifest_path)
         except OSError as error:
             raise write_error(owned.folder, error) from None
-        owned.record(self.hashes, removed=leaving)
         self.committed, self.made = True, None
         shutil.rmtree(trash, ignore_errors=True)
         self.discard()

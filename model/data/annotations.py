@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from model.core.files import write_text
 # it is then clipped. Beyond that the row is reported as bad.
 BOX_TOLERANCE_PX = 2.0
 MAX_REPORTED_PROBLEMS = 5
+NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf)", re.IGNORECASE)
 
 
 class DataError(UserError):
@@ -134,11 +136,10 @@ def parse_row(text: str, source: str, line: int, problems: Problems) -> Annotati
         problems.report(where, f"expected 6 fields filename,startX,startY,endX,endY,label, got {len(fields)}")
         return None
     filename, *coords, label = fields
-    try:
-        x1, y1, x2, y2 = (float(c) for c in coords)
-    except ValueError:
-        problems.report(where, f"non-numeric coordinate in {','.join(coords)!r}")
+    if not all(NUMBER.fullmatch(c) for c in coords):  # float() also reads "2_48" as 248, and full-width digits
+        problems.report(where, f"non-numeric coordinate in {','.join(coords)!r} (plain decimal numbers only)")
         return None
+    x1, y1, x2, y2 = (float(c) for c in coords)
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         problems.report(where, f"non-finite coordinate in {','.join(coords)!r}")
         return None
@@ -209,6 +210,8 @@ def read_annotations(root: Path, problems: Problems) -> list[Annotation]:
     if not files:
         raise DataError(f"{annotations_dir}: no .csv annotation file (expected e.g. airplane.csv, face.csv)")
     known = {p.name for p in images_dir.iterdir() if p.is_dir() and _visible(p)}
+    for label in sorted(known - {p.stem for p in files}):
+        _check_empty_class(annotations_dir / f"{label}.csv", images_dir / label, problems, missing=True)
     rows = []
     for path in files:
         read = read_rows(path, problems)
@@ -225,14 +228,15 @@ def read_annotations(root: Path, problems: Problems) -> list[Annotation]:
     return rows
 
 
-def _check_empty_class(path: Path, folder: Path, problems: Problems) -> None:
-    """An annotation file without a row while its class's image folder holds images: a class that would
-    silently drop out of training (a half-copied dataset?)."""
+def _check_empty_class(path: Path, folder: Path, problems: Problems, missing: bool = False) -> None:
+    """An annotation file without a row (or none at all) while its class's image folder holds images: a class that
+    would silently drop out of training (a half-copied dataset?)."""
     images = [p for p in folder.iterdir() if p.suffix.lower() in config.IMAGE_EXTENSIONS] if folder.is_dir() else []
     if images:
         problems.report(
             str(path),
-            f"holds no row while {folder} holds {len(images)} image(s), so class {folder.name!r} would be left out",
+            f"{'is missing' if missing else 'holds no row'} while {folder} holds {len(images)} image(s), so class "
+            f"{folder.name!r} would be left out",
             "copy the annotation file again, or pass --skip-bad-rows to train without that class",
         )
 

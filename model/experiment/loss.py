@@ -8,7 +8,7 @@ baselines alike, so that a loss option reaches every one of them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from model import config
 from model.core.lazy import LazyModule
@@ -16,8 +16,6 @@ from model.core.lazy import LazyModule
 if TYPE_CHECKING:  # torch is imported on first use: the command line reads BOX_LOSSES from here
     import torch
     import torch.nn.functional as F
-
-    from model.experiment.options import TrainOptions
 else:
     torch, F = LazyModule("torch"), LazyModule("torch.nn.functional")
 
@@ -109,7 +107,17 @@ class DetectionLoss:
         return self.label_weight * class_loss + self.box_weight * box_loss, class_loss, box_loss
 
 
-def loss_for(options: TrainOptions, missing_boxes: bool = False) -> DetectionLoss:
+class LossOptions(Protocol):
+    """What the loss reads of a run's options (TrainOptions: model/experiment/options.py, which reads the loss's
+    names from here)."""
+
+    box_head: bool
+    label_weight: float
+    box_weight: float | None
+    box_loss: str | None
+
+
+def loss_for(options: LossOptions, missing_boxes: bool = False) -> DetectionLoss:
     """The loss a run with ``options`` minimises (and scores every set with): the one place it is built."""
     if not options.box_head:
         return DetectionLoss(options.label_weight, 0.0, missing_boxes=missing_boxes)

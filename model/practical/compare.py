@@ -17,6 +17,7 @@ from rich.table import Table
 
 from model import config
 from model.core.errors import UserError
+from model.core.files import refuse_data_folder
 from model.core.owned import OwnedFolder
 from model.core.runtime import select_device
 from model.data.annotations import Problems
@@ -77,6 +78,7 @@ def train_missing(settings: CompareSettings) -> list[Path]:
     if not settings.models:
         return []
     output_dir = (settings.output_dir or config.OUTPUT_DIR).resolve()
+    refuse_data_folder(output_dir, "--output-dir")
     plan = Plan({name: planned(name, settings, output_dir) for name in settings.models}, [], output_dir)
     found = {}
     for name in settings.models:  # a finished run is kept as it is; a partly trained one goes on (train.py's rule)

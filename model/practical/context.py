@@ -68,6 +68,8 @@ class Context:
     digests: dict[str, str] = field(default_factory=dict)
     shown: dict[str, Section] = field(default_factory=dict)  # material -> the section that shows it
     section: Section | None = None  # the section being written
+    drawn: list[str] = field(default_factory=list)  # the figures drawn (again) for this report
+    kept: list[str] = field(default_factory=list)  # those taken as they were: drawn from the same inputs before
     _evaluations: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
 
     def run(self, name: str) -> Run:
@@ -139,8 +141,11 @@ class Context:
         existing = self.sink.owned.folder / relative
         if self.previous_digests.get(relative) == digest and existing.is_file():
             data: bytes | None = existing.read_bytes()
+            self.kept.append(relative)
         else:
             data = draw()
+            if data is not None:
+                self.drawn.append(relative)
         if data is None:
             return None
         self.digests[relative] = digest

@@ -4,8 +4,11 @@ should take (from the epochs already measured, else a few batches timed now)."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -42,34 +45,46 @@ def check_disk(plan: Plan, found: dict[str, Status], images: int) -> None:
 # ----------------------------------------------------------------------------------------------
 # How long
 # ----------------------------------------------------------------------------------------------
-def split_sizes(options: TrainOptions, rows: int) -> tuple[int, int]:
-    """(training, validation) images of a run on a dataset of ``rows`` rows."""
+EVAL_SHARE = 1 / 3  # an evaluation pass costs about a third of a training step per image (no backward, no update)
+EPOCH_OVERHEAD = 0.15  # seconds an epoch spends around its passes: checkpoints, history, the progress line
+REPORT_PER_RUN = 1.5  # seconds the report spends on each run it reads (figures, tables), beside its evaluations
+REPORT_FIXED = 8.0  # seconds the report spends once (the PDF, the classic baselines on a small split)
+
+
+def split_sizes(options: TrainOptions, rows: int) -> tuple[int, int, int]:
+    """(training, validation, test) images of a run on a dataset of ``rows`` rows."""
     if options.splits is not None:
-        return rows, 0  # unknown without reading them: an upper bound
+        return rows, 0, 0  # unknown without reading them: an upper bound
     assert options.cut_val is not None and options.cut_test is not None
     train, val = int(options.cut_val * rows), int(options.cut_test * rows) - int(options.cut_val * rows)
-    return max(1, round(train * options.train_fraction)), val
+    return max(1, round(train * options.train_fraction)), val, rows - int(options.cut_test * rows)
 
 
 @dataclass
 class Estimate:
     seconds: float
-    source: str  # "history" (measured epochs of a run) or "probe" (a few batches timed now)
+    source: str  # "history" (measured epochs of a run), "probe" (a few batches timed now), "done", "skipped"
 
 
-def estimate(plan: Plan, found: dict[str, Status], rows: int, device_name: str) -> dict[str, Estimate]:
-    """Seconds each run still needs: seconds per image from the epochs already measured in a run of the
-    same network, image size, head and augmentation when there is one, else from a few batches timed now."""
-    per_image: dict[tuple, tuple[float, str]] = {}  # speed key -> (seconds per image, where it comes from)
-    for name, run in plan.runs.items():  # measured epochs first
-        if found[name].state != "skipped":
-            rows_seen = plan.run(name).history()
-            train, val = split_sizes(run.options, rows)
-            if rows_seen:
-                seconds = sum(r["seconds"] for r in rows_seen) / len(rows_seen) / max(1, train + val)
-                per_image.setdefault(_speed_key(run.options), (seconds, "history"))
+@dataclass
+class Costs:
+    """What a run costs on this machine besides its epochs, measured once by the dry run."""
+
+    start: float  # seconds to start a train.py process (Python and its imports)
+    decode: float  # seconds to decode and resize one image (the first run at an image size; later ones read the cache)
+
+
+def estimate(
+    plan: Plan, found: dict[str, Status], rows: int, device_name: str, dataset: Path | None = None
+) -> dict[str, Estimate]:
+    """Seconds each run still needs: its epochs (seconds per image from the epochs already measured in a run of
+    the same network, image size, head and augmentation when there is one, else from a few batches timed now),
+    the start of its process, the decode of images no earlier run decoded at its size; and "report", the report."""
+    per_image = measured_speeds(plan, found, rows)
     device = select_device(device_name)
     prepare_device(device)  # as training sets it: on a CPU the allocator alone halves a step's time
+    costs = Costs(measure_start(), measure_decode(dataset))
+    decoded: set[int] = set()
     out = {}
     for name, run in plan.runs.items():
         status = found[name]
@@ -79,10 +94,63 @@ def estimate(plan: Plan, found: dict[str, Status], rows: int, device_name: str) 
         key = _speed_key(run.options)
         if key not in per_image:
             per_image[key] = (probe(run.options, device), "probe")
-        seconds, source = per_image[key]
-        train, val = split_sizes(run.options, rows)
-        out[name] = Estimate((run.options.epochs - status.epoch) * (train + val) * seconds, source)
+        step, source = per_image[key]
+        train, val, _ = split_sizes(run.options, rows)
+        evaluated = val + (min(train, val) if run.options.train_eval == "sample" else train)
+        epoch = train * step + evaluated * step * EVAL_SHARE + EPOCH_OVERHEAD
+        first_decode = run.options.image_size not in decoded
+        decoded.add(run.options.image_size)
+        fixed = costs.start + (rows * costs.decode if first_decode else 0.0)
+        out[name] = Estimate((run.options.epochs - status.epoch) * epoch + fixed, source)
+    out["report"] = Estimate(report_seconds(plan, rows, per_image), "model")
     return out
+
+
+def measured_speeds(plan: Plan, found: dict[str, Status], rows: int) -> dict[tuple, tuple[float, str]]:
+    """Seconds per training image of each kind of run that has epochs already measured (its history)."""
+    per_image: dict[tuple, tuple[float, str]] = {}
+    for name, run in plan.runs.items():
+        if found[name].state == "skipped":
+            continue
+        history = plan.run(name).history()
+        if history:
+            train, val, _ = split_sizes(run.options, rows)
+            evaluated = val + (min(train, val) if run.options.train_eval == "sample" else train)
+            seconds = sum(r["seconds"] + r.get("train_eval_seconds", 0.0) for r in history) / len(history)
+            per_image.setdefault(_speed_key(run.options), (seconds / (train + evaluated * EVAL_SHARE), "history"))
+    return per_image
+
+
+def report_seconds(plan: Plan, rows: int, per_image: dict[tuple, tuple[float, str]]) -> float:
+    """The report: each run's test split evaluated once (and three splits of a few), its figures, the PDF."""
+    seconds = REPORT_FIXED
+    for run in plan.runs.values():
+        step = per_image.get(_speed_key(run.options), (0.0, ""))[0]
+        _, _, test = split_sizes(run.options, rows)
+        seconds += REPORT_PER_RUN + test * step * EVAL_SHARE
+    return seconds
+
+
+def measure_start() -> float:
+    """Seconds for a new Python process to import what train.py needs, measured now."""
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch, numpy, cv2, matplotlib"], capture_output=True, check=False)
+    return time.perf_counter() - began
+
+
+def measure_decode(dataset: Path | None, images: int = 12) -> float:
+    """Seconds to decode and resize one image of ``dataset``, measured now on a few of its images."""
+    from model.data.images import decode_image, resize_square
+
+    files = sorted((dataset / "images").rglob("*.jpg"))[:images] if dataset is not None else []
+    if not files:
+        return 0.0
+    began = time.perf_counter()
+    for path in files:
+        rgb, _ = decode_image(path)
+        if rgb is not None:
+            resize_square(rgb, 64)
+    return (time.perf_counter() - began) / len(files)
 
 
 def _speed_key(options: TrainOptions) -> tuple:
@@ -90,8 +158,8 @@ def _speed_key(options: TrainOptions) -> tuple:
 
 
 def probe(options: TrainOptions, device: torch.device, batches: int = 2) -> float:
-    """Seconds per image of an epoch (a training step and a validation step per image, weighted as an
-    epoch weights them), timed on ``batches`` batches of random images with the toolkit's training step."""
+    """Seconds per image of a training step, timed on ``batches`` batches of random images with the toolkit's
+    training step."""
     torch.manual_seed(0)
     model = place_model(build_model(options.model, 3, load_weights=False, **options.network_options), device)
     optimizer = make_optimizer(
@@ -116,9 +184,7 @@ def probe(options: TrainOptions, device: torch.device, batches: int = 2) -> floa
     for _ in range(batches):
         step()
     synchronize(device)
-    # an epoch also validates and measures the training sample (about a third of a training step per
-    # image each) and writes its files
-    return 1.2 * (time.perf_counter() - began) / (batches * n)
+    return (time.perf_counter() - began) / (batches * n)
 
 
 def format_duration(seconds: float) -> str:

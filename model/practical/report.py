@@ -92,6 +92,7 @@ def write_report(ctx: Context, folder: Path, title: str) -> Path:
     ctx.sink.write_text(REPORT, text, editable=True)
     ctx.sink.write_text(GENERATED, text)
     write_pdf(ctx, folder, text)
+    ctx.echo(f"Figures: {len(ctx.drawn)} drawn, {len(ctx.kept)} kept as the last report drew them (same inputs)")
     ctx.sink.write_text(FIGURE_DIGESTS, json.dumps(ctx.digests, indent=1, sort_keys=True) + "\n")
     return folder / REPORT
 
@@ -103,6 +104,7 @@ def write_pdf(ctx: Context, folder: Path, text: str) -> None:
     if ctx.previous_digests.get(PDF) == digest and kept.is_file():
         ctx.sink.write_bytes(PDF, kept.read_bytes())
         ctx.digests[PDF] = digest
+        ctx.echo(f"{PDF}: kept (the same report and figures)")
         return
     try:
         ctx.sink.write_bytes(PDF, pdf_bytes(ctx.sink.folder / REPORT))

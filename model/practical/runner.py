@@ -24,7 +24,7 @@ from typing import Any
 
 from model import config
 from model.core import env
-from model.core.files import make_folder, write_text
+from model.core.files import make_folder, refuse_data_folder, write_text
 from model.core.runtime import Reporter, usable_cpus
 from model.data import demo
 from model.data.annotations import Problems, read_annotations
@@ -296,6 +296,7 @@ def dataset_rows(dataset: Path) -> int:
 # ----------------------------------------------------------------------------------------------
 def run_practical(settings: PracticalSettings, echo: Callable[[str], None], print_table: Callable[[Any], None]) -> None:
     """--practical: check everything, then train what the plan lacks (or submit it), then the report."""
+    refuse_data_folder(settings.runs_dir, "--output-dir")  # the runs' folder: checked before anything else is
     kinds = section_kinds()
     plan = load_plan(settings.plan_file.resolve(), settings.runs_dir, settings.quick, settings.only, kinds=kinds)
     if not settings.report_only and not settings.dry_run:  # the report's folder too is refused before any training
@@ -308,11 +309,11 @@ def run_practical(settings: PracticalSettings, echo: Callable[[str], None], prin
             rows = dataset_rows(dataset)
             check_disk(plan, found, rows)
             if settings.dry_run:
-                estimates = estimate(plan, found, rows, settings.device)
+                estimates = estimate(plan, found, rows, settings.device, dataset)
                 print_table(dry_run_table(plan, found, estimates, settings, trained_on))
                 echo(
-                    f"Estimated time to train what is missing: {format_duration(total(estimates))} (from the epochs "
-                    f"already measured in {plan.output_dir}, else a few batches timed now), and the report "
+                    f"Estimated time: {format_duration(total(estimates))} to train what is missing (from the epochs "
+                    f"already measured in {plan.output_dir}, else a few batches timed now) and write the report "
                     f"{settings.report_dir / 'report.md'} with report.pdf. Every run's data checks passed; the dry run "
                     "wrote nothing."
                 )
@@ -382,4 +383,5 @@ def dry_run_table(
             f"{format_duration(e.seconds)} ({e.source})" if e.seconds else "-",
             plan.shown(run, dataset),
         )
+    table.add_row("(the report)", "after the runs", format_duration(estimates["report"].seconds), "")
     return table

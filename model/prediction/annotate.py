@@ -15,14 +15,21 @@ from model.prediction.inputs import Box, Item, web_folder
 from model.prediction.view import display_usable
 
 
-def annotate_boxes(inputs: tuple[Path, ...], items: list[Item]) -> None:
-    """The boxes of the items without one, drawn and written one by one."""
+def annotation_folder(inputs: tuple[Path, ...]) -> Path:
+    """The folder of internet images --annotate draws boxes for, laid out as FOLDER/images/<label>/<image>."""
     folder = next((f for f in (web_folder(Path(i)) for i in inputs) if f is not None), None)
-    if folder is None:
+    labelled = [d for d in (folder / "images").iterdir() if d.is_dir()] if folder is not None else []
+    if folder is None or not labelled:
         raise UserError(
-            f"--annotate draws the boxes of internet images laid out as FOLDER/images/<label>/<image> (web_images/): "
-            f"{', '.join(map(str, inputs))} is not such a folder; give FOLDER or FOLDER/images"
+            f"--annotate {' '.join(map(str, inputs))}: it draws the boxes of internet images laid out as "
+            f"FOLDER/images/<label>/<image> (as web_images/ is), one folder per true label; give FOLDER or "
+            "FOLDER/images"
         )
+    return folder
+
+
+def annotate_boxes(folder: Path, items: list[Item]) -> None:
+    """The boxes of the items without one, drawn and written one by one."""
     usable, why = display_usable()
     if not usable:
         raise UserError(

@@ -19,7 +19,7 @@ from model.data.annotations import Problems
 from model.data.augment import POLICIES, Augmenter
 from model.detector import Detector
 from model.evaluation.inference import Inference, load_trained
-from model.prediction.annotate import annotate_boxes
+from model.prediction.annotate import annotate_boxes, annotation_folder
 from model.prediction.draw import augmentation_sheet, predict_one
 from model.prediction.inputs import Item, collect_items
 from model.prediction.settings import DEFAULT_SAVE_DIR, PredictSettings
@@ -32,16 +32,17 @@ def predict(settings: PredictSettings) -> None:
     """Everything predict.py does."""
     inference = Inference.on(select_device(settings.device), settings.precision)
     checkpoint, model = load_trained(settings.checkpoint, inference.device)
+    folder = annotation_folder(settings.inputs) if settings.annotate else None
     items = collect_items(settings.inputs, settings.dataset, checkpoint, Problems(skip=settings.skip_bad_rows))
-    if settings.annotate:
-        annotate_boxes(settings.inputs, items)
+    if folder is not None:
+        annotate_boxes(folder, items)
         return
     save_dir = settings.save_dir
     if save_dir is None:
         usable, why = display_usable()
         if not usable:
             save_dir = DEFAULT_SAVE_DIR
-            click.echo(f"No window: {why}; writing the annotated images to {save_dir}/ instead")
+            click.echo(f"warning: no window: {why}; writing the annotated images to {save_dir}/ instead")
     with Outputs() as outputs:
         saved = declared(outputs, save_dir, "--save", [item.file_name(i, ".jpg") for i, item in enumerate(items)])
         gallery_file = settings.gallery

@@ -41,9 +41,9 @@ def display_usable() -> tuple[bool, str]:
             [sys.executable, "-c", WINDOW_PROBE], capture_output=True, timeout=PROBE_SECONDS, stdin=subprocess.DEVNULL
         )
     except subprocess.TimeoutExpired:
-        return False, f"the display {shown} did not answer within {PROBE_SECONDS} s"
+        return False, f"{shown} did not answer within {PROBE_SECONDS} s"
     if probe.returncode != 0:
-        return False, f"the display {shown} cannot be opened (is its X server running? ssh -X/-Y?)"
+        return False, f"{shown} cannot be opened (is its server running? ssh -X/-Y?)"
     return True, ""
 
 

@@ -152,6 +152,9 @@ def classic_reports(run: Run, workers: int, echo: Callable[[str], None] = print)
     ]
 
 
+FAILURES, BOXES = "failures_", "boxes_"  # how the names of a model's two galleries begin
+
+
 @dataclass(frozen=True)
 class Figure:
     """A figure to write: its file name, its caption, how to draw it (None: nothing to show), and what it is drawn
@@ -238,8 +241,8 @@ def model_galleries(report: ModelReport, prefix: str = "") -> list[Figure]:
     if wrong:
         out.append(
             Figure(
-                f"{prefix}failures_{report.file_stem}.jpg",
-                f"{report.name}: misclassified test images, most confident first (true and predicted label; {drawn})",
+                f"{prefix}{FAILURES}{report.file_stem}.jpg",
+                f"{report.name}: {figures.failures_shown(results, wrong)} (true and predicted label; {drawn})",
                 lambda: figures.gallery_jpg(results, wrong),
                 (report.identity, wrong),
             )
@@ -254,7 +257,7 @@ def model_galleries(report: ModelReport, prefix: str = "") -> list[Figure]:
         )
         out.append(
             Figure(
-                f"{prefix}boxes_{report.file_stem}.jpg",
+                f"{prefix}{BOXES}{report.file_stem}.jpg",
                 caption,
                 lambda: figures.gallery_jpg(results, [*best, *lowest]),
                 (report.identity, best, lowest),

@@ -73,11 +73,14 @@ def error_analysis(
                 "true": r.classes[r.true_labels[i]],
                 "predicted": r.classes[r.predicted_labels[i]],
                 "confidence": float(r.confidence[i]),
-                "IoU": math.nan if r.iou is None else float(r.iou[i]),
+                **({} if r.iou is None else {"IoU": float(r.iou[i])}),  # no box head: no IoU column of dashes
             }
             for i in order[:worst]
         ]
     )
-    lines += ["", f"Worst cases ({len(failing)} failure(s): wrong label first, then IoU < {iou_threshold}):", ""]
+    if r.iou is None:
+        lines += ["", f"Worst cases ({len(failing)} misclassified image(s), the most confident first):", ""]
+    else:
+        lines += ["", f"Worst cases ({len(failing)} failure(s): wrong label first, then IoU < {iou_threshold}):", ""]
     lines.append(to_markdown(cases, digits=3))
     return "\n".join([*lines, ""])

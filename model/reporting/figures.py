@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -27,8 +28,45 @@ from model.runs.run import best_epoch, training_figures
 SplitHistory = tuple[str, list[dict[str, float]]]  # (model name, history rows)
 
 
+WIDTH = 8.0  # inches: at 120 dpi, placed no larger than 150 dpi allows, a figure prints at 0.8 of its size (text ~8 pt)
+PANEL_HEIGHT = 3.2  # inches per row of panels
+
+
 def has_boxes(history: Sequence[dict[str, float]]) -> bool:
     return any(not math.isnan(row["val_iou"]) for row in history)
+
+
+def training_label(history: Sequence[dict[str, float]]) -> str:
+    """What a history's training curve is, named as the report's tables name it: the per-epoch sample measured
+    in evaluation mode, or the training pass itself."""
+    _, label = training_figures(history)
+    if label.endswith("(evaluation mode)"):
+        return "training sample (evaluation mode)"
+    return label.replace("train", "training pass", 1)
+
+
+def panel_grid(panels: int, columns: int = 2, extra: float = 0.0) -> tuple[Any, list[Any]]:
+    """A figure WIDTH wide with ``panels`` axes, ``columns`` to a row (the unused cells of the last row removed),
+    ``extra`` inches of height kept for a title and a key."""
+    columns = min(columns, panels)
+    rows = math.ceil(panels / columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(WIDTH, PANEL_HEIGHT * rows + extra), squeeze=False)
+    cells = [ax for row in grid for ax in row]
+    for unused in cells[panels:]:
+        unused.remove()
+    return figure, cells[:panels]
+
+
+def key_below(figure: Any, handles: Sequence[Any], labels: Sequence[str] | None = None, columns: int = 3) -> None:
+    """The figure's key under its panels, never on them (inside, it would hide curves or the tops of bars), and the
+    panels laid out in the space left above it."""
+    shown = {"labels": list(labels)} if labels is not None else {}
+    key = figure.legend(
+        handles=list(handles), loc="lower center", ncol=min(columns, len(handles)), fontsize="small", **shown
+    )
+    key.set_frame_on(False)
+    height = key.get_window_extent(figure.canvas.get_renderer()).height / figure.bbox.height
+    figure.tight_layout(rect=(0, min(0.5, height + 0.01), 1, 1))
 
 
 def history_png(
@@ -36,31 +74,37 @@ def history_png(
 ) -> bytes:
     """One panel per (history key, panel title, y label): training (solid) and validation (dashed) per
     epoch, one colour per model, each model's best epoch marked with a dotted line of its colour."""
-    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels) + 2.5, 4.5), squeeze=False)
-    for ax, (key, panel_title, y_label) in zip(axes[0], panels):
+    handles = [Line2D([], [], color=c, label=name) for (name, _), c in zip(histories, colours(len(histories)))]
+    handles += [
+        Line2D([], [], color="black", linestyle="-", label=training_label(histories[0][1])),
+        Line2D([], [], color="black", linestyle="--", label="validation"),
+        Line2D([], [], color="black", linestyle=":", label="best epoch"),
+    ]
+    figure, axes = panel_grid(len(panels), extra=0.4 + 0.2 * math.ceil(len(handles) / 3))
+    for ax, (key, panel_title, y_label) in zip(axes, panels):
         for (_name, history), colour in zip(histories, colours(len(histories))):
             prefix, _ = training_figures(history)
             epochs = [r["epoch"] for r in history]
-            ax.plot(epochs, [r[f"{prefix}_{key}"] for r in history], "-", color=colour)
-            ax.plot(epochs, [r[f"val_{key}"] for r in history], "--", color=colour)
+            marker = "o" if len(epochs) < 30 else None  # a run of one or two epochs is a point or two, not a line
+            ax.plot(epochs, [r[f"{prefix}_{key}"] for r in history], "-", color=colour, marker=marker, markersize=3)
+            ax.plot(epochs, [r[f"val_{key}"] for r in history], "--", color=colour, marker=marker, markersize=3)
             best = best_epoch(history)
             if best is not None:
                 ax.axvline(best, color=colour, linestyle=":", linewidth=1)
         ax.set(title=panel_title, xlabel="epoch", ylabel=y_label, **({"ylim": (0, 1.02)} if unit else {}))
         integer_epochs(ax)
         ax.grid(alpha=0.3)
-    handles = [Line2D([], [], color=c, label=name) for (name, _), c in zip(histories, colours(len(histories)))]
-    _, train_label = training_figures(histories[0][1])
-    handles += [
-        Line2D([], [], color="black", linestyle="-", label=train_label),
-        Line2D([], [], color="black", linestyle="--", label="validation"),
-        Line2D([], [], color="black", linestyle=":", label="best epoch"),
-    ]
-    # beside the panels, not on them: with a few models the key would hide their curves
-    axes[0][-1].legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     figure.suptitle(title)
-    figure.tight_layout()
+    key_below(figure, handles)
     return figure_bytes(figure)
+
+
+def run_curves_png(history: Sequence[dict[str, float]], name: str) -> bytes:
+    """One run's loss, accuracy and (with a box head) mean IoU per epoch."""
+    panels = [("loss", "Loss", "loss"), ("accuracy", "Accuracy", "accuracy")]
+    if has_boxes(history):
+        panels.append(("iou", "Mean IoU", "mean IoU"))
+    return history_png([(name, list(history))], panels, f"{name} per epoch (best epoch {best_epoch(history)})")
 
 
 def loss_curves_png(histories: Sequence[SplitHistory]) -> bytes:
@@ -83,10 +127,10 @@ def per_label_png(names: Sequence[str], tests: Sequence[dict], classes: Sequence
     metrics = [("accuracy", f"Accuracy per label ({split} split)")]
     if any("mean_iou" in (t or {}).get("overall", {}) for t in tests):
         metrics.append(("mean_iou", f"Mean IoU per label ({split} split)"))
-    figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
+    figure, axes = panel_grid(len(metrics), extra=0.2 + 0.2 * math.ceil(len(names) / 3))
     width = 0.8 / max(1, len(names))
     x = np.arange(len(classes))
-    for ax, (metric, title) in zip(axes[0], metrics):
+    for ax, (metric, title) in zip(axes, metrics):
         for k, (name, test, colour) in enumerate(zip(names, tests, colours(len(names)))):
             per_label = (test or {}).get("per_label", {})
             values = [per_label.get(c, {}).get(metric) for c in classes]
@@ -96,17 +140,16 @@ def per_label_png(names: Sequence[str], tests: Sequence[dict], classes: Sequence
             title=title, xticks=x, xticklabels=classes, xlabel="label", ylabel=metric.replace("_", " "), ylim=(0, 1.05)
         )
         ax.grid(axis="y", alpha=0.3)
-    # below the panels, not on them: bars reach 1.0, where a key inside would hide their tops
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, fontsize="small", loc="lower center", ncol=min(4, len(names)), frameon=False)
-    figure.tight_layout(rect=(0, 0.06 * math.ceil(len(names) / 4), 1, 1))
+    handles, labels = axes[0].get_legend_handles_labels()
+    key_below(figure, handles, labels)
     return figure_bytes(figure)
 
 
 def confusion_grid_png(names: Sequence[str], confusions: Sequence[dict], split: str = "test") -> bytes:
-    """One confusion matrix per model (rows true, columns predicted)."""
-    figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4), squeeze=False)
-    for ax, name, confusion in zip(axes[0], names, confusions):
+    """One confusion matrix per model (rows true, columns predicted), two to a row: four in one row would print
+    their counts and labels too small to read."""
+    figure, axes = panel_grid(len(names), extra=0.5)
+    for ax, name, confusion in zip(axes, names, confusions):
         draw_confusion(ax, confusion["labels"], confusion["matrix"], name)
     figure.suptitle(f"Confusion matrices ({split} split; rows: true label, columns: predicted)")
     figure.tight_layout()
@@ -115,20 +158,20 @@ def confusion_grid_png(names: Sequence[str], confusions: Sequence[dict], split: 
 
 def iou_histograms_png(names: Sequence[str], ious: Sequence[np.ndarray], split: str = "test") -> bytes:
     """Distribution of the IoU of predicted and true boxes, per model."""
-    figure, ax = plt.subplots(figsize=(7, 4.5))
+    figure, (ax,) = panel_grid(1, extra=1.0 + 0.2 * math.ceil((len(names) + 1) / 3))
     bins = [i / 20 for i in range(21)]
     for name, iou, colour in zip(names, ious, colours(len(names))):
         ax.hist(iou[np.isfinite(iou)], bins=bins, histtype="step", linewidth=2, color=colour, label=name)
     ax.axvline(0.5, color="grey", linestyle=":", label="IoU 0.5")
     ax.set(title=f"IoU of predicted and true boxes ({split} split)", xlabel="IoU", ylabel="images")
-    ax.legend(fontsize="small")
-    figure.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()
+    key_below(figure, handles, labels)
     return figure_bytes(figure)
 
 
 def accuracy_by_iou_png(reports: Sequence[ModelReport], split: str = "test") -> bytes:
     """Each model's detection accuracy (right label and IoU >= t) against the IoU threshold t, 0.5 to 0.95."""
-    figure, ax = plt.subplots(figsize=(9, 4.5))
+    figure, (ax,) = panel_grid(1, extra=1.0 + 0.2 * math.ceil(len(reports) / 3))
     for report, colour in zip(reports, colours(len(reports))):
         assert report.results is not None
         ax.plot(IOU_THRESHOLDS, accuracy_by_iou(report.results), "o-", color=colour, label=report.name)
@@ -139,8 +182,8 @@ def accuracy_by_iou_png(reports: Sequence[ModelReport], split: str = "test") -> 
         ylim=(0, 1.02),
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)  # beside: no curve hidden
-    figure.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()
+    key_below(figure, handles, labels)
     return figure_bytes(figure)
 
 
@@ -185,6 +228,14 @@ def label_failures(results: ImageResults, limit: int = 12) -> list[int]:
     """The misclassified images, most confident first (Part 1 Q4)."""
     wrong = np.flatnonzero(results.predicted_labels != results.true_labels)
     return [int(i) for i in wrong[np.argsort(-results.confidence[wrong], kind="stable")][:limit]]
+
+
+def failures_shown(results: ImageResults, shown: Sequence[int]) -> str:
+    """What a gallery of ``shown`` (label_failures') holds, as its caption says it."""
+    total = int((results.predicted_labels != results.true_labels).sum())
+    if len(shown) < total:
+        return f"the {len(shown)} most confident of the {total} misclassified test images, most confident first"
+    return f"the {total} misclassified test image{'s' if total > 1 else ''}, most confident first"
 
 
 def box_examples(results: ImageResults, each: int = 4) -> tuple[list[int], list[int]]:

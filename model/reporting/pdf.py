@@ -184,12 +184,16 @@ def _column_groups(rows: list[list[SyntaxTreeNode]]) -> list[list[list[SyntaxTre
     return [[[row[c] for c in group] for row in rows] for group in groups]
 
 
-def _pixel_width(path: Path) -> int:
-    """An image's width in pixels, from its header."""
-    from PIL import Image
+def _widest(path: Path) -> str:
+    """The widest an image may be placed, as a Typst length: its pixels at `_PLACED_DPI` (read from its header); the
+    text width for a vector image, or a file Pillow cannot read (Typst then says what is wrong with it)."""
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as image:
-        return int(image.size[0])
+    try:
+        with Image.open(path) as image:
+            return f"{image.size[0] / _PLACED_DPI:.3f}in"
+    except (OSError, UnidentifiedImageError, ValueError):
+        return f"{_TABLE_TEXT_WIDTH}pt"
 
 
 def _plain(node: SyntaxTreeNode) -> str:
@@ -251,7 +255,7 @@ class _Renderer:
         if kind == "paragraph":
             return self.paragraph(node)
         if kind in ("bullet_list", "ordered_list"):
-            return self.list(node, html_depth)
+            return self.list_block(node, html_depth)
         if kind in ("fence", "code_block"):
             lang = node.info.strip().split()[0] if node.info.strip() else ""
             source = _wrap_code(node.content.removesuffix("\n"))
@@ -282,7 +286,7 @@ class _Renderer:
             return "\n\n".join(self.figure(c) for c in meaningful)
         return self.inline(children)
 
-    def list(self, node: SyntaxTreeNode, html_depth: int) -> str:
+    def list_block(self, node: SyntaxTreeNode, html_depth: int) -> str:
         items = [c for c in node.children if c.type == "list_item"]
         tight = all(p.hidden for item in items for p in item.children if p.type == "paragraph")
         args = [f"tight: {'true' if tight else 'false'}"]
@@ -362,8 +366,7 @@ class _Renderer:
         path, note = self.image_path(str(node.attrs.get("src", "")))
         caption = self.inline(node.children)
         if path is not None:
-            inches = _pixel_width(self.base / path.lstrip("/")) / _PLACED_DPI
-            body = f"report-image({_string(path)}, {inches:.3f}in)"
+            body = f"report-image({_string(path)}, {_widest(self.base / path.lstrip('/'))})"
         else:
             body = f"report-missing({_string(note)})"
         caption_arg = f", caption: [{caption}]" if caption else ""

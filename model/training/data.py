@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from model import config
 from model.core.errors import UserError
 from model.core.runtime import Reporter, StopOnSignal, usable_cpus
 from model.data.annotations import (
@@ -98,23 +99,20 @@ def _where(options: TrainOptions) -> str:
     return f"--cut-val {options.cut_val:g} --cut-test {options.cut_test:g}{fraction}"
 
 
-def split_warnings(classes: list[str], splits: dict[str, list[Annotation]]) -> list[str]:
+def split_warnings(options: TrainOptions, classes: list[str], splits: dict[str, list[Annotation]]) -> list[str]:
     """A class with no image in a split: allowed (Part 1 Q9.3 asks for a training split of 0.5 %), but said: the
     network cannot learn a class it never sees, nor its accuracy be measured where it has no image."""
-    missing = sorted(set(classes) - {row.label for row in splits["train"]})
     lines = []
-    if missing:
-        lines.append(
-            f"warning: class {' and '.join(missing)} has no image in the training split ({len(splits['train'])} "
-            "images): the network cannot learn it (widen the split to train on it)"
-        )
-    for name, shown in (("val", "validation"), ("test", "test")):
+    for name, shown in (("train", "training"), ("val", "validation"), ("test", "test")):
         absent = sorted(set(classes) - {row.label for row in splits[name]})
-        if absent and splits[name]:
-            lines.append(
-                f"warning: class {' and '.join(absent)} has no image in the {shown} split ({len(splits[name])} "
-                f"images): its {shown} accuracy is not measured"
-            )
+        if not absent or (name != "train" and not splits[name]):
+            continue
+        drawn = f"the {shown} split ({_where(options)})"
+        where = options.splits / config.SPLIT_FILES[name] if options.splits else drawn
+        what = "the network cannot learn it" if name == "train" else f"its {shown} accuracy is not measured"
+        lines.append(
+            f"warning: class {' and '.join(absent)} has no image in {where} ({len(splits[name])} images): {what}"
+        )
     return lines
 
 
@@ -132,7 +130,7 @@ def plan_rows(options: TrainOptions, reporter: Reporter, resumed: Path | None = 
     root = locate_dataset(options.dataset, reporter.line)
     problems = Problems(skip=options.skip_bad_rows, strict=options.strict)
     classes, splits = choose_rows(options, root, problems, resumed)
-    return Rows(root, classes, splits, problems, split_warnings(classes, splits))
+    return Rows(root, classes, splits, problems, split_warnings(options, classes, splits))
 
 
 def load_data(

@@ -8,6 +8,7 @@ in practical.toml. Observations are computed from the numbers the section shows,
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -16,7 +17,7 @@ import pandas as pd
 
 from model.practical.context import Content, Context, at_epoch, has_boxes, overall, per_label
 from model.practical.plan import Section, shown_path
-from model.runs.plots import convergence_png
+from model.reporting import figures as drawn
 from model.runs.run import training_figures
 
 Builder = Callable[[Context, Section, list[str]], Content]
@@ -57,28 +58,46 @@ def setting(ctx: Context, run: str) -> str:
 
 
 def curves(ctx: Context, run: str) -> tuple[str, Any] | None:
-    """The run's loss, accuracy (and IoU) per epoch, or None where an earlier section shows them (then
-    ``pointer`` says where)."""
+    """The run's loss, accuracy (and IoU) per epoch, as (caption, file)."""
     history = ctx.history(run)
-    _, train = training_figures(history)
     path = ctx.write_figure(
         f"{ctx.section.id if ctx.section else 'x'}-{run}-curves.png",
-        lambda: convergence_png(history, ctx.label(run)),
+        lambda: drawn.run_curves_png(history, ctx.label(run)),
         history,
         ctx.label(run),
     )
     if path is None:
         return None
     return (
-        f"{ctx.label(run)}: loss, accuracy (and IoU) per epoch; {train.replace('train', 'training sample')} against "
-        "validation; dotted: the best epoch",
+        f"{ctx.label(run)}: loss, accuracy (and IoU) per epoch (solid: {drawn.training_label(history)}, dashed: "
+        "validation, dotted: the best epoch)",
         path,
     )
 
 
 def pointer(earlier: Section, what: str) -> str:
-    """One line sending the reader to the section that shows ``what`` already."""
-    return f"{what[0].upper()}{what[1:]}: see [{earlier.title}](#{anchor(earlier.title)}) above."
+    """One line sending the reader to the section that shows ``what`` already (``what`` as the line begins: a run's
+    name, "p3-simple", is never capitalised)."""
+    return f"{what}: see [{earlier.title}](#{anchor(earlier.title)}) above."
+
+
+def names(items: list[str]) -> str:
+    """Names as a sentence lists them: "a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def leaders(scores: dict[str, float]) -> tuple[list[str], float]:
+    """The names of the highest score (every one that ties for it, in order) and that score; NaN scores left out."""
+    finite = {name: value for name, value in scores.items() if not math.isnan(value)}
+    if not finite:
+        return [], math.nan
+    top = max(finite.values())
+    return [name for name, value in finite.items() if value == top], top
+
+
+def whose(tied: list[str]) -> str:
+    """ "p3-vgg's", or "shared by p3-vgg and p3-deeper" when several tie."""
+    return f"{tied[0]}'s" if len(tied) == 1 else f"shared by {names(tied)}"
 
 
 def anchor(title: str) -> str:

@@ -16,15 +16,16 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from typing import Any
 
 import numpy as np
 
-from model.data.annotations import Problems, read_annotations
+from model import config
+from model.data.annotations import Problems, read_annotations, read_rows
 from model.data.images import image_size
-from model.evaluation.command import accuracy_block
 from model.evaluation.evaluate import SET_NAMES
 from model.practical.context import Content, Context, num, overall, per_label, weakest
 from model.practical.plan import Section, shown_path
@@ -34,12 +35,15 @@ from model.practical.sections.common import (
     commands,
     curves,
     frame,
+    names,
     pointer,
     sample_column,
     sample_figure,
     setting,
 )
+from model.prediction.settings import DEFAULT_GALLERY_MAX
 from model.reporting import figures as drawn
+from model.reporting.evaluation import accuracy_block
 from model.runs.run import best_epoch, improves, training_figures
 
 OVERFITTING = 1.05  # a final validation loss this many times its lowest, with a falling training loss, is overfitting
@@ -51,56 +55,81 @@ DATASET_EXAMPLES = 2  # images per class drawn with their box in Q1
 # ----------------------------------------------------------------------------------------------
 @builder("dataset")
 def dataset(ctx: Context, section: Section, runs: list[str]) -> Content:
-    """The dataset as the runs read it, and the split of the first run."""
-    assert ctx.dataset is not None
-    rows = read_annotations(ctx.dataset, Problems(skip=True))
+    """The dataset as the runs read it: images and boxes per class with their sizes, a few images with their box,
+    and the split of the first run."""
+    root = ctx.dataset
+    assert root is not None
+    rows = read_annotations(root, Problems(skip=True))
     content = Content(
-        commands=[f"ls {shown_path(ctx.dataset)}/images {shown_path(ctx.dataset)}/annotations"],
+        commands=[f"ls {shown_path(root)}/images {shown_path(root)}/annotations"],
         text=[
-            f"The dataset is {shown_path(ctx.dataset)}: `images/<label>/<file>` and `annotations/<label>.csv`, one row "
+            f"The dataset is {shown_path(root)}: `images/<label>/<file>` and `annotations/<label>.csv`, one row "
             "per image, `filename,startX,startY,endX,endY,label` in pixels of the original image (no header). An image "
             "is known by `label/filename`: file names repeat across classes. The class index is the sorted label."
         ],
     )
-    by_class: dict[str, list[dict[str, float]]] = {}
+    by_class: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        width, height = image_size(ctx.dataset / "images" / row.label / row.filename)
-        box_w, box_h = row.x2 - row.x1, row.y2 - row.y1
-        by_class.setdefault(row.label, []).append(
-            {"width": width, "height": height, "box_w": box_w / width, "box_h": box_h / height}
-        )
+        width, height = image_size(root / "images" / row.label / row.filename)
+        by_class.setdefault(row.label, []).append({"key": row.key, "image": (width, height), "box": row.box})
     table = [class_row(label, sizes) for label, sizes in sorted(by_class.items())]
+    table.append(class_row("all", [s for sizes in by_class.values() for s in sizes]))
     content.tables.append(
-        ("Images and boxes per class (sizes in pixels; the box as a share of its image: median)", frame(table, COUNTS))
+        (
+            "Images and boxes per class (sizes in pixels, as min / median / max; box share: the median share of its "
+            "image's area the box covers)",
+            frame(table, ("images", "boxes")),
+        )
     )
+    content.tables.append((f"The split of {runs[0]}: images per class", split_table(ctx, runs[0])))
     sizes = ctx.split_sizes(runs[0])
     content.observations.append(
         f"{len(rows)} images, one box each, in {len(by_class)} classes: "
-        + ", ".join(f"{r['label']} {r['images']}" for r in table)
+        + ", ".join(f"{r['label']} {r['images']}" for r in table[:-1])
         + f". {runs[0]}'s split (the template's: shuffled with seed 0, cut at 80 % and 90 %): {sizes['train']} "
         f"training, {sizes['val']} validation and {sizes['test']} test images."
     )
     examples = [row for label in sorted(by_class) for row in [r for r in rows if r.label == label][:DATASET_EXAMPLES]]
     path = ctx.write_figure(
-        f"{section.id}-examples.jpg", lambda: drawn.rows_gallery_jpg(ctx.dataset, examples), [r.key for r in examples]
+        f"{section.id}-examples.jpg", lambda: drawn.rows_gallery_jpg(root, examples), [r.key for r in examples]
     )
     if path is not None:
         content.figures.append((f"The first {DATASET_EXAMPLES} images of each class with their box (blue)", path))
     return content
 
 
-COUNTS = ("images", "width_min", "width_median", "width_max", "height_min", "height_median", "height_max")
+def class_row(label: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One class's images and boxes: their count and their sizes (min / median / max)."""
+    widths, heights = [r["image"][0] for r in rows], [r["image"][1] for r in rows]
+    box_widths = [r["box"][2] - r["box"][0] for r in rows]
+    box_heights = [r["box"][3] - r["box"][1] for r in rows]
+    shares = [bw * bh / (w * h) for bw, bh, w, h in zip(box_widths, box_heights, widths, heights)]
+    return {
+        "label": label,
+        "images": len({r["key"] for r in rows}),
+        "boxes": len(rows),
+        "image width": spread(widths),
+        "image height": spread(heights),
+        "box width": spread(box_widths),
+        "box height": spread(box_heights),
+        "box share": f"{statistics.median(shares):.0%}",
+    }
 
 
-def class_row(label: str, sizes: list[dict[str, float]]) -> dict[str, Any]:
-    row: dict[str, Any] = {"label": label, "images": len(sizes)}
-    for key in ("width", "height"):
-        values = [s[key] for s in sizes]
-        row.update({f"{key}_min": int(min(values)), f"{key}_median": int(statistics.median(values))})
-        row[f"{key}_max"] = int(max(values))
-    row["box_width_share"] = statistics.median(s["box_w"] for s in sizes)
-    row["box_height_share"] = statistics.median(s["box_h"] for s in sizes)
-    return row
+def spread(values: list[float]) -> str:
+    """Min / median / max, as whole pixels."""
+    return " / ".join(f"{v:.0f}" for v in (min(values), statistics.median(values), max(values)))
+
+
+def split_table(ctx: Context, run: str) -> Any:
+    """The run's training, validation and test splits: images per class, and in all."""
+    found = []
+    for split, name in (("train", "training"), ("val", "validation"), ("test", "test")):
+        labels = [r.label for r in read_rows(ctx.run(run).split_path(split), Problems(skip=True))]
+        counts = {label: labels.count(label) for label in sorted(set(labels))}
+        found.append({"split": name, **counts, "all": len(labels)})
+    table = frame(found).fillna(0)
+    return table.astype({c: "Int64" for c in table.columns if c != "split"})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -125,13 +154,13 @@ def training(ctx: Context, section: Section, runs: list[str]) -> Content:
             for r in history
         ]
         content.tables.append((f"{ctx.label(run)}: each epoch as train.py prints it", frame(rows, ("epoch",))))
-        content.observations.append(setting(ctx, run))
+        if ctx.once(f"setting:{run}") is None:
+            content.observations.append(setting(ctx, run))
         last = history[-1]
         content.observations.append(
             f"{ctx.label(run)}: after its last epoch ({int(last['epoch'])}) the training sample's accuracy is "
             f"{num(last[f'{prefix}_accuracy'])} and the validation accuracy {num(last['val_accuracy'])}; last.pth "
-            "holds "
-            "that model."
+            "holds that model."
         )
     return content
 
@@ -182,20 +211,15 @@ def failures(ctx: Context, section: Section, runs: list[str]) -> Content:
         total = int((results.predicted_labels != results.true_labels).sum())
         path = ctx.write_figure(
             f"{section.id}-{run}-failures.jpg",
-            lambda results=results, wrong=wrong: drawn.gallery_jpg(results, wrong),
+            functools.partial(drawn.gallery_jpg, results, wrong),
             ctx.evaluation(run, "last")["identity"],
             wrong,
         )
         if path is None:
             content.text.append(f"{ctx.label(run)}: the last model gets every test image right: no failure to show.")
             continue
-        shown = f" (the {len(wrong)} most confident)" if len(wrong) < total else ""
-        content.figures.append(
-            (
-                f"{ctx.label(run)}, last.pth: the {total} misclassified test images{shown}, true and predicted label",
-                path,
-            )
-        )
+        caption = drawn.failures_shown(results, wrong)
+        content.figures.append((f"{ctx.label(run)}, last.pth: {caption} (true and predicted label)", path))
         pairs: dict[str, int] = {}
         for i in np.flatnonzero(results.predicted_labels != results.true_labels):
             key = f"{results.classes[results.true_labels[i]]} taken for {results.classes[results.predicted_labels[i]]}"
@@ -211,7 +235,12 @@ def failures(ctx: Context, section: Section, runs: list[str]) -> Content:
 @builder("curves")
 def curves_section(ctx: Context, section: Section, runs: list[str]) -> Content:
     """Q5: loss and accuracy per epoch, the best epoch marked."""
-    content = Content(commands=[f"{shown_path(ctx.run(r).folder / 'convergence_plot.png')}" for r in runs])
+    content = Content(
+        text=[
+            f"train.py draws the same curves after each epoch, in {shown_path(ctx.run(r).folder / config.PLOT_FILE)}."
+            for r in runs
+        ]
+    )
     for run in runs:
         ctx.once(f"curves:{run}")
         figure = curves(ctx, run)
@@ -279,7 +308,7 @@ def best_vs_last(ctx: Context, section: Section, runs: list[str], long: bool = F
         if figure is not None:
             content.figures.append(figure)
         elif earlier is not None:
-            content.text.append(pointer(earlier, f"the curves of {ctx.label(run)}"))
+            content.text.append(pointer(earlier, f"The curves of {ctx.label(run)}"))
         if ctx.once(f"setting:{run}") is None:
             content.observations.append(setting(ctx, run))
         content.observations += best_vs_last_observations(ctx, run, rows)
@@ -474,12 +503,12 @@ def internet(ctx: Context, section: Section, runs: list[str]) -> Content:
     """Every internet image through each run's best model, for its label and, where a box was drawn, its box."""
     from model.data.web import web_images
 
-    command = [
-        f"python predict.py --model {shown_path(ctx.run(r).checkpoint_path('best'))} web_images/images" for r in runs
-    ]
-    if not web_images(ctx.web):
-        return Content(commands=command, text=[NO_WEB_IMAGES])
-    content = Content(commands=command)
+    found = web_images(ctx.web)
+    content = Content(commands=[internet_command(ctx, section, r, len(found)) for r in runs])
+    if not found:
+        earlier = ctx.once("no-web-images")
+        content.text.append(NO_WEB_IMAGES if earlier is None else pointer(earlier, "No internet images yet"))
+        return content
     rows: list[dict[str, Any]] = []
     for run in runs:
         figures, results = ctx.internet(run)
@@ -494,15 +523,17 @@ def internet(ctx: Context, section: Section, runs: list[str]) -> Content:
                 **{f"accuracy_{k}": v for k, v in per_label(figures).items()},
             }
         )
-        order = list(range(len(results.paths)))
+        order = list(range(len(results.paths)))  # every image, in predict.py's order: its gallery is this one
         path = ctx.write_figure(
             f"{section.id}-{run}-gallery.jpg",
-            lambda results=results, order=order: drawn.gallery_jpg(results, order),
+            functools.partial(drawn.gallery_jpg, results, order),
             ctx.evaluation(run)["identity"],
             [str(p) for p in results.paths],
         )
         if path is not None:
-            content.figures.append((f"{ctx.label(run)} on every internet image (red caption: a failure)", path))
+            content.figures.append(
+                (f"{ctx.label(run)} on every internet image, as its command draws them (red caption: a failure)", path)
+            )
     content.tables.append(
         (
             "Internet images (web_images/images/; boxes scored only where web_images/annotations.csv gives one)",
@@ -511,6 +542,16 @@ def internet(ctx: Context, section: Section, runs: list[str]) -> Content:
     )
     content.observations.append(internet_observation(rows))
     return content
+
+
+def internet_command(ctx: Context, section: Section, run: str, images: int) -> str:
+    """predict.py on every internet image, writing the gallery the section shows (every image, in its order)."""
+    web = ctx.plan.output_dir / "web" / section.id
+    most = f" --gallery-max {images}" if images > DEFAULT_GALLERY_MAX else ""
+    return (
+        f"python predict.py --model {shown_path(ctx.run(run).checkpoint_path('best'))} --save {shown_path(web / run)} "
+        f"--gallery {shown_path(web / f'{run}.jpg')}{most} {shown_path(ctx.web / 'images')}"
+    )
 
 
 NO_WEB_IMAGES = (
@@ -522,18 +563,17 @@ NO_WEB_IMAGES = (
 
 
 def internet_observation(rows: list[dict[str, Any]]) -> str:
-    """Who gets how many right, in words that fit the numbers (a tie is said as one)."""
+    """Who gets how many right, in words that fit the numbers (networks that tie are named together)."""
     images = rows[0]["images"]
     scores = {r["run"]: int(r["right"]) for r in rows}
     if len(set(scores.values())) == 1:
         who = "The network" if len(rows) == 1 else f"All {len(rows)} networks"
         right = next(iter(scores.values()))
         return f"{who} get{'s' if len(rows) == 1 else ''} {right} of the {images} internet images right."
-    best = max(scores.values())
-    worst = min(scores.values())
+    best, worst = max(scores.values()), min(scores.values())
     leaders = [name for name, s in scores.items() if s == best]
     trailing = [name for name, s in scores.items() if s == worst]
     return (
-        f"{' and '.join(leaders)} get{'s' if len(leaders) == 1 else ''} the most internet images right ({best} of "
-        f"{images}); {' and '.join(trailing)} the fewest ({worst})."
+        f"{names(leaders)} get{'s' if len(leaders) == 1 else ''} the most internet images right ({best} of "
+        f"{images}{', a tie' if len(leaders) > 1 else ''}); {names(trailing)} the fewest ({worst})."
     )

@@ -16,12 +16,22 @@ import pandas as pd
 
 from model.core.runtime import usable_cpus
 from model.evaluation.metrics import IOU_THRESHOLDS, accuracy_by_iou, average_precision
-from model.practical.context import Content, Context, num
+from model.practical.context import Content, Context, num, overall
 from model.practical.plan import Section
-from model.practical.sections.common import builder, checkpoint_row, commands, curves, frame, pointer, setting
+from model.practical.sections.common import (
+    builder,
+    checkpoint_row,
+    commands,
+    curves,
+    frame,
+    leaders,
+    pointer,
+    setting,
+    whose,
+)
 from model.practical.sections.part1 import validation_path
 from model.reporting.architecture import architecture_frame
-from model.reporting.comparison import Figure, comparison_figures, model_galleries
+from model.reporting.comparison import FAILURES, Figure, comparison_figures, model_galleries
 from model.reporting.error_analysis import error_analysis
 from model.reporting.model_report import ModelReport, comparison_frame
 from model.runs.run import training_figures
@@ -134,14 +144,14 @@ def add_galleries(ctx: Context, section: Section, content: Content, reports: lis
     prefix = f"{section.id}-"
     for report in reports:
         galleries = model_galleries(report, prefix)
-        if not galleries:
-            content.text.append(f"{report.name}: every test image has the right label: no failure to show.")
+        if not any(g.name.startswith(f"{prefix}{FAILURES}") for g in galleries):
+            content.text.append(f"{report.name}: every test image has the right label: no misclassified image to show.")
         for figure in galleries:
             earlier = ctx.once(f"gallery:{figure.name.removeprefix(prefix)}")
             if earlier is None:
                 add_figure(ctx, content, figure)
             else:
-                content.text.append(pointer(earlier, f"{report.name}'s gallery"))
+                content.text.append(pointer(earlier, f"The gallery of {report.name}"))
 
 
 def detection_view(ctx: Context, content: Content, reports: list[ModelReport]) -> None:
@@ -163,13 +173,26 @@ def detection_view(ctx: Context, content: Content, reports: list[ModelReport]) -
             pd.DataFrame(rows),
         )
     )
-    best = max(rows, key=lambda r: -1 if r["mAP@[.5:.95]"] is None else r["mAP@[.5:.95]"])
-    strict = max(rows, key=lambda r: r["acc@0.75"])
-    content.observations.append(
-        f"The best mAP@[.5:.95] is {best['model']}'s, {num(best['mAP@[.5:.95]'])} (AP50 {num(best['AP50'])}, AP75 "
-        f"{num(best['AP75'])}); at IoU 0.75 the best detection accuracy is {strict['model']}'s, "
-        f"{num(strict['acc@0.75'])}."
-    )
+    content.observations += detection_observations(rows)
+
+
+def detection_observations(rows: list[dict[str, Any]]) -> list[str]:
+    """The best mAP and the best detection accuracy at IoU 0.75, every network that ties named."""
+    by_map = {r["model"]: math.nan if r["mAP@[.5:.95]"] is None else r["mAP@[.5:.95]"] for r in rows}
+    tied, value = leaders(by_map)
+    if not tied:
+        return []
+    first = next(r for r in rows if r["model"] == tied[0])
+    lines = [
+        f"The best mAP@[.5:.95] is {num(value)}, {whose(tied)}"
+        + (f" (AP50 {num(first['AP50'])}, AP75 {num(first['AP75'])})." if len(tied) == 1 else ".")
+    ]
+    strict, value = leaders({r["model"]: r["acc@0.75"] for r in rows})
+    if value == 0:
+        lines.append("At IoU 0.75 no network gets a single test image right (right label and a box that close).")
+    elif strict:
+        lines.append(f"At IoU 0.75 the best detection accuracy is {num(value)}, {whose(strict)}.")
+    return lines
 
 
 def loss_observations(reports: list[ModelReport]) -> list[str]:
@@ -242,19 +265,13 @@ def cpu_share(report: ModelReport) -> float:
 
 
 def score_observations(reports: list[ModelReport]) -> list[str]:
-    lines = []
-    best = max(reports, key=lambda r: test_figures(r)["accuracy"])
+    """The best test accuracy and the best boxes, every network that ties named."""
     sizes = sorted({r.image_size for r in reports if r.image_size is not None})
     seen = " and ".join(f"{size} px" for size in sizes)
     differ = f" (not like for like: the runs see {seen} images)" if len(sizes) > 1 else ""
-    tied = [r.name for r in reports if test_figures(r)["accuracy"] == test_figures(best)["accuracy"]]
-    who = f"{' and '.join(tied)}'s" if len(tied) > 1 else f"{best.name}'s"
-    lines.append(f"The best test accuracy is {who}, {num(test_figures(best)['accuracy'])}{differ}.")
-    if "mean_iou" in test_figures(best):
-        boxes = max(reports, key=lambda r: test_figures(r).get("mean_iou", -1))
-        lines.append(f"The best boxes are {boxes.name}'s: mean IoU {num(test_figures(boxes)['mean_iou'])}.")
+    tied, value = leaders({r.name: overall(r.test or {}) for r in reports})
+    lines = [f"The best test accuracy is {num(value)}, {whose(tied)}{differ}."] if tied else []
+    boxes, iou = leaders({r.name: overall(r.test or {}, "mean_iou") for r in reports})
+    if boxes:
+        lines.append(f"The best mean IoU is {num(iou)}, {whose(boxes)}.")
     return lines
-
-
-def test_figures(report: ModelReport) -> dict[str, Any]:
-    return (report.test or {}).get("overall", {})

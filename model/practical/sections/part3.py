@@ -19,16 +19,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from model import config
 from model.data.annotations import Problems, image_path, read_rows
 from model.data.images import box_to_unit, image_size
 from model.experiment.loss import loss_for
 from model.practical.context import Content, Context, num, overall
 from model.practical.plan import Section, shown_path
-from model.practical.sections.common import builder, commands, frame
+from model.practical.sections.common import builder, commands, frame, leaders, names, pointer
 from model.practical.sections.part2 import add_figure, network_reports
 from model.reporting import figures as drawn
 from model.reporting.architecture import architecture_frame
-from model.reporting.comparison import model_galleries
+from model.reporting.comparison import BOXES, model_galleries
 
 NORMALISATION_EXAMPLES = 3  # training rows shown with their box in pixels and in [0, 1]
 
@@ -137,25 +138,41 @@ def loss_weights(ctx: Context, section: Section, runs: list[str]) -> Content:
                 "test_iou_at_0.5": overall(test, "iou_at_threshold"),
             }
         )
+    reference = next((r for r in runs if ctx.options(r).box_weight == config.BOX_WEIGHT), runs[0])
+    ctx.once(f"loss:{reference}")
     content.text.append(
-        f"The loss of {runs[0]} (model/experiment/loss.py): {loss_for(ctx.options(runs[0])).describe()}."
+        f"The loss of {reference} (model/experiment/loss.py, `DetectionLoss`): "
+        f"{loss_for(ctx.options(reference)).describe()}. The other runs change only the two weights."
     )
     content.tables.append(("The weights of the class and box terms", pd.DataFrame(rows)))
-    best = max(rows, key=lambda r: -1 if math.isnan(r["test_mean_iou"]) else r["test_mean_iou"])
-    accurate = max(rows, key=lambda r: r["test_accuracy"])
-    content.observations += [
-        f"The best boxes come with label weight {best['label_weight']:g} and box weight {best['box_weight']:g} "
-        f"({best['run']}): mean IoU {num(best['test_mean_iou'])}, test accuracy {num(best['test_accuracy'])}.",
-        f"The best test accuracy comes with box weight {accurate['box_weight']:g} ({accurate['run']}: "
-        f"{num(accurate['test_accuracy'])}).",
-    ]
+    content.observations += weight_observations(rows)
     return content
+
+
+def weight_observations(rows: list[dict[str, Any]]) -> list[str]:
+    """The weights that give the best boxes and the best test accuracy, every run that ties named."""
+    by_run = {r["run"]: r for r in rows}
+    lines = []
+    for key, what in (("test_mean_iou", "mean IoU"), ("test_accuracy", "test accuracy")):
+        tied, value = leaders({r["run"]: r[key] for r in rows})
+        if tied:
+            weights = names([f"box weight {by_run[r]['box_weight']:g} ({r})" for r in tied])
+            lines.append(f"The best {what}, {num(value)}, comes with {weights}.")
+    return lines
 
 
 @builder("box-losses")
 def box_losses(ctx: Context, section: Section, runs: list[str]) -> Content:
     """Q5: the class and box losses per epoch, training sample and validation, as train.py records them."""
     content = Content(commands=commands(ctx, runs, evaluate=False))
+    for run in runs:
+        earlier = ctx.once(f"loss:{run}")
+        described = f"The loss of {run} as the code computes it, box term included"
+        content.text.append(
+            pointer(earlier, described)
+            if earlier is not None
+            else f"{described} (model/experiment/loss.py): {loss_for(ctx.options(run)).describe()}."
+        )
     histories = [(ctx.label(r), ctx.history(r)) for r in runs]
     path = ctx.write_figure(
         f"{section.id}-losses.png",
@@ -186,7 +203,7 @@ def boxes(ctx: Context, section: Section, runs: list[str]) -> Content:
     )
     prefix = f"{section.id}-"
     for report in network_reports(ctx, runs):
-        galleries = [g for g in model_galleries(report, prefix) if g.name.startswith(f"{prefix}boxes_")]
+        galleries = [g for g in model_galleries(report, prefix) if g.name.startswith(f"{prefix}{BOXES}")]
         if not galleries:
             content.text.append(f"{report.name}: no test image has the right label and a box: no box to show.")
         for figure in galleries:

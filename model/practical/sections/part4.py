@@ -49,11 +49,10 @@ def classic(ctx: Context, section: Section, runs: list[str]) -> Content:
     content.observations += classic_observations(networks, classics)
     shown = [earlier for r in networks if (earlier := ctx.once(f"error-analysis:{r.key}")) is not None]
     if len(shown) == len(networks):  # written already, in the comparison of these networks: not copied
-        content.text.append(pointer(shown[0], "the networks' error analysis"))
+        content.text.append(pointer(shown[0], "The networks' error analysis"))
         content.text.append(error_analysis_text(classics))
     else:
         content.text.append(error_analysis_text(reports))
-    content.prompt = "what the numbers show, why, and what you would try next"
     return content
 
 

@@ -1,5 +1,6 @@
-"""eval.py's work: a checkpoint scored on its own splits (or on other rows), the course template's printout,
-box, confusion and failure tables, and the files of each set written together beside the run (or in --out).
+"""eval.py's work: a checkpoint scored on its own splits (or on other rows) by model/evaluation, printed as the course
+template prints it (here, with the box, confusion and failure tables: what people read), and the files of each set
+written together beside the run (or in --out).
 
     python eval.py output/best.pth     ->  evaluate(EvalSettings(Path("output/best.pth")))
 """
