@@ -33,11 +33,11 @@ from model.core.runtime import keep_freed_memory, place_model
 from model.data import demo
 from model.data.annotations import Problems, class_names, read_annotations, split_rows
 from model.dataset import DetectionDataset
-from model.network import build_model
 from model.engine.batches import DeviceBatches
 from model.engine.steps import network_batch
 from model.experiment.loss import DetectionLoss
 from model.experiment.schedule import make_optimizer
+from model.network import build_model
 
 BEGIN, END = "<!-- profile: python -m benchmarks.profile_epoch -->", "<!-- end of profile -->"
 PHASES = ("batch (gather, normalise, layout)", "forward", "loss", "backward", "optimizer step")

@@ -19,12 +19,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from model import config
+from model.core.files import is_dataset
 from model.core.precision import Precision, resolve_precision
 from model.core.runtime import (
     DEVICES,
@@ -46,14 +48,16 @@ from model.data.annotations import (
     read_rows,
     split_rows,
 )
-from model.data.images import network_input, read_image_rgb
-from model.dataset import DetectionDataset, is_dataset
-from model.network import MODEL_NAMES, Detector, build_model, model_options
 from model.data.augment import POLICIES, Augmenter
+from model.data.images import network_input, read_image_rgb
+from model.dataset import DetectionDataset
+from model.detector import Detector
 from model.engine.batches import DeviceBatches, place_splits
 from model.engine.steps import evaluate, network_batch, train_one_epoch, train_step
 from model.experiment.loss import DetectionLoss
+from model.experiment.options import TrainOptions
 from model.experiment.schedule import make_optimizer
+from model.network import build_model, model_names, takes_option
 
 BEGIN, END = "<!-- benchmark: python -m benchmarks.speed -->", "<!-- end of benchmark -->"
 COURSE_SPLITS = Path(__file__).resolve().parent.parent / "tests" / "data" / "course-splits"
@@ -122,13 +126,18 @@ class Setting:
     resident: bool | None = None  # None: as training decides (resident when the splits fit); False: streamed
 
 
+def bench_options(name: str) -> dict:
+    """The constructor options of network ``name`` from scratch, every layer trained (a frozen or pretrained
+    backbone would time something else)."""
+    scratch: dict[str, Any] = {"pretrained": False, "freeze": False} if takes_option(name, "pretrained") else {}
+    return TrainOptions(model=name, **scratch).network_options
+
+
 def run_setting(s: Setting, repeats: int) -> dict[str, float]:
     """Every figure of one model in one precision."""
     torch.manual_seed(0)
     # every network from scratch and fully trained: a frozen or pretrained backbone would time something else
-    model: Detector = place_model(
-        build_model(s.name, 3, **model_options(s.name, pretrained=False, freeze=False)), s.device
-    )
+    model: Detector = place_model(build_model(s.name, 3, **bench_options(s.name)), s.device)
     optimizer = make_optimizer("adam", list(model.parameters()), 1e-4, 0.0, s.device)
     scaler = s.precision.grad_scaler()
     loss_fn = DetectionLoss()
@@ -300,7 +309,7 @@ def machine(device: torch.device) -> str:
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--models", default=",".join(MODEL_NAMES), help="Comma-separated models.")
+@click.option("--models", default=",".join(model_names()), help="Comma-separated models.")
 @click.option("--device", default="auto", type=click.Choice(DEVICES))
 @click.option("--precisions", default="fp32,auto", help="Comma-separated --precision values to measure.")
 @click.option(

@@ -1,6 +1,6 @@
 """One split of the dataset as the tensors the networks eat (where the dataset is: model/data/location.py).
 
-images  (N, 3, S, S) uint8 RGB, decoded once (model/cache.py) and normalised on the device
+images  (N, 3, S, S) uint8 RGB, decoded once (model/data/cache.py) and normalised on the device
 labels  (N,) int64, index into the sorted class names
 boxes   (N, 4) float32, xyxy divided by the ORIGINAL image width and height, in [0, 1]
 """

@@ -22,7 +22,9 @@ class Detector(nn.Module):
     frozen ResNet in train mode would otherwise still update them).
     """
 
-    def __init__(self, features: nn.Module, classifier: nn.Module, box_regressor: nn.Module | None, frozen: bool):
+    def __init__(
+        self, features: nn.Module, classifier: nn.Sequential, box_regressor: nn.Sequential | None, frozen: bool
+    ):
         super().__init__()
         self.features = features  # (B, 3, S, S) -> (B, F)
         self.classifier = classifier  # (B, F) -> (B, C)

@@ -20,6 +20,7 @@ are first built, not when this module is read: the command lines list the networ
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -62,12 +63,12 @@ class Network:
     def __init__(self, load_weights: bool = True):
         self.load_weights = load_weights  # False: a checkpoint's weights replace any pretrained ones
 
-    def features(self, **options: Any) -> nn.Module:
-        """The layers both heads read: (B, 3, S, S) -> (B, F)."""
-        raise NotImplementedError
+    # The layers both heads read, (B, 3, S, S) -> (B, F): a method of each network, whose keyword arguments (with
+    # their defaults) are the options the network takes.
+    features: Callable[..., nn.Module]
 
     def freezes(self, **options: Any) -> bool:
-        """Whether the features stay fixed during training (weights and BatchNorm statistics)."""
+        """Whether the features stay fixed during training (weights and BatchNorm statistics), given its options."""
         return False
 
     @classmethod
@@ -166,8 +167,9 @@ class ResnetDetector(Network):
             load_imagenet_weights(backbone, weights)
         return nn.Sequential(*list(backbone.children())[:-1], nn.Flatten())  # without its fc layer
 
-    def freezes(self, pretrained: bool = True, freeze: bool | None = None, weights: Path | None = None) -> bool:
-        return pretrained if freeze is None else freeze
+    def freezes(self, **options: Any) -> bool:
+        pretrained, freeze = options.get("pretrained", True), options.get("freeze")
+        return bool(pretrained if freeze is None else freeze)
 
 
 # ----------------------------------------------------------------------------------------------

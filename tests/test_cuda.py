@@ -11,8 +11,8 @@ import torch
 
 from model.data.annotations import Problems, class_names, read_annotations
 from model.dataset import DetectionDataset
-from model.runs.run import CLOCK_COLUMNS
 from model.engine.batches import DeviceBatches
+from model.runs.run import CLOCK_COLUMNS
 
 from conftest import run_script, stored
 
@@ -123,11 +123,11 @@ def test_no_host_sync_per_batch(demo_dataset, augment):
     GPU (torch.cuda.set_sync_debug_mode raises at the first synchronising call)."""
     from model.core.precision import resolve_precision
     from model.core.runtime import place_model
-    from model.network import build_model
     from model.data.augment import build_augmenter
     from model.engine.steps import _Totals, network_batch, train_step
     from model.experiment.loss import DetectionLoss
     from model.experiment.schedule import make_optimizer
+    from model.network import build_model
 
     rows = read_annotations(demo_dataset, Problems(skip=False))
     data = DetectionDataset(demo_dataset, rows, class_names(rows), 64, Problems(skip=False))

@@ -29,7 +29,6 @@ from model.data.images import box_to_pixels, normalize
 from model.data.location import find_dataset, locate_dataset
 from model.dataset import DetectionDataset
 from model.engine.batches import DeviceBatches
-from model.experiment.options import TrainOptions
 
 from conftest import DATA
 

@@ -37,6 +37,7 @@ def model_options(name: str, **values: Any) -> dict[str, Any]:
 def resnet(**options: Any):
     return build_model("resnet", 3, **options)
 
+
 OPTION_SETS: list[dict[str, Any]] = [
     {},
     {"box_head": False},

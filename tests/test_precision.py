@@ -12,9 +12,9 @@ import torch
 from model.core.precision import PrecisionError, cpu_has_native_bf16, resolve_precision
 from model.data.annotations import Problems, class_names, read_annotations
 from model.dataset import DetectionDataset
+from model.engine.batches import DeviceBatches, place_splits
 from model.runs.checkpoint import Checkpoint
 from model.runs.run import CLOCK_COLUMNS
-from model.engine.batches import DeviceBatches, place_splits
 
 from conftest import stored
 

@@ -18,10 +18,10 @@ import torch
 
 from model.core.files import is_temporary
 from model.data.annotations import Problems, read_rows
+from model.experiment.schedule import LearningRate
 from model.network import model_names
 from model.runs.checkpoint import Checkpoint
 from model.runs.run import CLOCK_COLUMNS, HISTORY_COLUMNS, improves
-from model.experiment.schedule import LearningRate
 
 from conftest import ROOT, cpu_only, interrupt_training
 

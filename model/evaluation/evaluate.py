@@ -340,13 +340,13 @@ def ensure_classic_evaluation(run: Run, workers: int, echo=print) -> dict[str, t
         echo(f"Fitting the classic baselines on {train.source} (scored on {test.source})")
         baselines = run_baselines(test.root, train.rows, test.rows, checkpoint.classes, loss_for(checkpoint.options))
         files: dict[str, bytes] = {}
-        entries = {}
+        entries: dict[str, dict[str, Any]] = {}
         for name, baseline in baselines.items():
             figures = {**baseline.losses, **summarize(baseline.results)}
             entries[name] = {"figures": to_json_ready(figures), "chosen": baseline.chosen}
             frame = per_image_frame({"test": baseline.results}, 0.5)
             files[f"{EVALUATIONS}/classic-{name}.test.images.csv"] = frame.to_csv(index=False).encode()
-        document = {
+        document: dict[str, Any] = {
             "format": EVALUATION_FORMAT,
             "identity": identity,
             "classes": checkpoint.classes,
@@ -358,7 +358,9 @@ def ensure_classic_evaluation(run: Run, workers: int, echo=print) -> dict[str, t
                 change.write_bytes(name, data)
         stored = document
     return {
-        name: (entry["figures"] | {"chosen": entry["chosen"]},
-               read_per_image(run.folder / EVALUATIONS / f"classic-{name}.test.images.csv", checkpoint.classes))
+        name: (
+            entry["figures"] | {"chosen": entry["chosen"]},
+            read_per_image(run.folder / EVALUATIONS / f"classic-{name}.test.images.csv", checkpoint.classes),
+        )
         for name, entry in stored["baselines"].items()
-    }  # fmt: skip
+    }

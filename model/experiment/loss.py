@@ -111,10 +111,17 @@ class LossOptions(Protocol):
     """What the loss reads of a run's options (TrainOptions: model/experiment/options.py, which reads the loss's
     names from here)."""
 
-    box_head: bool
-    label_weight: float
-    box_weight: float | None
-    box_loss: str | None
+    @property
+    def box_head(self) -> bool: ...
+
+    @property
+    def label_weight(self) -> float: ...
+
+    @property
+    def box_weight(self) -> float | None: ...
+
+    @property
+    def box_loss(self) -> str | None: ...
 
 
 def loss_for(options: LossOptions, missing_boxes: bool = False) -> DetectionLoss:

@@ -75,7 +75,7 @@ def _shown(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
-def option(default: Any, help: str, **spec: Any) -> Any:
+def option(default: Any, help: str | Callable[[], str], **spec: Any) -> Any:
     """A TrainOptions field with its Spec."""
     return field(default=default, metadata={"spec": Spec(help, **spec)})
 

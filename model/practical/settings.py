@@ -20,8 +20,13 @@ from model.network import NETWORKS
 
 COURSE_RESOURCES = "--gres=shard:1 --cpus-per-task=8 --mem=12G"  # the course's srun options
 PLAN_FILE = config.PROJECT_ROOT / "practical.toml"
-SHOWN = {"runs": "RUNS", "csv_files": "--csv", "train_models": "--train", "with_robustness": "--robustness",
-         "plan_file": "--plan"}  # fmt: skip
+SHOWN = {
+    "runs": "RUNS",
+    "csv_files": "--csv",
+    "train_models": "--train",
+    "with_robustness": "--robustness",
+    "plan_file": "--plan",
+}
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ class RunRecord:
     """What every checkpoint of a run records besides its weights: enough to rebuild and use the model."""
 
     model_name: str
-    model_options: dict[str, Any]  # constructor options (model/network.py, model_options)
+    model_options: dict[str, Any]  # constructor options (TrainOptions.network_options; model/network.py)
     classes: list[str]  # sorted labels; index = class index
     image_size: int
     options: dict[str, Any]  # the run's TrainOptions as plain values (config.json)

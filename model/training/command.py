@@ -37,6 +37,7 @@ def declaration(name: str) -> Callable[[Any], Any]:
     if kind == "bool" and spec.switch is None:
         return click.option(flag(name), is_flag=True, default=default, help=text)
     if kind == "bool":
+        assert spec.switch is not None
         return click.option(spec.switch, default=default, help=text, **shown)
     if spec.choices is not None:
         kinds: Any = click.Choice(spec.choices())

@@ -137,7 +137,7 @@ def build(
     and the run record every checkpoint carries."""
     torch.manual_seed(options.seed)
     constructor = options.network_options
-    weights = {"weights": options.weights} if options.weights is not None else {}
+    weights: dict[str, Any] = {"weights": options.weights} if options.weights is not None else {}
     model = build_model(options.model, len(data.classes), load_weights=resume is None, **constructor, **weights)
     model = place_model(model, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
