@@ -13,6 +13,8 @@ from model.core.files import is_dataset
 from model.data import demo
 from model.data.annotations import DataError
 
+TINY_DEMO_IMAGES = 60  # the demo set with $CVPR_TINY=1
+
 
 def find_dataset(explicit: Path | None) -> Path | None:
     """The dataset root: --dataset, $CVPR_DATASET, the course cluster's folder, ./dataset; None when none of
@@ -41,6 +43,8 @@ def locate_dataset(
     found = find_dataset(explicit)
     if found is not None:
         return found
+    if env.tiny():  # the docs' commands at the smallest scale: a demo set of their own, small
+        demo_root, demo_images = demo_root.with_name(f"{demo_root.name}-tiny"), TINY_DEMO_IMAGES
     if demo.ensure(demo_root, demo_images, config.DEMO_SEED):
         echo(
             f"No course dataset found (--dataset, ${env.DATASET}, {config.COURSE_DATASET}, ./{config.LOCAL_DATASET}): "

@@ -284,7 +284,8 @@ def begin(
     reporter.line(
         f"Training {record.model_name} ({facts['parameters']:,} parameters, "
         f"{facts['trainable_parameters']:,} trainable) on {facts['device']} for {options['epochs']} "
-        f"epochs, batch {options['batch_size']}, lr {options['lr']:g}; writing to {writer.folder}"
+        f"epoch{'s' if options['epochs'] != 1 else ''}, batch {options['batch_size']}, lr {options['lr']:g}; writing "
+        f"to {writer.folder}"
     )
 
 
