@@ -71,6 +71,7 @@ class Context:
     drawn: list[str] = field(default_factory=list)  # the figures drawn (again) for this report
     kept: list[str] = field(default_factory=list)  # those taken as they were: drawn from the same inputs before
     _evaluations: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    _options: dict[str, TrainOptions] = field(default_factory=dict)
 
     def run(self, name: str) -> Run:
         return self.plan.run(name)
@@ -83,8 +84,11 @@ class Context:
         return self.run(name).history()
 
     def options(self, name: str) -> TrainOptions:
-        """What the run trained with (from its checkpoint: from scratch where the plan had to)."""
-        return self.run(name).options()
+        """What the run trained with (from its checkpoint: from scratch where the plan had to), read once: every
+        section asks, and each reading loads the checkpoint."""
+        if name not in self._options:
+            self._options[name] = self.run(name).options()
+        return self._options[name]
 
     def planned(self, name: str) -> PlannedRun:
         return self.plan.runs[name]

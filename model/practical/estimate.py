@@ -23,15 +23,19 @@ from model.network import build_model, count_parameters
 from model.practical.plan import Plan, PlanError, Status
 
 
+def parameters(options: TrainOptions) -> int:
+    """The number of parameters of the run's network (for three classes)."""
+    total, _ = count_parameters(build_model(options.model, 3, load_weights=False, **options.network_options))
+    return total
+
+
 def check_disk(plan: Plan, found: dict[str, Status], images: int) -> None:
     """Room for the checkpoints of the runs to train and for the decoded images, before anything starts."""
     needed = 0
     sizes = set()
     for name, run in plan.runs.items():
         if found[name].state in ("missing", "partial"):
-            model = build_model(run.options.model, 3, load_weights=False, **run.options.network_options)
-            parameters, _ = count_parameters(model)
-            needed += parameters * 4 * 5  # best.pth, last.pth and its optimizer's two moments, and a temporary
+            needed += parameters(run.options) * 4 * 5  # best.pth, last.pth with Adam's two moments, a temporary
             sizes.add(run.options.image_size)
     needed += sum(images * 3 * size * size for size in sizes)
     free = free_space(plan.output_dir) or 0
@@ -45,10 +49,13 @@ def check_disk(plan: Plan, found: dict[str, Status], images: int) -> None:
 # ----------------------------------------------------------------------------------------------
 # How long
 # ----------------------------------------------------------------------------------------------
+# Measured on the quick plan (2 CPU cores; README, "The whole practical"): what a run costs besides its passes.
 EVAL_SHARE = 1 / 3  # an evaluation pass costs about a third of a training step per image (no backward, no update)
-EPOCH_OVERHEAD = 0.15  # seconds an epoch spends around its passes: checkpoints, history, the progress line
-REPORT_PER_RUN = 1.5  # seconds the report spends on each run it reads (figures, tables), beside its evaluations
-REPORT_FIXED = 8.0  # seconds the report spends once (the PDF, the classic baselines on a small split)
+RUN_OVERHEAD = 1.6  # seconds a run spends besides its imports and epochs: the model built, split files, the plot
+EPOCH_OVERHEAD = 0.15  # seconds an epoch spends around its passes: history, the progress line
+SAVED_BYTES_PER_SECOND = 200e6  # best.pth and last.pth (weights and Adam's two moments: 16 bytes a parameter)
+REPORT_PER_RUN = 0.6  # seconds the report spends on each run it reads (figures, tables), beside its evaluations
+REPORT_FIXED = 6.0  # seconds the report spends once (the PDF, the classic baselines on a small split)
 
 
 def split_sizes(options: TrainOptions, rows: int) -> tuple[int, int, int]:
@@ -97,10 +104,11 @@ def estimate(
         step, source = per_image[key]
         train, val, _ = split_sizes(run.options, rows)
         evaluated = val + (min(train, val) if run.options.train_eval == "sample" else train)
-        epoch = train * step + evaluated * step * EVAL_SHARE + EPOCH_OVERHEAD
+        saved = 16 * parameters(run.options) / SAVED_BYTES_PER_SECOND
+        epoch = train * step + evaluated * step * EVAL_SHARE + EPOCH_OVERHEAD + saved
         first_decode = run.options.image_size not in decoded
         decoded.add(run.options.image_size)
-        fixed = costs.start + (rows * costs.decode if first_decode else 0.0)
+        fixed = costs.start + RUN_OVERHEAD + (rows * costs.decode if first_decode else 0.0)
         out[name] = Estimate((run.options.epochs - status.epoch) * epoch + fixed, source)
     out["report"] = Estimate(report_seconds(plan, rows, per_image), "model")
     return out
@@ -190,6 +198,8 @@ def probe(options: TrainOptions, device: torch.device, batches: int = 2) -> floa
 def format_duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s"
+    if seconds < 600:
+        return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
     minutes = seconds / 60
     return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
 

@@ -20,7 +20,7 @@ import re
 import shlex
 import sys
 import tomllib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,7 +270,7 @@ def shown_path(path: str | Path | None) -> str:
 
 
 def read_sections(
-    document: dict[str, Any], path: Path, runs: dict[str, PlannedRun], kinds: Collection[str] | None
+    document: dict[str, Any], path: Path, runs: dict[str, PlannedRun], kinds: Mapping[str, bool] | None
 ) -> list[Section]:
     sections: list[Section] = []
     for number, entry in enumerate(document.get("section", []), start=1):
@@ -284,6 +284,9 @@ def read_sections(
             )
         if kinds is not None and section.kind not in kinds:
             raise PlanError(f"{path}: section {section.id}: kind {section.kind!r} is none of {', '.join(kinds)}")
+        if kinds is not None and kinds[section.kind] != bool(section.runs):
+            needs = "names the runs it reads" if kinds[section.kind] else "reads no run (remove its runs)"
+            raise PlanError(f"{path}: section {section.id}: a {section.kind} section {needs}")
         missing = [run for run in section.runs if run not in runs]
         if missing:
             raise PlanError(f"{path}: section {section.id} names run(s) {', '.join(missing)} that the plan lacks")
@@ -303,12 +306,12 @@ def load_plan(
     quick: bool,
     only: str | None,
     for_report: bool = False,
-    kinds: Collection[str] | None = None,
+    kinds: Mapping[str, bool] | None = None,
 ) -> Plan:
     """The plan of ``path``, each run's options parsed (and so checked) as train.py parses them, restricted
     to the sections ``only`` names (ids or their prefixes, e.g. "P3"); optional sections only when named.
     ``for_report``: every section, and the optional ones named or already started. ``kinds``: the section
-    kinds the report has a builder for (model/practical/sections)."""
+    kinds the report has a builder for, and whether their sections read runs (model/practical/sections)."""
     document = read_document(path)
     runs, notes = read_runs(document, path, quick)
     sections = read_sections(document, path, runs, kinds)

@@ -46,11 +46,12 @@ from model.training.data import TrainingError, plan_rows
 MAX_JOBS_ON_A_GPU = 4  # runs at once on one GPU with --jobs auto (a small network leaves a GPU mostly idle)
 
 
-def section_kinds() -> list[str]:
-    """The section kinds the report has a builder for (imported here: the plan is read without them)."""
-    from model.practical.sections import BUILDERS
+def section_kinds() -> dict[str, bool]:
+    """The section kinds the report has a builder for, and whether their sections read runs (imported here: the
+    plan is read without them)."""
+    from model.practical.sections import READS_RUNS
 
-    return list(BUILDERS)
+    return dict(READS_RUNS)
 
 
 @contextmanager
@@ -334,7 +335,7 @@ def run_practical(settings: PracticalSettings, echo: Callable[[str], None], prin
 
 
 def write_plan_report(
-    settings: PracticalSettings, echo: Callable[[str], None], dataset: Path, kinds: list[str]
+    settings: PracticalSettings, echo: Callable[[str], None], dataset: Path, kinds: dict[str, bool]
 ) -> Path:
     """The report of the whole plan (--only chose what trained), the runs without ImageNet weights said."""
     from model.core.runtime import select_device

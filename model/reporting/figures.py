@@ -30,6 +30,7 @@ SplitHistory = tuple[str, list[dict[str, float]]]  # (model name, history rows)
 
 WIDTH = 8.0  # inches: at 120 dpi, placed no larger than 150 dpi allows, a figure prints at 0.8 of its size (text ~8 pt)
 PANEL_HEIGHT = 3.2  # inches per row of panels
+BOX_EXAMPLES = 3  # the best and the lowest boxes shown: a gallery row each
 
 
 def has_boxes(history: Sequence[dict[str, float]]) -> bool:
@@ -224,8 +225,9 @@ def rows_gallery_jpg(root: Path, rows: Sequence[Annotation]) -> bytes | None:
     return encode_image(gallery(tiles), ".jpg") if tiles else None
 
 
-def label_failures(results: ImageResults, limit: int = 12) -> list[int]:
-    """The misclassified images, most confident first (Part 1 Q4)."""
+def label_failures(results: ImageResults, limit: int = 9) -> list[int]:
+    """The misclassified images, most confident first (Part 1 Q4); at most ``limit``, three rows of a gallery: more
+    would shrink it, a page high, past reading its captions."""
     wrong = np.flatnonzero(results.predicted_labels != results.true_labels)
     return [int(i) for i in wrong[np.argsort(-results.confidence[wrong], kind="stable")][:limit]]
 
@@ -238,7 +240,7 @@ def failures_shown(results: ImageResults, shown: Sequence[int]) -> str:
     return f"the {total} misclassified test image{'s' if total > 1 else ''}, most confident first"
 
 
-def box_examples(results: ImageResults, each: int = 4) -> tuple[list[int], list[int]]:
+def box_examples(results: ImageResults, each: int = BOX_EXAMPLES) -> tuple[list[int], list[int]]:
     """Among the images of right label with a known box, the ``each`` of the best IoU and the ``each`` of the
     lowest IoU (Part 3 Q6), as (best first, lowest first); ([], []) without boxes. With fewer than twice
     ``each`` such images, the lowest are those the best did not take."""

@@ -20,6 +20,7 @@ TRUE = (230, 160, 0)  # blue
 FAILURE = (40, 40, 220)  # red caption background
 SUCCESS = (60, 160, 60)  # green caption background
 MIN_WIDTH = 480  # small images are enlarged so that captions stay readable
+CAPTION_SCALE = 1.0  # OpenCV's font scale of a caption on an image MIN_WIDTH wide: readable in a report's gallery
 
 
 def encode_image(image_bgr: np.ndarray, extension: str = ".png") -> bytes:
@@ -62,11 +63,9 @@ def draw_prediction(
         if box is not None:
             x1, y1, x2, y2 = (round(v * scale) for v in box)
             cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
-    caption = f"predicted: {predicted} {confidence:.2f}"
-    if true is not None:
-        caption += f" | true: {true}"
-    if iou is not None:
-        caption += f" | IoU {iou:.2f}"
+    truth = [f"true: {true}"] if true is not None else []
+    truth += [f"IoU {iou:.2f}"] if iou is not None else []
+    caption = [f"predicted: {predicted} {confidence:.2f}", *([" | ".join(truth)] if truth else [])]
     band = _caption_band(canvas.shape[1], caption, FAILURE if failure else SUCCESS)
     if predicted_box is None and true_box is None:  # a classification-only network on an image without a box
         return np.vstack([band, canvas])
@@ -83,19 +82,27 @@ def draw_truth(image_bgr: np.ndarray, caption: str, box: Sequence[float]) -> np.
     return np.vstack([_caption_band(canvas.shape[1], caption, SUCCESS), canvas])
 
 
-def _caption_band(width: int, text: str, colour) -> np.ndarray:
-    font_scale = 0.55 * width / MIN_WIDTH
-    while cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0] > width - 12 and font_scale > 0.3:
+def _caption_band(width: int, lines: str | Sequence[str], colour) -> np.ndarray:
+    """The caption above an image: one line each, as large as the widest line allows (up to CAPTION_SCALE), so that
+    it stays readable in a gallery's cell at print size."""
+    lines = [lines] if isinstance(lines, str) else list(lines)
+    font_scale = CAPTION_SCALE * width / MIN_WIDTH
+    widest = lambda scale: max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for t in lines)  # noqa: E731
+    while widest(font_scale) > width - 12 and font_scale > 0.3:
         font_scale *= 0.9  # long captions shrink to fit
-    (_, text_h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-    band = np.full((text_h + 14, width, 3), colour, np.uint8)
-    cv2.putText(band, text, (6, text_h + 6), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
+    thickness = max(1, round(font_scale * 1.6))
+    (_, text_h), _ = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+    step = text_h + max(8, text_h // 2)
+    band = np.full((step * len(lines) + 6, width, 3), colour, np.uint8)
+    for k, text in enumerate(lines):
+        origin = (6, step * (k + 1) - 2)
+        cv2.putText(band, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
     return band
 
 
 def _legend(width: int, with_predicted: bool, with_true: bool) -> np.ndarray:
-    font_scale = 0.5 * width / MIN_WIDTH
-    band = np.full((int(26 * width / MIN_WIDTH), width, 3), 255, np.uint8)
+    font_scale = 0.75 * width / MIN_WIDTH  # as readable in a gallery's cell as the caption
+    band = np.full((int(34 * width / MIN_WIDTH), width, 3), 255, np.uint8)
     x = 6
     items = ([("predicted box", PREDICTED)] if with_predicted else []) + ([("true box", TRUE)] if with_true else [])
     for text, colour in items:
@@ -106,8 +113,9 @@ def _legend(width: int, with_predicted: bool, with_true: bool) -> np.ndarray:
     return band
 
 
-def gallery(images: Sequence[np.ndarray], cell_width: int = 320, columns: int = 4) -> np.ndarray:
-    """A grid of annotated images, each scaled to ``cell_width`` and padded to a common height."""
+def gallery(images: Sequence[np.ndarray], cell_width: int = 360, columns: int = 3) -> np.ndarray:
+    """A grid of annotated images, each scaled to ``cell_width`` and padded to a common height; three to a row,
+    so that their captions can be read where the grid is printed at a page's width."""
     if not images:
         raise ValueError("no image to put in the gallery")
     cells = [

@@ -2,6 +2,6 @@
 extras.py): each kind is one function registered with ``@builder`` (common.py), found here by name."""
 
 from model.practical.sections import extras, part1, part2, part3, part4  # noqa: F401 (each registers its kinds)
-from model.practical.sections.common import BUILDERS
+from model.practical.sections.common import BUILDERS, READS_RUNS
 
-__all__ = ["BUILDERS"]
+__all__ = ["BUILDERS", "READS_RUNS"]

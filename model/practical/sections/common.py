@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -23,15 +23,17 @@ from model.runs.run import training_figures
 Builder = Callable[[Context, Section, list[str]], Content]
 BuilderT = TypeVar("BuilderT", bound=Builder)
 BUILDERS: dict[str, Builder] = {}  # kind -> the function that builds a section of that kind
+READS_RUNS: dict[str, bool] = {}  # kind -> whether its sections read runs (a reading section reads none)
 
 
-def builder(kind: str) -> Callable[[BuilderT], BuilderT]:
-    """Register ``function`` as the builder of sections of ``kind``."""
+def builder(kind: str, runs: bool = True) -> Callable[[BuilderT], BuilderT]:
+    """Register ``function`` as the builder of sections of ``kind`` (``runs``: its sections name the runs they
+    read; False: they name none)."""
 
     def register(function: BuilderT) -> BuilderT:
         if kind in BUILDERS:
             raise ValueError(f"two builders of section kind {kind!r}")
-        BUILDERS[kind] = function
+        BUILDERS[kind], READS_RUNS[kind] = function, runs
         return function
 
     return register
@@ -86,9 +88,10 @@ def names(items: list[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def leaders(scores: dict[str, float]) -> tuple[list[str], float]:
-    """The names of the highest score (every one that ties for it, in order) and that score; NaN scores left out."""
-    finite = {name: value for name, value in scores.items() if not math.isnan(value)}
+def leaders(scores: Mapping[str, float | None]) -> tuple[list[str], float]:
+    """The names of the highest score (every one that ties for it, in order) and that score; missing and NaN scores
+    left out."""
+    finite = {name: value for name, value in scores.items() if value is not None and not math.isnan(value)}
     if not finite:
         return [], math.nan
     top = max(finite.values())
@@ -96,8 +99,8 @@ def leaders(scores: dict[str, float]) -> tuple[list[str], float]:
 
 
 def whose(tied: list[str]) -> str:
-    """ "p3-vgg's", or "shared by p3-vgg and p3-deeper" when several tie."""
-    return f"{tied[0]}'s" if len(tied) == 1 else f"shared by {names(tied)}"
+    """Who reached a score: "reached by p3-vgg", or "shared by p3-vgg and p3-deeper" when several tie."""
+    return f"reached by {tied[0]}" if len(tied) == 1 else f"shared by {names(tied)}"
 
 
 def anchor(title: str) -> str:

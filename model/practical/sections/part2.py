@@ -25,6 +25,7 @@ from model.practical.sections.common import (
     curves,
     frame,
     leaders,
+    names,
     pointer,
     setting,
     whose,
@@ -241,13 +242,13 @@ def timing_observations(reports: list[ModelReport]) -> list[str]:
             f"An epoch of {report.name} takes {mine:.1f} s, {mine / theirs:.1f} times {reference.name}'s {theirs:.1f} "
             f"s{shown}."
         )
-    for report in timed:
-        share = cpu_share(report)
-        if report.trained_on == "cpu" and share < CONTENDED:
-            lines.append(
-                f"{report.name}'s epochs ran under CPU contention: the process used {share:.0%} of the CPU time its "
-                f"threads could have, so its epoch time says more about the machine's load than about the network."
-            )
+    shares = {r.name: cpu_share(r) for r in timed if r.trained_on == "cpu"}
+    contended = [f"{name} ({share:.0%})" for name, share in shares.items() if share < CONTENDED]
+    if contended:  # one line for them all: the same caveat, said once
+        lines.append(
+            f"Epochs under CPU contention (the share of the CPU time its threads could have that the process used): "
+            f"{names(contended)}; there the epoch time says more about the machine's load than about the network."
+        )
     return lines
 
 

@@ -12,7 +12,7 @@ import math
 
 from model.practical.context import Content, Context, num
 from model.practical.plan import Section, shown_path
-from model.practical.sections.common import builder, commands, pointer
+from model.practical.sections.common import builder, commands, leaders, names, pointer
 from model.practical.sections.part2 import add_galleries, error_analysis_text, network_reports
 from model.reporting.comparison import classic_reports
 from model.reporting.model_report import ModelReport, comparison_frame
@@ -60,15 +60,13 @@ def classic_observations(networks: list[ModelReport], classics: list[ModelReport
     """The best network against the best classic approach, figure by figure, each with its winner."""
     lines = []
     for key, what in (("accuracy", "test accuracy"), ("mean_iou", "mean IoU")):  # higher is better for both
-        scored = [r for r in networks if not math.isnan(_test(r).get(key, math.nan))]
-        old = [r for r in classics if not math.isnan(_test(r).get(key, math.nan))]
-        if scored and old:
-            net, baseline = (max(group, key=lambda r: _test(r)[key]) for group in (scored, old))
-            a, b = _test(net)[key], _test(baseline)[key]
+        net, a = leaders({r.name: _test(r).get(key, math.nan) for r in networks})
+        baseline, b = leaders({r.name: _test(r).get(key, math.nan) for r in classics})
+        if net and baseline:
             winner = "the network" if a > b else "the classic approach" if b > a else "neither"
             lines.append(
-                f"Best {what}: network {net.name} {num(a)} against classic {baseline.name} {num(b)}; {winner} is ahead"
-                + (f" by {num(abs(a - b))}." if a != b else ".")
+                f"Best {what}: network {names(net)} {num(a)} against classic {names(baseline)} {num(b)}; {winner} is "
+                "ahead" + (f" by {num(abs(a - b))}." if a != b else ".")
             )
     losses = [(r, (r.test or {}).get("loss", math.nan)) for r in networks + classics]
     losses = [(r, value) for r, value in losses if not math.isnan(value)]
@@ -82,7 +80,7 @@ def _test(report: ModelReport) -> dict:
     return (report.test or {}).get("overall", {})
 
 
-@builder("reading")
+@builder("reading", runs=False)
 def reading(ctx: Context, section: Section, runs: list[str]) -> Content:
     """A question answered by reading: the section holds only the student's notes."""
     return Content(text=[READING], prompt="what you read, and what sets each approach apart")
