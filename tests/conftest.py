@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import os
@@ -170,6 +171,30 @@ def template_printout(sets: dict[str, list[tuple[str, str]]], labels: list[str])
     return out.getvalue()
 
 
+# The files whose tests are independent commands on small shared folders: spread over the workers one test at a
+# time. Every other file keeps its tests on one worker, in order, so that its costly fixtures (the quick plan, the
+# pinned runs, a module's trained runs) are made once; the course-shaped dataset's two files share one worker.
+SPREAD = frozenset({"test_bad_input_data.py", "test_bad_input_faults.py"})
+TOGETHER = {"test_safety.py": "course", "test_course_data.py": "course"}
+BY_FIRST_PARAMETER = frozenset({"test_docs.py"})  # one scope per document: its commands depend on each other only
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pyproject's --dist loadscope, with the scopes above. (Not --dist loadgroup: pytest-xdist 3.8 marks a group
+    on ``item._nodeid``, which pytest 9.2's ``nodeid`` no longer reads, so every test was scheduled alone.)"""
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class FileScopes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            name = file.rsplit("/", 1)[-1]
+            if name in BY_FIRST_PARAMETER and "[" in nodeid:
+                return f"{file}[{nodeid.split('[', 1)[1].split('-', 1)[0]}]"
+            return nodeid if name in SPREAD else TOGETHER.get(name, file)
+
+    return FileScopes(config, log) if config.getvalue("dist") == "loadscope" else None
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked cuda run where a CUDA GPU is visible and are skipped elsewhere (CI has none)."""
     if torch.cuda.is_available():
@@ -213,6 +238,7 @@ def small_disk(path: Path, size: str):
         subprocess.run(["umount", str(path)])
 
 
+@functools.cache  # asked once a process: a node just done with a job is "completing" for a moment
 def slurm_available() -> bool:
     """Whether a Slurm controller answers with a usable node; where CI requires one (CVPR_REQUIRE_SLURM),
     its absence is an error, not a skip."""
@@ -220,7 +246,7 @@ def slurm_available() -> bool:
     if shutil.which("sinfo") is not None:
         try:
             state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
-            running = state.returncode == 0 and any(s in state.stdout for s in ("idle", "mix", "alloc"))
+            running = state.returncode == 0 and any(s in state.stdout for s in ("idle", "mix", "alloc", "completing"))
         except subprocess.TimeoutExpired:
             pass
     if not running and os.environ.get("CVPR_REQUIRE_SLURM"):

@@ -1,9 +1,6 @@
-"""The architecture as the folders show it: floors, each importing only the floors below it (never across in a
-circle, never upward), every import counted (those inside functions too); the command lines derived from
-TrainOptions' own checks; every script's help readable.
-
-The floors, from the ground up (doc/design.md draws them):
-"""
+"""The architecture as the folders show it: floors (doc/design.md's table), each importing only the floors below
+it (never across in a circle, never upward), every import counted (those inside functions too); the command
+lines derived from TrainOptions' own checks; every script's help readable."""
 
 from __future__ import annotations
 
@@ -20,23 +17,16 @@ import pytest
 from model.experiment.options import SPECS, TYPES, TrainOptions, flag
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def floors() -> list[str]:
+    """The units in the order doc/design.md's table of floors lists them (the ground first)."""
+    text = (ROOT / "doc" / "design.md").read_text(encoding="utf-8").split("## The floors", 1)[1]
+    return [m.group(1) for m in re.finditer(r"^\| \d+ \| (\w+) \|", text, re.MULTILINE)]
+
+
 # Each unit is a folder of model/ or one of its top-level modules; a unit imports only units before it.
-FLOORS = [
-    "config",
-    "core",
-    "data",
-    "detector",
-    "network",
-    "dataset",
-    "experiment",
-    "runs",
-    "engine",
-    "training",
-    "evaluation",
-    "reporting",
-    "prediction",
-    "practical",
-]
+FLOORS = floors()
 SCRIPTS = ("train.py", "eval.py", "predict.py", "compare.py")
 
 

@@ -20,13 +20,13 @@ BOXES = {
 }
 
 
-def write_caltech(root: Path) -> Path:
-    """A miniature Caltech-101 inside an extra folder level, as its archive unpacks."""
+def write_caltech(root: Path, copies: int = 1) -> Path:
+    """A miniature Caltech-101 inside an extra folder level, as its archive unpacks; each box ``copies`` times."""
     base = root / "caltech-101"
     for image_folder, annotation_folder in CATEGORIES.values():
         (base / "101_ObjectCategories" / image_folder).mkdir(parents=True)
         (base / "Annotations" / annotation_folder).mkdir(parents=True)
-        for i, (top, bottom, left, right) in enumerate(BOXES[image_folder], start=1):
+        for i, (top, bottom, left, right) in enumerate(BOXES[image_folder] * copies, start=1):
             image = np.random.default_rng(i).integers(0, 255, (200, 400, 3), dtype=np.uint8)
             cv2.imwrite(str(base / "101_ObjectCategories" / image_folder / f"image_{i:04d}.jpg"), image)
             scipy.io.savemat(

@@ -31,7 +31,7 @@ from model.evaluation.inference import Inference
 from model.evaluation.metrics import IOU_THRESHOLDS, ImageResults, accuracy_by_iou, average_precision
 from model.practical.context import Content, Context
 from model.practical.plan import Section, load_plan
-from model.practical.sections import BUILDERS
+from model.practical.sections import BUILDERS, READS_RUNS
 from model.practical.sections.common import anchor
 from model.practical.sections.part1 import internet_observation
 from model.practical.sections.part2 import add_galleries
@@ -397,7 +397,7 @@ def test_the_internet_sections_show_what_their_commands_draw(quick, tmp_path):
     (web / "annotations.csv").write_text("\n".join(rows) + "\n")
     copied = tmp_path / "runs"  # hard links: the runs' files are only ever replaced whole, never changed in place
     shutil.copytree(runs, copied, copy_function=os.link, ignore=shutil.ignore_patterns("demo"))
-    plan = load_plan(ROOT / "practical.toml", copied, quick=True, only=None, for_report=True, kinds=list(BUILDERS))
+    plan = load_plan(ROOT / "practical.toml", copied, quick=True, only=None, for_report=True, kinds=READS_RUNS)
     section = next(s for s in plan.sections if s.id == "P3-Q9")
     with OwnedFolder(tmp_path / "doc", writer="the test", option="--out").staged() as sink:
         ctx = Context(plan, {}, Inference.on(torch.device("cpu")), sink, runs / "demo", print, web=web)

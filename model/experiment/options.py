@@ -22,6 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from model import config
+from model.core import env
 from model.core.errors import UserError
 from model.core.precision import PRECISIONS
 from model.core.runtime import DEVICES
@@ -363,6 +364,14 @@ ALWAYS_RECORDED = frozenset({"dataset", "splits", "weights", "name"})  # None me
 HOW_IT_RAN = frozenset(
     {"dataset", "weights", "output_dir", "name", "overwrite", "workers", "device", "precision", "compile", "cache"}
 )
+
+
+def at_tiny_scale(options: TrainOptions) -> TrainOptions:
+    """With $CVPR_TINY=1 (what the docs' commands test runs them with), the run at the smallest scale: one epoch,
+    the network's smallest input side. train.py trains so and the plan plans so (its estimate, its statuses)."""
+    if not env.tiny():
+        return options
+    return replace(options, epochs=1, image_size=min_image_size(options.model))
 
 
 def flag(name: str, value: Any = None) -> str:

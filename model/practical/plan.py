@@ -27,7 +27,7 @@ from typing import Any
 
 from model import config
 from model.core.errors import UserError
-from model.experiment.options import TrainOptions, flag
+from model.experiment.options import TrainOptions, at_tiny_scale, flag
 from model.network import imagenet_weights_file, min_image_size, takes_option
 from model.runs.run import Run, RunError
 from model.training.command import describe_failure, given_names, options_from_args
@@ -241,6 +241,7 @@ def read_runs(document: dict[str, Any], path: Path, quick: bool) -> tuple[dict[s
             options, dropped = parse_run_noting(args, path, name, lenient)
         for option in dropped:
             left_out.setdefault(option, []).append(name)
+        options = at_tiny_scale(options)  # as train.py will train it
         runs[name] = PlannedRun(name, tuple(args), options, bool(entry.get("optional", False)))
     notes = [
         f"note: [defaults] {flag(option)} does not apply to {', '.join(names)}: left out there"

@@ -297,6 +297,7 @@ def dataset_rows(dataset: Path) -> int:
 # ----------------------------------------------------------------------------------------------
 def run_practical(settings: PracticalSettings, echo: Callable[[str], None], print_table: Callable[[Any], None]) -> None:
     """--practical: check everything, then train what the plan lacks (or submit it), then the report."""
+    started = time.monotonic()
     refuse_data_folder(settings.runs_dir, "--output-dir")  # the runs' folder: checked before anything else is
     kinds = section_kinds()
     plan = load_plan(settings.plan_file.resolve(), settings.runs_dir, settings.quick, settings.only, kinds=kinds)
@@ -331,7 +332,10 @@ def run_practical(settings: PracticalSettings, echo: Callable[[str], None], prin
                 return
             train_locally(plan, found, dataset, echo, choose_jobs(settings.jobs, settings.device))
         path = write_plan_report(settings, echo, dataset, kinds)
-    echo(f"Wrote {path}, {path.with_suffix('.pdf').name} and their tables and figures in {path.parent / 'report'}/")
+    echo(
+        f"Wrote {path}, {path.with_suffix('.pdf').name} and their tables and figures in {path.parent / 'report'}/ "
+        f"({format_duration(time.monotonic() - started)} in all)"
+    )
 
 
 def write_plan_report(

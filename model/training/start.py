@@ -16,8 +16,7 @@ import click
 from model.core import env
 from model.core.errors import UserError
 from model.core.runtime import Interrupted, Reporter
-from model.experiment.options import OptionError, TrainOptions, flag
-from model.network import min_image_size
+from model.experiment.options import OptionError, TrainOptions, at_tiny_scale, flag
 from model.runs.checkpoint import Checkpoint, CheckpointError
 from model.runs.run import Run
 from model.training.command import assemble, given
@@ -47,7 +46,9 @@ def train(ctx: click.Context, values: dict[str, Any], resume: Path | None, resum
         )
         return 0
     reporter = Reporter()
-    options = at_tiny_scale(options, reporter)
+    if (tiny := at_tiny_scale(options)) != options:
+        reporter.line(f"${env.TINY}=1: training {tiny.epochs} epoch at {tiny.image_size} px (doc/troubleshooting.md)")
+        options = tiny
     if checkpoint is None:
         Run(options.run_dir).check_place(options.output_dir)
     rows = plan_rows(options, reporter, checkpoint.path.parent if checkpoint is not None else None)
@@ -60,16 +61,6 @@ def train(ctx: click.Context, values: dict[str, Any], resume: Path | None, resum
     except Interrupted as interrupt:
         return 128 + interrupt.signum
     return 0
-
-
-def at_tiny_scale(options: TrainOptions, reporter: Reporter) -> TrainOptions:
-    """With $CVPR_TINY=1 (what the docs' commands test runs them with), the run at the smallest scale: one epoch,
-    the network's smallest input side; said in one line."""
-    if not env.tiny():
-        return options
-    tiny = replace(options, epochs=1, image_size=min_image_size(options.model))
-    reporter.line(f"${env.TINY}=1: training {tiny.epochs} epoch at {tiny.image_size} px (doc/troubleshooting.md)")
-    return tiny
 
 
 def started_run(options: TrainOptions) -> Checkpoint | None:

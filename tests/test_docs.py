@@ -1,0 +1,205 @@
+"""The docs are true: every shell command of README.md and doc/*.md (their ```bash blocks, and the commands of
+the README's question tables) runs, in order, at the smallest scale (CVPR_TINY=1), in a copy of the project a
+student would have (a few internet images, a Caltech-101 download, ImageNet weights in torchvision's cache);
+doc/options.md is the scripts' own --help, generated here.
+
+    python tests/test_docs.py     # writes doc/options.md again (after a change of an option)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ("train.py", "eval.py", "predict.py", "compare.py")
+DOCS = [ROOT / "README.md", *sorted(p for p in (ROOT / "doc").glob("*.md") if p.name != "report.md")]
+SETUP = ("python3 -m venv", ". .venv/bin/activate", "pip install", "python -m pytest")  # what .ci/run does itself
+OPTIONS = ROOT / "doc" / "options.md"
+
+
+# ----------------------------------------------------------------------------------------------
+# The options reference
+# ----------------------------------------------------------------------------------------------
+def options_reference() -> str:
+    """doc/options.md: each script's --help as it prints it, then the environment variables model/core/env.py
+    reads (its docstring)."""
+    import model.core.env
+
+    parts = [
+        "# Every option",
+        "",
+        "Generated from the scripts' own `--help` (`python tests/test_docs.py` writes it; a test checks it is up to "
+        "date). The checks behind every range are `TrainOptions`' (model/experiment/options.py).",
+    ]
+    for script in SCRIPTS:
+        done = subprocess.run(
+            [sys.executable, script, "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "COLUMNS": "110"},
+        )
+        parts += ["", f"## `python {script}`", "", "```text", done.stdout.rstrip(), "```"]
+    variables = (model.core.env.__doc__ or "").split("\n\n", 1)[1].rstrip()
+    parts += [
+        "",
+        "## Environment variables",
+        "",
+        "Read in model/core/env.py only, whose docstring this is:",
+        "",
+        "```text",
+        variables,
+        "```",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def test_the_options_reference_is_up_to_date():
+    assert OPTIONS.read_text(encoding="utf-8") == options_reference(), "run: python tests/test_docs.py"
+
+
+# ----------------------------------------------------------------------------------------------
+# The commands
+# ----------------------------------------------------------------------------------------------
+def commands_of(path: Path) -> list[str]:
+    """The shell commands of a document: each line of its ```bash blocks (a trailing backslash joins the next),
+    and, in the README, the commands in the cells of its tables; in the order they appear."""
+    found: list[str] = []
+    block = False
+    pending = ""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            block = line.strip() == "```bash"
+            continue
+        if block:
+            line = pending + line.strip()
+            pending = ""
+            if line.endswith("\\"):
+                pending = line[:-1] + " "
+            elif line and not line.startswith("#"):
+                found += [part.strip() for part in line.split("&&")]
+        elif path.name == "README.md" and line.startswith("|"):
+            found += [c for c in re.findall(r"`([^`]+)`", line) if c.startswith(("python ", "srun "))]
+    return [c for c in found if not c.startswith(SETUP)]
+
+
+def every_command() -> list[tuple[str, int, str]]:
+    return [(path.name, number, command) for path in DOCS for number, command in enumerate(commands_of(path))]
+
+
+def test_the_docs_show_commands():
+    """The README gives the question tables' commands, each Part 1 and 2 one without a box head, and names that
+    never collide (each run its own folder)."""
+    readme = commands_of(ROOT / "README.md")
+    trains = [c for c in readme if c.startswith("python train.py")]
+    assert len(trains) >= 12 and len(every_command()) >= 30
+    names = [m.group(1) for c in trains for m in [re.search(r"--name (\S+)", c)] if m]
+    assert len(names) == len(set(names)), names
+    table = (ROOT / "README.md").read_text().split("### Part 3")[0].split("### Part 1")[1]
+    for command in re.findall(r"`(python train\.py[^`]*)`", table):
+        assert "--no-box-head" in command or command.endswith("--help"), command
+
+
+def slurm_runs() -> bool:
+    from conftest import slurm_available
+
+    return slurm_available()
+
+
+@pytest.fixture(scope="module")
+def projects(tmp_path_factory) -> Callable[[str], tuple[Path, dict[str, str]]]:
+    """For each document, a copy of the project as a student has it, and the environment its commands run in;
+    for a document of doc/, after the README's first command (its commands use the run it made). One copy a
+    document: tests/conftest.py gives each document's commands, in order, to one worker."""
+    made: dict[str, tuple[Path, dict[str, str]]] = {}
+
+    def project(document: str) -> tuple[Path, dict[str, str]]:
+        if document not in made:
+            copy, environ = student_project(tmp_path_factory.mktemp(document))
+            if document != "README.md":
+                first = commands_of(ROOT / "README.md")[0]
+                subprocess.run(["bash", "-c", first], cwd=copy, env=environ, capture_output=True, check=True)
+            made[document] = copy, environ
+        return made[document]
+
+    return project
+
+
+def student_project(base: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the project in ``base`` with a student's internet images, a Caltech-101 download and ImageNet
+    weights in torchvision's cache; the environment its commands run in."""
+    from test_caltech import write_caltech
+
+    from model.data import demo
+
+    copy = base / "project"
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    pictures = demo.generate(base / "pictures", images=6, seed=7)
+    for image in (pictures / "images").rglob("*.jpg"):  # a student's internet images, two per label
+        shutil.copy2(image, copy / "web_images" / "images" / image.parent.name / f"web_{image.name}")
+    caltech = write_caltech(base / "download", copies=60)  # 300 images: the plan's 0.5 % split holds one
+    shutil.move(caltech / "caltech-101", copy / "caltech101")
+    hub = base / "torch" / "hub" / "checkpoints"  # ImageNet weights where torchvision keeps them (random ones)
+    hub.mkdir(parents=True)
+    import torch
+    from torchvision.models import resnet18
+
+    torch.save(resnet18().state_dict(), hub / "resnet18-f37072fd.pth")
+    shim = base / "bin"  # `python` in a command is this interpreter (a script: a symlink would lose its venv)
+    shim.mkdir()
+    (shim / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (shim / "python").chmod(0o755)
+    environ = {k: v for k, v in os.environ.items() if k not in ("CVPR_DATASET", "DISPLAY", "WAYLAND_DISPLAY")}
+    environ.update(
+        CVPR_TINY="1",
+        CVPR_CACHE_DIR=str(base / "cache"),
+        CVPR_CPU_BF16="0",
+        CUDA_VISIBLE_DEVICES="",
+        TORCH_HOME=str(base / "torch"),
+        PATH=f"{shim}:{os.environ['PATH']}",
+        PYTHONUNBUFFERED="1",
+    )
+    return copy, environ
+
+
+def as_tested(command: str) -> str | None:
+    """The command as the test runs it (None: not here): a plan as its dry run, sbatch waiting for its job."""
+    if command.startswith(("srun ", "sbatch ")) and not slurm_runs():
+        return None
+    if "--practical" in command:
+        command = command.replace(" --slurm", "")
+        command += "" if "--dry-run" in command else " --dry-run"
+    return command.replace("sbatch ", "sbatch --wait ", 1)
+
+
+@pytest.mark.parametrize("document, number, command", every_command())
+def test_every_command_of_the_docs_runs(projects, document, number, command):
+    copy, environ = projects(document)
+    tested = as_tested(command)
+    if tested is None:
+        pytest.skip("no Slurm answers here")
+    done = subprocess.run(["bash", "-c", tested], cwd=copy, env=environ, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{document}: {tested}\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
+    assert "Traceback" not in done.stderr
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    OPTIONS.write_text(options_reference(), encoding="utf-8")
+    print(f"wrote {OPTIONS}")
