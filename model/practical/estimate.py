@@ -49,13 +49,15 @@ def check_disk(plan: Plan, found: dict[str, Status], images: int) -> None:
 # ----------------------------------------------------------------------------------------------
 # How long
 # ----------------------------------------------------------------------------------------------
-# Measured on the quick plan (2 CPU cores; README, "The whole practical"): what a run costs besides its passes.
+# Measured on the quick plan (2 CPU cores; README, "Before the whole plan"). What a run and the report cost besides
+# their passes is Python-bound work (imports, checks, files, figures, the PDF): counted in process starts measured
+# on the machine (`measure_start`), so that a slower machine's estimate grows with it.
 EVAL_SHARE = 1 / 3  # an evaluation pass costs about a third of a training step per image (no backward, no update)
-RUN_OVERHEAD = 1.6  # seconds a run spends besides its imports and epochs: the model built, split files, the plot
+RUN_OVERHEAD = 0.9  # starts a run spends besides its imports and epochs: the rows checked, the model built, the plot
 EPOCH_OVERHEAD = 0.15  # seconds an epoch spends around its passes: history, the progress line
 SAVED_BYTES_PER_SECOND = 200e6  # best.pth and last.pth (weights and Adam's two moments: 16 bytes a parameter)
-REPORT_PER_RUN = 0.6  # seconds the report spends on each run it reads (figures, tables), beside its evaluations
-REPORT_FIXED = 6.0  # seconds the report spends once (the PDF, the classic baselines on a small split)
+REPORT_PER_RUN = 0.5  # starts the report spends on each run it reads (its figures and tables), beside its evaluation
+REPORT_FIXED = 3.0  # starts the report spends once (its own start, the PDF, the classic baselines on a small split)
 
 
 def split_sizes(options: TrainOptions, rows: int) -> tuple[int, int, int]:
@@ -108,9 +110,9 @@ def estimate(
         epoch = train * step + evaluated * step * EVAL_SHARE + EPOCH_OVERHEAD + saved
         first_decode = run.options.image_size not in decoded
         decoded.add(run.options.image_size)
-        fixed = costs.start + RUN_OVERHEAD + (rows * costs.decode if first_decode else 0.0)
+        fixed = costs.start * (1 + RUN_OVERHEAD) + (rows * costs.decode if first_decode else 0.0)
         out[name] = Estimate((run.options.epochs - status.epoch) * epoch + fixed, source)
-    out["report"] = Estimate(report_seconds(plan, rows, per_image), "model")
+    out["report"] = Estimate(report_seconds(plan, rows, per_image, costs.start), "model")
     return out
 
 
@@ -129,20 +131,21 @@ def measured_speeds(plan: Plan, found: dict[str, Status], rows: int) -> dict[tup
     return per_image
 
 
-def report_seconds(plan: Plan, rows: int, per_image: dict[tuple, tuple[float, str]]) -> float:
+def report_seconds(plan: Plan, rows: int, per_image: dict[tuple, tuple[float, str]], start: float) -> float:
     """The report: each run's test split evaluated once (and three splits of a few), its figures, the PDF."""
-    seconds = REPORT_FIXED
+    seconds = REPORT_FIXED * start
     for run in plan.runs.values():
         step = per_image.get(_speed_key(run.options), (0.0, ""))[0]
         _, _, test = split_sizes(run.options, rows)
-        seconds += REPORT_PER_RUN + test * step * EVAL_SHARE
+        seconds += REPORT_PER_RUN * start + test * step * EVAL_SHARE
     return seconds
 
 
 def measure_start() -> float:
-    """Seconds for a new Python process to import what train.py needs, measured now."""
+    """Seconds for a new Python process to import what train.py trains with, measured now."""
     began = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import torch, numpy, cv2, matplotlib"], capture_output=True, check=False)
+    toolkit = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", "import model.training.fit"], cwd=toolkit, capture_output=True, check=False)
     return time.perf_counter() - began
 
 
