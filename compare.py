@@ -49,7 +49,14 @@ from model.practical.settings import COURSE_RESOURCES, PLAN_FILE, CompareSetting
     "--quick: output/practical-quick]",
 )
 @click.option("--practical", is_flag=True, help="Run the practical's plan (practical.toml) and write its report.")
-@click.option("--plan", "plan_file", type=path_type(), default=PLAN_FILE, help="--practical: the plan file.")
+@click.option(
+    "--plan",
+    "plan_file",
+    type=path_type(),
+    default=PLAN_FILE,
+    show_default="practical.toml beside compare.py",
+    help="--practical: the plan file.",
+)
 @click.option("--only", default=None, metavar="SECTION,...", help="--practical: these sections (ids or prefixes).")
 @click.option(
     "--dry-run",
