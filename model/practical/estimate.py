@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from model import config
 from model.core.files import free_space
 from model.core.precision import resolve_precision
 from model.core.runtime import place_model, prepare_device, select_device, synchronize, uses_channels_last
@@ -144,8 +145,8 @@ def report_seconds(plan: Plan, rows: int, per_image: dict[tuple, tuple[float, st
 def measure_start() -> float:
     """Seconds for a new Python process to import what train.py trains with, measured now."""
     began = time.perf_counter()
-    toolkit = Path(__file__).resolve().parents[2]
-    subprocess.run([sys.executable, "-c", "import model.training.fit"], cwd=toolkit, capture_output=True, check=False)
+    command = [sys.executable, "-c", "import model.training.fit"]
+    subprocess.run(command, cwd=config.PROJECT_ROOT, capture_output=True, check=False)
     return time.perf_counter() - began
 
 
