@@ -237,7 +237,7 @@ def ensure_evaluation(
 ) -> dict[str, Any]:
     """The figures of the run's checkpoint ``which`` on its own ``split``: the stored ones while they are
     true of the files, else evaluated now and stored."""
-    checkpoint = run.checkpoint(which)
+    checkpoint = run.checkpoint(which, mmap=True)  # its weights are read only if it is evaluated now
     problems = Problems(skip=False)
     scored = own_split(checkpoint, split, problems)
     stored = run.evaluation(which, scored.id, scored.identity(checkpoint))
@@ -256,7 +256,7 @@ def ensure_internet_evaluation(
     run: Run, which: str, folder: Path, inference: Inference, workers: int, echo=print
 ) -> tuple[dict[str, Any], Path]:
     """The same for the internet images of ``folder`` (web_images/); with the per-image CSV's path."""
-    checkpoint = run.checkpoint(which)
+    checkpoint = run.checkpoint(which, mmap=True)
     problems = Problems(skip=True)
     scored = internet_images(checkpoint, folder, problems)
     stored = run.evaluation(which, scored.id, scored.identity(checkpoint))

@@ -3,12 +3,14 @@ should take (from the epochs already measured, else a few batches timed now)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -26,7 +28,12 @@ from model.practical.plan import Plan, PlanError, Status
 
 def parameters(options: TrainOptions) -> int:
     """The number of parameters of the run's network (for three classes)."""
-    total, _ = count_parameters(build_model(options.model, 3, load_weights=False, **options.network_options))
+    return _parameters(options.model, tuple(sorted(options.network_options.items())))
+
+
+@functools.cache  # a network built once: the disk check and each run's estimate ask again for the same ones
+def _parameters(model: str, network_options: tuple[tuple[str, Any], ...]) -> int:
+    total, _ = count_parameters(build_model(model, 3, load_weights=False, **dict(network_options)))
     return total
 
 
