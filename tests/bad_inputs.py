@@ -45,6 +45,7 @@ import pytest
 import torch
 
 from conftest import default_signals
+from conftest import python as python_command
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSE_SPLITS = ROOT / "tests" / "data" / "course-splits"
@@ -73,9 +74,7 @@ def project_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def python(
     args: Sequence[str], environ: dict[str, str], timeout: int = 600, cwd: Path = ROOT
 ) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run(python_command(*args), cwd=cwd, env=environ, capture_output=True, text=True, timeout=timeout)
 
 
 @dataclass
@@ -1770,11 +1769,10 @@ def moved_run(tmp_path_factory, tiny_demo, module_env) -> Path:
 
 
 @pytest.fixture(scope="module")
-def course_shaped(tmp_path_factory, module_env) -> Path:
-    """The course's 2,033 rows with drawn images: its decode lasts long enough to be interrupted."""
-    root = tmp_path_factory.mktemp("bad-input-course") / "course"
-    made(python(["-m", "model.data.demo", str(root), *COURSE_ROWS], module_env, timeout=900))
-    return root
+def course_shaped(course_dataset) -> Path:
+    """The course's 2,033 rows with drawn images (conftest's, made once a session): its decode lasts long enough
+    to be interrupted."""
+    return course_dataset
 
 
 RESULTS: dict[str, dict] = {}

@@ -7,10 +7,12 @@ import functools
 import io
 import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import warnings
@@ -29,7 +31,17 @@ pytest.register_assert_rewrite("bad_inputs")  # the catalogue's helpers, a plugi
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
+WARM = Path(__file__).resolve().parent / "warm_python.py"
 COURSE_SPLITS = DATA / "course-splits"  # the course's real split files: all 2,033 rows and boxes
+
+
+def pytest_configure(config):
+    """The suite's workers share the cores: each one's torch (and each script it runs) takes its share of the
+    threads, as the plan's runs at once do. Four busy-waiting OpenMP threads on 2 cores train at half speed."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,6 +54,44 @@ def private_cache(tmp_path_factory):
     os.environ.pop("CVPR_CACHE_DIR", None)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_python(tmp_path_factory):
+    """The worker's warm Python (tests/warm_python.py): the scripts' runs skip the imports of torch, torchvision
+    and matplotlib (3 s a process here); $CVPR_FRESH_PYTHON=1 starts every one the usual way."""
+    from warm_python import FRESH, VARIABLE
+
+    if os.environ.get(FRESH) == "1":
+        yield
+        return
+    folder = Path(tempfile.mkdtemp(prefix="warm-"))  # a short path: a socket's is at most 107 bytes
+    executable = folder / "python"  # a script: a symlink would lose the venv
+    executable.write_text(f'#!/bin/sh\nexec {shlex.join(python())} "$@"\n')
+    executable.chmod(0o755)
+    log_file = tmp_path_factory.mktemp("warm-python") / "server.log"  # kept with the session's folders: which runs
+    with open(log_file, "w") as log:  # started fresh, and why
+        server = subprocess.Popen(
+            [sys.executable, "-u", str(WARM), "--serve", str(folder / "socket"), str(executable)],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,  # its runs end with it
+        )
+    assert server.stdout is not None and server.stdout.readline() == "ready\n", log_file.read_text()
+    os.environ[VARIABLE] = str(folder / "socket")
+    yield
+    os.environ.pop(VARIABLE, None)
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def python(*args: str) -> list[str]:
+    """The command line of `python ARGS` as the tests start it: through the warm Python where one serves."""
+    return [sys.executable, "-I", "-S", str(WARM), *args]
+
+
 def course_rows() -> list[tuple]:
     """The 2,033 rows of the course's split files, as (filename, x1, y1, x2, y2, label)."""
     return [
@@ -51,13 +101,35 @@ def course_rows() -> list[tuple]:
     ]
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """``make(folder)`` once for the whole session, by whichever test worker asks first (the others wait for it
+    and share the folder, which no test changes); the folder."""
+    import fcntl
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if worker else base  # the session's folder, above each worker's own
+    folder, done = shared / f"shared-{name}", shared / f"shared-{name}.done"
+    with open(shared / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def course_dataset(tmp_path_factory) -> Path:
     """The course dataset's shape: its 2,033 real rows and boxes (zero-height one included), each
-    image drawn to fit its box, the annotation files in the course's file-name order."""
+    image drawn to fit its box, the annotation files in the course's file-name order (made once a session)."""
     from model.data import demo
 
-    return demo.generate(tmp_path_factory.mktemp("course") / "01-dataset", seed=0, rows=course_rows())
+    return (
+        made_once(
+            tmp_path_factory, "course", lambda folder: demo.generate(folder / "01-dataset", seed=0, rows=course_rows())
+        )
+        / "01-dataset"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -81,9 +153,8 @@ def run_script(*args: str, cwd: Path | None = None, env: dict | None = None, tim
     environment = {k: v for k, v in os.environ.items() if k != "CVPR_DATASET"}  # tests name their data
     environment.update(PYTHONUNBUFFERED="1", **(env or {}))
     environment = environment if gpu else cpu_only(environment)
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd or ROOT, env=environment, capture_output=True, text=True, timeout=timeout
-    )
+    command = python(*args)
+    return subprocess.run(command, cwd=cwd or ROOT, env=environment, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -196,7 +267,9 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked cuda run where a CUDA GPU is visible and are skipped elsewhere (CI has none)."""
+    """The spread files' tests last: small scopes that fill the workers' ends, so that none waits idle for
+    another's long file. Tests marked cuda run where a CUDA GPU is visible and are skipped elsewhere (CI has none)."""
+    items.sort(key=lambda item: item.path.name in SPREAD)  # stable: each file's tests stay in order
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="no CUDA GPU visible (run on a GPU machine: python -m pytest -m cuda)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,8 @@ def options_reference() -> str:
     reads (its docstring)."""
     import model.core.env
 
+    from conftest import python
+
     parts = [
         "# Every option",
         "",
@@ -41,7 +44,7 @@ def options_reference() -> str:
     ]
     for script in SCRIPTS:
         done = subprocess.run(
-            [sys.executable, script, "--help"],
+            python(script, "--help"),
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -161,9 +164,11 @@ def student_project(base: Path) -> tuple[Path, dict[str, str]]:
     from torchvision.models import resnet18
 
     torch.save(resnet18().state_dict(), hub / "resnet18-f37072fd.pth")
-    shim = base / "bin"  # `python` in a command is this interpreter (a script: a symlink would lose its venv)
+    from conftest import python
+
+    shim = base / "bin"  # `python` in a command is this interpreter, warm (a script: a symlink would lose its venv)
     shim.mkdir()
-    (shim / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (shim / "python").write_text(f'#!/bin/sh\nexec {shlex.join(python())} "$@"\n')
     (shim / "python").chmod(0o755)
     environ = {k: v for k, v in os.environ.items() if k not in ("CVPR_DATASET", "DISPLAY", "WAYLAND_DISPLAY")}
     environ.update(

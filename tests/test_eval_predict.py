@@ -16,7 +16,7 @@ import pytest
 
 from model.reporting.visualize import PREDICTED, TRUE
 
-from conftest import direct_predictions, stored, template_printout
+from conftest import direct_predictions, python, stored, template_printout
 
 
 def test_eval_block_line_by_line_and_json_equal_direct_computation(trained_run, script):
@@ -141,13 +141,9 @@ def test_headless_mode_saves_and_says_where(trained_run, script, tmp_path, demo_
         shutil.copy(demo_dataset / "images" / "face" / name, images / name)
     (images / "broken.jpg").write_bytes(b"not an image")
     done = subprocess.run(
-        [
-            sys.executable,
-            str(Path.cwd() / "predict.py"),
-            "--model",
-            str(trained_run / "best.pth"),
-            str(tmp_path / "web" / "images"),
-        ],
+        python(
+            str(Path.cwd() / "predict.py"), "--model", str(trained_run / "best.pth"), str(tmp_path / "web" / "images")
+        ),
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -91,6 +91,7 @@ def test_an_overwrite_on_a_full_disk_keeps_the_old_run(tmp_path, demo_dataset):
 
 def test_two_processes_on_one_run_folder(tmp_path, demo_dataset):
     """The second train.py into the same folder is refused, naming the first; the folder holds one run."""
+    # a fresh Python: the refusal names the first one's pid, which must be the process started here
     args = [sys.executable, "train.py", "--dataset", str(demo_dataset), "--output-dir", str(tmp_path), "--name", "r"]
     args += ["--epochs", "3", "--image-size", "64", "--batch-size", "8"]
     env = cpu_only(dict(os.environ))

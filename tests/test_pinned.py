@@ -19,11 +19,12 @@ import math
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from conftest import python
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD = Path(__file__).resolve().parent / "data" / "pinned_outputs.json"
@@ -62,9 +63,7 @@ VARYING = {
 
 def run(*args: str, cwd: Path = ROOT) -> str:
     environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "CVPR_CPU_BF16": "0"}  # the CPU's fp32 numbers anywhere
-    done = subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=600
-    )
+    done = subprocess.run(python(*args), cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

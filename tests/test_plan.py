@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,17 @@ from model.core.runtime import usable_cpus
 from model.data import demo
 from model.runs.run import CLOCK_COLUMNS
 
-from conftest import ROOT, cpu_only, interrupt_training, job_logs, run_script, slurm_available, small_disk, wait_for_job
+from conftest import (
+    ROOT,
+    cpu_only,
+    interrupt_training,
+    job_logs,
+    python,
+    run_script,
+    slurm_available,
+    small_disk,
+    wait_for_job,
+)
 
 TINY = "--epochs 1 --image-size 64 --batch-size 8"
 
@@ -295,7 +304,7 @@ def test_the_plan_as_slurm_jobs(tmp_path, demo_dataset):
     where = ["--dataset", str(demo_dataset), "--output-dir", str(runs), "--name", "stopped"]
     status, _, _ = interrupt_training([*TINY.split(), "--epochs", "2", "--seed", "2", *where], after="epoch   1/2")
     assert status == 128 + signal.SIGTERM  # preempted after one of its two epochs
-    command = [sys.executable, "compare.py", "--practical", "--plan", str(plan), "--dataset", str(demo_dataset)]
+    command = [*python(), "compare.py", "--practical", "--plan", str(plan), "--dataset", str(demo_dataset)]
     command += ["--output-dir", str(runs), "--out", str(out), "--slurm"]
     environ = cpu_only(dict(os.environ))
     submitted = subprocess.run(command, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=300)

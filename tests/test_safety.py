@@ -19,7 +19,7 @@ import pytest
 from model.core.files import is_temporary
 from model.data import demo
 
-from conftest import ROOT, cpu_only
+from conftest import ROOT, cpu_only, python
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -155,14 +155,14 @@ def test_jobs_building_the_same_cache_at_once_cannot_corrupt_it(tmp_path, demo_d
     """Array tasks on one dataset: each writes its own temporary file and renames it whole."""
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", BUILD, str(demo_dataset), str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+            python("-c", BUILD, str(demo_dataset), str(tmp_path)), cwd=ROOT, stdout=subprocess.PIPE, text=True
         )
         for _ in range(3)
     ]
     outputs = {p.communicate(timeout=300)[0] for p in processes}
     assert all(p.returncode == 0 for p in processes)
     again = subprocess.run(
-        [sys.executable, "-c", BUILD, str(demo_dataset), str(tmp_path)],
+        python("-c", BUILD, str(demo_dataset), str(tmp_path)),
         cwd=ROOT,
         capture_output=True,
         text=True,

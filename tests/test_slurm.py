@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, interrupt_training, slurm_available, wait_for_job
+from conftest import ROOT, interrupt_training, python, slurm_available, wait_for_job
 
 if not slurm_available():
     pytest.skip("no Slurm controller answers (bring one up with .ci/slurm-up.sh)", allow_module_level=True)
@@ -105,7 +105,7 @@ def test_resubmitting_with_finished_and_interrupted_runs_ends_with_the_compariso
     out, doc = tmp_path / "output", tmp_path / "doc"
     common = ["--dataset", str(demo_dataset), "--output-dir", str(out), *TINY]
     finished = subprocess.run(
-        [sys.executable, "train.py", "--model", "simple", "--name", "simple", *common],
+        python("train.py", "--model", "simple", "--name", "simple", *common),
         cwd=ROOT,
         capture_output=True,
         text=True,

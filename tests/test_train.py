@@ -23,7 +23,7 @@ from model.network import model_names
 from model.runs.checkpoint import Checkpoint
 from model.runs.run import CLOCK_COLUMNS, HISTORY_COLUMNS, improves
 
-from conftest import ROOT, cpu_only, interrupt_training
+from conftest import ROOT, cpu_only, interrupt_training, python
 
 TINY = ["--epochs", "2", "--image-size", "64", "--batch-size", "16"]
 
@@ -260,7 +260,7 @@ def test_signal_then_resume_equals_an_uninterrupted_run(tmp_path, demo_dataset, 
     assert torch.load(tmp_path / "last.pth", weights_only=True)["epoch"] == 2
     assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]  # nothing half-written
     resumed = subprocess.run(
-        [sys.executable, "train.py", "--resume", str(tmp_path / "last.pth")],
+        python("train.py", "--resume", str(tmp_path / "last.pth")),
         cwd=ROOT,
         capture_output=True,
         text=True,
