@@ -24,6 +24,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
+from model.core.runtime import usable_cpus
 from model.data.annotations import Problems, read_rows
 from model.runs.checkpoint import Checkpoint
 
@@ -40,8 +41,9 @@ def pytest_configure(config):
     threads, as the plan's runs at once do. Four busy-waiting OpenMP threads on 2 cores train at half speed."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        threads = max(1, usable_cpus() // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,15 +60,13 @@ def private_cache(tmp_path_factory):
 def warm_python(tmp_path_factory):
     """The worker's warm Python (tests/warm_python.py): the scripts' runs skip the imports of torch, torchvision
     and matplotlib (3 s a process here); $CVPR_FRESH_PYTHON=1 starts every one the usual way."""
-    from warm_python import FRESH, VARIABLE
+    from warm_python import FRESH, SUPPORTED, VARIABLE
 
-    if os.environ.get(FRESH) == "1":
+    if os.environ.get(FRESH) == "1" or not SUPPORTED:
         yield
         return
     folder = Path(tempfile.mkdtemp(prefix="warm-"))  # a short path: a socket's is at most 107 bytes
-    executable = folder / "python"  # a script: a symlink would lose the venv
-    executable.write_text(f'#!/bin/sh\nexec {shlex.join(python())} "$@"\n')
-    executable.chmod(0o755)
+    executable = python_shim(folder)
     log_file = tmp_path_factory.mktemp("warm-python") / "server.log"  # kept with the session's folders: which runs
     with open(log_file, "w") as log:  # started fresh, and why
         server = subprocess.Popen(
@@ -90,6 +90,15 @@ def warm_python(tmp_path_factory):
 def python(*args: str) -> list[str]:
     """The command line of `python ARGS` as the tests start it: through the warm Python where one serves."""
     return [sys.executable, "-I", "-S", str(WARM), *args]
+
+
+def python_shim(folder: Path) -> Path:
+    """``folder/python``: an executable that runs `python ARGS` as the tests do (a script: a symlink would lose
+    the venv)."""
+    shim = folder / "python"
+    shim.write_text(f'#!/bin/sh\nexec {shlex.join(python())} "$@"\n')
+    shim.chmod(0o755)
+    return shim
 
 
 def course_rows() -> list[tuple]:

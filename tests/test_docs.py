@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -164,12 +163,11 @@ def student_project(base: Path) -> tuple[Path, dict[str, str]]:
     from torchvision.models import resnet18
 
     torch.save(resnet18().state_dict(), hub / "resnet18-f37072fd.pth")
-    from conftest import python
+    from conftest import python_shim
 
-    shim = base / "bin"  # `python` in a command is this interpreter, warm (a script: a symlink would lose its venv)
+    shim = base / "bin"  # `python` in a command is this interpreter, warm
     shim.mkdir()
-    (shim / "python").write_text(f'#!/bin/sh\nexec {shlex.join(python())} "$@"\n')
-    (shim / "python").chmod(0o755)
+    python_shim(shim)
     environ = {k: v for k, v in os.environ.items() if k not in ("CVPR_DATASET", "DISPLAY", "WAYLAND_DISPLAY")}
     environ.update(
         CVPR_TINY="1",

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from warm_python import FRESH
+from warm_python import FRESH, SUPPORTED
 
 from conftest import python, run_script
 
@@ -26,7 +26,9 @@ print("to stderr", file=sys.stderr)
 sys.exit(int(os.environ.get("PROBE_STATUS", "0")))
 """
 
-pytestmark = pytest.mark.skipif(os.environ.get(FRESH) == "1", reason="$CVPR_FRESH_PYTHON=1: no warm Python")
+pytestmark = pytest.mark.skipif(
+    os.environ.get(FRESH) == "1" or not SUPPORTED, reason="no warm Python ($CVPR_FRESH_PYTHON=1, or not Linux)"
+)
 
 
 def both(args: list[str], cwd: Path, **extra: str) -> list[subprocess.CompletedProcess]:

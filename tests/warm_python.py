@@ -33,6 +33,7 @@ from typing import NoReturn
 
 VARIABLE = "CVPR_WARM_PYTHON"  # the server's socket
 FRESH = "CVPR_FRESH_PYTHON"
+SUPPORTED = hasattr(os, "pidfd_open") and hasattr(socket, "send_fds")  # Linux's: elsewhere every run starts fresh
 PRELOAD = ("torch", "torchvision", "cv2", "numpy", "PIL.Image", "matplotlib.pyplot", "pandas", "rich.progress", "click")
 # What a run may set otherwise than the server's environment: variables read only when used (the toolkit's,
 # pytest's, the device's, torch's weights folder, the terminal, the display, the search path, the shell's). Any

@@ -13,7 +13,6 @@ resuming needs (optimizer, learning-rate schedule, random states, history, best 
 
 from __future__ import annotations
 
-import functools
 import io
 import pickle
 import uuid
@@ -141,20 +140,8 @@ class Checkpoint:
     @classmethod
     def load(cls, path: Path, mmap: bool = False) -> Checkpoint:
         """Read ``path`` (tensors on the CPU; ``mmap``: paged in only when used, for a quick look at its
-        record, and read once while the file stays the same: a report looks up each run's record about ten
-        times); CheckpointError names what is wrong with it."""
+        record); CheckpointError names what is wrong with it."""
         path = Path(path)
-        if mmap:
-            try:
-                stat = path.stat()
-            except OSError:
-                pass  # said below
-            else:  # a checkpoint is replaced whole (a new file renamed over it): a new inode
-                return _mapped(str(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        return cls._read(path, mmap)
-
-    @classmethod
-    def _read(cls, path: Path, mmap: bool) -> Checkpoint:
         if not path.is_file():
             raise CheckpointError(f"{path}: no such checkpoint (train one with `python train.py`, or check the path)")
         try:
@@ -324,9 +311,3 @@ class Checkpoint:
                 state.load_state_dict(self._data[name])
         _restore_rng(self._data["rng"], generator)
         return Progress(self.epoch, list(self._data["history"]), self._data["best"], int(self._data["stale_epochs"]))
-
-
-@functools.lru_cache(maxsize=64)
-def _mapped(path: str, device: int, inode: int, size: int, modified_ns: int) -> Checkpoint:
-    """A mapped read of the file with this identity (its pages are the file's: the cache costs no memory)."""
-    return Checkpoint._read(Path(path), mmap=True)
