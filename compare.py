@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from model.core.cli import checked, device_option, path_type, precision_option
-from model.network import model_names
+from model.network import NETWORKS
+from model.options import checked, device_option, path_type, precision_option
 from model.practical.settings import COURSE_RESOURCES, PLAN_FILE, CompareSettings, settings_of
 
 
@@ -39,7 +39,7 @@ from model.practical.settings import COURSE_RESOURCES, PLAN_FILE, CompareSetting
     default=None,
     metavar="MODEL,...",
     help="Train the models of this list that have no finished run in OUTPUT_DIR/<model>/ first "
-    f"({','.join(model_names())}).",
+    f"({','.join(NETWORKS)}).",
 )
 @click.option(
     "--output-dir",

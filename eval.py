@@ -1,19 +1,38 @@
-"""Evaluate a trained checkpoint: per-label accuracy (the course's block), box quality, confusion.
+"""Evaluate a trained checkpoint: per-label accuracy (the course template's printout), box quality, confusion.
 
-Writes into the run's evaluations/ folder (or into --out DIR), per set, under the identity of what it
-scored (model/evaluation/evaluate.py): best.test.json (every figure), best.test.images.csv (per image),
-best.test.confusion.png; other rows (--csv) as best.rows-<name>-<hash>.*, never as one of the run's splits.
-The work is model/reporting/evaluation.py.
+``main`` reads as what it does: the checkpoint and its network, the sets to score (the run's own splits, or other
+rows with --csv), one pass over each (model/evaluate.py), the printout, then the files of each set, written
+together into the run's evaluations/ folder (or --out): best.test.json (every figure), best.test.images.csv (per
+image), best.test.confusion.png.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from pathlib import Path
 
 import click
+import numpy as np
+from rich.console import Console
+from rich.table import Table
 
-from model.core.cli import FiniteFloat, checked, device_option, path_type, precision_option
-from model.evaluation.settings import SET_NAMES, EvalSettings
+from model.annotations import Problems
+from model.device import usable_cpus
+from model.errors import UserError
+from model.evaluate import (
+    SET_NAMES,
+    Inference,
+    ScoredSet,
+    SetEvaluation,
+    check_destination,
+    evaluate_set,
+    other_rows,
+    own_split,
+    write_evaluation,
+)
+from model.metrics import accuracy_block
+from model.options import FiniteFloat, checked, device_option, path_type, precision_option
+from model.runs import Checkpoint
 
 
 @click.command(context_settings={"show_default": True, "max_content_width": 110})
@@ -30,14 +49,13 @@ from model.evaluation.settings import SET_NAMES, EvalSettings
     "csv_files",
     type=path_type("file"),
     multiple=True,
-    help="Other rows in the course format, e.g. web_images/annotations.csv (repeatable); stored apart from the "
-    "run's own splits, under the file's identity.",
+    help="Other rows in the course format, e.g. web_images/annotations.csv (repeatable); stored apart from the run's "
+    "own splits, under the file's identity.",
 )
 @click.option(
     "--dataset",
     type=path_type(),
-    default=None,
-    help="Where the images are  [default: the CSV's own dataset, else the one the model trained on]",
+    help="Where the images are  [default: the CSV's own dataset, else its run's, else the one the model trained on]",
 )
 @click.option("--failures", is_flag=True, help="List the failing images of each set (wrong label or low IoU).")
 @click.option(
@@ -46,19 +64,15 @@ from model.evaluation.settings import SET_NAMES, EvalSettings
     help="Print the course template's '\\tFailure at <path>' line for each misclassified image, before the blocks.",
 )
 @click.option("--iou-threshold", type=FiniteFloat(0, 1), default=0.5, help="A box is right from this IoU.")
-@click.option(
-    "--out",
-    type=path_type(),
-    default=None,
-    help="Folder for the JSON, CSV and PNG  [default: the run's evaluations/ folder]",
-)
+@click.option("--out", type=path_type(), help="Folder for the JSON, CSV and PNG  [default: the run's evaluations/]")
 @device_option()
 @precision_option()
 @click.option("--batch-size", type=click.IntRange(min=1, max=65536), default=64)
-@click.option("--workers", type=click.IntRange(min=1, max=1024), default=None, help="Threads decoding images.")
+@click.option("--workers", type=click.IntRange(min=1, max=1024), help="Threads decoding images.")
 @click.option("--skip-bad-rows", is_flag=True, help="Skip unreadable images and bad rows instead of stopping.")
 @click.option("--strict", is_flag=True, help="Stop on odd rows too (zero-size or clipped boxes), kept otherwise.")
-def main(**values: Any) -> None:
+def main(checkpoint, splits, csv_files, dataset, failures, failure_lines, iou_threshold, out, device, precision,
+         batch_size, workers, skip_bad_rows, strict) -> None:  # fmt: skip
     """Evaluate CHECKPOINT on its train, validation and test splits (or on --csv files).
 
     \b
@@ -67,10 +81,112 @@ def main(**values: Any) -> None:
     python eval.py output/best.pth --csv web_images/annotations.csv
     """
     with checked():
-        settings = EvalSettings(**values)
-        from model.reporting.evaluation import evaluate  # torch: only once the options are known
+        given_once(splits, csv_files)
+        inference = Inference.on(device, precision, batch_size)
+        loaded = Checkpoint(checkpoint)
+        model = inference.place(loaded.build_model())
+        problems = Problems(skip=skip_bad_rows, strict=strict)
+        chosen = splits or (() if csv_files else tuple(SET_NAMES))
+        sets = without_empty(
+            [own_split(loaded, s, problems, dataset) for s in chosen], everything=not splits and not csv_files
+        )
+        sets += [other_rows(loaded, path, problems, dataset) for path in csv_files]
+        names_once(sets)
+        check_destination(out, loaded, sets)  # before the evaluation, not after it
+        scored = [
+            evaluate_set(loaded, model, s, inference, problems, workers or usable_cpus(), iou_threshold) for s in sets
+        ]
+        for line in problems.lines():
+            click.echo(line)
+        show(scored, failures, failure_lines, iou_threshold)
+        for path in write_evaluation(loaded, scored, out, iou_threshold):
+            click.echo(f"Wrote {path} (and {path.name[: -len('.json')]}.images.csv, .confusion.png)")
 
-        evaluate(settings)
+
+def given_once(splits: tuple[str, ...], csv_files: tuple[Path, ...]) -> None:
+    twice = sorted({s for s in splits if splits.count(s) > 1})
+    if twice:
+        raise UserError(f"--split {twice[0]} is given twice; give each split once")
+    seen: dict[Path, Path] = {}
+    for path in csv_files:
+        if Path(path).resolve() in seen:
+            raise UserError(f"--csv {path} is given twice (as {seen[Path(path).resolve()]}); give each file once")
+        seen[Path(path).resolve()] = path
+
+
+def without_empty(sets: list[ScoredSet], everything: bool) -> list[ScoredSet]:
+    """An empty split of the run (trained with --cut-test 1.0?) has no figures: refused when asked for, left out
+    with a warning when eval.py evaluates every split."""
+    for scored in [s for s in sets if not s.rows]:
+        if not everything:
+            raise UserError(f"{scored.source}: the run's {scored.name} split is empty, so it has no figures; evaluate "
+                            "another split (--split)")  # fmt: skip
+        click.echo(f"warning: {scored.source}: the run's {scored.name} split is empty: left out", err=True)
+    if sets and not any(s.rows for s in sets):
+        raise UserError(f"{sets[0].source.parent}: every split of the run is empty; nothing to evaluate")
+    return [s for s in sets if s.rows]
+
+
+def names_once(sets: list[ScoredSet]) -> None:
+    """Two sets printed under one name (two --csv files called test.csv) would read as one."""
+    seen: dict[str, Path] = {}
+    for scored in sets:
+        if scored.name in seen:
+            raise UserError(f"--csv {scored.source}: a set named {scored.name!r} is already evaluated "
+                            f"({seen[scored.name]}); rename one of the files")  # fmt: skip
+        seen[scored.name] = scored.source
+
+
+def cell(value: float | None, digits: int) -> str:
+    return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def tables(s: SetEvaluation, failures: bool, iou_threshold: float) -> list[Table]:
+    """The box figures per label, the confusion matrix, and (with --failures) the failing images."""
+    f, results, name = s.figures, s.results, s.scored.name
+    shown = []
+    if results.iou is not None:
+        boxes = Table("label", "images", "accuracy", "mean IoU", "IoU >= t", "detection acc.", "corner error px",
+                      title=f"{name} set: boxes (IoU threshold {f['iou_threshold']})")  # fmt: skip
+        for label, g in [("all", f["overall"]), *f["per_label"].items()]:
+            figures = [g["accuracy"], g.get("mean_iou"), g.get("iou_at_threshold"), g.get("detection_accuracy")]
+            boxes.add_row(label, str(g["images"]), *(cell(v, 3) for v in figures), cell(g.get("corner_error_px"), 1))
+        shown.append(boxes)
+    labels, matrix = f["confusion"]["labels"], f["confusion"]["matrix"]
+    confusion = Table("true \\ predicted", *labels, title=f"{name} set: confusion (rows true, columns predicted)")
+    for label, row in zip(labels, matrix):
+        confusion.add_row(label, *(str(v) for v in row))
+    shown.append(confusion)
+    if failures:
+        failing = Table(
+            "image",
+            "true",
+            "predicted",
+            "confidence",
+            "IoU",
+            title=f"{name} set: failures (wrong label or IoU < {iou_threshold})",
+        )
+        for i in np.flatnonzero(results.failures(iou_threshold)):
+            iou = None if results.iou is None else float(results.iou[i])
+            labels_i = results.classes[results.true_labels[i]], results.classes[results.predicted_labels[i]]
+            failing.add_row(
+                "/".join(Path(results.paths[i]).parts[-2:]), *labels_i, f"{results.confidence[i]:.3f}", cell(iou, 3)
+            )
+        shown.append(failing)
+    return shown
+
+
+def show(sets: list[SetEvaluation], failures: bool, failure_lines: bool, iou_threshold: float) -> None:
+    """The template's printout (its failure lines first when asked), then each set's tables."""
+    for s in sets if failure_lines else []:
+        for i in np.flatnonzero(s.results.predicted_labels != s.results.true_labels):
+            click.echo(f"\tFailure at {s.results.paths[i]}")
+    click.echo("\n".join(line for s in sets for line in accuracy_block(s.scored.name, s.figures)))
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    for s in sets:
+        click.echo()
+        for table in tables(s, failures, iou_threshold):
+            console.print(table)
 
 
 if __name__ == "__main__":

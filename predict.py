@@ -1,22 +1,51 @@
 """Show a model's predictions (box, label, confidence) on images, with the truth when it is known.
 
-INPUT is any mix of CSV files in the course row format (split files, annotation files,
-web_images/annotations.csv: true label and box known), image files, and folders (a dataset, a
-folder laid out as images/<label>/ or <label>/ giving the true label, or plain images).
-The work is model/prediction/command.py.
+INPUT is any mix of CSV files in the course row format (split files, annotation files, web_images/annotations.csv:
+true label and box known), image files, and folders (a dataset; a folder laid out as images/<label>/ or <label>/,
+giving the true label; plain images). Each image goes through the model alone (``predict_one``) and is drawn
+(``draw_prediction``, model/draw.py: predicted box orange, true box blue) in a window or into --save's folder;
+--failures-only keeps the wrong labels and the boxes below --iou-threshold. --augment-preview shows what training
+feeds the network instead; --annotate draws the boxes of internet images with the mouse.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import click
+import cv2
+import numpy as np
+import torch
 
-from model import config
-from model.core.cli import FiniteFloat, checked, device_option, path_type, precision_option
-from model.data.augment import AUGMENT_POLICIES
-from model.prediction.settings import DEFAULT_GALLERY_MAX, DEFAULT_IOU_THRESHOLD, DEFAULT_SAVE_DIR, PredictSettings
+from model import config, env
+from model.annotations import (
+    ANNOTATIONS,
+    Annotation,
+    Problems,
+    add_box,
+    check_labels,
+    image_path,
+    read_annotations,
+    read_rows,
+    web_rows,
+)
+from model.augment import AUGMENT_POLICIES, POLICIES, Augmenter
+from model.draw import augmentation_sheet, draw_prediction, encode_image, grad_cam, overlay_cam
+from model.draw import gallery as grid
+from model.errors import UserError
+from model.evaluate import Inference, images_root
+from model.files import Outputs, Staging
+from model.images import box_to_unit, decode_image, network_input, pairwise_iou
+from model.options import FiniteFloat, checked, device_option, path_type, precision_option
+from model.runs import Checkpoint
+
+SAVE_DIR = config.OUTPUT_DIR / "predictions"  # where drawings go without a display
+QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or ESC
+Box = tuple[float, float, float, float]  # xyxy in pixels
 
 
 @click.command(context_settings={"show_default": True, "max_content_width": 110})
@@ -33,38 +62,31 @@ from model.prediction.settings import DEFAULT_GALLERY_MAX, DEFAULT_IOU_THRESHOLD
     is_flag=True,
     help="Only the failures: wrong label, or IoU below --iou-threshold when the true box is known.",
 )
-@click.option("--iou-threshold", type=FiniteFloat(0, 1), default=None, help=f"  [default: {DEFAULT_IOU_THRESHOLD}]")
+@click.option("--iou-threshold", type=FiniteFloat(0, 1), help="  [default: 0.5]")
 @click.option(
     "--save",
     "save_dir",
     type=path_type(),
-    default=None,
-    help=f"Write the annotated images here instead of showing them  [default without a display: {DEFAULT_SAVE_DIR}]",
+    help=f"Write the annotated images here instead of showing them  [default without a display: {SAVE_DIR}]",
 )
 @click.option(
     "--gallery",
     type=path_type(),
-    default=None,
     help="Also write a grid of the selected images to this .png or .jpg file (for the report).",
 )
 @click.option(
-    "--gallery-max",
-    type=click.IntRange(min=1, max=1000),
-    default=None,
-    help=f"Images in the gallery at most.  [default: {DEFAULT_GALLERY_MAX}]",
+    "--gallery-max", type=click.IntRange(min=1, max=1000), help="Images in the gallery at most.  [default: 24]"
 )
 @click.option("--cam", is_flag=True, help="Overlay a Grad-CAM heat map of the predicted class.")
 @click.option(
     "--delay",
     type=click.IntRange(min=0),
-    default=None,
     help="On screen: milliseconds per image; 0 waits for a key (q or ESC quits).  [default: 0]",
 )
 @click.option(
     "--dataset",
     type=path_type(),
-    default=None,
-    help="Where the images of CSV rows are  [default: the CSV's own dataset, else the training one]",
+    help="Where the images of CSV rows are  [default: the CSV's own dataset, else its run's, else the training one]",
 )
 @device_option()
 @precision_option()
@@ -72,23 +94,22 @@ from model.prediction.settings import DEFAULT_GALLERY_MAX, DEFAULT_IOU_THRESHOLD
 @click.option(
     "--augment-preview",
     type=click.IntRange(min=1, max=64),
-    default=None,
     metavar="N",
     help="Instead of predictions: each image as the network sees it, then N augmented versions with the box.",
 )
 @click.option(
     "--augment",
     type=click.Choice(AUGMENT_POLICIES),
-    default=None,
     help="--augment-preview's policy  [default: the model's own, light if it trained without]",
 )
 @click.option(
     "--annotate",
     is_flag=True,
-    help="Instead of predictions: draw the box of each internet image that has none (web_images/images), with "
-    "the mouse, into web_images/annotations.csv (needs a display).",
+    help="Instead of predictions: draw the box of each internet image that has none (web_images/images), with the "
+    "mouse, into web_images/annotations.csv (needs a display).",
 )
-def main(**values: Any) -> None:
+def main(inputs, checkpoint, failures_only, iou_threshold, save_dir, gallery, gallery_max, cam, delay, dataset, device,
+         precision, skip_bad_rows, augment_preview, augment, annotate) -> None:  # fmt: skip
     """Show predictions on INPUT... (CSV files, images, folders); any key: next image, q or ESC: quit.
 
     \b
@@ -100,10 +121,320 @@ def main(**values: Any) -> None:
     python predict.py --annotate web_images/images
     """
     with checked():
-        settings = PredictSettings(**values)
-        from model.prediction.command import predict  # torch: only once the options are known
+        mode = "--annotate" if annotate else "--augment-preview" if augment_preview else ""
+        given = {"--failures-only": failures_only, "--iou-threshold": iou_threshold is not None, "--cam": cam,
+                 "--gallery": gallery is not None, "--augment": augment is not None, "--save": save_dir is not None,
+                 "--delay": delay is not None}  # fmt: skip
+        check_options(mode, given, gallery, gallery_max, annotate and bool(augment_preview))
+        inference = Inference.on(device, precision)
+        loaded = Checkpoint(checkpoint)
+        model = inference.place(loaded.build_model())
+        items = collect_items(inputs, dataset, loaded, Problems(skip=skip_bad_rows))
+        if annotate:
+            return annotate_boxes(annotation_folder(inputs), items)
+        if save_dir is None and (why := no_window()):
+            save_dir = SAVE_DIR
+            click.echo(f"warning: no window: {why}; writing the annotated images to {save_dir}/ instead")
+        refuse_own_inputs(save_dir, inputs)
+        with Outputs() as outputs, ExitStack() as windows:
+            names = [item.file_name(i, ".jpg") for i, item in enumerate(items)]
+            saved = outputs.folder(save_dir, "predict.py", "--save", names) if save_dir else None
+            album = outputs.folder(gallery.parent, "predict.py", "--gallery", [gallery.name]) if gallery else None
+            view = View(saved, delay or 0, 0 if gallery is None else gallery_max or 24)
+            if saved is None:
+                windows.callback(cv2.destroyAllWindows)
+            if augment_preview:
+                summary = preview(items, loaded, augment or loaded.options.augment, augment_preview, view)
+            else:
+                threshold = 0.5 if iou_threshold is None else iou_threshold
+                summary = predictions(items, model, loaded, inference, threshold, failures_only, cam, view)
+            if album is not None and view.thumbnails:
+                album.write_bytes(gallery.name, encode_image(grid(view.thumbnails), gallery.suffix))
+        unreadable = f", {view.unreadable} unreadable" if view.unreadable else ""
+        where = f"; annotated images in {save_dir}/" if save_dir is not None else ""
+        shown = f"; gallery of {len(view.thumbnails)} image(s): {gallery}" if view.thumbnails else ""
+        click.echo(f"{summary}{unreadable}{where}{shown}")
 
-        predict(settings)
+
+def check_options(mode: str, given: dict[str, bool], gallery: Path | None, gallery_max: int | None, both: bool) -> None:
+    """The options of predictions, --augment-preview and --annotate do not mix."""
+    if both:
+        raise UserError("--augment-preview and --annotate are two things predict.py does: choose one")
+    allowed = {"--augment-preview": ("--augment", "--save", "--delay"), "--annotate": ()}.get(
+        mode, ("--failures-only", "--iou-threshold", "--cam", "--gallery", "--save", "--delay")
+    )
+    extra = [name for name, on in given.items() if on and name not in allowed]
+    if extra:
+        raise UserError(f"{extra[0]} does not go {f'with {mode}' if mode else 'without --augment-preview'}; drop it")
+    if gallery is not None and gallery.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise UserError(f"--gallery {gallery}: a gallery is an image; end its name with .png, .jpg, .jpeg")
+    if gallery_max is not None and gallery is None:
+        raise UserError("--gallery-max goes with --gallery; drop it (or add --gallery FILE)")
+    if given["--delay"] and given["--save"]:
+        raise UserError("--delay is the time each image stays in the window: it does not go with --save; drop it")
+
+
+def refuse_own_inputs(save_dir: Path | None, inputs: tuple[Path, ...]) -> None:
+    """--save into a folder it reads would make the next call predict on its own drawings."""
+    for given in [Path(i) for i in inputs if Path(i).is_dir()] if save_dir is not None else []:
+        if Path(save_dir).resolve().is_relative_to(given.resolve()):
+            raise UserError(f"--save {save_dir}: lies inside INPUT {given}, whose images a later call would read with "
+                            "the drawings among them; choose a folder outside it")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# The inputs
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Item:
+    path: Path
+    label: str | None = None  # the true label, when known
+    box: Box | None = None  # the true box in pixels, when known
+
+    def file_name(self, index: int, suffix: str) -> str:
+        """The name it is saved under: its place in the inputs, its label and its file."""
+        return f"{index:04d}_{self.label or 'image'}_{self.path.stem}{suffix}"
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in config.IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
+
+
+def web_folder(path: Path) -> Path | None:
+    """The web_images-like folder of ``path`` (it, or its parent when ``path`` is its images/)."""
+    return next((c for c in (path, path.parent) if (c / "images").is_dir() and not (c / "annotations").is_dir()), None)
+
+
+def collect_items(
+    inputs: tuple[Path, ...], dataset: Path | None, checkpoint: Checkpoint, problems: Problems
+) -> list[Item]:
+    """Every image INPUT names, with its true label and box where known."""
+    items = [item for given in inputs for item in items_of(Path(given), dataset, checkpoint, problems)]
+    if not items:
+        raise UserError(f"no image found in {', '.join(map(str, inputs))}")
+    if not any(item.path.exists() for item in items):
+        raise UserError(f"{items[0].path.parent.parent}: none of the {len(items)} images of "
+                        f"{', '.join(map(str, inputs))} is there (has the dataset moved?); pass --dataset with the "
+                        "folder that holds them")  # fmt: skip
+    return items
+
+
+def items_of(path: Path, dataset: Path | None, checkpoint: Checkpoint, problems: Problems) -> list[Item]:
+    classes = checkpoint.classes
+    if path.is_file() and path.suffix.lower() == ".csv":
+        root = images_root(path, dataset, checkpoint)
+        return [
+            Item(image_path(root, r), r.label, r.box)
+            for r in check_labels(read_rows(path, problems), classes, problems)
+        ]
+    if path.is_file() and path.suffix.lower() in config.IMAGE_EXTENSIONS:
+        return [Item(path)]
+    if path.is_dir() and (path / "annotations").is_dir() and (path / "images").is_dir():
+        rows = check_labels(read_annotations(path, problems), classes, problems)
+        return [Item(image_path(path, r), r.label, r.box) for r in rows]
+    folder = web_folder(path) if path.is_dir() else None
+    if folder is not None:  # internet images: boxes where annotations.csv has one
+        rows = check_labels(web_rows(folder, problems), classes, problems)
+        return [Item(image_path(folder, r), r.label, None if r.label_only else r.box) for r in rows]
+    if path.is_dir():  # images of <label>/ subfolders, and the images beside them (their label unknown)
+        labelled = [Item(p, c) for c in classes if (path / c).is_dir() for p in image_files(path / c)]
+        return labelled + [Item(p) for p in image_files(path)]
+    raise UserError(f"INPUT {path}: not a CSV file, an image or a folder")
+
+
+# ----------------------------------------------------------------------------------------------
+# One image through the model, and where its drawing goes
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    item: Item
+    predicted: str
+    confidence: float
+    box: Box | None  # pixels
+    iou: float | None
+    failure: bool
+
+    @property
+    def wrong_label(self) -> bool:
+        return self.item.label is not None and self.predicted != self.item.label
+
+    def describe(self) -> str:
+        truth = [f"true {self.item.label}"] * (self.item.label is not None) + [f"IoU {self.iou:.3f}"] * (
+            self.iou is not None
+        )
+        detail = f" ({', '.join(truth)})" if truth else ""
+        failure = "  FAILURE" if self.failure else ""
+        return (
+            f"{'/'.join(self.item.path.parts[-2:])}: predicted {self.predicted} {self.confidence:.3f}{detail}{failure}"
+        )
+
+
+def predict_one(
+    model, image_bgr: np.ndarray, checkpoint: Checkpoint, inference: Inference, item: Item, threshold: float
+):
+    """One image through the model: its outcome, and the normalised input (1, 3, S, S) (for Grad-CAM)."""
+    rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+    x = network_input(rgb, checkpoint.image_size, inference.device, checkpoint.mean, checkpoint.std)
+    with torch.no_grad(), inference.precision.autocast():
+        logits, boxes = model(x)
+    confidence, index = logits.float().softmax(dim=1)[0].max(dim=0)
+    predicted = checkpoint.classes[int(index)]
+    height, width = image_bgr.shape[:2]
+    box = iou = None
+    if boxes is not None:
+        unit = boxes.float().cpu()  # (1, 4) in [0, 1]
+        box = tuple(float(v) for v in unit[0] * torch.tensor([width, height, width, height]))
+        if item.box is not None:
+            iou = float(pairwise_iou(unit, torch.tensor([box_to_unit(item.box, width, height)]))[0])
+    failure = (item.label is not None and predicted != item.label) or (iou is not None and iou < threshold)
+    return Outcome(item, predicted, float(confidence), box, iou, failure), x
+
+
+def no_window() -> str | None:
+    """Why no window can be opened here (a line for the user), or None. A DISPLAY whose server is gone makes
+    OpenCV's Qt abort the whole process: a window is tried in a child process first."""
+    if sys.platform in ("darwin", "win32"):
+        return None
+    shown = env.display()
+    if shown is None:
+        return "no display (DISPLAY is not set)"
+    probe = "import cv2; cv2.namedWindow('probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
+    try:
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"{shown} did not answer within 20 s"
+    return None if done.returncode == 0 else f"{shown} cannot be opened (is its server running? ssh -X/-Y?)"
+
+
+@dataclass
+class View:
+    """Where the drawn images go: a window, or --save's folder (a staged change); the gallery's thumbnails."""
+
+    saved: Staging | None
+    delay: int
+    gallery_max: int
+    thumbnails: list[np.ndarray] = field(default_factory=list)
+    unreadable: int = 0
+
+    def read(self, item: Item) -> np.ndarray | None:
+        rgb, problem = decode_image(item.path)
+        if rgb is None:
+            click.echo(f"warning: {problem}, skipped", err=True)
+            self.unreadable += 1
+            return None
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+    def put(self, canvas: np.ndarray, name: str, in_gallery: bool = True) -> bool:
+        """Show or save ``canvas``; whether the user asked to quit."""
+        if in_gallery and len(self.thumbnails) < self.gallery_max:
+            self.thumbnails.append(canvas)
+        if self.saved is not None:
+            self.saved.write_bytes(name, encode_image(canvas, Path(name).suffix))
+            return False
+        try:
+            cv2.imshow("predict.py: any key next, q or ESC quits", canvas)
+            return (cv2.waitKey(self.delay) & 0xFF) in QUIT_KEYS
+        except cv2.error as error:  # no GUI backend, or an X11 forwarding problem
+            raise UserError(f"cannot open a window ({str(error).strip().splitlines()[-1]}); pass --save DIR to write "
+                            "the images instead") from None  # fmt: skip
+
+
+def predictions(items, model, checkpoint, inference, threshold, failures_only, cam, view: View) -> str:
+    """Each image's prediction drawn (only the failures with --failures-only); the summary line, which counts wrong
+    labels and box failures (right label, IoU below the threshold) apart."""
+    shown, wrong, boxes = 0, 0, 0
+    for index, item in enumerate(items):
+        image = view.read(item)
+        if image is None:
+            continue
+        outcome, x = predict_one(model, image, checkpoint, inference, item, threshold)
+        wrong += outcome.wrong_label
+        boxes += outcome.failure and not outcome.wrong_label
+        if failures_only and not outcome.failure:
+            continue
+        shown += 1
+        click.echo(outcome.describe())
+        image = overlay_cam(image, grad_cam(model, x)[0]) if cam else image
+        canvas = draw_prediction(image, outcome.predicted, outcome.confidence, outcome.box, item.label, item.box,
+                                 outcome.iou, outcome.failure)  # fmt: skip
+        if view.put(canvas, item.file_name(index, ".jpg")):
+            break
+    labelled = sum(item.label is not None for item in items)
+    note = "" if labelled or not failures_only else " (failures need the true labels: none of these images has one)"
+    return (f"{shown} image(s) shown of {len(items)}, {wrong + boxes} failure(s): {wrong} wrong label(s), {boxes} box "
+            f"failure(s) (right label, IoU < {threshold:g}){note}")  # fmt: skip
+
+
+def preview(items: list[Item], checkpoint: Checkpoint, policy: str, count: int, view: View) -> str:
+    """--augment-preview: each image as the network sees it, then ``count`` augmented versions."""
+    policy = "light" if policy == "off" else policy  # a model trained without: the lighter one
+    augmenter, shown = Augmenter(POLICIES[policy], seed=0), 0
+    for index, item in enumerate(items):
+        image = view.read(item)
+        if image is None:
+            continue
+        shown += 1
+        click.echo(f"{'/'.join(item.path.parts[-2:])}: {count} augmented versions ({policy})")
+        height, width = image.shape[:2]
+        unit = box_to_unit(item.box, width, height) if item.box is not None else (0.0, 0.0, 1.0, 1.0)
+        sheet = augmentation_sheet(
+            image, unit, checkpoint.image_size, checkpoint.mean, checkpoint.std, augmenter, count
+        )
+        if view.put(sheet, item.file_name(index, "_augmented.png"), in_gallery=False):
+            break
+    return f"{shown} image(s) previewed of {len(items)}"
+
+
+# ----------------------------------------------------------------------------------------------
+# --annotate: the boxes of internet images, drawn with the mouse into web_images/annotations.csv
+# ----------------------------------------------------------------------------------------------
+def annotation_folder(inputs: tuple[Path, ...]) -> Path:
+    """The folder of internet images --annotate draws boxes for, laid out as FOLDER/images/<label>/<image>."""
+    folder = next((f for f in (web_folder(Path(i)) for i in inputs) if f is not None), None)
+    if folder is None or not [d for d in (folder / "images").iterdir() if d.is_dir()]:
+        raise UserError(f"--annotate {' '.join(map(str, inputs))}: it draws the boxes of internet images laid out as "
+                        "FOLDER/images/<label>/<image> (as web_images/ is), one folder per true label; give FOLDER or "
+                        "FOLDER/images")  # fmt: skip
+    return folder
+
+
+def annotate_boxes(folder: Path, items: list[Item]) -> None:
+    """The boxes of the items without one, drawn (drag, then Enter or Space; c skips) and written one by one."""
+    if why := no_window():
+        raise UserError(
+            f"--annotate needs a display to draw on ({why}): run it on a machine with a screen or through ssh -X, or "
+            f"write the rows of {folder / ANNOTATIONS} by hand (web_images/README.md)"
+        )
+    todo = [item for item in items if item.label is not None and item.box is None]
+    click.echo(f"{len(todo)} image(s) without a box in {folder / ANNOTATIONS}")
+    drawn = 0
+    try:
+        for item in todo:
+            image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
+            if image is None:
+                click.echo(f"warning: {item.path}: unreadable image, skipped", err=True)
+                continue
+            scale = min(1.0, 1000 / max(image.shape[:2]))
+            shown = cv2.resize(image, None, fx=scale, fy=scale) if scale < 1 else image
+            try:
+                x, y, w, h = cv2.selectROI(
+                    f"{item.label}: drag the box, Enter to keep it, c to skip", shown, showCrosshair=True
+                )
+            except cv2.error as error:
+                raise UserError(f"cannot open a window ({str(error).strip().splitlines()[-1]})") from None
+            if w and h:
+                add_box(
+                    folder,
+                    Annotation(item.path.name, x / scale, y / scale, (x + w) / scale, (y + h) / scale, str(item.label)),
+                )
+                drawn += 1
+    finally:
+        cv2.destroyAllWindows()
+    click.echo(f"Wrote {drawn} box(es) to {folder / ANNOTATIONS}")
 
 
 if __name__ == "__main__":

@@ -1,106 +1,140 @@
-"""The four detectors of the practical: shared features, a classification head and a box head.
+"""The four detectors of the practical: features shared by a classification head and a box head.
 
-Each network is one class here, registered once with ``@network``. The class says everything the rest of
-the toolkit knows about it: its name (``--model``), its docstring's first line (the help text), the smallest
-input side it takes, the sizes of its heads' hidden layers, and its ``features`` (the layers the two heads
-share). The options it takes are the keyword arguments of its ``features`` (``batchnorm``; ResNet's
-``pretrained``, ``freeze`` and ``weights``): train.py's command line, TrainOptions and the checkpoint derive
-their lists from them, so a fifth network is one class.
+    model = DeeperDetector(num_classes=3)
+    logits, boxes = model(images)   # (B, 3) class scores, (B, 4) xyxy in [0, 1] (None with box_head=False)
 
-``build_model`` puts the features and the heads together into a Detector (model/detector.py, the nn.Module):
-
-    model = build_model("simple", num_classes=3)
-    logits, boxes = model(images)   # (B, 3) class scores, (B, 4) xyxy in [0, 1] (None without a box head)
-
-The number of features entering the heads is measured by running a dummy image through the features,
-never written by hand, so any image size and any option combination fits. torch is imported when layers
-are first built, not when this module is read: the command lines list the networks from it in a blink.
+Each network is one subclass of ``Detector``: its name (``--model``), its docstring's first line (the help), the
+smallest input side it takes, its heads' hidden sizes, and ``make_features`` (the layers both heads read), whose
+keyword arguments are the options it takes (``batchnorm``; ResNet's ``pretrained``, ``freeze``, ``weights``).
+Defining the class registers it: train.py's --model, its options and the checkpoints follow, so a fifth network
+is one class. The number of features entering the heads is measured on a dummy image, never written by hand.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import itertools
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
 
 from model import config
-from model.core.errors import UserError
-from model.core.lazy import LazyModule
+from model.errors import UserError
 
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
-    from model.detector import Detector
-else:
-    torch, nn = LazyModule("torch"), LazyModule("torch.nn")
-
-NetworkT = TypeVar("NetworkT", bound=type["Network"])
-NETWORKS: dict[str, type[Network]] = {}  # name -> class, in the practical's order (the order of registration)
-COMMON_OPTIONS = ("box_head", "dropout", "image_size")  # what every network takes
+NETWORKS: dict[str, type[Detector]] = {}  # name -> class, in the order of their definition (the practical's)
 
 
-class WeightsError(UserError):
-    """Pretrained weights could not be had; the message says how to get them."""
+def ordered(boxes: torch.Tensor) -> torch.Tensor:
+    """(B, 4) -> (B, 4) with x1 <= x2 and y1 <= y2 (min and max pass the gradients through)."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([torch.minimum(x1, x2), torch.minimum(y1, y2), torch.maximum(x1, x2), torch.maximum(y1, y2)], -1)
 
 
-def network(cls: NetworkT) -> NetworkT:
-    """Register a network class under its ``name``: the one step that makes it known everywhere."""
-    if cls.name in NETWORKS:
-        raise ValueError(f"two networks named {cls.name!r}")
-    NETWORKS[cls.name] = cls
-    return cls
-
-
-class Network:
-    """A detector of the practical, described by its class: see the module's docstring."""
+class Detector(nn.Module):
+    """Features (B, 3, S, S) -> (B, F), a classifier (B, F) -> (B, C) and a box regressor (B, F) -> (B, 4)."""
 
     name: ClassVar[str]
-    min_image_size: ClassVar[int] = 32  # smallest input side whose feature map is not empty
+    min_image_size: ClassVar[int] = 32  # the smallest input side whose feature map is not empty
     hidden: ClassVar[tuple[int, int]]  # the hidden layers of both heads
 
-    def __init__(self, load_weights: bool = True):
-        self.load_weights = load_weights  # False: a checkpoint's weights replace any pretrained ones
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        NETWORKS[cls.name] = cls
 
-    # The layers both heads read, (B, 3, S, S) -> (B, F): a method of each network, whose keyword arguments (with
-    # their defaults) are the options the network takes.
-    features: Callable[..., nn.Module]
+    def __init__(
+        self,
+        num_classes: int,
+        box_head: bool = True,
+        dropout: float = 0.5,
+        image_size: int = config.IMAGE_SIZE,
+        load_weights: bool = True,  # False: a checkpoint's weights replace any pretrained ones
+        **options: Any,
+    ):
+        super().__init__()
+        self.load_weights = load_weights
+        self.features = self.make_features(**options)
+        n = feature_size(self.features, image_size)
+        h1, h2 = self.hidden
+        self.classifier = nn.Sequential(  # Linear -> ReLU -> Dropout, twice, then the class scores
+            nn.Linear(n, h1), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(h1, h2), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(h2, num_classes),
+        )  # fmt: skip
+        self.box_regressor = None  # Linear -> ReLU, twice, then 4 corners in [0, 1] (Part 3 Q1-Q3); no dropout
+        if box_head:
+            self.box_regressor = nn.Sequential(
+                nn.Linear(n, h1), nn.ReLU(inplace=True), nn.Linear(h1, h2), nn.ReLU(inplace=True),
+                nn.Linear(h2, 4), nn.Sigmoid(),
+            )  # fmt: skip
+        for layer in [*self.classifier, *(self.box_regressor or [])]:
+            if isinstance(layer, nn.Linear):  # the course template's initialisation
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        self.frozen = self.freezes(**options)
+        if self.frozen:
+            self.features.requires_grad_(False)
+            self.features.eval()
+
+    def make_features(self, **options: Any) -> nn.Module:
+        raise NotImplementedError
 
     def freezes(self, **options: Any) -> bool:
-        """Whether the features stay fixed during training (weights and BatchNorm statistics), given its options."""
+        """Whether the features stay fixed in training (weights and BatchNorm statistics)."""
         return False
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = self.features(images)  # (B, F)
+        logits = self.classifier(features)  # (B, C)
+        if self.box_regressor is None:
+            return logits, None
+        return logits, ordered(self.box_regressor(features))  # (B, 4) xyxy in [0, 1], corners in order
+
+    def train(self, mode: bool = True) -> Detector:
+        super().train(mode)
+        if self.frozen:  # a frozen backbone keeps its BatchNorm running statistics too
+            self.features.eval()
+        return self
 
     @classmethod
     def options(cls) -> tuple[str, ...]:
-        """The options of its own it takes: the keyword arguments of ``features``."""
-        return tuple(name for name in inspect.signature(cls.features).parameters if name != "self")
+        """The options of its own it takes: the keyword arguments of ``make_features``."""
+        return tuple(name for name in inspect.signature(cls.make_features).parameters if name != "self")
 
     @classmethod
     def help(cls) -> str:
         return (inspect.getdoc(cls) or cls.name).splitlines()[0].rstrip(".")
 
 
+def feature_size(features: nn.Module, image_size: int) -> int:
+    """Values per image out of ``features``, measured on a dummy input (in eval mode: no BatchNorm update)."""
+    features.eval()
+    try:
+        with torch.no_grad():
+            return features(torch.zeros(1, 3, image_size, image_size)).flatten(1).shape[1]
+    except RuntimeError as error:
+        raise UserError(f"--image-size {image_size} is too small for this network ({error})") from None
+    finally:
+        features.train()
+
+
 def conv_block(in_channels: int, out_channels: int, batchnorm: bool, pool: int | None) -> list[nn.Module]:
     """Conv3x3 (padding 1) -> [BatchNorm] -> ReLU -> [MaxPool(pool, stride pool)]."""
     layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1)]
-    if batchnorm:
-        layers.append(nn.BatchNorm2d(out_channels))
+    layers += [nn.BatchNorm2d(out_channels)] if batchnorm else []
     layers.append(nn.ReLU(inplace=True))
-    if pool:
-        layers.append(nn.MaxPool2d(pool, stride=pool))
-    return layers
+    return layers + ([nn.MaxPool2d(pool, stride=pool)] if pool else [])
 
 
-@network
-class SimpleDetector(Network):
+class SimpleDetector(Detector):
     """The course template's network: three conv blocks with 4x4 max-pooling, 64x3x3 = 576 features."""
 
     name = "simple"
     min_image_size = 64  # three 4x4 poolings
     hidden = (32, 16)
 
-    def features(self, batchnorm: bool = True) -> nn.Module:
+    def make_features(self, batchnorm: bool = True) -> nn.Module:
         return nn.Sequential(
             *conv_block(3, 32, batchnorm, pool=4),  # 224 -> 56
             *conv_block(32, 64, batchnorm, pool=4),  # 56 -> 14
@@ -109,33 +143,26 @@ class SimpleDetector(Network):
         )
 
 
-@network
-class DeeperDetector(Network):
+class DeeperDetector(Detector):
     """Five conv blocks with 2x2 max-pooling: 224 -> 7, 512x7x7 features (Part 2 Q1)."""
 
     name = "deeper"
-    min_image_size = 32  # five 2x2 poolings
     hidden = (512, 128)
-    CHANNELS = (32, 64, 128, 256, 512)
 
-    def features(self, batchnorm: bool = True) -> nn.Module:
-        layers, previous = [], 3
-        for channels in self.CHANNELS:
-            layers += conv_block(previous, channels, batchnorm, pool=2)
-            previous = channels
-        return nn.Sequential(*layers, nn.Flatten())
+    def make_features(self, batchnorm: bool = True) -> nn.Module:
+        channels = (3, 32, 64, 128, 256, 512)
+        blocks = [conv_block(a, b, batchnorm, pool=2) for a, b in itertools.pairwise(channels)]
+        return nn.Sequential(*[layer for block in blocks for layer in block], nn.Flatten())
 
 
-@network
-class VGGLikeDetector(Network):
+class VGGLikeDetector(Detector):
     """VGG11's convolutions (configuration A), 512 units in the fully connected part (Part 2 Q2)."""
 
     name = "vgg"
-    min_image_size = 32  # five 2x2 poolings
     hidden = (512, 512)
     LAYOUT = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
-    def features(self, batchnorm: bool = True) -> nn.Module:
+    def make_features(self, batchnorm: bool = True) -> nn.Module:
         layers: list[nn.Module] = []
         previous = 3
         for item in self.LAYOUT:
@@ -147,188 +174,82 @@ class VGGLikeDetector(Network):
         return nn.Sequential(*layers, nn.Flatten())
 
 
-@network
-class ResnetDetector(Network):
+class ResnetDetector(Detector):
     """torchvision's ResNet-18 up to its average pooling (512 features), from ImageNet weights or from scratch.
 
-    ``pretrained`` loads ImageNet weights (from torchvision's cache, or the file ``weights``); ``freeze``
-    (default: when pretrained) keeps the backbone fixed, BatchNorm statistics included (Part 3 Q7).
+    ``pretrained`` loads ImageNet weights (torchvision's cache, or the file ``weights``); ``freeze`` (default: when
+    pretrained) keeps the backbone fixed, BatchNorm statistics included (Part 3 Q7).
     """
 
     name = "resnet"
-    min_image_size = 32  # five stride-2 stages
     hidden = (512, 512)
 
-    def features(self, pretrained: bool = True, freeze: bool | None = None, weights: Path | None = None) -> nn.Module:
+    def make_features(self, pretrained: bool = True, freeze: bool | None = None, weights: Path | None = None):
         from torchvision.models import resnet18
 
         backbone = resnet18(weights=None)
-        if pretrained and self.load_weights:  # not when a checkpoint's own weights are about to replace them
-            load_imagenet_weights(backbone, weights)
+        if pretrained and self.load_weights:
+            try:
+                backbone.load_state_dict(imagenet_weights(weights))
+            except (RuntimeError, TypeError, AttributeError) as error:
+                where = f"--weights {weights}" if weights else imagenet_weights_file()
+                raise UserError(
+                    f"{where}: not ResNet-18's ImageNet weights ({str(error).strip().splitlines()[0][:160]}); pass the "
+                    f"{IMAGENET_FILE} file torchvision downloads"
+                ) from None
         return nn.Sequential(*list(backbone.children())[:-1], nn.Flatten())  # without its fc layer
 
-    def freezes(self, **options: Any) -> bool:
-        pretrained, freeze = options.get("pretrained", True), options.get("freeze")
+    def freezes(self, pretrained: bool = True, freeze: bool | None = None, **_options: Any) -> bool:
         return bool(pretrained if freeze is None else freeze)
 
 
-# ----------------------------------------------------------------------------------------------
-# What the registry tells
-# ----------------------------------------------------------------------------------------------
-def model_names() -> tuple[str, ...]:
-    return tuple(NETWORKS)
-
-
-def network_class(name: str) -> type[Network]:
-    if name not in NETWORKS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(NETWORKS)}")
-    return NETWORKS[name]
-
-
-def takes_option(name: str, option: str) -> bool:
-    """Whether network ``name`` takes ``option`` (every network takes the common ones)."""
-    return option in COMMON_OPTIONS or option in network_class(name).options()
-
-
-def networks_taking(option: str) -> tuple[str, ...]:
-    return tuple(name for name in NETWORKS if takes_option(name, option))
-
-
-def min_image_size(name: str) -> int:
-    """The smallest ``--image-size`` the network ``name`` can take."""
-    return network_class(name).min_image_size
-
-
-# ----------------------------------------------------------------------------------------------
-# Building one
-# ----------------------------------------------------------------------------------------------
-def make_classifier(in_features: int, hidden: tuple[int, int], num_classes: int, dropout: float) -> nn.Sequential:
-    """Linear -> ReLU -> Dropout -> Linear -> ReLU -> Dropout -> Linear: (B, F) -> (B, C) logits."""
-    h1, h2 = hidden
-    return nn.Sequential(
-        nn.Linear(in_features, h1),
-        nn.ReLU(inplace=True),
-        nn.Dropout(dropout),
-        nn.Linear(h1, h2),
-        nn.ReLU(inplace=True),
-        nn.Dropout(dropout),
-        nn.Linear(h2, num_classes),
-    )
-
-
-def make_box_regressor(in_features: int, hidden: tuple[int, int]) -> nn.Sequential:
-    """Linear -> ReLU -> Linear -> ReLU -> Linear -> Sigmoid, no dropout: (B, F) -> (B, 4) in [0, 1]."""
-    h1, h2 = hidden
-    return nn.Sequential(
-        nn.Linear(in_features, h1),
-        nn.ReLU(inplace=True),
-        nn.Linear(h1, h2),
-        nn.ReLU(inplace=True),
-        nn.Linear(h2, 4),
-        nn.Sigmoid(),
-    )
-
-
-def feature_size(features: nn.Module, image_size: int) -> int:
-    """Number of values per image that ``features`` outputs, measured on a dummy input."""
-    was_training = features.training
-    features.eval()  # BatchNorm must not update its statistics on the dummy input
-    try:
-        with torch.no_grad():
-            out = features(torch.zeros(1, 3, image_size, image_size))
-    except RuntimeError as error:
-        raise ValueError(f"image size {image_size} is too small for this network ({error})") from None
-    finally:
-        features.train(was_training)
-    return out.flatten(1).shape[1]
-
-
-def build_model(
-    name: str,
-    num_classes: int,
-    *,
-    box_head: bool = True,
-    dropout: float = 0.5,
-    image_size: int = config.IMAGE_SIZE,
-    load_weights: bool = True,
-    **options: Any,
-) -> Detector:
-    """``build_model("vgg", 3, dropout=0.0)``: the network ``name`` with its heads; ``options`` are its own
-    (``batchnorm``; ``pretrained``, ``freeze``, ``weights``). ``load_weights=False`` skips pretrained
-    weights (a checkpoint's own replace them: nothing is downloaded)."""
-    from model.detector import Detector
-
-    spec = network_class(name)(load_weights)
-    unknown = sorted(set(options) - set(spec.options()))
+def build_model(name: str, num_classes: int, **options: Any) -> Detector:
+    """``build_model("vgg", 3, dropout=0.0)``: the network ``name`` with its heads."""
+    unknown = sorted(set(options) - {"box_head", "dropout", "image_size", "load_weights", *NETWORKS[name].options()})
     if unknown:
-        raise ValueError(f"--model {name} takes no option {', '.join(unknown)}")
-    features = spec.features(**options)
-    n_features = feature_size(features, image_size)
-    classifier = make_classifier(n_features, spec.hidden, num_classes, dropout)
-    regressor = make_box_regressor(n_features, spec.hidden) if box_head else None
-    return Detector(features, classifier, regressor, frozen=spec.freezes(**options))
+        raise UserError(f"--model {name} takes no option {', '.join(unknown)}")
+    return NETWORKS[name](num_classes, **options)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(total, trainable) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
+    return sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-# ----------------------------------------------------------------------------------------------
-# ResNet-18's ImageNet weights
-# ----------------------------------------------------------------------------------------------
-def imagenet_weights_file() -> Path:
-    """Where torchvision keeps ResNet-18's ImageNet weights once downloaded (its URL's file name)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILE
-
-
-IMAGENET_URL = (
-    "https://download.pytorch.org/models/resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1
-)
+IMAGENET_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"  # torchvision's IMAGENET1K_V1
 IMAGENET_FILE = Path(IMAGENET_URL).name
 
 
-def load_imagenet_weights(backbone: nn.Module, weights_path: Path | None) -> None:
-    """ResNet-18's ImageNet weights into ``backbone``; a WeightsError when the file holds other weights."""
-    state = imagenet_resnet18_state(weights_path)
-    where = f"--weights {weights_path}" if weights_path else str(imagenet_weights_file())
+def imagenet_weights_file() -> Path:
+    """Where torchvision keeps ResNet-18's ImageNet weights once downloaded."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILE
+
+
+def imagenet_weights(path: Path | None) -> dict[str, torch.Tensor]:
+    """ResNet-18's ImageNet weights from ``path``, else torchvision's cache (downloading them when online)."""
+    where = f"--weights {path}" if path else str(imagenet_weights_file())
+    if path is None:
+        from torchvision.models import ResNet18_Weights
+
+        try:
+            return ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+        except Exception as error:  # URLError, socket and HTTP errors: all mean offline
+            cache = imagenet_weights_file().parent
+            raise UserError(
+                f"ImageNet weights for resnet18 are not in {cache} and could not be downloaded "
+                f"({type(error).__name__}). On a machine with internet download {IMAGENET_URL} into {cache} (or pass "
+                f"--weights FILE), or train from scratch with --no-pretrained"
+            ) from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise UserError(
+            f"{where}: not a loadable weights file ({type(error).__name__}); pass the {IMAGENET_FILE} "
+            "file torchvision downloads"
+        ) from None
     if not isinstance(state, dict) or "format" in state:  # e.g. a checkpoint of this toolkit's train.py
-        raise WeightsError(
+        raise UserError(
             f"{where}: a checkpoint of this toolkit, not torchvision's ResNet-18 ImageNet weights; pass the "
             f"{IMAGENET_FILE} file torchvision downloads (to go on with a run, use train.py --resume)"
         )
-    try:
-        backbone.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as error:
-        reason = str(error).strip().splitlines()[0][:160]
-        raise WeightsError(
-            f"{where}: not ResNet-18's ImageNet weights ({reason}); pass the {IMAGENET_FILE} file torchvision downloads"
-        ) from None
-
-
-def imagenet_resnet18_state(weights_path: Path | None) -> dict[str, torch.Tensor]:
-    """ResNet-18 ImageNet weights from a file, else torchvision's cache (downloading if online)."""
-    if weights_path:
-        try:
-            state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
-            raise WeightsError(
-                f"--weights {weights_path}: not a loadable weights file ({reason}); pass the {IMAGENET_FILE} file "
-                f"torchvision downloads"
-            ) from None
-        return state.get("state_dict", state) if isinstance(state, dict) else state
-    from torchvision.models import ResNet18_Weights
-
-    weights = ResNet18_Weights.IMAGENET1K_V1
-    try:
-        return weights.get_state_dict(progress=False)
-    except Exception as error:  # URLError, socket errors, HTTP errors: all mean "offline"
-        cache = imagenet_weights_file().parent
-        raise WeightsError(
-            f"ImageNet weights for resnet18 are not in {cache} and could not be downloaded ({type(error).__name__}). "
-            f"On a machine with internet download {weights.url} into {cache} (or pass --weights FILE), "
-            f"or train from scratch with --no-pretrained"
-        ) from None
+    return state.get("state_dict", state)

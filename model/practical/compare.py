@@ -16,19 +16,17 @@ from rich.console import Console
 from rich.table import Table
 
 from model import config
-from model.core.errors import UserError
-from model.core.files import refuse_data_folder
-from model.core.owned import OwnedFolder
-from model.core.runtime import select_device
-from model.data.annotations import Problems
-from model.evaluation.inference import Inference
-from model.network import takes_option
+from model.annotations import Problems
+from model.errors import UserError
+from model.evaluate import Inference
+from model.files import Folder, refuse_data_folder
+from model.network import NETWORKS
 from model.practical.plan import Plan, PlannedRun, Status, parse_run
 from model.practical.runner import train_locally
 from model.practical.settings import CompareSettings
 from model.reporting.comparison import compare_runs, write_outputs
 from model.reporting.tables import format_cell
-from model.runs.run import RunError
+from model.runs import RunError
 
 # What --train gives each network beyond the shared options: the better of the practical's two ResNet
 # variants is the fine-tuned one (Part 3 Q7).
@@ -52,10 +50,10 @@ CONSOLE_COLUMNS = (
 def compare(settings: CompareSettings) -> None:
     """Everything compare.py does without --practical."""
     out = settings.out or Path("doc")
-    OwnedFolder(out, writer="compare.py", option="--out").check_place()  # before anything trains or evaluates
+    Folder(out, writer="compare.py", option="--out").check_place()  # before anything trains or evaluates
     runs = list(dict.fromkeys([*settings.runs, *train_missing(settings)]))
     problems = Problems(skip=settings.skip_bad_rows)
-    inference = Inference.on(select_device(settings.device), settings.precision, settings.batch_size)
+    inference = Inference.on(settings.device, settings.precision, settings.batch_size)
     try:
         comparison = compare_runs(
             runs, inference, problems, settings.csv_files, settings.classic, settings.with_robustness
@@ -95,7 +93,7 @@ def planned(name: str, settings: CompareSettings, output_dir: Path) -> PlannedRu
     args += ["--epochs", str(settings.epochs)] if settings.epochs else []
     args += ["--image-size", str(settings.image_size)] if settings.image_size else []
     args += ["--skip-bad-rows"] if settings.skip_bad_rows else []
-    if takes_option(name, "pretrained"):
+    if "pretrained" in NETWORKS[name].options():
         args += TRAIN_CHOICES.get(name, []) if settings.pretrained else ["--no-pretrained"]
     return PlannedRun(name, tuple(args), parse_run(args, output_dir / name, name))
 

@@ -19,15 +19,13 @@ from typing import Any
 
 import pandas as pd
 
-from model.core.owned import Staging
-from model.data.annotations import Problems, read_rows
-from model.data.web import WEB_IMAGES
-from model.evaluation.evaluate import ensure_evaluation, ensure_internet_evaluation, read_per_image
-from model.evaluation.inference import Inference
-from model.evaluation.metrics import ImageResults
-from model.experiment.options import TrainOptions
+from model.annotations import WEB_IMAGES, Problems, read_rows
+from model.evaluate import Inference, ensure_evaluation, read_per_image
+from model.files import Staging
+from model.metrics import ImageResults
+from model.options import TrainOptions
 from model.practical.plan import Plan, PlannedRun, Section, Status
-from model.runs.run import Run
+from model.runs import Run
 
 FROM_SCRATCH = "from scratch"  # a ResNet trained without ImageNet weights (offline): said in its label
 FIGURE_DIGESTS = "report/.figure-inputs.json"  # figure name -> digest of what it was drawn from
@@ -113,7 +111,7 @@ class Context:
         if key not in self._evaluations:
             self._evaluations[key] = ensure_evaluation(
                 self.run(name), which, split, self.inference, self.workers, self.echo
-            )
+            )[0]
         return self._evaluations[key]
 
     def figures(self, name: str, which: str = "best", split: str = "test") -> dict[str, Any]:
@@ -128,9 +126,7 @@ class Context:
         return read_per_image(path, self.run(name).checkpoint(which, mmap=True).classes)
 
     def internet(self, name: str) -> tuple[dict[str, Any], ImageResults]:
-        stored, csv = ensure_internet_evaluation(
-            self.run(name), "best", self.web, self.inference, self.workers, self.echo
-        )
+        stored, csv = ensure_evaluation(self.run(name), "best", Path(self.web), self.inference, self.workers, self.echo)
         return stored["figures"], read_per_image(csv, stored["classes"])
 
     # ------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -15,14 +16,10 @@ from typing import Any
 import torch
 
 from model import config
-from model.core.files import free_space
-from model.core.precision import resolve_precision
-from model.core.runtime import place_model, prepare_device, select_device, synchronize, uses_channels_last
-from model.engine.steps import train_step
-from model.experiment.loss import loss_for
-from model.experiment.options import TrainOptions
-from model.experiment.schedule import make_optimizer
+from model.device import channels_last, place_model, prepare_device, resolve_precision, select_device, synchronize
+from model.engine import loss_for, make_optimizer, train_step
 from model.network import build_model, count_parameters
+from model.options import TrainOptions
 from model.practical.plan import Plan, PlanError, Status
 
 
@@ -46,7 +43,8 @@ def check_disk(plan: Plan, found: dict[str, Status], images: int) -> None:
             needed += parameters(run.options) * 4 * 5  # best.pth, last.pth with Adam's two moments, a temporary
             sizes.add(run.options.image_size)
     needed += sum(images * 3 * size * size for size in sizes)
-    free = free_space(plan.output_dir) or 0
+    existing = next(f for f in (plan.output_dir, *plan.output_dir.parents) if f.exists())
+    free = shutil.disk_usage(existing).free
     if needed > 0.9 * free:
         raise PlanError(
             f"{plan.output_dir}: {free / 2**30:.1f} GiB free, the runs need about {needed / 2**30:.1f} GiB "
@@ -159,7 +157,7 @@ def measure_start() -> float:
 
 def measure_decode(dataset: Path | None, images: int = 12) -> float:
     """Seconds to decode and resize one image of ``dataset``, measured now on a few of its images."""
-    from model.data.images import decode_image, resize_square
+    from model.images import decode_image, resize_square
 
     files = sorted((dataset / "images").rglob("*.jpg"))[:images] if dataset is not None else []
     if not files:
@@ -188,7 +186,7 @@ def probe(options: TrainOptions, device: torch.device, batches: int = 2) -> floa
     scaler, loss_fn = precision.grad_scaler(), loss_for(options)
     size, n = options.image_size, options.batch_size
     x = torch.randn(n, 3, size, size, device=device)
-    if uses_channels_last(device):
+    if channels_last(device):
         x = x.contiguous(memory_format=torch.channels_last)
     labels = torch.zeros(n, dtype=torch.int64, device=device)
     boxes = torch.tensor([[0.2, 0.2, 0.8, 0.8]], device=device).expand(n, 4)

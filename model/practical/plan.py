@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from model import config
-from model.core.errors import UserError
-from model.experiment.options import TrainOptions, at_tiny_scale, flag
-from model.network import imagenet_weights_file, min_image_size, takes_option
-from model.runs.run import Run, RunError
-from model.training.command import describe_failure, given_names, options_from_args
+from model.errors import UserError
+from model.network import NETWORKS, imagenet_weights_file
+from model.options import TrainOptions, at_tiny_scale, flag, given_names, parse
+from model.runs import Run, RunError
 
 # Each table's keys and the type of their values ("list" holds strings); "*" marks the keys an entry needs.
 SCHEMA: dict[str, dict[str, str]] = {
@@ -211,9 +210,9 @@ def parse_run_noting(
 ) -> tuple[TrainOptions, list[str]]:
     """A run's options, and the options of ``lenient`` (the plan's defaults) left out where they do not apply."""
     try:
-        return options_from_args(args, lenient)
-    except Exception as error:  # click's usage errors and OptionError: a typo is found before anything trains
-        raise PlanError(f"{path}: run {name}: {describe_failure(error)} (in its args: {shlex.join(args)})") from None
+        return parse(args, frozenset(lenient))
+    except UserError as error:  # a typo is found before anything trains
+        raise PlanError(f"{path}: run {name}: {error} (in its args: {shlex.join(args)})") from None
 
 
 def read_runs(document: dict[str, Any], path: Path, quick: bool) -> tuple[dict[str, PlannedRun], list[str]]:
@@ -221,10 +220,8 @@ def read_runs(document: dict[str, Any], path: Path, quick: bool) -> tuple[dict[s
     defaults = split_args(document.get("defaults", {}).get("args", ""), path, "[defaults]")
     try:
         lenient = given_names(defaults)
-    except Exception as error:
-        raise PlanError(
-            f"{path}: [defaults]: {describe_failure(error)} (in its args: {shlex.join(defaults)})"
-        ) from None
+    except UserError as error:
+        raise PlanError(f"{path}: [defaults]: {error} (in its args: {shlex.join(defaults)})") from None
     settings = document.get("quick", {}) if quick else {}
     runs: dict[str, PlannedRun] = {}
     left_out: dict[str, list[str]] = {}
@@ -255,8 +252,8 @@ def quick_args(args: list[str], options: TrainOptions, settings: dict[str, Any],
     args = [*_without(args, "--epochs"), *split_args(settings.get("args", ""), path, "[quick]")]
     args += ["--epochs", str(min(options.epochs, int(settings.get("epochs", options.epochs))))]
     if "image_size" in settings:  # each network at this side, or at its smallest where that is larger
-        args += ["--image-size", str(max(int(settings["image_size"]), min_image_size(options.model)))]
-    if settings.get("no_pretrained") and takes_option(options.model, "pretrained"):
+        args += ["--image-size", str(max(int(settings["image_size"]), NETWORKS[options.model].min_image_size))]
+    if settings.get("no_pretrained") and "pretrained" in NETWORKS[options.model].options():
         args = [*_without(args, "--weights"), "--no-pretrained"]
     return args
 
@@ -429,7 +426,7 @@ def weights_missing_line(lacking: Sequence[str]) -> str:
 def from_scratch(run: PlannedRun) -> PlannedRun:
     """The run without ImageNet weights: what the plan trains offline (its options say so)."""
     args = [*_without(list(run.args), "--weights"), "--no-pretrained"]
-    return PlannedRun(run.name, tuple(args), options_from_args(args)[0], run.optional)
+    return PlannedRun(run.name, tuple(args), parse(args)[0], run.optional)
 
 
 __all__ = ["Plan", "PlanError", "PlannedRun", "Section", "Status", "flag", "load_plan"]

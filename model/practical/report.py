@@ -20,8 +20,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from model.core.owned import OwnedFolder
-from model.data.annotations import Problems, read_annotations
+from model.annotations import Problems, read_annotations
+from model.files import Folder
 from model.practical.context import FIGURE_DIGESTS, Content, Context
 from model.practical.plan import Section, shown_path
 from model.practical.sections import BUILDERS
@@ -49,7 +49,7 @@ TRAINING_FIGURES = (
 )
 
 
-def report_folder(folder: Path) -> OwnedFolder:
+def report_folder(folder: Path) -> Folder:
     """The report's folder; a report of an earlier version (no manifest) is recognised by its text."""
 
     def legacy(name: str, _path: Path) -> bool:
@@ -57,7 +57,7 @@ def report_folder(folder: Path) -> OwnedFolder:
         ours = report.exists() and SIGNATURE in report.read_text(encoding="utf-8", errors="replace")
         return ours and (name == REPORT or name.startswith("report/"))
 
-    return OwnedFolder(folder, writer="compare.py --practical", option="--out", legacy=legacy)
+    return Folder(folder, writer="compare.py --practical", option="--out", legacy=legacy)
 
 
 def read_student_text(folder: Path) -> Previous:

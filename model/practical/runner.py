@@ -8,7 +8,6 @@ writing one run.
 
 from __future__ import annotations
 
-import io
 import os
 import shlex
 import shutil
@@ -22,13 +21,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from model import config
-from model.core import env
-from model.core.files import make_folder, refuse_data_folder, write_text
-from model.core.runtime import Reporter, usable_cpus
-from model.data import demo
-from model.data.annotations import Problems, read_annotations
-from model.data.location import find_dataset, locate_dataset
+from model import config, demo, env
+from model.annotations import DataError, Problems, read_annotations
+from model.dataset import find_dataset, locate_dataset, read_splits
+from model.device import usable_cpus
+from model.files import make_folder, refuse_data_folder, write_file
 from model.practical.estimate import check_disk, estimate, format_duration, total
 from model.practical.plan import (
     Plan,
@@ -41,7 +38,6 @@ from model.practical.plan import (
     weights_missing_line,
 )
 from model.practical.settings import PracticalSettings
-from model.training.data import TrainingError, plan_rows
 
 MAX_JOBS_ON_A_GPU = 4  # runs at once on one GPU with --jobs auto (a small network leaves a GPU mostly idle)
 
@@ -109,10 +105,9 @@ def check_runs(plan: Plan, found: dict[str, Status], dataset: Path, echo: Callab
     for name, run in plan.runs.items():
         if found[name].state != "missing":
             continue
-        quiet = Reporter(io.StringIO())
         try:
-            rows = plan_rows(replace(run.options, dataset=dataset), quiet)
-        except TrainingError as error:
+            rows = read_splits(replace(run.options, dataset=dataset), lambda _line: None)
+        except DataError as error:
             raise PlanError(f"run {name}: {error}") from None
         for line in rows.warnings:
             echo(f"run {name}: {line}")
@@ -225,7 +220,7 @@ def submit_to_slurm(
     array = None
     if todo:
         tasks = folder / f"tasks-{time.strftime('%Y%m%d-%H%M%S')}.txt"
-        write_text(tasks, "".join(f"{command}\n" for command in commands))
+        write_file(tasks, "".join(f"{command}\n" for command in commands).encode())
         try:
             array = _sbatch(
                 [
@@ -342,8 +337,7 @@ def write_plan_report(
     settings: PracticalSettings, echo: Callable[[str], None], dataset: Path, kinds: dict[str, bool]
 ) -> Path:
     """The report of the whole plan (--only chose what trained), the runs without ImageNet weights said."""
-    from model.core.runtime import select_device
-    from model.evaluation.inference import Inference
+    from model.evaluate import Inference
     from model.practical.context import Context, read_digests
     from model.practical.report import report_folder, write_report
 
@@ -358,7 +352,7 @@ def write_plan_report(
             if settings.skip_unavailable
         }
     )
-    inference = Inference.on(select_device(settings.device), settings.precision, settings.batch_size)
+    inference = Inference.on(settings.device, settings.precision, settings.batch_size)
     title = "Practical 1: CNN detectors for airplane, face and motorcycle: report draft" + (
         " (quick mode)" if settings.quick else ""
     )

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from model import config
-from model.core.errors import UserError
+from model.errors import UserError
 from model.network import NETWORKS
 
 COURSE_RESOURCES = "--gres=shard:1 --cpus-per-task=8 --mem=12G"  # the course's srun options

@@ -12,27 +12,26 @@ from pathlib import Path
 import pandas as pd
 
 from model import config
-from model.core.owned import OwnedFolder
-from model.core.runtime import usable_cpus
-from model.data.annotations import DataError, Problems
-from model.evaluation.evaluate import ensure_classic_evaluation
-from model.evaluation.inference import (
+from model.annotations import DataError, Problems
+from model.device import usable_cpus
+from model.evaluate import (
     Inference,
-    images_root,
-    load_rows_dataset,
-    load_trained,
+    decoded,
+    ensure_classic_evaluation,
+    other_rows,
+    own_split,
     run_model,
     time_inference,
 )
-from model.evaluation.metrics import summarize
+from model.files import Folder
+from model.metrics import summarize
 from model.network import count_parameters
 from model.reporting import figures
 from model.reporting.error_analysis import error_analysis
 from model.reporting.model_report import ModelReport, comparison_frame
 from model.reporting.robustness import sweep, write_robustness
 from model.reporting.tables import Sink, write_table
-from model.runs.checkpoint import CheckpointError
-from model.runs.run import Run
+from model.runs import Checkpoint, CheckpointError, Run
 
 
 @dataclass
@@ -67,10 +66,11 @@ def unique_name(checkpoint_path: Path, model_name: str, taken: set[str]) -> str:
 
 def network_report(path: Path, inference: Inference, problems: Problems, taken: set[str]):
     """One run's ModelReport on its own test split, its model and its decoded test split."""
-    checkpoint, model = load_trained(path, inference.device)
-    run = Run.of(path)
+    checkpoint = Checkpoint(path)
+    model = inference.place(checkpoint.build_model())
+    run = Run(path.parent)
     test_file = run.split_path("test")
-    test = load_rows_dataset(test_file, images_root(test_file, None, checkpoint), checkpoint, problems, usable_cpus())
+    test = decoded(own_split(checkpoint, "test", problems), checkpoint, problems, usable_cpus())
     if not test.rows:
         raise DataError(
             f"{test_file}: the run's test split is empty (trained with --cut-test 1.0?); compare "
@@ -120,9 +120,7 @@ def compare_runs(
             )
         comparison.classes = checkpoint.classes
         for csv_file in csv_files:
-            extra = load_rows_dataset(
-                csv_file, images_root(csv_file, None, checkpoint), checkpoint, problems, usable_cpus()
-            )
+            extra = decoded(other_rows(checkpoint, csv_file, problems), checkpoint, problems, usable_cpus())
             report.extra_sets[csv_file.stem] = summarize(run_model(model, extra, checkpoint, inference)[1])
         report.timing = time_inference(model, test, inference)
         if robustness:
@@ -130,7 +128,7 @@ def compare_runs(
         comparison.reports.append(report)
         first = first or (checkpoint, test)
     if classic and first is not None:
-        comparison.reports += classic_reports(Run.of(first[0].path), usable_cpus())
+        comparison.reports += classic_reports(Run(first[0].path.parent), usable_cpus())
     return comparison
 
 
@@ -283,7 +281,7 @@ def error_analysis_markdown(reports: Sequence[ModelReport]) -> str:
 def write_outputs(comparison: Comparison, out: Path) -> None:
     """comparison.md/.csv/.tex, errors.md, the figures and (when measured) the robustness files, into
     ``out`` as one change: nothing is replaced when a file there is not the toolkit's."""
-    folder = OwnedFolder(out, writer="compare.py", option="--out")
+    folder = Folder(out, writer="compare.py", option="--out")
     with folder.staged() as change:
         write_table(
             change,

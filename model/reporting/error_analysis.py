@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model.evaluation.metrics import ImageResults
+from model.metrics import ImageResults
 from model.reporting.tables import to_markdown
 
 

@@ -17,13 +17,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from model.data.annotations import Annotation, image_path
-from model.evaluation.metrics import IOU_THRESHOLDS, ImageResults, accuracy_by_iou
+from model.annotations import Annotation, image_path
+from model.draw import draw_prediction, draw_truth, encode_image, gallery
+from model.metrics import IOU_THRESHOLDS, ImageResults, accuracy_by_iou
+from model.plots import Line2D, colours, draw_confusion, figure_bytes, integer_epochs, plt
 from model.reporting.model_report import ModelReport
 from model.reporting.tables import Sink
-from model.reporting.visualize import draw_prediction, draw_truth, encode_image, gallery
-from model.runs.plots import Line2D, colours, draw_confusion, figure_bytes, integer_epochs, plt
-from model.runs.run import best_epoch, training_figures
+from model.runs import best_epoch, training_figures
 
 SplitHistory = tuple[str, list[dict[str, float]]]  # (model name, history rows)
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from model.evaluation.metrics import ImageResults
-from model.runs.run import training_figures
+from model.metrics import ImageResults
+from model.runs import training_figures
 
 TIMING_COLUMNS = ("infer_ms_batched", "infer_ms_single")  # vary between runs; everything else is reproducible
 COUNT_COLUMNS = ("parameters", "trainable", "best_epoch", "image_size")

@@ -22,8 +22,8 @@ from urllib.parse import unquote
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
-from model.core.errors import UserError
-from model.core.files import write_bytes
+from model.errors import UserError
+from model.files import write_file
 
 __all__ = ["PdfError", "markdown_to_typst", "pdf_bytes", "write_pdf"]
 
@@ -460,5 +460,5 @@ def pdf_bytes(markdown_path: Path) -> bytes:
 
 def write_pdf(markdown_path: Path, pdf_path: Path) -> Path:
     """Compile the Markdown report at ``markdown_path`` into ``pdf_path`` (written whole); returns ``pdf_path``."""
-    write_bytes(Path(pdf_path), pdf_bytes(markdown_path))
+    write_file(Path(pdf_path), pdf_bytes(markdown_path))
     return Path(pdf_path)

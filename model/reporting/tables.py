@@ -41,7 +41,7 @@ def to_latex(frame: pd.DataFrame, digits: int = 4) -> str:
 
 
 class Sink(Protocol):
-    """Where generated files go, by name relative to an output folder (a staged change of an OwnedFolder)."""
+    """Where generated files go, by name relative to an output folder (a staged change of an Folder)."""
 
     def write_bytes(self, name: str, data: bytes, editable: bool = False) -> Path: ...
 

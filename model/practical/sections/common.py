@@ -18,7 +18,7 @@ import pandas as pd
 from model.practical.context import Content, Context, at_epoch, has_boxes, overall, per_label
 from model.practical.plan import Section, shown_path
 from model.reporting import figures as drawn
-from model.runs.run import training_figures
+from model.runs import training_figures
 
 Builder = Callable[[Context, Section, list[str]], Content]
 BuilderT = TypeVar("BuilderT", bound=Builder)

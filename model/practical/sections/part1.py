@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from model import config
-from model.data.annotations import Problems, read_annotations, read_rows
-from model.data.images import image_size
-from model.evaluation.evaluate import SET_NAMES
+from model.annotations import Problems, read_annotations, read_rows
+from model.evaluate import SET_NAMES
+from model.images import image_size
+from model.metrics import accuracy_block
 from model.practical.context import Content, Context, num, overall, per_label, weakest
 from model.practical.plan import Section, shown_path
 from model.practical.sections.common import (
@@ -41,10 +42,10 @@ from model.practical.sections.common import (
     sample_figure,
     setting,
 )
-from model.prediction.settings import DEFAULT_GALLERY_MAX
 from model.reporting import figures as drawn
-from model.reporting.evaluation import accuracy_block
-from model.runs.run import best_epoch, improves, training_figures
+from model.runs import best_epoch, improves, training_figures
+
+DEFAULT_GALLERY_MAX = 24  # predict.py --gallery's default
 
 OVERFITTING = 1.05  # a final validation loss this many times its lowest, with a falling training loss, is overfitting
 DATASET_EXAMPLES = 2  # images per class drawn with their box in Q1
@@ -501,7 +502,7 @@ def ablation_observations(rows: list[dict[str, Any]]) -> list[str]:
 @builder("internet")
 def internet(ctx: Context, section: Section, runs: list[str]) -> Content:
     """Every internet image through each run's best model, for its label and, where a box was drawn, its box."""
-    from model.data.web import web_images
+    from model.annotations import web_images
 
     found = web_images(ctx.web)
     content = Content(commands=[internet_command(ctx, section, r, len(found)) for r in runs])

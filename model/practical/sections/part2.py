@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from model.core.runtime import usable_cpus
-from model.evaluation.metrics import IOU_THRESHOLDS, accuracy_by_iou, average_precision
+from model.device import usable_cpus
+from model.metrics import IOU_THRESHOLDS, accuracy_by_iou, average_precision
 from model.practical.context import Content, Context, num, overall
 from model.practical.plan import Section
 from model.practical.sections.common import (
@@ -35,7 +35,7 @@ from model.reporting.architecture import architecture_frame
 from model.reporting.comparison import FAILURES, Figure, comparison_figures, model_galleries
 from model.reporting.error_analysis import error_analysis
 from model.reporting.model_report import ModelReport, comparison_frame
-from model.runs.run import training_figures
+from model.runs import training_figures
 
 CONTENDED = 0.6  # epochs whose process CPU time is below this share of the wall time its threads could use
 HIDDEN = ("device", "note", "infer_ms_batched", "infer_ms_single")  # measured anew each time, or not a result

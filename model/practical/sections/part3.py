@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from model import config
-from model.data.annotations import Problems, image_path, read_rows
-from model.data.images import box_to_unit, image_size
-from model.experiment.loss import loss_for
+from model.annotations import Problems, image_path, read_rows
+from model.engine import loss_for
+from model.images import box_to_unit, image_size
 from model.practical.context import Content, Context, num, overall
 from model.practical.plan import Section, shown_path
 from model.practical.sections.common import builder, commands, frame, leaders, names, pointer

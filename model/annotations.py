@@ -1,0 +1,404 @@
+"""The course layout and its annotation rows: reading, checking, splitting, writing.
+
+Layout (read here; written by the demo generator and the Caltech-101 importer)::
+
+    DATASET/images/<label>/<file>.jpg
+    DATASET/annotations/<label>.csv     rows "filename,startX,startY,endX,endY,label", no header
+
+Boxes are absolute pixels, top-left and bottom-right corners. An image is identified by
+``label/filename``: file names repeat across classes. Class indices are the sorted labels.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model import config
+from model.errors import UserError
+from model.files import write_file
+
+# A box may stick out of its image by this many pixels (annotation tools round corners outward);
+# it is then clipped. Beyond that the row is reported as bad.
+BOX_TOLERANCE_PX = 2.0
+MAX_REPORTED_PROBLEMS = 5
+NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf)", re.IGNORECASE)
+
+
+class DataError(UserError):
+    """Bad input in the dataset; the message is one line naming the file, the line and the fix."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Annotation rows
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Annotation:
+    """One row of an annotation or split file; coordinates in pixels of the original image."""
+
+    filename: str
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    label: str
+    source: str = ""  # file the row was read from, for error messages
+    line: int = 0  # 1-based line number in that file
+
+    @property
+    def key(self) -> str:
+        """Unique identifier of the image: file names repeat across classes."""
+        return f"{self.label}/{self.filename}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}" if self.source else self.key
+
+    def to_row(self) -> str:
+        return ",".join([self.filename, *(_format_number(v) for v in self.box), self.label])
+
+    @property
+    def label_only(self) -> bool:
+        """No box is known (its corners are NaN): an internet image given by its label alone."""
+        return not all(math.isfinite(v) for v in self.box)
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+
+def _format_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
+@dataclass
+class Problems:
+    """Collects what is wrong with the input rows.
+
+    Bad rows (unusable: unparseable, missing image, unknown label, box outside its image) raise
+    at the first one, or with ``skip`` are recorded and left out. Odd rows (usable as they are: a
+    box of zero width or height, a box clipped to the border) are kept with a warning, or with
+    ``strict`` raise like bad rows.
+    """
+
+    skip: bool
+    strict: bool = False
+    items: list[str] = field(default_factory=list)
+    oddities: list[str] = field(default_factory=list)
+
+    def report(self, where: str, what: str, fix: str = "") -> None:
+        message = f"{where}: {what}"
+        if not self.skip:
+            hint = fix or "fix or remove the row, or pass --skip-bad-rows to skip such rows"
+            raise DataError(f"{message} ({hint})")
+        self.items.append(message)
+
+    def odd(self, where: str, what: str) -> None:
+        """A row that is usable as it is: kept with a warning, or an error with ``strict``."""
+        message = f"{where}: {what}"
+        if self.strict:
+            raise DataError(f"{message} (--strict stops on such rows; fix the row, or drop --strict to keep it)")
+        self.oddities.append(message)
+
+    def summary(self) -> str | None:
+        """One line saying how many rows were skipped and which (the first few), or None."""
+        return _listing(f"skipped {len(self.items)} bad row(s)", self.items)
+
+    def lines(self) -> list[str]:
+        """What to tell the user once the rows are read: the skipped rows, then the odd rows kept."""
+        return [line for line in (self.summary(), self.warning()) if line]
+
+    def warning(self) -> str | None:
+        """One line naming the odd rows that were kept (the first few), or None."""
+        return _listing(f"warning: kept {len(self.oddities)} odd row(s)", self.oddities)
+
+
+def _listing(head: str, items: Sequence[str]) -> str | None:
+    if not items:
+        return None
+    shown = "; ".join(items[:MAX_REPORTED_PROBLEMS])
+    more = len(items) - MAX_REPORTED_PROBLEMS
+    return f"{head}: {shown}{'; and ' + str(more) + ' more' if more > 0 else ''}"
+
+
+def parse_row(text: str, source: str, line: int, problems: Problems) -> Annotation | None:
+    """Parse one ``filename,startX,startY,endX,endY,label`` row; None when blank or bad."""
+    text = text.strip()
+    if not text:
+        return None
+    fields = [f.strip() for f in text.split(",")]
+    where = f"{source}:{line}"
+    if len(fields) != 6:
+        problems.report(where, f"expected 6 fields filename,startX,startY,endX,endY,label, got {len(fields)}")
+        return None
+    filename, *coords, label = fields
+    if not all(NUMBER.fullmatch(c) for c in coords):  # float() also reads "2_48" as 248, and full-width digits
+        problems.report(where, f"non-numeric coordinate in {','.join(coords)!r} (plain decimal numbers only)")
+        return None
+    x1, y1, x2, y2 = (float(c) for c in coords)
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        problems.report(where, f"non-finite coordinate in {','.join(coords)!r}")
+        return None
+    if not filename or not label:
+        problems.report(where, "empty file name or label")
+        return None
+    for what, name in (("file name", filename), ("label", label)):
+        if not is_plain_name(name):
+            problems.report(
+                where,
+                f"{what} {name!r} is not a plain name (no folder, no '..'): the images are "
+                "DATASET/images/<label>/<file>",
+            )
+            return None
+    # The box's geometry is checked against its image when the image is loaded (check_box):
+    # files with degenerate boxes, such as the course's own splits, still parse.
+    return Annotation(filename, x1, y1, x2, y2, label, source, line)
+
+
+def read_rows(path: Path, problems: Problems) -> list[Annotation]:
+    """All rows of one annotation or split file (no header; last line may lack its newline)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file (check the path)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot be read as a text CSV file ({error})") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        row = parse_row(line, str(path), number, problems)
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def is_plain_name(name: str) -> bool:
+    """A single file or folder name: rows never reach outside DATASET/images/<label>/."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
+def _visible(entry: Path) -> bool:
+    return not entry.name.startswith((".", "_"))
+
+
+def annotation_file_order(path: Path) -> tuple[int, str]:
+    """Sort key of annotation files: the course cluster's order first, then by name."""
+    order = config.ANNOTATION_FILE_ORDER
+    return (order.index(path.name) if path.name in order else len(order), path.name)
+
+
+def read_annotations(root: Path, problems: Problems) -> list[Annotation]:
+    """Rows of every ``annotations/*.csv`` of a dataset, in file order, the files in the course
+    cluster's order (motorcycle, airplane, face, then any other by name): the order the
+    template's split is drawn from.
+
+    Rows whose label has no ``images/<label>/`` folder are reported; stray folders under images/
+    without rows and hidden files (.DS_Store, ._*) are ignored.
+    """
+    root = Path(root)
+    annotations_dir = root / "annotations"
+    images_dir = root / "images"
+    for folder in (annotations_dir, images_dir):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: missing; a dataset holds images/<label>/ and annotations/*.csv")
+    files = sorted(
+        (p for p in annotations_dir.iterdir() if p.suffix.lower() == ".csv" and _visible(p)), key=annotation_file_order
+    )
+    if not files:
+        raise DataError(f"{annotations_dir}: no .csv annotation file (expected e.g. airplane.csv, face.csv)")
+    known = {p.name for p in images_dir.iterdir() if p.is_dir() and _visible(p)}
+    for label in sorted(known - {p.stem for p in files}):
+        _check_empty_class(annotations_dir / f"{label}.csv", images_dir / label, problems, missing=True)
+    rows = []
+    for path in files:
+        read = read_rows(path, problems)
+        if not read:
+            _check_empty_class(path, images_dir / path.stem, problems)
+        for row in read:
+            if row.label not in known:
+                problems.report(row.where, f"unknown label {row.label!r}: no folder {images_dir / row.label}")
+                continue
+            rows.append(row)
+    if not rows:
+        raise DataError(f"{annotations_dir}: the annotation files hold no usable row")
+    check_unique(rows)
+    return rows
+
+
+def _check_empty_class(path: Path, folder: Path, problems: Problems, missing: bool = False) -> None:
+    """An annotation file without a row (or none at all) while its class's image folder holds images: a class that
+    would silently drop out of training (a half-copied dataset?)."""
+    images = [p for p in folder.iterdir() if p.suffix.lower() in config.IMAGE_EXTENSIONS] if folder.is_dir() else []
+    if images:
+        problems.report(
+            str(path),
+            f"{'is missing' if missing else 'holds no row'} while {folder} holds {len(images)} image(s), so class "
+            f"{folder.name!r} would be left out",
+            "copy the annotation file again, or pass --skip-bad-rows to train without that class",
+        )
+
+
+def check_unique(rows: Sequence[Annotation]) -> None:
+    """One box per image: a second row for the same label/filename is an error."""
+    seen: dict[str, str] = {}
+    for row in rows:
+        if row.key in seen:
+            raise DataError(f"{row.where}: {row.key} is annotated twice (first at {seen[row.key]}); keep one row")
+        seen[row.key] = row.where
+
+
+def class_names(rows: Sequence[Annotation]) -> list[str]:
+    """Sorted labels: the class index of a label never depends on the filesystem."""
+    return sorted({row.label for row in rows})
+
+
+def check_labels(rows: Sequence[Annotation], classes: Sequence[str], problems: Problems) -> list[Annotation]:
+    """Rows whose label is one of ``classes`` (e.g. a checkpoint's); others are reported."""
+    kept = []
+    for row in rows:
+        if row.label in classes:
+            kept.append(row)
+        else:
+            problems.report(row.where, f"unknown label {row.label!r}; the model knows {', '.join(classes)}")
+    return kept
+
+
+# ----------------------------------------------------------------------------------------------
+# Splits
+# ----------------------------------------------------------------------------------------------
+def split_rows(
+    rows: Sequence[Annotation],
+    cut_val: float = config.CUT_VAL,
+    cut_test: float = config.CUT_TEST,
+    seed: int = config.SPLIT_SEED,
+) -> dict[str, list[Annotation]]:
+    """Seeded shuffle, then cut at int(cut_val*N) and int(cut_test*N), as the course template."""
+    if not 0.0 < cut_val < cut_test <= 1.0:
+        raise ValueError(f"need 0 < cut_val < cut_test <= 1, got {cut_val} and {cut_test}")
+    shuffled = list(rows)
+    random.Random(seed).shuffle(shuffled)
+    a, b = int(cut_val * len(shuffled)), int(cut_test * len(shuffled))
+    return {"train": shuffled[:a], "val": shuffled[a:b], "test": shuffled[b:]}
+
+
+def read_split_files(folder: Path, problems: Problems) -> dict[str, list[Annotation]]:
+    """The three split files of a run folder, or of the course template's output/ (same names)."""
+    folder = Path(folder)
+    missing = [name for name in config.SPLIT_FILES.values() if not (folder / name).is_file()]
+    if missing:
+        raise DataError(
+            f"{folder}: no {missing[0]} there; a split folder holds "
+            f"{', '.join(config.SPLIT_FILES.values())} (a run folder, or the template's output/)"
+        )
+    splits = {name: read_rows(folder / filename, problems) for name, filename in config.SPLIT_FILES.items()}
+    check_unique([row for part in splits.values() for row in part])
+    return splits
+
+
+def subsample(rows: Sequence[Annotation], fraction: float, seed: int = config.SPLIT_SEED) -> list[Annotation]:
+    """A stratified ``fraction`` of rows (at least one per class), order kept (Part 1 Q9.1)."""
+    if fraction >= 1.0:
+        return list(rows)
+    by_label: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        by_label.setdefault(row.label, []).append(index)
+    rng = random.Random(seed)
+    chosen: list[int] = []
+    for label in sorted(by_label):
+        indices = by_label[label]
+        chosen += rng.sample(indices, max(1, round(fraction * len(indices))))
+    return [rows[i] for i in sorted(chosen)]
+
+
+def write_rows_text(rows: Sequence[Annotation]) -> str:
+    """Rows as the course template writes its split files: joined by newlines, no header, no newline
+    after the last row (so the course's own split files come out byte for byte)."""
+    return "\n".join(row.to_row() for row in rows)
+
+
+def image_path(root: Path, row: Annotation) -> Path:
+    return Path(root) / "images" / row.label / row.filename
+
+
+def check_box(row: Annotation, width: int, height: int, problems: Problems) -> tuple[float, float, float, float] | None:
+    """The row's box clipped to its (width, height) image, or None (reported) when it is unusable.
+
+    A box of zero width or height is what the annotation says (Caltech-101 has one): it is kept,
+    with a warning, since it still trains the classifier and its box loss stays finite. Each
+    corner is clipped on its own, so a box past the border can never come out inverted.
+    """
+    x1, y1, x2, y2 = row.box
+    if row.label_only:
+        return row.box  # an image known by its label alone (an internet image without a drawn box)
+    box = f"box {x1:g},{y1:g},{x2:g},{y2:g}"
+    if x2 < x1 or y2 < y1:
+        problems.report(row.where, f"{box} is inverted (endX < startX or endY < startY)")
+        return None
+    if min(x1, y1) < -BOX_TOLERANCE_PX:
+        problems.report(row.where, f"{box} starts outside the image")
+        return None
+    if x2 > width + BOX_TOLERANCE_PX or y2 > height + BOX_TOLERANCE_PX:
+        problems.report(row.where, f"{box} lies outside the {width}x{height} image")
+        return None
+    clipped = (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+    if clipped != (x1, y1, x2, y2):
+        problems.odd(row.where, f"{box} was clipped to the {width}x{height} image")
+    if clipped[2] == clipped[0] or clipped[3] == clipped[1]:
+        side = "width" if clipped[2] == clipped[0] else "height"
+        problems.odd(row.where, f"{box} has zero {side}; kept (it trains the classifier, its box loss stays finite)")
+    return clipped
+
+
+# ----------------------------------------------------------------------------------------------
+# Internet images (Part 1 Q10, Part 2 Q4, Part 3 Q9), as they come: every image under web_images/images/<label>/
+# is one row, with its box when web_images/annotations.csv gives one, by its label alone otherwise (box NaN)
+# ----------------------------------------------------------------------------------------------
+WEB_IMAGES = config.PROJECT_ROOT / "web_images"
+ANNOTATIONS = "annotations.csv"
+
+
+def web_images(folder: Path = WEB_IMAGES) -> list[Path]:
+    """The image files under ``folder``/images/<label>/, sorted."""
+    images = Path(folder) / "images"
+    if not images.is_dir():
+        return []
+    return sorted(
+        p
+        for label in images.iterdir()
+        if label.is_dir() and is_plain_name(label.name) and not label.name.startswith(".")
+        for p in label.iterdir()
+        if p.is_file() and p.suffix.lower() in config.IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
+
+
+def boxed_rows(folder: Path, problems: Problems) -> dict[str, Annotation]:
+    """The rows of ``folder``/annotations.csv by image key (label/filename)."""
+    path = Path(folder) / ANNOTATIONS
+    return {row.key: row for row in read_rows(path, problems)} if path.exists() else {}
+
+
+def web_rows(folder: Path = WEB_IMAGES, problems: Problems | None = None) -> list[Annotation]:
+    """One row per internet image: its annotations.csv row, or its label alone (box NaN)."""
+    problems = problems or Problems(skip=True)
+    boxed = boxed_rows(folder, problems)
+    rows = []
+    for path in web_images(folder):
+        key = f"{path.parent.name}/{path.name}"
+        nan = math.nan
+        rows.append(boxed.get(key) or Annotation(path.name, nan, nan, nan, nan, path.parent.name, str(path), 0))
+    return rows
+
+
+def add_box(folder: Path, row: Annotation) -> Path:
+    """``row`` added to (or replacing the row of the same image in) ``folder``/annotations.csv; the file's
+    other rows are kept as they are, and the file is written whole."""
+    path = Path(folder) / ANNOTATIONS
+    rows = {r.key: r for r in read_rows(path, Problems(skip=False))} if path.exists() else {}
+    rows[row.key] = row
+    write_file(
+        path, (write_rows_text(list(rows.values())) + "\n").encode(), data_folder=True
+    )  # the boxes a student drew
+    return path

@@ -1,0 +1,301 @@
+"""Box-aware data augmentation of training batches, on the device, with per-image parameters.
+
+    images  (B, 3, S, S) uint8 RGB on the device  ->  (B, 3, S, S) float32 in [0, 255]
+    boxes   (B, 4) float32 xyxy in [0, 1]          ->  the same boxes, moved with the pixels
+
+Each policy is a list of transforms, each drawn per image (from a generator seeded by --seed and
+saved in last.pth, so a resumed run draws exactly what it would have):
+
+    flip        mirror left-right (the box mirrored)
+    zoom        scale by s and shift, keeping the whole box in the frame: s > 1 crops into the image,
+                s < 1 shrinks it inside a frame of the mean colour (a box-safe crop / zoom-out)
+    colour      brightness, contrast and saturation factors, and a hue rotation
+    grayscale   with some probability
+    blur        a Gaussian blur, with some probability
+
+Geometry is one affine warp per image (``torch.nn.functional.grid_sample``), so the box moves by
+exactly the map that moves the pixels. No library does this here: torchvision's transforms v2
+draw one set of parameters per call (per batch), and neither it nor kornia offers a crop that is
+guaranteed to keep the box inside for each image of a batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+AUGMENT_SEED_OFFSET = 1_000_003  # the augmentation's generator is seeded apart from the batch order's
+LUMA = (0.299, 0.587, 0.114)  # RGB -> grey (ITU-R 601)
+YIQ = [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]  # RGB -> YIQ
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How strongly each transform acts; each is drawn per image."""
+
+    flip: float  # probability of a left-right mirror
+    zoom: tuple[float, float]  # range of the scale factor s (1: unchanged), capped so the box fits
+    shift: float  # largest move of the image centre, as a share of the side (the box always stays in)
+    brightness: float  # factor in [1 - b, 1 + b]
+    contrast: float  # factor in [1 - c, 1 + c] around the image's mean grey
+    saturation: float  # factor in [1 - s, 1 + s] around each pixel's grey
+    hue: float  # rotation of the colours by up to this share of the colour wheel
+    grayscale: float  # probability
+    blur: float  # probability of a Gaussian blur ...
+    blur_sigma: tuple[float, float]  # ... of this sigma, in pixels of the network's input
+
+
+POLICIES: dict[str, Policy] = {
+    "light": Policy(
+        flip=0.5,
+        zoom=(0.9, 1.1),
+        shift=0.1,
+        brightness=0.2,
+        contrast=0.2,
+        saturation=0.2,
+        hue=0.02,
+        grayscale=0.0,
+        blur=0.0,
+        blur_sigma=(0.0, 0.0),
+    ),
+    "strong": Policy(
+        flip=0.5,
+        zoom=(0.7, 1.3),
+        shift=0.25,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.4,
+        hue=0.06,
+        grayscale=0.1,
+        blur=0.2,
+        blur_sigma=(0.5, 1.5),
+    ),
+}
+AUGMENT_POLICIES = ("off", *POLICIES)
+
+
+@functools.cache
+def _yiq() -> tuple[torch.Tensor, torch.Tensor]:
+    """RGB -> YIQ and back, computed once, on the CPU (an inverse on a GPU waits for the host)."""
+    yiq = torch.tensor(YIQ)
+    return yiq, torch.linalg.inv(yiq)
+
+
+@functools.lru_cache(maxsize=16)
+def _constants(device: torch.device, mean: tuple[float, ...], std: tuple[float, ...]) -> dict[str, torch.Tensor]:
+    """The augmentation's constant tensors on ``device``, copied there once (not once per batch)."""
+    values = {
+        "luma": torch.tensor(LUMA),
+        "yiq": _yiq()[0],
+        "yiq_inverse": _yiq()[1],
+        "std": torch.tensor(std, dtype=torch.float32),
+        "mean": torch.tensor(mean, dtype=torch.float32),
+    }
+    return {name: value.to(device) for name, value in values.items()}
+
+
+@dataclass
+class Draw:
+    """The parameters of one batch, one row per image (on the device once drawn)."""
+
+    flip: torch.Tensor  # (B,) bool
+    scale: torch.Tensor  # (B,)
+    shift: torch.Tensor  # (B, 2) t in x' = s x + t, per axis
+    brightness: torch.Tensor  # (B,)
+    contrast: torch.Tensor  # (B,)
+    saturation: torch.Tensor  # (B,)
+    hue: torch.Tensor  # (B,) radians
+    grayscale: torch.Tensor  # (B,) bool
+    sigma: torch.Tensor  # (B,) 0: no blur
+
+    def to(self, device: torch.device) -> Draw:
+        """The same parameters on ``device``, in one copy (from page-locked memory on CUDA, asynchronous)."""
+        if device.type == "cpu":
+            return self
+        names = [f.name for f in fields(self)]
+        packed = torch.stack([getattr(self, n).float() for n in names if n != "shift"] + [*self.shift.float().T], 1)
+        moved = (
+            packed.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else packed.to(device)
+        ).unbind(1)
+        values = dict(zip([n for n in names if n != "shift"], moved))
+        kinds = {"flip": torch.bool, "grayscale": torch.bool}
+        return Draw(
+            **{n: values[n].to(kinds.get(n, torch.float32)) for n in names if n != "shift"},
+            shift=torch.stack(moved[-2:], 1),
+        )
+
+
+class Augmenter:
+    """Augments training batches by ``policy``; its random stream is part of a run's state."""
+
+    def __init__(self, policy: Policy, seed: int):
+        self.policy = policy
+        self.generator = torch.Generator().manual_seed(seed + AUGMENT_SEED_OFFSET)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"].cpu())
+
+    def __call__(
+        self, images: torch.Tensor, boxes: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images (B, 3, S, S) and their boxes -> normalised float images (what the network eats)
+        and the boxes moved with them. Colour and normalisation are one affine map per image, applied
+        first; then the warp, whose border is 0: the mean colour once normalised."""
+        draw = self.draw(boxes)
+        on_device = draw.to(images.device)
+        x = recolour(images, on_device, mean, std)
+        x, boxes = warp(x, boxes, on_device)
+        return blur(x, draw), boxes
+
+    def draw(self, boxes: torch.Tensor) -> Draw:
+        """Parameters for a batch whose boxes are ``boxes`` (B, 4); drawn on the CPU, whatever the
+        device, so that a run draws the same wherever it trains."""
+        p, n = self.policy, len(boxes)
+
+        def uniform(low: float | torch.Tensor, high: float | torch.Tensor, size: int = n) -> torch.Tensor:
+            return low + (high - low) * torch.rand(size, generator=self.generator)
+
+        def chance(probability: float) -> torch.Tensor:
+            return torch.rand(n, generator=self.generator) < probability
+
+        box = boxes.detach().float().cpu()
+        flip = chance(p.flip)
+        flipped = torch.where(flip[:, None], torch.stack([1 - box[:, 2], box[:, 1], 1 - box[:, 0], box[:, 3]], 1), box)
+        side = (flipped[:, 2:] - flipped[:, :2]).amax(dim=1).clamp(min=1e-6)
+        scale = uniform(p.zoom[0], torch.minimum(torch.full((n,), p.zoom[1]), 1 / side).clamp(min=p.zoom[0]))
+        shifts = []
+        for axis in (0, 1):  # x' = s x + t keeps [x1, x2] inside [0, 1] for t in [-s x1, 1 - s x2]
+            low, high = -scale * flipped[:, axis], 1 - scale * flipped[:, axis + 2]
+            centred = (1 - scale) / 2  # the t that keeps the image centre in place
+            near_low, near_high = torch.maximum(low, centred - p.shift), torch.minimum(high, centred + p.shift)
+            inside = near_low <= near_high  # else the box only fits away from the centre: the nearest safe t
+            shifts.append(
+                torch.where(
+                    inside, uniform(near_low, torch.maximum(near_low, near_high)), centred.clamp(min=low, max=high)
+                )
+            )
+        blur = chance(p.blur)
+        return Draw(
+            flip,
+            scale,
+            torch.stack(shifts, 1),
+            uniform(1 - p.brightness, 1 + p.brightness),
+            uniform(1 - p.contrast, 1 + p.contrast),
+            uniform(1 - p.saturation, 1 + p.saturation),
+            uniform(-p.hue, p.hue) * 2 * math.pi,
+            chance(p.grayscale),
+            torch.where(blur, uniform(*p.blur_sigma), torch.zeros(n)),
+        )
+
+
+def warp(
+    images: torch.Tensor, boxes: torch.Tensor, draw: Draw, mode: str = "bilinear"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip, scale and shift each image (B, C, S, S) float and its box; outside the source: 0.
+
+    A point x of the image (in [0, 1], flipped first: 1 - x) goes to x' = s x + t; the sampling
+    grid is the inverse map in grid_sample's [-1, 1] coordinates (pixel edges, align_corners=False).
+    """
+    device = images.device
+    flip, scale, shift = draw.flip.to(device), draw.scale.to(device), draw.shift.to(device)
+    sign = torch.where(flip, -1.0, 1.0)
+    theta = torch.zeros(len(images), 2, 3, device=device)
+    theta[:, 0, 0] = sign / scale
+    theta[:, 0, 2] = sign * ((1 - 2 * shift[:, 0]) / scale - 1)
+    theta[:, 1, 1] = 1 / scale
+    theta[:, 1, 2] = (1 - 2 * shift[:, 1]) / scale - 1
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    warped = F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    boxes = boxes.to(device)
+    flipped = torch.where(
+        flip[:, None], torch.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], 1), boxes
+    )
+    moved = flipped * scale[:, None] + shift.repeat(1, 2)
+    return warped, moved.clamp(0, 1)  # inside by construction; the clamp only absorbs rounding
+
+
+def recolour(images: torch.Tensor, draw: Draw, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (B, 3, S, S) RGB -> normalised float: brightness, contrast, saturation, hue and grayscale
+    per image, clipped to the 0-255 range, then ImageNet-normalised. Each step is linear in the pixel,
+    so all are composed into one affine map per image (a 3x3 matrix and an offset): one pass."""
+    device = images.device
+    n = len(images)
+    constants = _constants(device, tuple(mean), tuple(std))
+    eye = torch.eye(3, device=device).expand(n, 3, 3)
+    luma = constants["luma"]
+    to_grey = torch.ones(3, 1, device=device) @ luma[None]  # (3, 3): every channel becomes the pixel's grey
+    brightness, contrast = draw.brightness.to(device), draw.contrast.to(device)
+    saturation = draw.saturation.to(device).view(-1, 1, 1)
+    # x -> b x; -> c (b x) + (1 - c) m with m the image's mean grey (after the brightness: b m0);
+    # -> saturation around each pixel's grey; -> hue rotation about the grey axis; -> grey, maybe
+    matrix = saturation * eye + (1 - saturation) * to_grey
+    matrix = hue_rotation(draw.hue.to(device), constants) @ matrix
+    matrix = torch.where(draw.grayscale.to(device).view(-1, 1, 1), to_grey @ matrix, matrix)
+    matrix = matrix * (contrast * brightness).view(-1, 1, 1)
+    x = images.float()
+    mean_grey = torch.einsum("c,bchw->b", luma, x) / x[0, 0].numel()
+    offset = (1 - contrast) * brightness * mean_grey  # grey stays grey through every step: one offset for all
+    scale = 255.0 * constants["std"]  # normalise: (x - 255 mean) / (255 std), per channel
+    centre = 255.0 * constants["mean"]
+    low, high = (-centre / scale).view(1, 3, 1, 1), ((255.0 - centre) / scale).view(1, 3, 1, 1)
+    matrix = matrix / scale.view(1, 3, 1)
+    offsets = (offset[:, None] - centre[None]) / scale[None]  # (B, 3)
+    out = torch.einsum("bij,bjhw->bihw", matrix, x) + offsets.view(n, 3, 1, 1)
+    return torch.maximum(torch.minimum(out, high), low)  # the 0-255 range, in normalised units
+
+
+def blur(images: torch.Tensor, draw: Draw) -> torch.Tensor:
+    """The images drawn for a blur, blurred by their sigma; the others as they are."""
+    chosen = torch.nonzero(draw.sigma > 0).flatten()
+    if len(chosen):
+        on_device = chosen.to(images.device)
+        images[on_device] = gaussian_blur(images[on_device], draw.sigma[chosen])  # sigma on the host: no wait
+    return images
+
+
+def to_pixels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Normalised (B, 3, S, S) -> RGB in [0, 255] (to look at what the network was fed)."""
+    shape = (1, 3, 1, 1)
+    return images * 255.0 * torch.tensor(std).view(shape) + 255.0 * torch.tensor(mean).view(shape)
+
+
+def hue_rotation(angle: torch.Tensor, constants: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """(B,) radians -> (B, 3, 3) RGB matrices that turn the colours about the grey axis (in YIQ: the
+    luma stays, the chroma rotates)."""
+    constants = constants or {"yiq": _yiq()[0].to(angle.device), "yiq_inverse": _yiq()[1].to(angle.device)}
+    to_yiq = constants["yiq"]
+    cos, sin = angle.cos(), angle.sin()
+    rotation = torch.zeros(len(angle), 3, 3, device=angle.device)
+    rotation[:, 0, 0] = 1
+    rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
+    return constants["yiq_inverse"] @ rotation @ to_yiq
+
+
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each image (B, C, H, W) by its own sigma (B,) in pixels: a separable depthwise
+    convolution per image (only the images drawn for a blur come here, a few per batch)."""
+    out = torch.empty_like(images)
+    channels = images.shape[1]
+    for i, s in enumerate(sigma.tolist()):
+        radius = max(1, math.ceil(2.5 * s))
+        offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+        kernel = torch.exp(-0.5 * (offsets / s) ** 2)
+        kernel = (kernel / kernel.sum()).repeat(channels, 1)  # (C, K)
+        x = F.pad(images[i : i + 1], (radius, radius, radius, radius), mode="replicate")
+        x = x.contiguous(memory_format=torch.channels_last)  # depthwise convolutions run ~3x faster so on a CPU
+        x = F.conv2d(x, kernel[:, None, None, :], groups=channels)
+        out[i] = F.conv2d(x, kernel[:, None, :, None], groups=channels)[0]
+    return out
+
+
+def build_augmenter(policy: str, seed: int) -> Augmenter | None:
+    """--augment POLICY: None for off."""
+    return Augmenter(POLICIES[policy], seed) if policy != "off" else None

@@ -1,1 +1,0 @@
-"""Where a detector computes: a split's batches on the device, and the one training step, epoch and evaluation pass."""

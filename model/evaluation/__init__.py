@@ -1,1 +1,0 @@
-"""Scoring trained detectors: per-image results and their figures, batched inference, classic baselines, robustness."""

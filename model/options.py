@@ -1,0 +1,480 @@
+"""The options of a training run, and what the four scripts' command lines share.
+
+``train_options`` puts every option of a run on a click command (train.py's, and the parser the practical's plan
+reads its runs' ``args`` with); ``TrainOptions.of(ctx)`` turns the parsed values into one frozen object, checked
+once: ranges and choices by click (on the command line and in --config's file alike), the rest by ``check``. An
+option that does not apply to the run (``--box-weight`` without a box head, ``--batchnorm`` for a ResNet,
+``--cut-val`` with ``--splits``) is refused when given, and not recorded: ``config.json`` holds the options that
+apply, and nothing of what one command does (``--overwrite``, ``--resume``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from model import config, env
+from model.augment import AUGMENT_POLICIES
+from model.device import DEVICES, PRECISIONS
+from model.engine import BOX_LOSSES, LR_SCHEDULES, OPTIMIZERS
+from model.errors import UserError, one_line_errors
+from model.network import NETWORKS
+
+
+@contextmanager
+def checked() -> Iterator[None]:
+    """Around every command's work: the environment variables checked first, then one-line errors."""
+    with one_line_errors():
+        env.check_all()
+        yield
+
+
+class FiniteFloat(click.FloatRange):
+    """click's FloatRange that also refuses nan and inf (a nan passes every comparison of a range)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+class GivenPath(click.Path):
+    """click's Path that refuses an empty value (``--out ""`` would mean the current folder)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path; give a file or folder name (use . for the current folder)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def path_type(kind: str = "") -> GivenPath:
+    """A path option's type: ``file`` (an existing file), or any path."""
+    return GivenPath(exists=True, dir_okay=False, path_type=Path) if kind == "file" else GivenPath(path_type=Path)
+
+
+def device_option() -> Callable[[Any], Any]:
+    return click.option("--device", type=click.Choice(DEVICES), default="auto", help="auto: cuda, then mps, then cpu.")
+
+
+def precision_option() -> Callable[[Any], Any]:
+    return click.option(
+        "--precision",
+        type=click.Choice(PRECISIONS),
+        default="auto",
+        help="Autocast: auto is bf16 on a CUDA GPU that has it (else fp16 with a gradient scaler), and on a CPU "
+        "with native bfloat16 instructions; fp32 elsewhere.",
+    )
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything a run depends on; each field one train.py option. Defaults: the course template's settings."""
+
+    model: str = "simple"
+    box_head: bool = True
+    dropout: float = 0.5
+    batchnorm: bool = True
+    pretrained: bool = True
+    freeze: bool | None = None  # None: freeze when pretrained
+    weights: Path | None = None
+    image_size: int = config.IMAGE_SIZE
+    epochs: int = config.NUM_EPOCHS
+    batch_size: int = config.BATCH_SIZE
+    lr: float = config.INIT_LR
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    lr_schedule: str = "none"
+    label_weight: float = config.LABEL_WEIGHT
+    box_weight: float = config.BOX_WEIGHT
+    box_loss: str = config.DEFAULT_BOX_LOSS
+    patience: int = 0
+    augment: str = "off"
+    seed: int = config.SPLIT_SEED
+    train_eval: str = "sample"
+    dataset: Path | None = None
+    splits: Path | None = None
+    cut_val: float = config.CUT_VAL
+    cut_test: float = config.CUT_TEST
+    train_fraction: float = 1.0
+    skip_bad_rows: bool = False
+    strict: bool = False
+    cache: bool = True
+    workers: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    output_dir: Path = config.OUTPUT_DIR
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.freeze is None:
+            object.__setattr__(self, "freeze", self.pretrained)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name if self.name else Path(self.output_dir)
+
+    @property
+    def network_options(self) -> dict[str, Any]:
+        """The run's network's constructor arguments (what a checkpoint records to rebuild it)."""
+        own = {name: getattr(self, name) for name in NETWORKS[self.model].options() if name != "weights"}
+        return {"box_head": self.box_head, "dropout": self.dropout, "image_size": self.image_size, **own}
+
+    def recorded(self) -> dict[str, Any]:
+        """The options as config.json and the checkpoints record them: plain values, those that apply."""
+        values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        kept = ("dataset", "splits", "weights", "name")  # None says something there
+        return {k: v for k, v in values.items() if not_applying(self, k) is None and (v is not None or k in kept)}
+
+    def differences(self, other: TrainOptions) -> list[str]:
+        """The options that make ``other`` another run than this one (not where or how it ran)."""
+        mine, theirs = self.recorded(), other.recorded()
+        return sorted(n for n in (mine.keys() | theirs.keys()) - HOW_IT_RAN if mine.get(n) != theirs.get(n))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str) -> TrainOptions:
+        """The options a run recorded (a checkpoint's, config.json): each checked as its option is, unknown keys
+        left out, missing ones their defaults; a UserError naming ``where`` and the key."""
+        options = cls(**typed(values, where, strict=False))
+        check(options)
+        return options
+
+
+# Where and how a run computes, not what it trains: a finished run is the same run whatever these say.
+FIELDS = {f.name for f in fields(TrainOptions)}
+HOW_IT_RAN = {"dataset", "weights", "output_dir", "name", "workers", "device", "precision", "compile", "cache"}
+DEFAULTS = TrainOptions()
+
+
+def not_applying(o: TrainOptions, name: str) -> str | None:
+    """Why option ``name`` does not apply to the run ``o`` (the option that rules it out), or None when it does."""
+    if name in ("box_weight", "box_loss") and not o.box_head:
+        return "--no-box-head"
+    if name in ("cut_val", "cut_test") and o.splits is not None:
+        return f"--splits {o.splits}"
+    if name in {p for n in NETWORKS.values() for p in n.options()} - set(NETWORKS[o.model].options()):
+        return f"--model {o.model}"
+    return None
+
+
+def check(o: TrainOptions) -> list[str]:
+    """What ranges cannot say; the warnings of a run that may go on."""
+    smallest = NETWORKS[o.model].min_image_size
+    if o.image_size < smallest:
+        raise UserError(f"--image-size {o.image_size} is too small for --model {o.model} (at least {smallest} px)")
+    if o.weights is not None and not o.pretrained:
+        raise UserError("--weights gives ImageNet weights to start from: it does not go with --no-pretrained")
+    if o.label_weight == 0 and (not o.box_head or o.box_weight == 0):
+        raise UserError(
+            "--label-weight 0 leaves nothing to learn without a box term: raise --label-weight or --box-weight"
+        )
+    if o.splits is None and o.cut_val >= o.cut_test:
+        raise UserError(f"--cut-val {o.cut_val:g} must be below --cut-test ({o.cut_test:g})")
+    plain = o.name is None or (o.name not in ("", ".", "..") and not o.name.startswith(".") and o.name.isprintable())
+    if not plain or any(c in (o.name or "") for c in "/\\\0"):
+        raise UserError(
+            f"--name {o.name!r}: a run's name is one plain folder name (no '/', no control character, not starting "
+            "with '.'), so that the run stays inside --output-dir"
+        )
+    if o.freeze and not o.pretrained and "freeze" in NETWORKS[o.model].options():
+        return [
+            "warning: --freeze with --no-pretrained keeps the backbone's random weights fixed: only the heads learn "
+            "(pass --fine-tune to train the backbone from scratch too)"
+        ]
+    return []
+
+
+def at_tiny_scale(options: TrainOptions) -> TrainOptions:
+    """With $CVPR_TINY=1 (how the docs' commands are tested), the run at the smallest scale: one epoch at the
+    network's smallest side. train.py trains so and the plan plans so."""
+    if not env.tiny():
+        return options
+    return replace(options, epochs=1, image_size=NETWORKS[options.model].min_image_size)
+
+
+# ----------------------------------------------------------------------------------------------
+# The command line
+# ----------------------------------------------------------------------------------------------
+def _models_help() -> str:
+    return "Network to train (model/network.py): " + "; ".join(f"{n}: {c.help()}" for n, c in NETWORKS.items())
+
+
+def _for(option: str) -> str:
+    return "for --model " + " or ".join(n for n, c in NETWORKS.items() if option in c.options())
+
+
+def _range(low: float, high: float, low_open: bool = False, high_open: bool = False, whole: bool = False) -> Any:
+    if whole:
+        return click.IntRange(int(low), int(high))
+    return FiniteFloat(low, high, min_open=low_open, max_open=high_open)
+
+
+def _option(flags: str, default: Any, help: str, kind: Any = None, shown: str | None = None) -> Callable:
+    extra: dict[str, Any] = {"show_default": shown} if shown else {}
+    if kind is None and isinstance(default, bool) and "/" not in flags:
+        return click.option(flags, is_flag=True, default=default, help=help)
+    return click.option(*flags.split(" "), type=kind, default=default, help=help, **extra)
+
+
+D = DEFAULTS
+TRAIN_OPTIONS = [
+    _option("--model", D.model, _models_help(), click.Choice(list(NETWORKS))),
+    _option("--box-head/--no-box-head", D.box_head, "--no-box-head: classification only (Parts 1-2)."),
+    _option(
+        "--dropout",
+        D.dropout,
+        "Dropout of the classification head; 0 removes it (Part 1 Q9.2).",
+        _range(0, 1, high_open=True),
+    ),
+    _option("--batchnorm/--no-batchnorm", D.batchnorm, f"BatchNorm after each convolution ({_for('batchnorm')})."),
+    _option("--pretrained/--no-pretrained", D.pretrained, f"Start from ImageNet weights ({_for('pretrained')})."),
+    _option(
+        "--freeze/--fine-tune",
+        None,
+        f"Keep the pretrained backbone fixed (--freeze), or train it too (--fine-tune) ({_for('freeze')}).",
+        shown="freeze when --pretrained",
+    ),
+    _option(
+        "--weights",
+        None,
+        f"ImageNet weights file, for machines that cannot download them ({_for('weights')}).",
+        path_type("file"),
+    ),
+    _option(
+        "--image-size",
+        D.image_size,
+        "Side of the square network input, in pixels (at least the network's smallest).",
+        _range(1, 2048, whole=True),
+    ),
+    _option("--epochs", D.epochs, "Epochs to train.", _range(1, 1_000_000, whole=True)),
+    _option("--batch-size", D.batch_size, "Images per training step.", _range(1, 65536, whole=True)),
+    _option("--lr", D.lr, "Learning rate.", _range(0, 1e6, low_open=True)),
+    _option("--optimizer", D.optimizer, "sgd uses momentum 0.9.", click.Choice(OPTIMIZERS)),
+    _option("--weight-decay", D.weight_decay, "Weight decay of the optimizer.", _range(0, 1e6)),
+    _option(
+        "--lr-schedule",
+        D.lr_schedule,
+        "cosine: from --lr towards 0 at the last epoch (re-planned when --resume adds epochs); plateau: halve after 3 "
+        "epochs in a row without a lower val loss.",
+        click.Choice(LR_SCHEDULES),
+    ),
+    _option("--label-weight", D.label_weight, "Weight of the cross-entropy term.", _range(0, 1e6)),
+    _option("--box-weight", D.box_weight, "Weight of the box term (with a box head).", _range(0, 1e6)),
+    _option(
+        "--box-loss", D.box_loss, "Box regression loss (model/engine.py; with a box head).", click.Choice(BOX_LOSSES)
+    ),
+    _option(
+        "--patience",
+        D.patience,
+        "Stop after this many epochs without a better model; 0: never.",
+        _range(0, 1_000_000, whole=True),
+    ),
+    _option(
+        "--augment",
+        D.augment,
+        "Box-aware augmentation of the training batches, on the device: light (flip, zoom 0.9-1.1, shift, colour) or "
+        "strong (zoom 0.7-1.3, stronger colour, grayscale, blur); model/augment.py lists each.",
+        click.Choice(AUGMENT_POLICIES),
+    ),
+    _option("--seed", D.seed, "Seeds the split, the weights and the batches.", _range(0, 2**32 - 1, whole=True)),
+    _option(
+        "--train-eval",
+        D.train_eval,
+        "Training loss, accuracy and IoU measured each epoch in evaluation mode (dropout off, as eval.py measures "
+        "them), on a fixed sample of the training split as large as the validation split, on all of it (full), or "
+        "not (off: the running figures of the training pass only).",
+        click.Choice(("sample", "full", "off")),
+    ),
+    _option(
+        "--dataset",
+        None,
+        "Dataset folder.",
+        path_type(),
+        shown="$CVPR_DATASET, the course folder, ./dataset, else the demo set",
+    ),
+    _option(
+        "--splits",
+        None,
+        "Use the split files of this folder (training_data.csv, val_data.csv, test_data.csv: a run folder, or the "
+        "course template's output/) instead of drawing a split.",
+        path_type(),
+    ),
+    _option(
+        "--cut-val", D.cut_val, "Share of the shuffled rows that trains (without --splits).", _range(0, 1, True, True)
+    ),
+    _option(
+        "--cut-test",
+        D.cut_test,
+        "Rows between --cut-val and this share validate; the rest test.",
+        _range(0, 1, low_open=True),
+    ),
+    _option(
+        "--train-fraction",
+        D.train_fraction,
+        "Keep this share of the training split, per class (Part 1 Q9.1).",
+        _range(0, 1, low_open=True),
+    ),
+    _option("--skip-bad-rows", D.skip_bad_rows, "Skip bad annotation rows and images instead of stopping."),
+    _option(
+        "--strict",
+        D.strict,
+        "Stop on odd rows too (a box of zero width or height, a box clipped to the border), which are otherwise kept "
+        "with a warning.",
+    ),
+    _option(
+        "--cache/--no-cache",
+        D.cache,
+        "Keep the decoded images on disk for later runs (output/cache/, or $CVPR_CACHE_DIR).",
+    ),
+    _option(
+        "--workers",
+        None,
+        "Threads decoding images.",
+        _range(1, 1024, whole=True),
+        shown="CPU affinity, capped by SLURM_CPUS_PER_TASK",
+    ),
+    device_option(),
+    precision_option(),
+    _option("--compile/--no-compile", D.compile, "torch.compile the model (epoch 1's time includes compiling it)."),
+    _option("--output-dir", D.output_dir, "Folder of the runs.", path_type()),
+    _option("--name", None, "Write into OUTPUT_DIR/NAME/ to keep runs apart.", str),
+]
+NOT_RECORDED = ("run", "resume", "overwrite", "resume_if_started")  # what earlier config.json files also held
+
+
+def read_config(ctx: click.Context, _param: click.Parameter, path: Path | None) -> None:
+    """--config FILE (a run's config.json): its values become the defaults, each checked as its option is; the
+    command line wins. Never what a command does (--overwrite, --resume): only the run's options."""
+    if path is None:
+        return
+    try:
+        values = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_no_duplicates)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise click.BadParameter(f"{path}: not a readable JSON file ({error}); fix the file", "--config") from None
+    try:
+        ctx.default_map = {**(ctx.default_map or {}), **typed(values, str(path), strict=True)}
+    except UserError as error:  # click's parsing is not inside the command's one-line errors yet
+        raise click.BadParameter(str(error), param_hint="--config") from None
+    ctx.meta["config"] = path
+
+
+def typed(values: Any, where: str, strict: bool) -> dict[str, Any]:
+    """A JSON object of options (config.json, a checkpoint's record) as the options' values, each checked by its
+    click option; ``strict``: an unknown name is refused (else left out, as a later version may add some)."""
+    if not isinstance(values, dict):
+        raise UserError(f"{where}: expected a JSON object of option names and values; fix the file")
+    params = {p.name: p for p in PARSER.params if p.name in FIELDS}
+    unknown = sorted(set(values) - set(params) - set(NOT_RECORDED))
+    if unknown and strict:
+        raise UserError(f"{where}: unknown option(s) {', '.join(unknown)}; fix the file")
+    result = {}
+    for name, value in values.items():
+        param = params.get(name)
+        if param is None or value is None:
+            result.update({name: None} if param else {})
+            continue
+        kind = param.type
+        expected = (
+            (bool,)
+            if isinstance(kind, click.types.BoolParamType)
+            else {click.IntRange: (int,), FiniteFloat: (int, float)}.get(type(kind), (str,))
+        )
+        try:
+            if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+                raise click.BadParameter("true or false" if bool in expected else f"expected {kind.name}")
+            path = isinstance(kind, click.Path) and not strict  # a recorded path may have moved since
+            result[name] = Path(value) if path else kind.convert(value, param, None)
+        except click.BadParameter as error:
+            raise UserError(
+                f"{where}: its entry {name!r} is {json.dumps(value)} ({error.message}); fix the file"
+            ) from None
+    return result
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} given twice; keep one")
+    return dict(pairs)
+
+
+def train_options(command: Callable) -> Callable:
+    """Every option of a run on ``command``: --config, then TrainOptions' fields in their order."""
+    for option in reversed(TRAIN_OPTIONS):
+        command = option(command)
+    config_option = click.option(
+        "--config",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        callback=read_config,
+        is_eager=True,
+        expose_value=False,
+        help="JSON file of options (e.g. a run's config.json) to train again with.",
+    )
+    return config_option(command)
+
+
+def of(ctx: click.Context, lenient: frozenset[str] = frozenset()) -> TrainOptions:
+    """The TrainOptions of a parsed command line: an option given (on it, or in --config's file) that does not
+    apply to the run is refused, naming where it came from; one of ``lenient`` (the plan's [defaults]) is left out
+    instead, and listed in ``ctx.meta["left_out"]``."""
+    values = {f.name: ctx.params[f.name] for f in fields(TrainOptions)}
+    options = TrainOptions(**values)
+    ctx.meta["left_out"] = []
+    for name, value in values.items():
+        source = ctx.get_parameter_source(name)
+        given = source is click.core.ParameterSource.COMMANDLINE
+        from_file = source is click.core.ParameterSource.DEFAULT_MAP and value != getattr(DEFAULTS, name)
+        why = not_applying(options, name)
+        if why and name in lenient:
+            ctx.meta["left_out"].append(name)
+            options = replace(options, **{name: getattr(DEFAULTS, name)})
+        elif why and (given or from_file):
+            where = f" (in --config {ctx.meta['config']})" if from_file else ""
+            raise UserError(f"{flag(name, value)}{where} does not apply with {why}; drop it")
+    return options
+
+
+def flag(name: str, value: Any = None) -> str:
+    """The command-line form of option ``name`` (``cut_val`` -> ``--cut-val``; ``freeze`` False -> ``--fine-tune``)."""
+    param = next(p for p in PARSER.params if p.name == name)
+    if isinstance(value, bool) and param.secondary_opts and not value:
+        return param.secondary_opts[0]
+    return param.opts[0]
+
+
+@click.command("train.py")
+@train_options
+def PARSER(**_values: Any) -> None:
+    """The options of a run, as train.py parses them (the practical's plan reads its runs' args with it)."""
+
+
+def parse(args: list[str], lenient: frozenset[str] = frozenset()) -> tuple[TrainOptions, list[str]]:
+    """The options ``python train.py ARGS`` trains with, and the options of ``lenient`` left out because they do
+    not apply to the run; a UserError (a click error's message) when train.py would refuse them."""
+    try:
+        with PARSER.make_context("train.py", list(args)) as ctx:
+            options = of(ctx, lenient)
+            check(options)
+            return options, ctx.meta["left_out"]
+    except click.ClickException as error:
+        raise UserError(error.format_message()) from None
+
+
+def given_names(args: list[str]) -> set[str]:
+    """The options ``args`` give (``--no-box-head`` -> ``box_head``), parsed as train.py parses them."""
+    try:
+        with PARSER.make_context("train.py", list(args)) as ctx:
+            return {n for n in ctx.params if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE}
+    except click.ClickException as error:
+        raise UserError(error.format_message()) from None

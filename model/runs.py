@@ -1,0 +1,443 @@
+"""A run's folder and its files: checkpoints, history, status, stored evaluations, and its one writer.
+
+    run = Run(Path("output/vgg"))
+    run.status()                  missing | partial (epochs done of planned) | finished: the one rule
+    run.checkpoint("best")        best.pth, checked: what eval, predict and compare need is in it
+    with run.writer("train.py", new=True) as writer:     the folder's lock; a new run is written aside until
+        writer.save("last.pth", checkpoint_bytes(...))   its first epoch, then put in place (``commit``)
+
+A checkpoint holds tensors and plain values only (``torch.load(weights_only=True)`` never runs code): the
+network's name and constructor arguments, the classes, the image size and normalisation, the run's options and
+facts. last.pth adds what resuming needs (optimizer, schedule, random states, history, best so far). The
+folder's manifest (manifest.json) lists the toolkit's files: --overwrite replaces those and never a user's.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import pickle
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model import config
+from model.errors import UserError, first_line
+from model.files import Folder, FolderLock, Staging, data_folder_around, file_sha256, holds_data
+from model.network import NETWORKS, Detector, build_model
+from model.options import TrainOptions
+
+FORMAT, VERSION = "cvpr-practical-detector", 2
+EVALUATIONS = "evaluations"  # a run's evaluations (eval.py, the report)
+HISTORY_COLUMNS = (
+    "epoch",
+    # the practical's training figures: measured in evaluation mode (dropout off), as eval.py measures them, on
+    # the training split or a fixed sample of it (--train-eval); NaN with --train-eval off
+    *(f"train_{k}" for k in ("loss", "class_loss", "box_loss", "accuracy", "iou")),
+    *(f"val_{k}" for k in ("loss", "class_loss", "box_loss", "accuracy", "iou")),
+    # the running figures of the training pass itself (dropout on, the weights changing as it goes)
+    *(f"running_{k}" for k in ("loss", "class_loss", "box_loss", "accuracy", "iou")),
+    "train_images_evaluated",  # how many training images the evaluation-mode figures are measured on
+    "seconds",  # the training and validation passes
+    "train_eval_seconds",  # the evaluation-mode pass over the training images
+    "cpu_seconds",  # process CPU time of the epoch (against wall time: a sign of CPU contention)
+    "lr",
+)
+CLOCK_COLUMNS = ("seconds", "train_eval_seconds", "cpu_seconds")  # what differs between two runs of one seed
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, not ours, too new, damaged, or not the kind asked for."""
+
+
+class RunError(UserError):
+    """A run folder that cannot be used as asked: taken, damaged, held, moved, or in the wrong place."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunRecord:
+    """What every checkpoint of a run records besides its weights: enough to rebuild and use the model."""
+
+    model_name: str
+    model_options: dict[str, Any]  # constructor arguments (TrainOptions.network_options)
+    classes: list[str]  # sorted labels; index = class index
+    image_size: int
+    options: dict[str, Any]  # the run's options as config.json records them
+    facts: dict[str, Any]  # run.json: dataset, its fingerprint, device, versions, host, Slurm job, command
+
+
+def checkpoint_bytes(record: RunRecord, model: torch.nn.Module, epoch: int, metrics: dict, **training: Any) -> bytes:
+    """best.pth (the model of ``epoch``), or with ``training`` (optimizer, schedule, rng, history, best, ...) the
+    last.pth that resumes it exactly; a fresh id of this save, which evaluations record to know what they scored."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "saved_id": uuid.uuid4().hex,
+        "model": {"name": record.model_name, "options": record.model_options},
+        "classes": list(record.classes),
+        "image_size": record.image_size,
+        "normalization": {"mean": list(config.IMAGENET_MEAN), "std": list(config.IMAGENET_STD)},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "epoch": epoch,
+        "metrics": metrics,
+        "options": record.options,
+        "run": record.facts,
+        "splits": dict(config.SPLIT_FILES),
+        **training,
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+class Checkpoint:
+    """A checkpoint file, read and checked once: every field eval, predict and compare read is there, of its kind."""
+
+    def __init__(self, path: Path, mmap: bool = False):
+        """``mmap``: its tensors paged in only when used (a quick look at its record)."""
+        self.path = path = Path(path)
+        if path.is_dir():
+            raise CheckpointError(f"{path}: a folder; give a checkpoint in it, e.g. {path / config.BEST_CHECKPOINT}")
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such checkpoint (train one with `python train.py`, or check the path)")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except Exception as error:  # torch raises many kinds for a file that is not, or no longer, whole
+            with open(path, "rb") as handle:
+                zipped = handle.read(4) == b"PK\x03\x04"  # what torch.save writes
+            if not zipped:
+                reason = "not a PyTorch file; check the path"
+            elif isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in str(error):
+                reason = "a whole pickled model, as the course template saves? loading it would run its code"
+            else:
+                raise CheckpointError(
+                    f"{path}: a damaged or truncated checkpoint ({first_line(error, 120)}); copy it again, or retrain"
+                ) from None
+            raise CheckpointError(f"{path}: not a checkpoint written by this toolkit's train.py ({reason})") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise CheckpointError(
+                f"{path}: not a checkpoint written by this toolkit's train.py (a whole pickled model or a bare state "
+                "dict?); retrain with `python train.py`"
+            )
+        if not isinstance(data.get("version"), int) or data["version"] > VERSION:
+            raise CheckpointError(f"{path}: written by a newer version of the toolkit; update the toolkit")
+        self.data = data
+        self._check()
+
+    def _check(self) -> None:
+        """Every part a checkpoint must have, of the right kind (a hand-edited one is refused in one line)."""
+        data, model = self.data, self.data.get("model")
+        normalization = data.get("normalization", {})
+        fine = (
+            isinstance(model, dict)
+            and model.get("name") in NETWORKS
+            and isinstance(model.get("options"), dict)
+            and isinstance(data.get("classes"), list)
+            and len(data["classes"]) >= 2
+            and all(isinstance(c, str) for c in data["classes"])
+            and isinstance(data.get("state_dict"), dict)
+            and isinstance(data.get("image_size"), int)
+            and isinstance(data.get("epoch", 0), int)
+            and isinstance(data.get("run", {}), dict)
+            and all(isinstance(v, list) and len(v) == 3 for v in normalization.values())
+        )
+        if not fine:
+            raise CheckpointError(
+                f"{self.path}: an incomplete or altered checkpoint (its model, classes, image size, normalisation or "
+                "weights are missing or of the wrong kind); retrain it with `python train.py`"
+            )
+        smallest = NETWORKS[model["name"]].min_image_size
+        if self.image_size < smallest:
+            raise CheckpointError(
+                f"{self.path}: an altered checkpoint (image size {self.image_size} is below {model['name']}'s "
+                f"{smallest}); retrain it"
+            )
+        self.options = TrainOptions.from_dict(data.get("options", {}), f"{self.path}: its recorded options")
+
+    @property
+    def record(self) -> RunRecord:
+        model = self.data["model"]
+        return RunRecord(
+            model["name"], dict(model["options"]), self.classes, self.image_size, self.options.recorded(), self.facts
+        )
+
+    model_name = property(lambda self: str(self.data["model"]["name"]))
+    classes = property(lambda self: list(self.data["classes"]))
+    image_size = property(lambda self: int(self.data["image_size"]))
+    mean = property(lambda self: tuple(self.data.get("normalization", {}).get("mean", config.IMAGENET_MEAN)))
+    std = property(lambda self: tuple(self.data.get("normalization", {}).get("std", config.IMAGENET_STD)))
+    epoch = property(lambda self: int(self.data.get("epoch", 0)))
+    metrics = property(lambda self: dict(self.data.get("metrics", {})))
+    facts = property(lambda self: dict(self.data.get("run", {})))
+    stale_epochs = property(lambda self: int(self.data.get("stale_epochs", 0)))
+    is_resumable = property(lambda self: "optimizer" in self.data and "rng" in self.data)
+
+    @property
+    def dataset(self) -> Path | None:
+        """The dataset the model was trained on, as the run saw it."""
+        return Path(self.facts["dataset"]) if self.facts.get("dataset") else None
+
+    @property
+    def identity(self) -> str:
+        """What tells this save from any other (evaluations record it)."""
+        return str(self.data.get("saved_id") or file_sha256(self.path))
+
+    def build_model(self, device: torch.device | str = "cpu") -> Detector:
+        """The trained network, in eval mode on ``device`` (no pretrained weights fetched)."""
+        try:
+            model = build_model(self.model_name, len(self.classes), load_weights=False, **self.data["model"]["options"])
+            model.load_state_dict(self.data["state_dict"])
+        except (RuntimeError, TypeError, ValueError, KeyError, UserError) as error:
+            raise CheckpointError(
+                f"{self.path}: its weights do not fit the {self.model_name} network it names "
+                f"({first_line(error, 120)}): an altered checkpoint? retrain it"
+            ) from None
+        return model.to(device).eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# History
+# ----------------------------------------------------------------------------------------------
+def read_history(path: Path) -> list[dict[str, float]]:
+    """A history.csv as rows of floats; [] when there is none."""
+    if not Path(path).exists():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return [{str(k): _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+    except (OSError, ValueError, TypeError, csv.Error) as error:
+        raise RunError(f"{path}: not a readable history.csv ({error}); move the run away to retrain it") from None
+
+
+def _number(text: str | None) -> float:
+    if text is None:
+        raise ValueError("a row with fewer values than columns")
+    return math.nan if text.strip() in ("", "nan") else float(text)
+
+
+def history_bytes(history: Sequence[dict[str, float]]) -> bytes:
+    """history.csv: one row per epoch, every number in full (repr), NaN as nan."""
+
+    def shown(value: Any) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "nan"
+        return repr(float(value)) if isinstance(value, float) else str(value)
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HISTORY_COLUMNS)
+    writer.writerows([shown(row.get(column)) for column in HISTORY_COLUMNS] for row in history)
+    return out.getvalue().encode()
+
+
+def training_figures(history: Sequence[dict[str, float]]) -> tuple[str, str]:
+    """Which columns hold a history's training figures, and what they are: the evaluation-mode ones
+    (``train_*``), or, with --train-eval off, the running figures of the training pass."""
+    if history and math.isnan(history[0]["train_loss"]):
+        return "running", "train (running, dropout on)"
+    return "train", "train (evaluation mode)"
+
+
+def improves(accuracy: float, loss: float, best: dict[str, float] | None) -> bool:
+    """Best = the highest validation accuracy; at equal accuracy, the lower validation loss (Part 1 Q6)."""
+    return (
+        best is None
+        or accuracy > best["val_accuracy"]
+        or (accuracy == best["val_accuracy"] and loss < best["val_loss"])
+    )
+
+
+def best_epoch(history: Sequence[dict[str, float]]) -> int | None:
+    """The epoch best.pth holds."""
+    best: dict[str, float] | None = None
+    for row in history:
+        best = row if improves(row["val_accuracy"], row["val_loss"], best) else best
+    return int(best["epoch"]) if best is not None else None
+
+
+# ----------------------------------------------------------------------------------------------
+# The folder
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunStatus:
+    state: str  # missing | partial | finished
+    epoch: int = 0
+    planned: int = 0
+
+    def describe(self) -> str:
+        if self.state == "partial":
+            return f"partly trained: {self.epoch} of {self.planned} epochs"
+        return f"finished: {self.epoch} epochs" if self.state == "finished" else "missing"
+
+
+class Run:
+    """A run's folder: ``output/`` or ``output/NAME/``."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.files = Folder(self.folder, "train.py", "--name or --output-dir", manifest="manifest.json", hashes=False)
+
+    def checkpoint_path(self, which: str) -> Path:
+        return self.folder / {"best": config.BEST_CHECKPOINT, "last": config.LAST_CHECKPOINT}[which]
+
+    def split_path(self, split: str) -> Path:
+        return self.folder / config.SPLIT_FILES[split]
+
+    @property
+    def has_run(self) -> bool:
+        return any(self.checkpoint_path(w).exists() for w in ("best", "last"))
+
+    def checkpoint(self, which: str = "best", mmap: bool = False) -> Checkpoint:
+        return Checkpoint(self.checkpoint_path(which), mmap=mmap)
+
+    def history(self) -> list[dict[str, float]]:
+        return read_history(self.folder / config.HISTORY_FILE)
+
+    def facts(self) -> dict[str, Any]:
+        """run.json: the dataset and its fingerprint, device, versions, host, Slurm job (and each resumption)."""
+        path = self.folder / config.RUN_FILE
+        try:
+            facts = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            facts = None
+        if not isinstance(facts, dict):
+            raise RunError(f"{path}: damaged (not the JSON object train.py wrote); move the run away to retrain it")
+        return facts
+
+    def status(self) -> RunStatus:
+        """Missing without a checkpoint; else last.pth says how far it went: finished when it holds all its
+        planned epochs (or stopped early, --patience), partly trained otherwise."""
+        if not self.checkpoint_path("last").exists():
+            if self.checkpoint_path("best").exists():
+                raise RunError(f"{self.folder}: holds a best.pth but no last.pth (an incomplete copy?); move it away")
+            return RunStatus("missing")
+        try:
+            last = self.checkpoint("last", mmap=True)
+        except CheckpointError as error:
+            raise RunError(f"{error}; move {self.folder} away to retrain it") from None
+        planned, patience = last.options.epochs, last.options.patience
+        stopped_early = bool(patience) and last.epoch > 0 and last.stale_epochs >= patience
+        state = "finished" if last.epoch >= planned or stopped_early else "partial"
+        return RunStatus(state, last.epoch, planned)
+
+    def options(self) -> TrainOptions:
+        which = "last" if self.checkpoint_path("last").exists() else "best"
+        return self.checkpoint(which, mmap=True).options
+
+    def held_by(self) -> str | None:
+        """Who writes the folder now (a running train.py), or None."""
+        return FolderLock(self.folder, "").holder()
+
+    def evaluation_path(self, which: str, set_id: str) -> Path:
+        return self.folder / EVALUATIONS / f"{which}.{set_id}.json"
+
+    def evaluation(self, which: str, set_id: str, identity: dict[str, str]) -> dict[str, Any] | None:
+        """The stored evaluation of checkpoint ``which`` on set ``set_id`` while it is true of the files there
+        (``identity``: the checkpoint's save and the rows' content); None otherwise."""
+        try:
+            stored = json.loads(self.evaluation_path(which, set_id).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return stored if isinstance(stored, dict) and stored.get("identity") == identity else None
+
+    def check_place(self, output_dir: Path | None = None) -> None:
+        """A new run goes into a folder of its own: not into data, not the current folder, not outside
+        --output-dir."""
+        data = holds_data(self.folder) if self.folder.is_dir() else None
+        around = data_folder_around(self.folder)
+        if data is not None or around is not None:
+            shown = f"{self.folder} holds data ({data})" if data else f"{self.folder} lies in the data folder {around}"
+            raise RunError(
+                f"{shown} that train.py did not write: a run goes into a folder of its own; choose another "
+                "--output-dir or --name"
+            )
+        if self.folder.resolve() == Path.cwd().resolve():
+            raise RunError(
+                f"--output-dir {self.folder}: that is the current folder; a run goes into a folder of its own (pass "
+                f"--name NAME, or --output-dir {config.OUTPUT_DIR})"
+            )
+        if output_dir is not None and not self.folder.resolve().is_relative_to(Path(output_dir).resolve()):
+            raise RunError(f"{self.folder} lies outside --output-dir {output_dir}; choose a --name inside it")
+        self.files.check_place()
+
+    @contextmanager
+    def writer(self, purpose: str, new: bool = False, replace: bool = False) -> Iterator[RunWriter]:
+        """The folder held for writing; a folder this made is removed again when nothing was put in it."""
+        created = not self.folder.exists()
+        with FolderLock(self.folder, purpose):
+            writer = RunWriter(self, new, replace)
+            try:
+                yield writer
+            finally:
+                writer.staging.discard() if writer.staging is not None else None
+        if created:
+            with suppress(OSError):
+                self.folder.rmdir()
+
+
+@dataclass
+class RunWriter:
+    """The one process writing a run's folder. A new run's files go to a staging folder until ``commit`` (after
+    its first epoch), which replaces the toolkit's files of the run there before, and only those; every write
+    first checks that the folder is still the one it holds (not removed or moved away during training)."""
+
+    run: Run
+    new: bool
+    replace: bool
+    staging: Staging | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.identity = os.stat(self.run.folder)
+        if not self.new:
+            return
+        if self.run.has_run and not self.replace:
+            shown = [n for n in (config.BEST_CHECKPOINT, config.LAST_CHECKPOINT) if (self.run.folder / n).exists()]
+            raise RunError(
+                f"{self.run.folder} already holds a run ({', '.join(shown)}): pass --name NEW to keep both, "
+                f"--overwrite to replace it, or --resume {self.run.checkpoint_path('last')} to go on with it"
+            )
+        self.run.files.check([n for n in RUN_FILES if (self.run.folder / n).exists()])
+        self.staging = Staging(self.run.files)
+
+    @property
+    def staged(self) -> bool:
+        return self.staging is not None and not self.staging.committed
+
+    def save(self, name: str, data: bytes) -> None:
+        """One file of the run, whole: into the staging folder of a new run, else into the run folder."""
+        try:
+            here = os.stat(self.run.folder)
+        except OSError:
+            here = None
+        if here is None or not os.path.samestat(here, self.identity):
+            raise RunError(
+                f"{self.run.folder}: the run folder was removed or moved away during training, so nothing more is "
+                "written (what it held went with it); train it again into a folder left alone"
+            )
+        if self.staging is not None and not self.staging.committed:
+            self.staging.write_bytes(name, data)
+        else:
+            self.run.files.write(name, data)
+
+    def commit(self) -> None:
+        """The new run's files into the run folder, the previous run's out: the switch."""
+        if self.staged:
+            assert self.staging is not None
+            self.staging.commit(replace_all=True)
+
+
+RUN_FILES = (config.BEST_CHECKPOINT, config.LAST_CHECKPOINT, config.HISTORY_FILE, config.PLOT_FILE,
+             config.CONFIG_FILE, config.RUN_FILE, *config.SPLIT_FILES.values())  # fmt: skip

@@ -1,1 +1,0 @@
-"""Training a detector: train.py's command line, the data stage, the optimizer and schedule, and the run as stages."""
