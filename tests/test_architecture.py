@@ -14,7 +14,7 @@ from typing import Any
 import click
 import pytest
 
-from model.experiment.options import SPECS, TYPES, TrainOptions, flag
+from model.options import SPECS, TYPES, TrainOptions, flag
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from model import config
-from model.data import demo
-from model.data.augment import POLICIES, Augmenter, Draw, Policy, blur, recolour, to_pixels, warp
-from model.runs.run import CLOCK_COLUMNS
+from model import demo
+from model.augment import POLICIES, Augmenter, Draw, Policy, blur, recolour, to_pixels, warp
+from model.runs import CLOCK_COLUMNS
 
 SIZE = 128
 MEAN, STD = config.IMAGENET_MEAN, config.IMAGENET_STD

@@ -9,11 +9,11 @@ import cv2
 import pytest
 import torch
 
-from model.data import cache as cache_module
-from model.data.annotations import Problems, class_names, read_annotations
-from model.data.cache import ImageCache
+from model import images as cache_module
+from model.annotations import Problems, class_names, read_annotations
+from model.images import ImageCache
 from model.dataset import DetectionDataset
-from model.engine.batches import DeviceBatches
+from model.engine import DeviceBatches
 
 
 @pytest.fixture()

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import scipy.io
 
-from model.data.annotations import Problems, class_names, read_annotations
-from model.data.caltech import CATEGORIES
+from model.annotations import Problems, class_names, read_annotations
+from model.caltech import CATEGORIES
 from model.dataset import DetectionDataset
 
 # (top, bottom, left, right) per image, as Caltech's box_coord
@@ -39,7 +39,7 @@ def write_caltech(root: Path, copies: int = 1) -> Path:
 
 def test_import_writes_the_course_layout(tmp_path, script):
     source = write_caltech(tmp_path / "src")
-    done = script("-m", "model.data.caltech", str(source), str(tmp_path / "dataset"))
+    done = script("-m", "model.caltech", str(source), str(tmp_path / "dataset"))
     assert done.returncode == 0, done.stderr
     assert "Wrote 5 images (2 airplane, 1 face, 2 motorcycle)" in done.stdout
     rows = read_annotations(tmp_path / "dataset", Problems(skip=False))
@@ -55,7 +55,7 @@ def test_import_writes_the_course_layout(tmp_path, script):
 
 
 def test_box_clipped_to_image(tmp_path):
-    from model.data.caltech import import_caltech
+    from model.caltech import import_caltech
 
     source = write_caltech(tmp_path / "src")
     mat = source / "caltech-101" / "Annotations" / "Faces_2" / "annotation_0001.mat"
@@ -67,7 +67,7 @@ def test_box_clipped_to_image(tmp_path):
 def test_missing_annotation_and_wrong_folder_are_named(tmp_path, script):
     source = write_caltech(tmp_path / "src")
     (source / "caltech-101" / "Annotations" / "Faces_2" / "annotation_0001.mat").unlink()
-    failed = script("-m", "model.data.caltech", str(source), str(tmp_path / "dataset"))
+    failed = script("-m", "model.caltech", str(source), str(tmp_path / "dataset"))
     assert failed.returncode == 1 and "annotation_0001.mat: missing annotation for" in failed.stderr
-    wrong = script("-m", "model.data.caltech", str(tmp_path), str(tmp_path / "other"))
+    wrong = script("-m", "model.caltech", str(tmp_path), str(tmp_path / "other"))
     assert wrong.returncode == 1 and "no 101_ObjectCategories/ folder found" in wrong.stderr

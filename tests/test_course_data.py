@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from model import config
-from model.data.annotations import Problems, class_names, read_annotations, read_rows, split_rows
-from model.evaluation.classic import run_baselines
-from model.evaluation.metrics import summarize
-from model.experiment.loss import DetectionLoss
+from model.annotations import Problems, class_names, read_annotations, read_rows, split_rows
+from model.classic import run_baselines
+from model.metrics import summarize
+from model.engine import DetectionLoss
 
 from conftest import COURSE_SPLITS, direct_predictions, template_printout
 

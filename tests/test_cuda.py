@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.data.annotations import Problems, class_names, read_annotations
+from model.annotations import Problems, class_names, read_annotations
 from model.dataset import DetectionDataset
-from model.engine.batches import DeviceBatches
-from model.runs.run import CLOCK_COLUMNS
+from model.engine import DeviceBatches
+from model.runs import CLOCK_COLUMNS
 
 from conftest import run_script, stored
 
@@ -121,12 +121,12 @@ def test_a_checkpoint_evaluates_on_the_other_device(tmp_path, demo_dataset, trai
 def test_no_host_sync_per_batch(demo_dataset, augment):
     """A training pass's batches, augmentation, steps and running sums never make the host wait for the
     GPU (torch.cuda.set_sync_debug_mode raises at the first synchronising call)."""
-    from model.core.precision import resolve_precision
-    from model.core.runtime import place_model
-    from model.data.augment import build_augmenter
-    from model.engine.steps import _Totals, network_batch, train_step
-    from model.experiment.loss import DetectionLoss
-    from model.experiment.schedule import make_optimizer
+    from model.device import resolve_precision
+    from model.device import place_model
+    from model.augment import build_augmenter
+    from model.engine import _Totals, network_batch, train_step
+    from model.engine import DetectionLoss
+    from model.engine import make_optimizer
     from model.network import build_model
 
     rows = read_annotations(demo_dataset, Problems(skip=False))

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from model import config
-from model.core.runtime import Reporter
-from model.data.annotations import (
+from model.device import Reporter
+from model.annotations import (
     Annotation,
     DataError,
     Problems,
@@ -25,10 +25,10 @@ from model.data.annotations import (
     subsample,
     write_rows,
 )
-from model.data.images import box_to_pixels, normalize
-from model.data.location import find_dataset, locate_dataset
+from model.images import box_to_pixels, normalize
+from model.dataset import find_dataset, locate_dataset
 from model.dataset import DetectionDataset
-from model.engine.batches import DeviceBatches
+from model.engine import DeviceBatches
 
 from conftest import DATA
 

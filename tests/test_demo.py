@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.data import demo
-from model.data.annotations import Problems, class_names, read_annotations, split_rows
-from model.data.boxes import pairwise_iou
+from model import demo
+from model.annotations import Problems, class_names, read_annotations, split_rows
+from model.images import pairwise_iou
 from model.dataset import DetectionDataset
 
 
@@ -70,7 +70,7 @@ def test_class_balance_follows_the_course_set():
 
 
 def test_command_line_writes_a_dataset(tmp_path, script):
-    done = script("-m", "model.data.demo", str(tmp_path / "d"), "--images", "12", "--seed", "3")
+    done = script("-m", "model.demo", str(tmp_path / "d"), "--images", "12", "--seed", "3")
     assert done.returncode == 0, done.stderr
     assert "Wrote 12 demo images" in done.stdout
     assert len(list((tmp_path / "d" / "images").rglob("*.jpg"))) == 12

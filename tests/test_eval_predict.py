@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from model.reporting.visualize import PREDICTED, TRUE
+from model.draw import PREDICTED, TRUE
 
 from conftest import direct_predictions, python, stored, template_printout
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.experiment.loss import BOX_LOSSES, SMOOTH_L1_BETA, DetectionLoss
+from model.engine import BOX_LOSSES, SMOOTH_L1_BETA, DetectionLoss
 
 PRED = torch.tensor([[0.0, 0.0, 0.2, 0.2], [0.1, 0.1, 0.6, 0.6]])  # (B, 4) xyxy in [0, 1]
 TRUE = torch.tensor([[0.5, 0.5, 0.7, 0.7], [0.1, 0.1, 0.6, 0.6]])  # disjoint from the first, equal to the second
@@ -72,8 +72,8 @@ def test_giou_is_torchvisions_value_and_gradient():
     reference, torchvision's generalized_box_iou_loss: overlapping, disjoint, nested and zero-size boxes."""
     from torchvision.ops import generalized_box_iou_loss
 
-    from model.data.boxes import ordered
-    from model.experiment.loss import giou_loss
+    from model.images import ordered
+    from model.engine import giou_loss
 
     torch.manual_seed(0)
     pred = ordered(torch.rand(256, 4)).requires_grad_(True)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from model.core.files import write_bytes
-from model.experiment.options import TrainOptions
+from model.files import write_bytes
+from model.options import TrainOptions
 from model.network import (
     NETWORKS,
     Network,
@@ -23,7 +23,7 @@ from model.network import (
     networks_taking,
     takes_option,
 )
-from model.runs.checkpoint import Checkpoint, CheckpointError, checkpoint_bytes
+from model.runs import Checkpoint, CheckpointError, checkpoint_bytes
 from model.training.command import declaration
 
 
@@ -171,7 +171,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, name):
     )
     raw = torch.load(tmp_path / "m.pth", weights_only=True)  # plain values and tensors only
     assert raw["format"] == "cvpr-practical-detector"
-    rebuilt = Checkpoint.load(tmp_path / "m.pth").build_model()
+    rebuilt = Checkpoint(tmp_path / "m.pth").build_model()
     images = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
         for a, b in zip(model(images), rebuilt(images)):
@@ -181,19 +181,19 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, name):
 
 def test_bad_checkpoints_are_named(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
-        Checkpoint.load(tmp_path / "missing.pth")
+        Checkpoint(tmp_path / "missing.pth")
     (tmp_path / "text.pth").write_text("hello")
     with pytest.raises(CheckpointError, match=r"text\.pth: not a checkpoint written by this toolkit"):
-        Checkpoint.load(tmp_path / "text.pth")
+        Checkpoint(tmp_path / "text.pth")
     torch.save(build_model("simple", 3).state_dict(), tmp_path / "bare.pth")
     with pytest.raises(CheckpointError, match=r"bare\.pth: not a checkpoint .*bare state dict"):
-        Checkpoint.load(tmp_path / "bare.pth")
+        Checkpoint(tmp_path / "bare.pth")
     torch.save(build_model("simple", 3), tmp_path / "pickled.pth")  # the template's whole pickled model
     with pytest.raises(CheckpointError, match=r"pickled\.pth: not a checkpoint"):
-        Checkpoint.load(tmp_path / "pickled.pth")
+        Checkpoint(tmp_path / "pickled.pth")
     torch.save({"format": "cvpr-practical-detector", "version": 99}, tmp_path / "new.pth")
     with pytest.raises(CheckpointError, match="newer version"):
-        Checkpoint.load(tmp_path / "new.pth")
+        Checkpoint(tmp_path / "new.pth")
 
 
 def test_a_fifth_network_is_one_class_registered_once():

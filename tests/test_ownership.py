@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from model.core.files import is_temporary
+from model.files import is_temporary
 
 from conftest import ROOT, cpu_only, interrupt_training, run_script, small_disk, stored
 

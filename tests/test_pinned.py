@@ -75,7 +75,7 @@ NUMBER = re.compile(r"-?\d+\.\d+|-?\d+")
 def outputs(work: Path) -> dict:
     """Every pinned output of the commands, from a fresh demo set in ``work``."""
     dataset = work / "data"
-    run("-m", "model.data.demo", str(dataset), "--images", "45", "--seed", "1")
+    run("-m", "model.demo", str(dataset), "--images", "45", "--seed", "1")
     pinned: dict = {}
     for name, args in RUNS.items():
         run(

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.core.runtime import usable_cpus
-from model.data import demo
-from model.runs.run import CLOCK_COLUMNS
+from model.device import usable_cpus
+from model import demo
+from model.runs import CLOCK_COLUMNS
 
 from conftest import (
     ROOT,

@@ -26,9 +26,9 @@ from PIL import Image
 from test_pdf import placed_images, poppler_complaints, table_font_sizes
 
 from model import config
-from model.core.owned import OwnedFolder
-from model.evaluation.inference import Inference
-from model.evaluation.metrics import IOU_THRESHOLDS, ImageResults, accuracy_by_iou, average_precision
+from model.files import Folder
+from model.evaluate import Inference
+from model.metrics import IOU_THRESHOLDS, ImageResults, accuracy_by_iou, average_precision
 from model.practical.context import Content, Context
 from model.practical.plan import Section, load_plan
 from model.practical.sections import BUILDERS, READS_RUNS
@@ -399,7 +399,7 @@ def test_the_internet_sections_show_what_their_commands_draw(quick, tmp_path):
     shutil.copytree(runs, copied, copy_function=os.link, ignore=shutil.ignore_patterns("demo"))
     plan = load_plan(ROOT / "practical.toml", copied, quick=True, only=None, for_report=True, kinds=READS_RUNS)
     section = next(s for s in plan.sections if s.id == "P3-Q9")
-    with OwnedFolder(tmp_path / "doc", writer="the test", option="--out").staged() as sink:
+    with Folder(tmp_path / "doc", writer="the test", option="--out").staged() as sink:
         ctx = Context(plan, {}, Inference.on(torch.device("cpu")), sink, runs / "demo", print, web=web)
         ctx.section = section
         content = BUILDERS["internet"](ctx, section, list(section.runs))

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.core.precision import PrecisionError, cpu_has_native_bf16, resolve_precision
-from model.data.annotations import Problems, class_names, read_annotations
+from model.device import PrecisionError, cpu_has_native_bf16, resolve_precision
+from model.annotations import Problems, class_names, read_annotations
 from model.dataset import DetectionDataset
-from model.engine.batches import DeviceBatches, place_splits
-from model.runs.checkpoint import Checkpoint
-from model.runs.run import CLOCK_COLUMNS
+from model.engine import DeviceBatches, place_splits
+from model.runs import Checkpoint
+from model.runs import CLOCK_COLUMNS
 
 from conftest import stored
 
@@ -128,7 +128,7 @@ def test_compile_trains_like_eager_and_is_timed_apart(tmp_path, demo_dataset, sc
     assert eager.returncode == 0, eager.stderr
     for a, b in zip(history(tmp_path / "compiled"), history(tmp_path / "eager"), strict=True):
         assert a == pytest.approx(b, rel=1e-3, abs=3e-4)  # fused kernels round differently (1.1e-4 seen, 1 thread)
-    checkpoint = Checkpoint.load(tmp_path / "compiled" / "best.pth")  # the model itself, not the compiled wrapper
+    checkpoint = Checkpoint(tmp_path / "compiled" / "best.pth")  # the model itself, not the compiled wrapper
     assert checkpoint.build_model() is not None
 
 

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from model.core.files import is_temporary
-from model.data import demo
+from model.files import is_temporary
+from model import demo
 
 from conftest import ROOT, cpu_only, python
 
@@ -56,7 +56,7 @@ def web_images(tmp_path) -> Path:
 def test_demo_generator_refuses_a_folder_it_did_not_write(which, request, script):
     folder = request.getfixturevalue(which)
     before = snapshot(folder)
-    done = script("-m", "model.data.demo", str(folder), "--images", "12")
+    done = script("-m", "model.demo", str(folder), "--images", "12")
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
     assert f"{folder}: holds " in done.stderr and "that the demo generator did not write" in done.stderr
     assert snapshot(folder) == before
@@ -81,7 +81,7 @@ def test_caltech_importer_refuses_a_folder_that_holds_anything(which, request, s
     source = tmp_path / "caltech"
     (source / "101_ObjectCategories").mkdir(parents=True)
     (source / "Annotations").mkdir()
-    done = script("-m", "model.data.caltech", str(source), str(folder))
+    done = script("-m", "model.caltech", str(source), str(folder))
     assert done.returncode == 1 and f"{folder}: exists and is not empty" in done.stderr
     assert snapshot(folder) == before
 
@@ -141,8 +141,8 @@ def test_an_interrupted_decode_leaves_no_partial_cache_file(tmp_path, course_dat
 BUILD = """
 import sys
 from pathlib import Path
-from model.data.cache import ImageCache
-from model.data.annotations import Problems, read_annotations
+from model.images import ImageCache
+from model.annotations import Problems, read_annotations
 root, cache = Path(sys.argv[1]), Path(sys.argv[2])
 rows = read_annotations(root, Problems(skip=False))
 built = ImageCache.build(root, rows, 96, Problems(skip=False), workers=1, cache_dir=cache)

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from model.core.files import atomic_path, is_temporary
-from model.core.owned import OwnedFolder
+from model.files import atomic_path, is_temporary
+from model.files import Folder
 from model.reporting.tables import format_cell, write_table
 
 FRAME = pd.DataFrame(
@@ -39,7 +39,7 @@ def test_one_rule_for_a_cell(value, text):
 
 
 def test_the_three_files_hold_the_same_table(tmp_path):
-    with OwnedFolder(tmp_path, writer="compare.py", option="--out").staged() as change:
+    with Folder(tmp_path, writer="compare.py", option="--out").staged() as change:
         paths = write_table(change, "comparison", FRAME, "Model comparison", "On the test split.")
     back = pd.read_csv(paths["csv"], keep_default_na=False, na_values=[""])
     assert back["model"].tolist() == ["simple", "hog_svm"] and back["parameters"].isna().tolist() == [False, True]

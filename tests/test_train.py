@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from model.core.files import is_temporary
-from model.data.annotations import Problems, read_rows
-from model.experiment.schedule import LearningRate
+from model.files import is_temporary
+from model.annotations import Problems, read_rows
+from model.engine import LearningRate
 from model.network import model_names
-from model.runs.checkpoint import Checkpoint
-from model.runs.run import CLOCK_COLUMNS, HISTORY_COLUMNS, improves
+from model.runs import Checkpoint
+from model.runs import CLOCK_COLUMNS, HISTORY_COLUMNS, improves
 
 from conftest import ROOT, cpu_only, interrupt_training, python
 
@@ -63,7 +63,7 @@ def test_every_model_trains_and_writes_every_file(tmp_path, demo_dataset, script
     assert checkpoint["image_size"] == 64 and checkpoint["normalization"]["mean"] == [0.485, 0.456, 0.406]
     assert checkpoint["splits"]["test"] == "test_data.csv"
     assert {"optimizer", "history", "best"} <= set(torch.load(run / "last.pth", weights_only=True))
-    model = Checkpoint.load(run / "best.pth").build_model()
+    model = Checkpoint(run / "best.pth").build_model()
     logits, boxes = model(torch.zeros(2, 3, 64, 64))
     assert logits.shape == (2, 3) and boxes.shape == (2, 4)
     config = json.loads((run / "config.json").read_text())
@@ -95,7 +95,7 @@ def test_split_files_sizes_cuts_and_train_fraction(tmp_path, demo_dataset, scrip
     assert sizes["val_data"] == 9 and sizes["test_data"] == 9 and 12 <= sizes["training_data"] <= 15
     all_rows = {r.key for name in sizes for r in read_rows(tmp_path / f"{name}.csv", Problems(skip=False))}
     assert len(all_rows) == sum(sizes.values())  # no image in two splits
-    paths = Checkpoint.load(tmp_path / "best.pth").split_paths()
+    paths = Checkpoint(tmp_path / "best.pth").split_paths()
     assert paths["train"] == tmp_path / "training_data.csv"
 
 
@@ -214,14 +214,14 @@ def test_best_model_rule_breaks_ties_by_lower_loss():
 
 @pytest.mark.parametrize("device", ["mps", "cuda", "cpu"])
 def test_copies_from_pageable_memory_are_never_asynchronous(device):
-    from model.engine.batches import copies_asynchronously
+    from model.engine import copies_asynchronously
 
     batch = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)[torch.tensor([2, 0])]  # a gathered, pageable temporary
     assert not copies_asynchronously(batch, torch.device(device))
 
 
 def test_workers_capped_by_slurm_cpus_per_task(monkeypatch):
-    from model.core.runtime import usable_cpus
+    from model.device import usable_cpus
 
     affinity = len(os.sched_getaffinity(0))
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")

@@ -29,7 +29,7 @@ from model.runs import Run
 
 FROM_SCRATCH = "from scratch"  # a ResNet trained without ImageNet weights (offline): said in its label
 FIGURE_DIGESTS = "report/.figure-inputs.json"  # figure name -> digest of what it was drawn from
-DRAWING_CODE = ("reporting/figures.py", "reporting/visualize.py", "runs/plots.py")  # a change there redraws all
+DRAWING_CODE = ("reporting/figures.py", "draw.py", "plots.py")  # a change there redraws all
 
 
 @functools.cache

@@ -379,7 +379,8 @@ def run_status(plan: Plan, run: PlannedRun, dataset: Path | None) -> Status:
         return Status("missing")
     recorded = folder.options()
     differs = recorded.differences(run.options)
-    if differs and set(differs) <= {"pretrained", "freeze"} and run.options.pretrained and not recorded.pretrained:
+    scratch = set(differs) <= {"pretrained", "freeze"} and run.options.pretrained and not recorded.pretrained
+    if differs and scratch:
         differs = []  # trained from scratch where ImageNet weights were missing: kept, and the report says so
     if differs:
         shown = ", ".join(f"{n}={getattr(recorded, n)!r} (plan: {getattr(run.options, n)!r})" for n in differs[:3])
@@ -403,6 +404,7 @@ def lacking_weights(plan: Plan, found: dict[str, Status]) -> list[str]:
         name
         for name, run in plan.runs.items()
         if found[name].state != "finished"
+        and "pretrained" in NETWORKS[run.options.model].options()
         and run.options.pretrained
         and run.options.weights is None
         and not weights.exists()

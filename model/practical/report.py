@@ -50,14 +50,7 @@ TRAINING_FIGURES = (
 
 
 def report_folder(folder: Path) -> Folder:
-    """The report's folder; a report of an earlier version (no manifest) is recognised by its text."""
-
-    def legacy(name: str, _path: Path) -> bool:
-        report = folder / REPORT
-        ours = report.exists() and SIGNATURE in report.read_text(encoding="utf-8", errors="replace")
-        return ours and (name == REPORT or name.startswith("report/"))
-
-    return Folder(folder, writer="compare.py --practical", option="--out", legacy=legacy)
+    return Folder(folder, "compare.py --practical", "--out")
 
 
 def read_student_text(folder: Path) -> Previous:
