@@ -28,7 +28,7 @@ import torch
 from model import config, env
 from model.annotations import write_rows_text
 from model.augment import POLICIES, Augmenter
-from model.dataset import TrainingData, load_splits, read_splits
+from model.dataset import TrainingData, drawn_by, load_splits, read_splits
 from model.device import (
     Interrupted,
     Precision,
@@ -252,6 +252,11 @@ class Training:
             o.recorded(),
             run_facts(data, device, model, precision, o),
         )
+        if len(data.train) == 1 and any(isinstance(m, torch.nn.BatchNorm2d) and m.training for m in model.modules()):
+            raise UserError(
+                f"{drawn_by(o)}: the training split holds one image, and BatchNorm cannot train on one; widen the "
+                "split, or pass --no-batchnorm"
+            )
         extra = [data.train_eval] if data.train_eval is not None and data.train_eval is not data.train else []
         splits = place_splits([data.train, data.val, *extra], device)
         schedule = LearningRate(o.lr_schedule, o.lr, o.epochs)

@@ -147,7 +147,7 @@ def stages(out: Path, tiny: bool) -> list[Stage]:
         device,
     ]
     return [
-        Stage("dataset", [python, "-m", "model.data.demo", data, *make], 240),
+        Stage("dataset", [python, "-m", "model.demo", data, *make], 240),
         Stage("cuda tests", [python, *tests], 120, {"CVPR_ANY_VERSIONS": "1"}),
         Stage("benchmark", [python, *speed, "--out", str(out / "benchmark-gpu.md")], 180),
         Stage("plan", [python, *practical, *plan], 240 if tiny else 330),
@@ -235,6 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="the same stages at a size a CPU does in minutes")
     args = parser.parse_args(argv)
     out: Path = args.out.resolve()
+    if not args.tiny:
+        import torch
+
+        from model.device import why_no_cuda
+
+        if not torch.cuda.is_available():  # its stages would pass by skipping, then train for minutes on the CPU
+            print(f"Error: {why_no_cuda()}: the check measures a CUDA GPU; run it on a GPU machine (or pass --tiny "
+                  "to try its stages on a CPU)", file=sys.stderr)  # fmt: skip
+            return 1
     if out.exists() and any(out.iterdir()):
         print(f"Error: {out}: not empty; give a new folder for the check's files", file=sys.stderr)
         return 1

@@ -29,6 +29,9 @@ MAX_REPORTED_PROBLEMS = 5
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf)", re.IGNORECASE)
 
 
+Box = tuple[float, float, float, float]  # xyxy
+
+
 class DataError(UserError):
     """Bad input in the dataset; the message is one line naming the file, the line and the fix."""
 
@@ -167,11 +170,14 @@ def read_rows(path: Path, problems: Problems) -> list[Annotation]:
         raise DataError(f"{path}: no such file (check the path)") from None
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot be read as a text CSV file ({error})") from None
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        row = parse_row(line, str(path), number, problems)
-        if row is not None:
-            rows.append(row)
+    rows = [row for n, line in enumerate(text.splitlines(), 1) if (row := parse_row(line, str(path), n, problems))]
+    boxed = [row for row in rows if not row.label_only]
+    if boxed and all(0 <= v <= 1 for row in boxed for v in row.box) and any(v % 1 for row in boxed for v in row.box):
+        raise DataError(
+            f"{path}: every box lies within [0, 1] (line {boxed[0].line}: {','.join(f'{v:g}' for v in boxed[0].box)}):"
+            " boxes divided by the image's size, as YOLO writes them? The course's rows are in pixels "
+            "(filename,startX,startY,endX,endY,label): convert them"
+        )
     return rows
 
 
@@ -210,35 +216,37 @@ def read_annotations(root: Path, problems: Problems) -> list[Annotation]:
     if not files:
         raise DataError(f"{annotations_dir}: no .csv annotation file (expected e.g. airplane.csv, face.csv)")
     known = {p.name for p in images_dir.iterdir() if p.is_dir() and _visible(p)}
-    for label in sorted(known - {p.stem for p in files}):
-        _check_empty_class(annotations_dir / f"{label}.csv", images_dir / label, problems, missing=True)
     rows = []
     for path in files:
-        read = read_rows(path, problems)
-        if not read:
-            _check_empty_class(path, images_dir / path.stem, problems)
-        for row in read:
+        for row in read_rows(path, problems):
             if row.label not in known:
                 problems.report(row.where, f"unknown label {row.label!r}: no folder {images_dir / row.label}")
                 continue
             rows.append(row)
+    for label in sorted(known - {row.label for row in rows}):  # a class that would silently drop out of training
+        _check_empty_class(annotations_dir, label, files, images_dir / label, problems)
     if not rows:
         raise DataError(f"{annotations_dir}: the annotation files hold no usable row")
     check_unique(rows)
     return rows
 
 
-def _check_empty_class(path: Path, folder: Path, problems: Problems, missing: bool = False) -> None:
-    """An annotation file without a row (or none at all) while its class's image folder holds images: a class that
-    would silently drop out of training (a half-copied dataset?)."""
-    images = [p for p in folder.iterdir() if p.suffix.lower() in config.IMAGE_EXTENSIONS] if folder.is_dir() else []
-    if images:
-        problems.report(
-            str(path),
-            f"{'is missing' if missing else 'holds no row'} while {folder} holds {len(images)} image(s), so class "
-            f"{folder.name!r} would be left out",
-            "copy the annotation file again, or pass --skip-bad-rows to train without that class",
-        )
+def _check_empty_class(folder: Path, label: str, files: list[Path], images: Path, problems: Problems) -> None:
+    """A class whose images/<label>/ holds images but no annotation row (a half-copied dataset?): named with the
+    annotation file that should hold its rows."""
+    count = sum(p.suffix.lower() in config.IMAGE_EXTENSIONS for p in images.iterdir()) if images.is_dir() else 0
+    if not count:
+        return
+    path = next((p for p in files if p.stem.lower() == label.lower()), folder / f"{label}.csv")
+    if path.stem != label:
+        what = f"holds no row labelled {label!r} (its name differs from images/{label}/ in case only)"
+    else:
+        what = "holds no row" if path.exists() else "is missing"
+    problems.report(
+        str(path),
+        f"{what} while {images} holds {count} image(s), so class {label!r} would be left out",
+        "copy the annotation file again, or pass --skip-bad-rows to train without that class",
+    )
 
 
 def check_unique(rows: Sequence[Annotation]) -> None:
@@ -323,7 +331,7 @@ def image_path(root: Path, row: Annotation) -> Path:
     return Path(root) / "images" / row.label / row.filename
 
 
-def check_box(row: Annotation, width: int, height: int, problems: Problems) -> tuple[float, float, float, float] | None:
+def check_box(row: Annotation, width: int, height: int, problems: Problems, stored=None) -> Box | None:
     """The row's box clipped to its (width, height) image, or None (reported) when it is unusable.
 
     A box of zero width or height is what the annotation says (Caltech-101 has one): it is kept,
@@ -341,7 +349,11 @@ def check_box(row: Annotation, width: int, height: int, problems: Problems) -> t
         problems.report(row.where, f"{box} starts outside the image")
         return None
     if x2 > width + BOX_TOLERANCE_PX or y2 > height + BOX_TOLERANCE_PX:
-        problems.report(row.where, f"{box} lies outside the {width}x{height} image")
+        turned = stored() if stored is not None else (width, height)  # the file's own size, its header's
+        note = f" (the file is {turned[0]}x{turned[1]}, turned upright by its EXIF orientation)" * (
+            turned != (width, height)
+        )
+        problems.report(row.where, f"{box} lies outside the {width}x{height} image{note}")
         return None
     clipped = (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
     if clipped != (x1, y1, x2, y2):

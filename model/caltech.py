@@ -99,8 +99,14 @@ def _import_category(image_dir: Path, mat_dir: Path, label: str, destination: Pa
         if image is None:
             raise CaltechError(f"{image_path}: unreadable image")
         height, width = image.shape[:2]
-        x1, y1, x2, y2 = read_box(mat_path)
-        x1, y1, x2, y2 = max(0, x1), max(0, y1), min(width, x2), min(height, y2)
+        box = read_box(mat_path)
+        x1, x2 = (min(max(v, 0), width) for v in box[0::2])  # each corner clipped on its own: never inverted
+        y1, y2 = (min(max(v, 0), height) for v in box[1::2])
+        if x2 <= x1 or y2 <= y1:
+            raise CaltechError(
+                f"{mat_path}: its box {','.join(map(str, box))} lies outside the {width}x{height} image {image_path}; "
+                "fix or remove that annotation"
+            )
         shutil.copy2(image_path, out_dir / image_path.name)
         rows.append(f"{image_path.name},{x1},{y1},{x2},{y2},{label}")
     if not rows:

@@ -181,6 +181,8 @@ class DeviceBatches:
         order = torch.randperm(len(self), generator=generator) if generator is not None else torch.arange(len(self))
         for start in range(0, len(self), batch_size):
             indices = order[start : start + batch_size]
+            if generator is not None and start and len(indices) == 1:  # BatchNorm cannot train on one image:
+                break  # a last batch of one is left out of this epoch (another image the next time)
             if self.images is not None:
                 on_device = indices.to(self.device)
                 yield Batch(

@@ -8,6 +8,7 @@ is not silently "off"). Variables are read when asked for, so a test or a job ma
     CVPR_DETERMINISTIC    1: deterministic GPU kernels (a resumed run equals an uninterrupted one bit for bit)
     CVPR_CPU_BF16         0 or 1: whether this CPU computes in bfloat16 under --precision auto (default: its flags)
     CVPR_KEEP_MEMORY      0: give freed CPU memory back to the system after each batch (default 1: keep it)
+    MPLBACKEND            matplotlib's backend, checked: the toolkit draws its figures into files (Agg)
     CVPR_TINY             1: every run at the smallest scale (1 epoch, each network's smallest input side,
                           a small demo set): what the docs' commands test runs them with (doc/troubleshooting.md)
     SLURM_CPUS_PER_TASK   Slurm's --cpus-per-task: caps the threads a job uses
@@ -122,6 +123,20 @@ def display() -> str | None:
     return None
 
 
+def check_matplotlib() -> None:
+    """$MPLBACKEND is read when matplotlib is imported, which then fails: said now, in one line, naming it."""
+    value = _value("MPLBACKEND")
+    if value is None:
+        return
+    try:
+        import matplotlib  # noqa: F401
+    except ValueError:
+        raise EnvError(
+            f"$MPLBACKEND={value!r}: not a backend matplotlib knows; unset it (the toolkit draws its figures into "
+            "files with Agg)"
+        ) from None
+
+
 def check_all() -> None:
     """Every variable read, so that a bad value is refused before any work starts (each command calls it first)."""
     for name in SWITCHES:
@@ -129,3 +144,4 @@ def check_all() -> None:
     dataset()
     cache_dir()
     slurm_cpus()
+    check_matplotlib()

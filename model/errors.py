@@ -9,6 +9,7 @@ traceback, then a line that says so, exit status 70.
 from __future__ import annotations
 
 import errno
+import signal
 import sys
 import traceback
 from collections.abc import Iterator
@@ -48,12 +49,28 @@ def describe_os_error(error: OSError) -> str:
     return f"{error.filename}: {OS_REASONS.get(error.errno or -1, error.strerror or first_line(error))}"
 
 
+class Stopped(BaseException):
+    """SIGTERM (scancel, a preemption), raised where the command is so that what it was writing is discarded on
+    the way out, as Ctrl-C's KeyboardInterrupt is."""
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
 @contextmanager
 def one_line_errors() -> Iterator[None]:
     """Around a command's work: a UserError (or an OS error naming its file) becomes click's one-line error (exit
-    status 1); any other exception is a bug (exit status 70)."""
+    status 1); Ctrl-C or SIGTERM one line saying that nothing half-written is left (exit status 128 + the signal);
+    any other exception is a bug (exit status 70)."""
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         yield
+    except (KeyboardInterrupt, Stopped) as stop:
+        name = "SIGINT" if isinstance(stop, KeyboardInterrupt) else str(stop)
+        click.echo(f"Interrupted by {name}: what it was writing was not put in place; the files already there are as "
+                   "they were", err=True)  # fmt: skip
+        sys.exit(128 + signal.Signals[name].value)
     except UserError as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
@@ -64,10 +81,12 @@ def one_line_errors() -> Iterator[None]:
         raise click.ClickException(
             "out of memory: lower --batch-size or --image-size, or ask for more memory (srun --mem)"
         ) from None
-    except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit, KeyboardInterrupt):
+    except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
         raise
     except Exception:
         _bug()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _bug() -> None:

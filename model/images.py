@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import tempfile
+import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,7 +44,7 @@ def decode_image(path: Path) -> tuple[np.ndarray | None, str | None]:
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except FileNotFoundError:
-        return None, f"missing image {path}"
+        return None, f"missing image {path if Path(path).name.isprintable() else repr(str(path))}{near_name(path)}"
     except OSError as error:
         return None, f"unreadable image {path} ({error.strerror})"
     head = data[:8].tobytes()
@@ -55,6 +56,19 @@ def decode_image(path: Path) -> tuple[np.ndarray | None, str | None]:
     if image is None:
         return None, f"unreadable image {path} (OpenCV cannot decode it)"
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), None
+
+
+def near_name(path: Path) -> str:
+    """A missing file's look-alike in its folder (another Unicode form, a byte-order mark, another case), said."""
+
+    def key(name: str) -> str:
+        return unicodedata.normalize("NFC", name).replace("\ufeff", "").casefold()
+
+    folder = Path(path).parent
+    for other in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if key(other.name) == key(Path(path).name):
+            return f" (the folder holds {other.name!r}, the row names {Path(path).name!r}: rename one to the other)"
+    return ""
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -181,6 +181,10 @@ def check(o: TrainOptions) -> list[str]:
     if o.splits is None and o.cut_val >= o.cut_test:
         raise UserError(f"--cut-val {o.cut_val:g} must be below --cut-test ({o.cut_test:g})")
     plain = o.name is None or (o.name not in ("", ".", "..") and not o.name.startswith(".") and o.name.isprintable())
+    if o.name is not None and len(o.name.encode()) > 200:  # with the toolkit's temporary names, past NAME_MAX
+        raise UserError(
+            f"--name: {len(o.name.encode())} bytes long; a run's name is at most 200 bytes: choose a shorter one"
+        )
     if not plain or any(c in (o.name or "") for c in "/\\\0"):
         raise UserError(
             f"--name {o.name!r}: a run's name is one plain folder name (no '/', no control character, not starting "
