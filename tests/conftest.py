@@ -28,7 +28,7 @@ from model.core.runtime import usable_cpus
 from model.data.annotations import Problems, read_rows
 from model.runs.checkpoint import Checkpoint
 
-pytest.register_assert_rewrite("bad_inputs")  # the catalogue's helpers, a plugin of the two bad-input files
+pytest.register_assert_rewrite("catalogue")  # the bad-input catalogue's runner, a plugin of its two test files
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
