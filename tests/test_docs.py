@@ -122,7 +122,7 @@ def slurm_runs() -> bool:
 def projects(tmp_path_factory) -> Callable[[str], tuple[Path, dict[str, str]]]:
     """For each document, a copy of the project as a student has it, and the environment its commands run in;
     for a document of doc/, after the README's first command (its commands use the run it made). One copy a
-    document: tests/conftest.py gives each document's commands, in order, to one worker."""
+    document: the file's tests run in order on one worker (pyproject's --dist loadfile)."""
     made: dict[str, tuple[Path, dict[str, str]]] = {}
 
     def project(document: str) -> tuple[Path, dict[str, str]]:
@@ -163,11 +163,10 @@ def student_project(base: Path) -> tuple[Path, dict[str, str]]:
     from torchvision.models import resnet18
 
     torch.save(resnet18().state_dict(), hub / "resnet18-f37072fd.pth")
-    from conftest import python_shim
-
-    shim = base / "bin"  # `python` in a command is this interpreter, warm
-    shim.mkdir()
-    python_shim(shim)
+    shim = base / "bin" / "python"  # `python` in a command is this interpreter (a symlink would lose the venv)
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    shim.chmod(0o755)
     environ = {k: v for k, v in os.environ.items() if k not in ("CVPR_DATASET", "DISPLAY", "WAYLAND_DISPLAY")}
     environ.update(
         CVPR_TINY="1",
@@ -175,7 +174,7 @@ def student_project(base: Path) -> tuple[Path, dict[str, str]]:
         CVPR_CPU_BF16="0",
         CUDA_VISIBLE_DEVICES="",
         TORCH_HOME=str(base / "torch"),
-        PATH=f"{shim}:{os.environ['PATH']}",
+        PATH=f"{shim.parent}:{os.environ['PATH']}",
         PYTHONUNBUFFERED="1",
     )
     return copy, environ
