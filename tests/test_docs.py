@@ -137,6 +137,26 @@ def projects(tmp_path_factory) -> Callable[[str], tuple[Path, dict[str, str]]]:
     return project
 
 
+def not_the_projects(folder: str, names: list[str]) -> set[str]:
+    """What a copy of the project leaves out (shutil.copytree's ignore): what .gitignore ignores (the runs in
+    output/, the dataset, caches, checkpoints), the virtual env, git's folder, and the folders of tools that
+    ignore themselves (.mypy_cache, .ruff_cache): the project as a clone, a ZIP or `git archive` gives it."""
+    here = Path(folder)
+    kept = {ROOT / "output": {"README.md", "logs"}, ROOT / "output" / "logs": {".gitkeep"}}.get(here)
+    left = {".git", ".venv", "__pycache__", ".pytest_cache", *(["dataset"] if here == ROOT else [])}
+
+    def ignored(name: str) -> bool:
+        own = here / name / ".gitignore"
+        return (
+            name in left
+            or name.endswith((".pyc", ".pth", ".pt", ".ckpt"))
+            or (kept is not None and name not in kept)
+            or (own.is_file() and "*" in own.read_text().split())
+        )
+
+    return {name for name in names if ignored(name)}
+
+
 def student_project(base: Path) -> tuple[Path, dict[str, str]]:
     """A copy of the project in ``base`` with a student's internet images, a Caltech-101 download and ImageNet
     weights in torchvision's cache; the environment its commands run in."""
@@ -145,13 +165,7 @@ def student_project(base: Path) -> tuple[Path, dict[str, str]]:
     from model.data import demo
 
     copy = base / "project"
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.split()
-    for name in listed:
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
+    shutil.copytree(ROOT, copy, ignore=not_the_projects)
     pictures = demo.generate(base / "pictures", images=6, seed=7)
     for image in (pictures / "images").rglob("*.jpg"):  # a student's internet images, two per label
         shutil.copy2(image, copy / "web_images" / "images" / image.parent.name / f"web_{image.name}")
