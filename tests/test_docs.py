@@ -122,7 +122,7 @@ def slurm_runs() -> bool:
 def projects(tmp_path_factory) -> Callable[[str], tuple[Path, dict[str, str]]]:
     """For each document, a copy of the project as a student has it, and the environment its commands run in;
     for a document of doc/, after the README's first command (its commands use the run it made). One copy a
-    document: tests/conftest.py gives each document's commands, in order, to one worker."""
+    document: the file's tests run in order on one worker (pyproject's --dist loadfile)."""
     made: dict[str, tuple[Path, dict[str, str]]] = {}
 
     def project(document: str) -> tuple[Path, dict[str, str]]:
@@ -137,6 +137,26 @@ def projects(tmp_path_factory) -> Callable[[str], tuple[Path, dict[str, str]]]:
     return project
 
 
+def not_the_projects(folder: str, names: list[str]) -> set[str]:
+    """What a copy of the project leaves out (shutil.copytree's ignore): what .gitignore ignores (the runs in
+    output/, the dataset, caches, checkpoints), the virtual env, git's folder, and the folders of tools that
+    ignore themselves (.mypy_cache, .ruff_cache): the project as a clone, a ZIP or `git archive` gives it."""
+    here = Path(folder)
+    kept = {ROOT / "output": {"README.md", "logs"}, ROOT / "output" / "logs": {".gitkeep"}}.get(here)
+    left = {".git", ".venv", "__pycache__", ".pytest_cache", *(["dataset"] if here == ROOT else [])}
+
+    def ignored(name: str) -> bool:
+        own = here / name / ".gitignore"
+        return (
+            name in left
+            or name.endswith((".pyc", ".pth", ".pt", ".ckpt"))
+            or (kept is not None and name not in kept)
+            or (own.is_file() and "*" in own.read_text().split())
+        )
+
+    return {name for name in names if ignored(name)}
+
+
 def student_project(base: Path) -> tuple[Path, dict[str, str]]:
     """A copy of the project in ``base`` with a student's internet images, a Caltech-101 download and ImageNet
     weights in torchvision's cache; the environment its commands run in."""
@@ -145,13 +165,7 @@ def student_project(base: Path) -> tuple[Path, dict[str, str]]:
     from model.data import demo
 
     copy = base / "project"
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.split()
-    for name in listed:
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
+    shutil.copytree(ROOT, copy, ignore=not_the_projects)
     pictures = demo.generate(base / "pictures", images=6, seed=7)
     for image in (pictures / "images").rglob("*.jpg"):  # a student's internet images, two per label
         shutil.copy2(image, copy / "web_images" / "images" / image.parent.name / f"web_{image.name}")
@@ -163,11 +177,10 @@ def student_project(base: Path) -> tuple[Path, dict[str, str]]:
     from torchvision.models import resnet18
 
     torch.save(resnet18().state_dict(), hub / "resnet18-f37072fd.pth")
-    from conftest import python_shim
-
-    shim = base / "bin"  # `python` in a command is this interpreter, warm
-    shim.mkdir()
-    python_shim(shim)
+    shim = base / "bin" / "python"  # `python` in a command is this interpreter (a symlink would lose the venv)
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    shim.chmod(0o755)
     environ = {k: v for k, v in os.environ.items() if k not in ("CVPR_DATASET", "DISPLAY", "WAYLAND_DISPLAY")}
     environ.update(
         CVPR_TINY="1",
@@ -175,7 +188,7 @@ def student_project(base: Path) -> tuple[Path, dict[str, str]]:
         CVPR_CPU_BF16="0",
         CUDA_VISIBLE_DEVICES="",
         TORCH_HOME=str(base / "torch"),
-        PATH=f"{shim}:{os.environ['PATH']}",
+        PATH=f"{shim.parent}:{os.environ['PATH']}",
         PYTHONUNBUFFERED="1",
     )
     return copy, environ
