@@ -5,7 +5,7 @@
 
 The phases of the toolkit's training step (gather and normalise a batch, forward, loss, backward,
 optimizer step) are timed with the clock, with glibc's allocator as training sets it (freed activation
-buffers kept: model/core/runtime.py, keep_freed_memory) and with glibc's defaults, each in a process of
+buffers kept: model/device.py, keep_freed_memory) and with glibc's defaults, each in a process of
 its own; then torch.profiler's operators of a few batches (with the defaults: the profiler's records
 never shrink a heap that is not trimmed). The result replaces the section between the profile's markers
 in doc/benchmark.md (the benchmark's own table is left as it is).
@@ -27,16 +27,11 @@ import click
 import torch
 
 from benchmarks.speed import machine, write_section
-from model import config
-from model.core.precision import resolve_precision
-from model.core.runtime import keep_freed_memory, place_model
-from model.data import demo
-from model.data.annotations import Problems, class_names, read_annotations, split_rows
+from model import config, demo
+from model.annotations import Problems, class_names, read_annotations, split_rows
 from model.dataset import DetectionDataset
-from model.engine.batches import DeviceBatches
-from model.engine.steps import network_batch
-from model.experiment.loss import DetectionLoss
-from model.experiment.schedule import make_optimizer
+from model.device import keep_freed_memory, place_model, resolve_precision
+from model.engine import DetectionLoss, DeviceBatches, make_optimizer
 from model.network import build_model
 
 BEGIN, END = "<!-- profile: python -m benchmarks.profile_epoch -->", "<!-- end of profile -->"
@@ -51,11 +46,11 @@ def phase_times(batches: DeviceBatches, count: int, seed: int = 0) -> dict[str, 
     optimizer = make_optimizer("adam", list(model.parameters()), 1e-4, 0.0, cpu)
     loss_fn, precision = DetectionLoss(), resolve_precision("fp32", cpu)
     times: dict[str, list[float]] = defaultdict(list)
-    for number, batch in enumerate(batches.batches(32, shuffle=True, generator=torch.Generator().manual_seed(seed))):
+    for number, batch in enumerate(batches.batches(32, torch.Generator().manual_seed(seed))):
         if number > count:
             break
         marks = [time.perf_counter()]
-        x = network_batch(batch.images, batches, True)
+        x = batches.normalize(batch.images, True)
         marks.append(time.perf_counter())
         with precision.autocast():
             logits, boxes = model(x)
@@ -85,7 +80,7 @@ def top_operators(batches: DeviceBatches, count: int, rows: int = 12) -> list[tu
     chosen = list(batches.batches(32))[: count + 1]
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
         for batch in chosen[1:]:
-            logits, boxes = model(network_batch(batch.images, batches, True))
+            logits, boxes = model(batches.normalize(batch.images, True))
             optimizer.zero_grad(set_to_none=True)
             loss_fn(logits, boxes, batch.labels, batch.boxes)[0].backward()
             optimizer.step()

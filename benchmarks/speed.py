@@ -17,7 +17,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +25,8 @@ import click
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from model import config
-from model.core.files import is_dataset
-from model.core.precision import Precision, resolve_precision
-from model.core.runtime import (
-    DEVICES,
-    keep_freed_memory,
-    place_model,
-    prepare_device,
-    select_device,
-    synchronize,
-    usable_cpus,
-    uses_channels_last,
-)
-from model.data import demo
-from model.data.annotations import (
+from model import config, demo
+from model.annotations import (
     Annotation,
     Problems,
     class_names,
@@ -48,16 +35,34 @@ from model.data.annotations import (
     read_rows,
     split_rows,
 )
-from model.data.augment import POLICIES, Augmenter
-from model.data.images import network_input, read_image_rgb
+from model.augment import POLICIES, Augmenter
 from model.dataset import DetectionDataset
-from model.detector import Detector
-from model.engine.batches import DeviceBatches, place_splits
-from model.engine.steps import evaluate, network_batch, train_one_epoch, train_step
-from model.experiment.loss import DetectionLoss
-from model.experiment.options import TrainOptions
-from model.experiment.schedule import make_optimizer
-from model.network import build_model, model_names, takes_option
+from model.device import (
+    DEVICES,
+    Precision,
+    channels_last,
+    keep_freed_memory,
+    place_model,
+    prepare_device,
+    resolve_precision,
+    select_device,
+    synchronize,
+    usable_cpus,
+)
+from model.engine import (
+    Compute,
+    DetectionLoss,
+    DeviceBatches,
+    evaluate,
+    make_optimizer,
+    place_splits,
+    train_one_epoch,
+    train_step,
+)
+from model.files import is_dataset
+from model.images import decode_image, network_input
+from model.network import NETWORKS, Detector, build_model
+from model.options import TrainOptions
 
 BEGIN, END = "<!-- benchmark: python -m benchmarks.speed -->", "<!-- end of benchmark -->"
 COURSE_SPLITS = Path(__file__).resolve().parent.parent / "tests" / "data" / "course-splits"
@@ -105,7 +110,7 @@ class TemplateDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, torch.Tensor]:
         row = self.rows[i]
-        image = read_image_rgb(image_path(self.root, row))
+        image = decode_image(image_path(self.root, row))[0]
         assert image is not None, row.where
         h, w = image.shape[:2]
         box = torch.tensor([row.x1 / w, row.y1 / h, row.x2 / w, row.y2 / h], dtype=torch.float32)
@@ -129,7 +134,7 @@ class Setting:
 def bench_options(name: str) -> dict:
     """The constructor options of network ``name`` from scratch, every layer trained (a frozen or pretrained
     backbone would time something else)."""
-    scratch: dict[str, Any] = {"pretrained": False, "freeze": False} if takes_option(name, "pretrained") else {}
+    scratch: dict[str, Any] = {"pretrained": False, "freeze": False} if "pretrained" in NETWORKS[name].options() else {}
     return TrainOptions(model=name, **scratch).network_options
 
 
@@ -142,7 +147,7 @@ def run_setting(s: Setting, repeats: int) -> dict[str, float]:
     scaler = s.precision.grad_scaler()
     loss_fn = DetectionLoss()
     generator = torch.Generator().manual_seed(0)
-    channels_last = uses_channels_last(s.device)
+    compute = Compute(s.batch_size, s.precision, channels_last(s.device))
     figures: dict[str, float] = {}
     with peak_memory(s.device, figures):
         if s.resident is None:
@@ -153,7 +158,7 @@ def run_setting(s: Setting, repeats: int) -> dict[str, float]:
 
         # 1. compute only: batches already on the device, normalised, in the toolkit's layout
         ready = [
-            (network_batch(b.images, train, channels_last), b.labels, b.boxes) for b in train.batches(s.batch_size)
+            (train.normalize(b.images, compute.channels_last), b.labels, b.boxes) for b in train.batches(s.batch_size)
         ]
 
         def compute_only() -> None:
@@ -163,26 +168,21 @@ def run_setting(s: Setting, repeats: int) -> dict[str, float]:
 
         # 2. the toolkit's training pass and epoch (training pass and validation pass)
         def toolkit_pass() -> None:
-            train_one_epoch(
-                model, train, loss_fn, optimizer, s.batch_size, generator, s.precision, scaler, channels_last
-            )
+            train_one_epoch(model, train, loss_fn, optimizer, scaler, generator, compute)
 
         def toolkit_epoch() -> None:
             toolkit_pass()
-            evaluate(model, val, loss_fn, s.batch_size, s.precision, channels_last)
+            evaluate(model, val, loss_fn, compute)
 
         figures["compute"] = len(train) / median_time(compute_only, repeats, s.device)
         figures["real"] = len(train) / median_time(toolkit_pass, repeats, s.device)
         figures["epoch_s"] = median_time(toolkit_epoch, repeats, s.device)
         # --train-eval sample: the training figures in evaluation mode, on as many images as validation has
         figures["train_eval_share"] = (
-            median_time(
-                lambda: evaluate(model, val, loss_fn, s.batch_size, s.precision, channels_last), repeats, s.device
-            )
-            / figures["epoch_s"]
+            median_time(lambda: evaluate(model, val, loss_fn, compute), repeats, s.device) / figures["epoch_s"]
         )
         figures["infer"] = len(val) / median_time(
-            lambda: evaluate(model, val, loss_fn, 64, s.precision, channels_last), repeats, s.device
+            lambda: evaluate(model, val, loss_fn, replace(compute, batch_size=64)), repeats, s.device
         )
         figures.update(augment_costs(s, train, figures["real"], repeats))
     figures.update(template_figures(s, model, loss_fn, repeats))
@@ -199,7 +199,7 @@ def augment_costs(s: Setting, train: DeviceBatches, real: float, repeats: int) -
 
         def augment_pass(augmenter: Augmenter = augmenter) -> None:
             for b in train.batches(s.batch_size):
-                augmenter(b.images, b.boxes_on_host(), s.train.mean, s.train.std)
+                augmenter(b.images, b.host_boxes, s.train.mean, s.train.std)
 
         seconds = median_time(augment_pass, repeats, s.device)
         figures[f"augment_{policy}_share"] = seconds / (len(train) / real)
@@ -253,7 +253,7 @@ def template_figures(s: Setting, model: Detector, loss_fn: DetectionLoss, repeat
                 for x, labels, boxes in batches:
                     step(x, labels, boxes, learn=False)
 
-    keep_freed_memory(False)  # as the template's process allocates (model/core/runtime.py)
+    keep_freed_memory(False)  # as the template's process allocates (model/device.py)
     try:
         return {
             "template": len(s.train) / median_time(template_pass, repeats, s.device),
@@ -266,13 +266,13 @@ def template_figures(s: Setting, model: Detector, loss_fn: DetectionLoss, repeat
 
 def single_image_latency(s: Setting, model: Detector, repeats: int) -> float:
     """predict.py's path: one image decoded, resized, normalised and run."""
-    image = read_image_rgb(image_path(s.val.root, s.val.rows[0]))
+    image = decode_image(image_path(s.val.root, s.val.rows[0]))[0]
     assert image is not None
 
     def one() -> None:
         model.eval()
         with torch.no_grad(), s.precision.autocast():
-            model(network_input(image, config.IMAGE_SIZE, s.device))
+            model(network_input(image, config.IMAGE_SIZE, s.device, config.IMAGENET_MEAN, config.IMAGENET_STD))
 
     return median_time(one, max(repeats, 10), s.device)
 
@@ -309,7 +309,7 @@ def machine(device: torch.device) -> str:
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--models", default=",".join(model_names()), help="Comma-separated models.")
+@click.option("--models", default=",".join(NETWORKS), help="Comma-separated models.")
 @click.option("--device", default="auto", type=click.Choice(DEVICES))
 @click.option("--precisions", default="fp32,auto", help="Comma-separated --precision values to measure.")
 @click.option(

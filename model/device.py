@@ -76,7 +76,7 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def keep_freed_memory() -> None:
+def keep_freed_memory(keep: bool = True) -> None:
     """On Linux (glibc), keep the large activation buffers of a CPU step when freed ($CVPR_KEEP_MEMORY=0: not).
 
     A batch's activations (about 200 MB each at 224 px, batch 32) are above glibc's mmap threshold: each would be
@@ -91,8 +91,8 @@ def keep_freed_memory() -> None:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):  # musl and other C libraries without mallopt
         return
-    mallopt(-4, 0)  # M_MMAP_MAX: no mmap'ed allocations
-    mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: never give the heap's top back
+    mallopt(-4, 0 if keep else 65536)  # M_MMAP_MAX: no mmap'ed allocation (False: glibc's default)
+    mallopt(-1, 2**31 - 1 if keep else 128 * 1024)  # M_TRIM_THRESHOLD: never give the heap's top back
 
 
 def prepare_device(device: torch.device) -> None:

@@ -56,7 +56,7 @@ class DetectionLoss:
     ``missing_boxes``: some true boxes are NaN (internet images known by their label alone): left out."""
 
     label_weight: float = 1.0
-    box_weight: float = 0.0
+    box_weight: float = 1.0
     box_loss: str = "smooth-l1+giou"
     missing_boxes: bool = False
 
