@@ -129,9 +129,10 @@ def main(inputs, checkpoint, failures_only, iou_threshold, save_dir, gallery, ga
         inference = Inference.on(device, precision)
         loaded = Checkpoint(checkpoint)
         model = inference.place(loaded.build_model())
+        folder = annotation_folder(inputs) if annotate else None
         items = collect_items(inputs, dataset, loaded, Problems(skip=skip_bad_rows))
-        if annotate:
-            return annotate_boxes(annotation_folder(inputs), items)
+        if folder is not None:
+            return annotate_boxes(folder, items)
         if save_dir is None and (why := no_window()):
             save_dir = SAVE_DIR
             click.echo(f"warning: no window: {why}; writing the annotated images to {save_dir}/ instead")

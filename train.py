@@ -93,7 +93,7 @@ def main(ctx: click.Context, overwrite: bool, resume: Path | None, resume_if_sta
             return
         report, training = Reporter(), None
         run = Run(resumed.path.parent if resumed else options.run_dir)
-        rows = read_splits(options, report.line, run.folder if resumed else None)  # the data checked, before a write
+        rows = read_splits(options, report.line, resumed)  # the data checked, before a write
         with stop_on_signals() as stop, run.writer("train.py", new=resumed is None, replace=overwrite) as writer:
             try:
                 data = load_splits(options, rows, report.line, stop)

@@ -43,6 +43,7 @@ from model.images import (
     fits_in_memory,
     normalize,
     row_digests,
+    stored_size,
 )
 
 TINY_DEMO_IMAGES = 240  # the demo set with $CVPR_TINY=1 (Part 1 Q9.3 trains on 0.5 % of it: one image)
@@ -60,7 +61,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.rows, positions, labels, boxes = [], [], [], []
         for row, i in zip(rows, cache.lookup(rows).tolist()):
             width, height = (int(v) for v in cache.sizes[i])
-            stored = lambda row=row: image_size(image_path(root, row))  # noqa: E731  (said only for a box outside)
+            stored = lambda row=row: stored_size(image_path(root, row))  # noqa: E731  (said only for a box outside)
             box = check_box(row, width, height, problems, stored) if cache.decoded[i] else None  # else reported
             if box is not None:
                 self.rows.append(row)
@@ -146,12 +147,12 @@ class Rows:
     classes: list[str]
     splits: dict[str, list[Annotation]]  # train / val / test, as the split files hold them
     problems: Problems
-    warnings: list[str]  # what the run goes on with but should say (a class absent from a split)
 
 
-def read_splits(options: Any, echo: Callable[[str], None], resumed: Path | None = None) -> Rows:
-    """The dataset found, its rows read and checked, the split drawn; a resumed run (its folder in ``resumed``)
-    reads its own split files, given split files (--splits) are read, else the template's shuffled cut."""
+def read_splits(options: Any, echo: Callable[[str], None], resumed: Any = None) -> Rows:
+    """The dataset found, its rows read and checked, the split drawn, what a run goes on with but should know
+    said; a resumed run (``resumed``, its last.pth) reads its own split files on a dataset of its classes, given
+    split files (--splits) are read, else the template's shuffled cut."""
     root = locate_dataset(options.dataset, echo)
     problems = Problems(skip=options.skip_bad_rows, strict=options.strict)
     rows = read_annotations(root, problems)
@@ -162,7 +163,12 @@ def read_splits(options: Any, echo: Callable[[str], None], resumed: Path | None 
             "(check that every annotation file was copied)"
         )
     if resumed is not None:
-        return Rows(root, classes, read_split_files(resumed, problems), problems, [])
+        if classes != resumed.classes:
+            raise DataError(
+                f"{root}: its classes are {', '.join(classes)}, but {resumed.path} was trained on "
+                f"{', '.join(resumed.classes)}; resume on the dataset the run was trained on (--dataset)"
+            )
+        return Rows(root, classes, read_split_files(resumed.path.parent, problems), problems)
     if options.splits is not None:  # e.g. the course template's output/
         splits = read_split_files(options.splits, problems)
         check_labels([row for part in splits.values() for row in part], classes, problems)
@@ -172,7 +178,9 @@ def read_splits(options: Any, echo: Callable[[str], None], resumed: Path | None 
     for name in ("train", "val"):
         if not splits[name]:
             raise DataError(f"{drawn_by(options)}: the {name} split is empty; widen it")
-    return Rows(root, classes, splits, problems, split_warnings(options, classes, splits))
+    for line in split_warnings(options, classes, splits):
+        echo(line)
+    return Rows(root, classes, splits, problems)
 
 
 def drawn_by(options: Any) -> str:

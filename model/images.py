@@ -71,7 +71,7 @@ def near_name(path: Path) -> str:
     return ""
 
 
-def image_size(path: Path) -> tuple[int, int]:
+def stored_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image file, read from its header (Pillow opens files lazily): no decode."""
     from PIL import Image
 

@@ -364,7 +364,9 @@ def read_config(ctx: click.Context, _param: click.Parameter, path: Path | None) 
     try:
         values = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_no_duplicates)
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise click.BadParameter(f"{path}: not a readable JSON file ({error}); fix the file", "--config") from None
+        raise click.BadParameter(
+            f"{path}: not a readable JSON file ({error}); fix the file", param_hint="--config"
+        ) from None
     try:
         ctx.default_map = {**(ctx.default_map or {}), **typed(values, str(path), strict=True)}
     except UserError as error:  # click's parsing is not inside the command's one-line errors yet

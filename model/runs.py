@@ -377,15 +377,18 @@ class Run:
     def writer(self, purpose: str, new: bool = False, replace: bool = False) -> Iterator[RunWriter]:
         """The folder held for writing; a folder this made is removed again when nothing was put in it."""
         created = not self.folder.exists()
-        with FolderLock(self.folder, purpose):
-            writer = RunWriter(self, new, replace)
-            try:
-                yield writer
-            finally:
-                writer.staging.discard() if writer.staging is not None else None
-        if created:
-            with suppress(OSError):
-                self.folder.rmdir()
+        try:
+            with FolderLock(self.folder, purpose):
+                writer = RunWriter(self, new, replace)
+                try:
+                    yield writer
+                finally:
+                    if writer.staging is not None:
+                        writer.staging.discard()
+        finally:
+            if created:
+                with suppress(OSError):
+                    self.folder.rmdir()
 
 
 @dataclass

@@ -56,15 +56,15 @@ from click.testing import CliRunner
 
 import compare
 import eval as eval_script
-import model.data.caltech
-import model.data.demo
+import model.caltech
+import model.demo
 import predict
 import train as train_script
 
 from conftest import COURSE_SPLITS, ROOT, default_signals
 
 TRACEBACK = "Traceback (most recent call last)"
-TEMPORARY = ".*.tmp*"  # what model.core.files.atomic_path, the cache and the demo generator name their temporaries
+TEMPORARY = ".*.tmp*"  # what model.files.write_file, the cache and the demo generator name their temporaries
 TINY = "--epochs 1 --image-size 64 --batch-size 8"  # every training of a case is tiny
 CUTS = "--cut-val 0.6 --cut-test 0.7"  # the split of the tiny run (30 images: 18 / 3 / 9)
 Need = str | tuple[str, ...] | re.Pattern  # a substring; one of several substrings; a pattern
@@ -74,8 +74,8 @@ COMMANDS: dict[str, click.Command] = {
     "eval.py": eval_script.main,
     "predict.py": predict.main,
     "compare.py": compare.main,
-    "model.data.demo": model.data.demo.main,
-    "model.data.caltech": model.data.caltech.main,
+    "model.demo": model.demo.main,
+    "model.caltech": model.caltech.main,
 }
 UNSET = ("CVPR_DATASET", "DISPLAY", "WAYLAND_DISPLAY")  # tests name their data; predict.py would open a window
 
@@ -435,7 +435,7 @@ def made(args: list[str], environ: dict[str, str | None]) -> None:
 def tiny_demo(tmp_path_factory, shared_environ) -> Path:
     """30 demo images (12 airplane, 6 face, 12 motorcycle)."""
     root = tmp_path_factory.mktemp("bad-input-demo") / "demo"
-    made(["-m", "model.data.demo", str(root), "--images", "30", "--seed", "1"], shared_environ)
+    made(["-m", "model.demo", str(root), "--images", "30", "--seed", "1"], shared_environ)
     return root
 
 
@@ -988,13 +988,13 @@ CASES = [
     case("resume-after-sigkill-in-training", "signal", killed(train("--epochs 50"), EPOCH_1),
          "train.py --resume {case}/out/last.pth --epochs 2", expect="success", may_change=("{case}/out/*",),
          process=SIGNAL),
-    case("sigint-during-demo-generation", "signal", None, "-m model.data.demo {case}/gen {COURSE_ROWS}",
+    case("sigint-during-demo-generation", "signal", None, "-m model.demo {case}/gen {COURSE_ROWS}",
          ("SIGINT", "nterrupted"), signal=signal.SIGINT, when=lambda env: once_exists(env.case, "*.jpg"),
          **INTERRUPTED),
     # the staging folder removed
     case("regenerate-after-sigkill-of-demo", "signal",
-         killed("-m model.data.demo {case}/gen {COURSE_ROWS}", lambda env: once_exists(env.case, "*.jpg")),
-         "-m model.data.demo {case}/gen --images 30 --seed 1", expect="success", process=SIGNAL),
+         killed("-m model.demo {case}/gen {COURSE_ROWS}", lambda env: once_exists(env.case, "*.jpg")),
+         "-m model.demo {case}/gen --images 30 --seed 1", expect="success", process=SIGNAL),
     # ---- outputs aimed at a dataset, a folder of internet images, or a user's file: nothing written --------
     case("eval-out-dataset-annotations", "output", None, "{EVAL} --split test --dataset {ds} --out {ds}/annotations",
          "--out", "ds/annotations"),
@@ -1058,7 +1058,7 @@ CASES = [
          steps(plan(PLAN), write("{case}/report/report.md", "# My report\n\nWritten by hand over two weeks.\n")),
          "{REPORT_ONLY} --out {case}/report", "report.md"),
     case("demo-generator-into-dataset-class-folder", "output", None,
-         "-m model.data.demo {ds}/images/face --images 30 --seed 1", "ds/images/face"),
+         "-m model.demo {ds}/images/face --images 30 --seed 1", "ds/images/face"),
     # ---- numbers no C type holds, file names of the wrong kind, a display that is not there ---------------
     case("seed-huge", "number", None, train("--seed {HUGE}"), "--seed"),
     case("image-size-huge", "number", None, train("--image-size {HUGE}"), "--image-size"),

@@ -80,7 +80,7 @@ def made_once(tmp_path_factory, name: str, make) -> Path:
 def course_dataset(tmp_path_factory) -> Path:
     """The course dataset's shape: its 2,033 real rows and boxes (zero-height one included), each
     image drawn to fit its box, the annotation files in the course's file-name order (made once a session)."""
-    from model.data import demo
+    from model import demo
 
     made = made_once(
         tmp_path_factory, "course", lambda to: demo.generate(to / "01-dataset", seed=0, rows=course_rows())
@@ -91,7 +91,7 @@ def course_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_dataset(tmp_path_factory) -> Path:
     """45 demo images (18 airplane, 9 face, 18 motorcycle)."""
-    from model.data import demo
+    from model import demo
 
     return demo.generate(tmp_path_factory.mktemp("demo") / "dataset", images=45, seed=1)
 

@@ -31,7 +31,7 @@ OPTIONS = ROOT / "doc" / "options.md"
 def options_reference() -> str:
     """doc/options.md: each script's --help as it prints it, then the environment variables model/core/env.py
     reads (its docstring)."""
-    import model.core.env
+    import model.env
 
     from conftest import python
 
@@ -51,7 +51,7 @@ def options_reference() -> str:
             env={**os.environ, "COLUMNS": "110"},
         )
         parts += ["", f"## `python {script}`", "", "```text", done.stdout.rstrip(), "```"]
-    variables = (model.core.env.__doc__ or "").split("\n\n", 1)[1].rstrip()
+    variables = (model.env.__doc__ or "").split("\n\n", 1)[1].rstrip()
     parts += [
         "",
         "## Environment variables",
@@ -162,7 +162,7 @@ def student_project(base: Path) -> tuple[Path, dict[str, str]]:
     weights in torchvision's cache; the environment its commands run in."""
     from test_caltech import write_caltech
 
-    from model.data import demo
+    from model import demo
 
     copy = base / "project"
     shutil.copytree(ROOT, copy, ignore=not_the_projects)

@@ -106,11 +106,9 @@ def check_runs(plan: Plan, found: dict[str, Status], dataset: Path, echo: Callab
         if found[name].state != "missing":
             continue
         try:
-            rows = read_splits(replace(run.options, dataset=dataset), lambda _line: None)
+            read_splits(replace(run.options, dataset=dataset), lambda line, name=name: echo(f"run {name}: {line}"))
         except DataError as error:
             raise PlanError(f"run {name}: {error}") from None
-        for line in rows.warnings:
-            echo(f"run {name}: {line}")
 
 
 def choose_jobs(jobs: int, device: str) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 from model import config
 from model.annotations import Problems, read_annotations, read_rows
 from model.evaluate import SET_NAMES
-from model.images import image_size
+from model.images import stored_size
 from model.metrics import accuracy_block
 from model.practical.context import Content, Context, num, overall, per_label, weakest
 from model.practical.plan import Section, shown_path
@@ -71,7 +71,7 @@ def dataset(ctx: Context, section: Section, runs: list[str]) -> Content:
     )
     by_class: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        width, height = image_size(root / "images" / row.label / row.filename)
+        width, height = stored_size(root / "images" / row.label / row.filename)
         by_class.setdefault(row.label, []).append({"key": row.key, "image": (width, height), "box": row.box})
     table = [class_row(label, sizes) for label, sizes in sorted(by_class.items())]
     table.append(class_row("all", [s for sizes in by_class.values() for s in sizes]))

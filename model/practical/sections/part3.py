@@ -22,7 +22,7 @@ import pandas as pd
 from model import config
 from model.annotations import Problems, image_path, read_rows
 from model.engine import loss_for
-from model.images import box_to_unit, image_size
+from model.images import box_to_unit, stored_size
 from model.practical.context import Content, Context, num, overall
 from model.practical.plan import Section, shown_path
 from model.practical.sections.common import builder, commands, frame, leaders, names, pointer
@@ -100,7 +100,7 @@ def box_normalisation(ctx: Context, section: Section, runs: list[str]) -> Conten
         rows = read_rows(ctx.run(run).split_path("train"), Problems(skip=True))[:NORMALISATION_EXAMPLES]
         table = []
         for row in rows:
-            width, height = image_size(image_path(ctx.dataset or ctx.run(run).facts()["dataset"], row))
+            width, height = stored_size(image_path(ctx.dataset or ctx.run(run).facts()["dataset"], row))
             unit = box_to_unit(row.box, width, height)
             table.append(
                 {
