@@ -32,7 +32,7 @@ from model.evaluate import (
 )
 from model.metrics import accuracy_block
 from model.options import FiniteFloat, checked, device_option, path_type, precision_option
-from model.runs import Checkpoint
+from model.checkpoint import Checkpoint
 
 
 @click.command(context_settings={"show_default": True, "max_content_width": 110})

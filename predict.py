@@ -41,7 +41,7 @@ from model.evaluate import Inference, images_root
 from model.files import Outputs, Staging
 from model.images import box_to_unit, decode_image, network_input, pairwise_iou
 from model.options import FiniteFloat, checked, device_option, path_type, precision_option
-from model.runs import Checkpoint
+from model.checkpoint import Checkpoint
 
 SAVE_DIR = config.OUTPUT_DIR / "predictions"  # where drawings go without a display
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or ESC

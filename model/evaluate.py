@@ -32,7 +32,8 @@ from model.engine import Compute, DetectionLoss, DeviceBatches, evaluate, loss_f
 from model.files import Folder, temporary_name, write_error
 from model.images import fingerprint, row_digests
 from model.metrics import ImageResults, summarize, to_json_ready
-from model.runs import EVALUATIONS, Checkpoint, Run
+from model.checkpoint import Checkpoint
+from model.runs import EVALUATIONS, Run
 
 FORMAT = "cvpr-evaluation"
 SET_NAMES = {"train": "train", "val": "validation", "test": "test"}  # as the course template prints them

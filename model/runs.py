@@ -19,23 +19,27 @@ import io
 import json
 import math
 import os
-import pickle
-import uuid
+import platform
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from model import config
-from model.errors import UserError, first_line
-from model.files import Folder, FolderLock, Staging, data_folder_around, file_sha256, holds_data
-from model.network import NETWORKS, Detector, build_model
-from model.options import TrainOptions
+from model import config, env
+from model.checkpoint import Checkpoint, CheckpointError
+from model.device import usable_cpus
+from model.engine import EpochStats
+from model.errors import UserError
+from model.files import Folder, FolderLock, Staging, data_folder_around, holds_data
+from model.network import count_parameters
+from model.options import TrainOptions, flag
 
-FORMAT, VERSION = "cvpr-practical-detector", 2
 EVALUATIONS = "evaluations"  # a run's evaluations (eval.py, the report)
 HISTORY_COLUMNS = (
     "epoch",
@@ -54,156 +58,8 @@ HISTORY_COLUMNS = (
 CLOCK_COLUMNS = ("seconds", "train_eval_seconds", "cpu_seconds")  # what differs between two runs of one seed
 
 
-class CheckpointError(UserError):
-    """A checkpoint that is missing, not ours, too new, damaged, or not the kind asked for."""
-
-
 class RunError(UserError):
     """A run folder that cannot be used as asked: taken, damaged, held, moved, or in the wrong place."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoints
-# ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RunRecord:
-    """What every checkpoint of a run records besides its weights: enough to rebuild and use the model."""
-
-    model_name: str
-    model_options: dict[str, Any]  # constructor arguments (TrainOptions.network_options)
-    classes: list[str]  # sorted labels; index = class index
-    image_size: int
-    options: dict[str, Any]  # the run's options as config.json records them
-    facts: dict[str, Any]  # run.json: dataset, its fingerprint, device, versions, host, Slurm job, command
-
-
-def checkpoint_bytes(record: RunRecord, model: torch.nn.Module, epoch: int, metrics: dict, **training: Any) -> bytes:
-    """best.pth (the model of ``epoch``), or with ``training`` (optimizer, schedule, rng, history, best, ...) the
-    last.pth that resumes it exactly; a fresh id of this save, which evaluations record to know what they scored."""
-    payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "saved_id": uuid.uuid4().hex,
-        "model": {"name": record.model_name, "options": record.model_options},
-        "classes": list(record.classes),
-        "image_size": record.image_size,
-        "normalization": {"mean": list(config.IMAGENET_MEAN), "std": list(config.IMAGENET_STD)},
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "epoch": epoch,
-        "metrics": metrics,
-        "options": record.options,
-        "run": record.facts,
-        "splits": dict(config.SPLIT_FILES),
-        **training,
-    }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    return buffer.getvalue()
-
-
-class Checkpoint:
-    """A checkpoint file, read and checked once: every field eval, predict and compare read is there, of its kind."""
-
-    def __init__(self, path: Path, mmap: bool = False):
-        """``mmap``: its tensors paged in only when used (a quick look at its record)."""
-        self.path = path = Path(path)
-        if path.is_dir():
-            raise CheckpointError(f"{path}: a folder; give a checkpoint in it, e.g. {path / config.BEST_CHECKPOINT}")
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no such checkpoint (train one with `python train.py`, or check the path)")
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        except Exception as error:  # torch raises many kinds for a file that is not, or no longer, whole
-            with open(path, "rb") as handle:
-                zipped = handle.read(4) == b"PK\x03\x04"  # what torch.save writes
-            if not zipped:
-                reason = "not a PyTorch file; check the path"
-            elif isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in str(error):
-                reason = "a whole pickled model, as the course template saves? loading it would run its code"
-            else:
-                raise CheckpointError(
-                    f"{path}: a damaged or truncated checkpoint ({first_line(error, 120)}); copy it again, or retrain"
-                ) from None
-            raise CheckpointError(f"{path}: not a checkpoint written by this toolkit's train.py ({reason})") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise CheckpointError(
-                f"{path}: not a checkpoint written by this toolkit's train.py (a whole pickled model or a bare state "
-                "dict?); retrain with `python train.py`"
-            )
-        if not isinstance(data.get("version"), int) or data["version"] > VERSION:
-            raise CheckpointError(f"{path}: written by a newer version of the toolkit; update the toolkit")
-        self.data = data
-        self._check()
-
-    def _check(self) -> None:
-        """Every part a checkpoint must have, of the right kind (a hand-edited one is refused in one line)."""
-        data, model = self.data, self.data.get("model")
-        normalization = data.get("normalization", {})
-        fine = (
-            isinstance(model, dict)
-            and model.get("name") in NETWORKS
-            and isinstance(model.get("options"), dict)
-            and isinstance(data.get("classes"), list)
-            and len(data["classes"]) >= 2
-            and all(isinstance(c, str) for c in data["classes"])
-            and isinstance(data.get("state_dict"), dict)
-            and isinstance(data.get("image_size"), int)
-            and isinstance(data.get("epoch", 0), int)
-            and isinstance(data.get("run", {}), dict)
-            and all(isinstance(v, list) and len(v) == 3 for v in normalization.values())
-        )
-        if not fine:
-            raise CheckpointError(
-                f"{self.path}: an incomplete or altered checkpoint (its model, classes, image size, normalisation or "
-                "weights are missing or of the wrong kind); retrain it with `python train.py`"
-            )
-        smallest = NETWORKS[model["name"]].min_image_size
-        if self.image_size < smallest:
-            raise CheckpointError(
-                f"{self.path}: an altered checkpoint (image size {self.image_size} is below {model['name']}'s "
-                f"{smallest}); retrain it"
-            )
-        self.options = TrainOptions.from_dict(data.get("options", {}), f"{self.path}: its recorded options")
-
-    @property
-    def record(self) -> RunRecord:
-        model = self.data["model"]
-        return RunRecord(
-            model["name"], dict(model["options"]), self.classes, self.image_size, self.options.recorded(), self.facts
-        )
-
-    model_name = property(lambda self: str(self.data["model"]["name"]))
-    classes = property(lambda self: list(self.data["classes"]))
-    image_size = property(lambda self: int(self.data["image_size"]))
-    mean = property(lambda self: tuple(self.data.get("normalization", {}).get("mean", config.IMAGENET_MEAN)))
-    std = property(lambda self: tuple(self.data.get("normalization", {}).get("std", config.IMAGENET_STD)))
-    epoch = property(lambda self: int(self.data.get("epoch", 0)))
-    metrics = property(lambda self: dict(self.data.get("metrics", {})))
-    facts = property(lambda self: dict(self.data.get("run", {})))
-    stale_epochs = property(lambda self: int(self.data.get("stale_epochs", 0)))
-    is_resumable = property(lambda self: "optimizer" in self.data and "rng" in self.data)
-
-    @property
-    def dataset(self) -> Path | None:
-        """The dataset the model was trained on, as the run saw it."""
-        return Path(self.facts["dataset"]) if self.facts.get("dataset") else None
-
-    @property
-    def identity(self) -> str:
-        """What tells this save from any other (evaluations record it)."""
-        return str(self.data.get("saved_id") or file_sha256(self.path))
-
-    def build_model(self, device: torch.device | str = "cpu") -> Detector:
-        """The trained network, in eval mode on ``device`` (no pretrained weights fetched)."""
-        try:
-            model = build_model(self.model_name, len(self.classes), load_weights=False, **self.data["model"]["options"])
-            model.load_state_dict(self.data["state_dict"])
-        except (RuntimeError, TypeError, ValueError, KeyError, UserError) as error:
-            raise CheckpointError(
-                f"{self.path}: its weights do not fit the {self.model_name} network it names "
-                f"({first_line(error, 120)}): an altered checkpoint? retrain it"
-            ) from None
-        return model.to(device).eval()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -444,3 +300,103 @@ class RunWriter:
 
 RUN_FILES = (config.BEST_CHECKPOINT, config.LAST_CHECKPOINT, config.HISTORY_FILE, config.PLOT_FILE,
              config.CONFIG_FILE, config.RUN_FILE, *config.SPLIT_FILES.values())  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# What a run records of itself, and the runs it goes on with
+# ----------------------------------------------------------------------------------------------
+def run_facts(
+    data: Any, device: torch.device, model: torch.nn.Module, precision: str, o: TrainOptions
+) -> dict[str, Any]:
+    """What a run cannot be re-created from its options alone: its data (and their fingerprint), where, how."""
+    total, trainable = count_parameters(model)
+    return {
+        "dataset": str(Path(data.root).resolve()),
+        "data": data.fingerprints,  # per split: a hash of its rows and of their images' bytes
+        "classes": data.classes,
+        "device": str(device),
+        "precision": precision,
+        "workers": o.workers or usable_cpus(),
+        "threads": torch.get_num_threads(),
+        "parameters": total,
+        "trainable_parameters": trainable,
+        "torch": str(torch.__version__),
+        "torchvision": metadata.version("torchvision"),
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "slurm": env.slurm_job(),
+        "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def history_row(
+    epoch: int, running: EpochStats, train: EpochStats | None, val: EpochStats, lr: float, cpu: float
+) -> dict[str, float]:
+    nan = math.nan
+    measured = (
+        train.as_dict("train")
+        if train is not None
+        else {f"train_{k}": nan for k in ("loss", "class_loss", "box_loss", "accuracy", "iou")}
+    )
+    return {
+        "epoch": epoch,
+        **measured,
+        **val.as_dict("val"),
+        **running.as_dict("running"),
+        "train_images_evaluated": train.images if train is not None else 0,
+        "seconds": running.seconds + val.seconds,
+        "train_eval_seconds": train.seconds if train is not None else 0.0,
+        "cpu_seconds": time.process_time() - cpu,
+        "lr": lr,
+    }
+
+
+def epoch_line(row: dict[str, float], epochs: int, is_best: bool) -> str:
+    def iou(value: float) -> str:
+        return "" if math.isnan(value) else f" iou {value:.3f}"
+
+    train = "train" if not math.isnan(row["train_loss"]) else "running"
+    return (
+        f"epoch {int(row['epoch']):>3}/{epochs}  {train} loss {row[f'{train}_loss']:.4f} acc "
+        f"{row[f'{train}_accuracy']:.3f}{iou(row[f'{train}_iou'])} | val loss {row['val_loss']:.4f} acc "
+        f"{row['val_accuracy']:.3f}{iou(row['val_iou'])} | "
+        f"{row['seconds']:.1f} s lr {row['lr']:.2e}{'  *best*' if is_best else ''}"
+    )
+
+
+def started_run(options: TrainOptions) -> Checkpoint | None:
+    """--resume-if-started: the last.pth of the run in the options' folder when it holds one of the same options."""
+    run = Run(options.run_dir)
+    if run.status().state == "missing":
+        return None
+    checkpoint = run.checkpoint("last")
+    differs = checkpoint.options.differences(options)
+    if differs:
+        shown = ", ".join(
+            f"{flag(n)} {getattr(checkpoint.options, n)!r} (now {getattr(options, n)!r})" for n in differs[:3]
+        )
+        raise UserError(
+            f"--resume-if-started: {run.folder} holds a run trained with other options ({shown}); pass --name NEW, or "
+            "--overwrite to replace it"
+        )
+    return checkpoint
+
+
+def check_config_unchanged(checkpoint: Checkpoint) -> None:
+    """A config.json edited by hand says options the resumed run would not train with: refused, not ignored."""
+    path = checkpoint.path.parent / config.CONFIG_FILE
+    if not path.exists():
+        return
+    try:
+        written = TrainOptions.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
+    except (OSError, ValueError, UserError):
+        raise UserError(f"{path}: not the config.json train.py wrote (edited?); restore it to resume the run") from None
+    differs = written.differences(checkpoint.options)
+    if differs:
+        shown = ", ".join(f"{flag(n)} {getattr(written, n)!r}" for n in differs[:3])
+        raise UserError(
+            f"{path}: says {shown}, but the run trained with "
+            f"{', '.join(repr(getattr(checkpoint.options, n)) for n in differs[:3])}: --resume goes on with the run's "
+            f"own options; restore config.json, or train a new run with --config {path} --name NEW"
+        )

@@ -26,7 +26,6 @@ process is what it tests; its ``process`` says why.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import functools
 import glob
@@ -43,25 +42,15 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import click
 import pytest
 import torch
-from click.testing import CliRunner
 
-import compare
-import eval as eval_script
-import model.caltech
-import model.demo
-import predict
-import train as train_script
-
-from conftest import COURSE_SPLITS, ROOT, default_signals
+from conftest import COURSE_SPLITS, ROOT, Done, default_signals, invoke
 
 TRACEBACK = "Traceback (most recent call last)"
 TEMPORARY = ".*.tmp*"  # what model.files.write_file, the cache and the demo generator name their temporaries
@@ -69,40 +58,12 @@ TINY = "--epochs 1 --image-size 64 --batch-size 8"  # every training of a case i
 CUTS = "--cut-val 0.6 --cut-test 0.7"  # the split of the tiny run (30 images: 18 / 3 / 9)
 Need = str | tuple[str, ...] | re.Pattern  # a substring; one of several substrings; a pattern
 CLASSES = re.compile(r"\bclass(es)?\b")  # the word, not a folder name such as fewer_classes
-COMMANDS: dict[str, click.Command] = {
-    "train.py": train_script.main,
-    "eval.py": eval_script.main,
-    "predict.py": predict.main,
-    "compare.py": compare.main,
-    "model.demo": model.demo.main,
-    "model.caltech": model.caltech.main,
-}
 UNSET = ("CVPR_DATASET", "DISPLAY", "WAYLAND_DISPLAY")  # tests name their data; predict.py would open a window
 
 
 # ----------------------------------------------------------------------------------------------
 # Running a command: in the test's process, or as a process (with a signal)
 # ----------------------------------------------------------------------------------------------
-@dataclass
-class Done:
-    rc: int
-    out: str
-    err: str
-    sent: bool = True  # whether the signal was sent before the process ended
-
-
-def invoke(args: Sequence[str], environ: dict[str, str | None], cwd: Path = ROOT) -> Done:
-    """``python ARGS`` (a script, or ``-m MODULE``) in this process: its click command through CliRunner, with
-    ``environ``'s variables set (None: unset) and ``cwd`` the current folder for the call."""
-    name, rest = (args[1], args[2:]) if args[0] == "-m" else (Path(args[0]).name, args[1:])
-    with contextlib.chdir(cwd):
-        result = CliRunner().invoke(COMMANDS[name], list(rest), env=environ, prog_name=name)
-    err = result.stderr
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        err += "".join(traceback.format_exception(result.exception))  # what Python prints for it
-    return Done(result.exit_code, result.stdout, err)
-
-
 def process_environment(environ: dict[str, str | None]) -> dict[str, str]:
     merged = {**os.environ, "PYTHONUNBUFFERED": "1", **environ}
     return {k: v for k, v in merged.items() if v is not None}
@@ -209,12 +170,12 @@ def missing(line: str, needs: Sequence[Need]) -> list[str]:
 def judge(case: Case, done: Done, before: dict[str, str], after: dict[str, str], temps: list[str], env: Env):
     """The properties the case misses (number -> what went wrong), and the line that matters."""
     failed: dict[int, str] = {}
-    lines = [line.strip() for line in (done.out + "\n" + done.err).splitlines() if line.strip()]
-    errors = [line.strip() for line in done.err.splitlines() if line.strip()]
+    lines = [line.strip() for line in (done.stdout + "\n" + done.stderr).splitlines() if line.strip()]
+    errors = [line.strip() for line in done.stderr.splitlines() if line.strip()]
     last = errors[-1] if errors else ""
     shown = last or (lines[-1] if lines else "")
-    succeeded = done.rc == 0
-    if TRACEBACK in done.out or TRACEBACK in done.err:
+    succeeded = done.returncode == 0
+    if TRACEBACK in done.stdout or TRACEBACK in done.stderr:
         failed[2] = "a Python traceback was printed"
     if case.expect == "error":
         warning = None
@@ -235,11 +196,11 @@ def judge(case: Case, done: Done, before: dict[str, str], after: dict[str, str],
                 )
     elif case.expect == "success":
         if not succeeded:
-            failed[1] = f"exit status {done.rc} where the command should succeed"
+            failed[1] = f"exit status {done.returncode} where the command should succeed"
     else:
         assert case.signal is not None
-        if done.rc != 128 + case.signal:
-            failed[1] = f"exit status {done.rc}, not {128 + case.signal}"
+        if done.returncode != 128 + case.signal:
+            failed[1] = f"exit status {done.returncode}, not {128 + case.signal}"
         naming = next((line for line in lines if not missing(line, case.names)), None)
         if naming is None:
             failed[3] = f"no line names {', '.join(missing('', case.names))}"
@@ -413,8 +374,9 @@ def run_case(case: Case, tmp_path: Path, request: pytest.FixtureRequest) -> None
         env.unmount()
     problems = "\n".join(f"  property {n}: {why}" for n, why in sorted(failed.items()))
     assert not failed, (
-        f"{case.id}:\n{problems}\n  command: python {shlex.join(args)}\n  exit status {done.rc}\n"
-        f"  line: {env.short(shown)[:300]!r}\n  stdout tail: {done.out[-800:]!r}\n  stderr tail: {done.err[-1200:]!r}"
+        f"{case.id}:\n{problems}\n  command: python {shlex.join(args)}\n  exit status {done.returncode}\n"
+        f"  line: {env.short(shown)[:300]!r}\n  stdout tail: {done.stdout[-800:]!r}\n"
+        f"  stderr tail: {done.stderr[-1200:]!r}"
     )
 
 
@@ -428,7 +390,7 @@ def shared_environ(tmp_path_factory) -> dict[str, str | None]:
 
 def made(args: list[str], environ: dict[str, str | None]) -> None:
     done = invoke(args, environ)
-    assert done.rc == 0, done.out[-2000:] + done.err[-3000:]
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
 
 
 @pytest.fixture(scope="session")
@@ -666,7 +628,7 @@ def run_without_test_split(env: Env) -> None:
     """{case}/no_test: a run trained with --cut-test 1.0 (its test split is empty)."""
     args = ["train.py", "--dataset", str(env.shared("tiny_demo")), "--output-dir", str(env.case / "no_test")]
     done = invoke([*args, *TINY.split(), "--cut-val", "0.6", "--cut-test", "1.0"], env.environment())
-    assert done.rc == 0, f"could not train the run without a test split: {done.err[-800:]}"
+    assert done.returncode == 0, f"could not train the run without a test split: {done.stderr[-800:]}"
 
 
 def readonly(name: str, fill: Callable[[Env, Path], object] = lambda env, path: None) -> Setup:
@@ -702,7 +664,7 @@ def full_at_the_manifest(env: Env) -> None:
     scratch = Path(tempfile.mkdtemp(dir=env.cache.parent, prefix="measure-"))
     try:
         done = invoke(["eval.py", str(env.run / "best.pth"), "--out", str(scratch)], env.environment())
-        assert done.rc == 0, f"could not measure an evaluation: {done.err[-800:]}"
+        assert done.returncode == 0, f"could not measure an evaluation: {done.stderr[-800:]}"
         block = os.sysconf("SC_PAGE_SIZE")
         needed = sum(math.ceil(p.stat().st_size / block) * block for p in scratch.iterdir() if p.name[0] != ".")
     finally:
@@ -724,7 +686,7 @@ def killed(command: str, when: Callable[[Env], Callable[[list[str]], bool]]) -> 
     def setup(env: Env) -> None:
         args = words(command, env)
         done = run_process(args, env.environment(), signum=signal.SIGKILL, when=when(env))
-        assert done.sent and done.rc == -signal.SIGKILL, f"could not kill {args[0]}: {done.err[-500:]}"
+        assert done.sent and done.returncode == -signal.SIGKILL, f"could not kill {args[0]}: {done.stderr[-500:]}"
 
     return setup
 

@@ -14,10 +14,14 @@ import subprocess
 import sys
 import time
 import tomllib
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 from reference import direct_predictions, template_printout  # noqa: F401  (the tests import them from here)
 
 pytest.register_assert_rewrite("catalogue")  # the bad-input catalogue's runner, a plugin of its two test files
@@ -103,9 +107,49 @@ def cpu_only(environment: dict[str, str]) -> dict[str, str]:
     return {**environment, "CUDA_VISIBLE_DEVICES": "", "CVPR_CPU_BF16": "0"}
 
 
+@dataclass
+class Done:
+    """What a command gave: its exit status and its output (and, for a signalled process, whether it was sent)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    sent: bool = True
+
+
+def invoke(args: Sequence[str], environ: dict[str, str | None] | None = None, cwd: Path = ROOT) -> Done:
+    """``python ARGS`` (a script, or ``-m MODULE``) in this process: its click command through CliRunner, with
+    ``environ``'s variables set (None: unset) and ``cwd`` the current folder for the call; an exception that
+    escapes ``main`` is in stderr as Python would print it."""
+    import compare
+    import eval as eval_script
+    import model.caltech
+    import model.demo
+    import predict
+    import train
+
+    commands = {"train.py": train.main, "eval.py": eval_script.main, "predict.py": predict.main,
+                "compare.py": compare.main, "model.demo": model.demo.main,
+                "model.caltech": model.caltech.main}  # fmt: skip
+    name, rest = (args[1], args[2:]) if args[0] == "-m" else (Path(args[0]).name, args[1:])
+    environ = {"CVPR_DATASET": None, "DISPLAY": None, "WAYLAND_DISPLAY": None, **(environ or {})}
+    with contextlib.chdir(cwd):
+        result = CliRunner().invoke(commands[name], [str(a) for a in rest], env=environ, prog_name=name)
+    err = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        err += "".join(traceback.format_exception(result.exception))
+    return Done(result.exit_code, result.stdout, err)
+
+
+def run_main(*args: str, cwd: Path | None = None, env: dict | None = None, **_ignored) -> Done:
+    """A script run in the test's own process, where the process boundary changes nothing (the ``script``
+    fixture): the same files, OpenCV and mounts, its exit status and output as a process would give them."""
+    return invoke(args, env, cwd or ROOT)
+
+
 def run_script(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600, gpu: bool = False):
-    """Run one of the project's scripts as a user would, with stdout not a terminal (and, unless ``gpu``,
-    on the CPU)."""
+    """Run one of the project's scripts as a process, as a user would, with stdout not a terminal (and, unless
+    ``gpu``, on the CPU): for exit statuses through the shell, signals, and what a process start decides."""
     environment = {k: v for k, v in os.environ.items() if k != "CVPR_DATASET"}  # tests name their data
     environment.update(PYTHONUNBUFFERED="1", **(env or {}))
     environment = environment if gpu else cpu_only(environment)
@@ -115,7 +159,7 @@ def run_script(*args: str, cwd: Path | None = None, env: dict | None = None, tim
 
 @pytest.fixture(scope="session")
 def script():
-    return run_script
+    return run_main
 
 
 @pytest.fixture(scope="session")
@@ -123,7 +167,7 @@ def trained_run(tmp_path_factory, demo_dataset) -> Path:
     """A Simple detector trained 3 epochs at 64 px on the demo set; its run folder."""
     out = tmp_path_factory.mktemp("run")
     tiny = ["--epochs", "3", "--image-size", "64", "--batch-size", "8", "--cut-val", "0.6", "--cut-test", "0.7"]
-    done = run_script("train.py", "--dataset", str(demo_dataset), "--output-dir", str(out), *tiny)
+    done = run_main("train.py", "--dataset", str(demo_dataset), "--output-dir", str(out), *tiny)
     assert done.returncode == 0, done.stderr
     return out
 

@@ -23,7 +23,7 @@ from model.network import (
     networks_taking,
     takes_option,
 )
-from model.runs import Checkpoint, CheckpointError, checkpoint_bytes
+from model.checkpoint import Checkpoint, CheckpointError, checkpoint_bytes
 from model.training.command import declaration
 
 

@@ -13,7 +13,7 @@ from model.device import PrecisionError, cpu_has_native_bf16, resolve_precision
 from model.annotations import Problems, class_names, read_annotations
 from model.dataset import DetectionDataset
 from model.engine import DeviceBatches, place_splits
-from model.runs import Checkpoint
+from model.checkpoint import Checkpoint
 from model.runs import CLOCK_COLUMNS
 
 from conftest import stored

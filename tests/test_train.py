@@ -20,7 +20,7 @@ from model.files import is_temporary
 from model.annotations import Problems, read_rows
 from model.engine import LearningRate
 from model.network import model_names
-from model.runs import Checkpoint
+from model.checkpoint import Checkpoint
 from model.runs import CLOCK_COLUMNS, HISTORY_COLUMNS, improves
 
 from conftest import ROOT, cpu_only, interrupt_training, python

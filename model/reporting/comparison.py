@@ -31,7 +31,8 @@ from model.reporting.error_analysis import error_analysis
 from model.reporting.model_report import ModelReport, comparison_frame
 from model.reporting.robustness import sweep, write_robustness
 from model.reporting.tables import Sink, write_table
-from model.runs import Checkpoint, CheckpointError, Run
+from model.checkpoint import Checkpoint, CheckpointError
+from model.runs import Run
 
 
 @dataclass

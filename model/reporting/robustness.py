@@ -18,7 +18,7 @@ from model.network import Detector
 from model.plots import colours, figure_bytes, plt
 from model.reporting.model_report import ModelReport
 from model.reporting.tables import Sink, write_table
-from model.runs import Checkpoint
+from model.checkpoint import Checkpoint
 
 DEGRADATIONS = {  # name -> (unit, levels); the first level is the clean image
     "blur": ("Gaussian sigma (px at network size)", (0.0, 1.0, 2.0, 4.0)),
