@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
+from model.cli import checked, device_option, path_type, precision_option
 from model.network import NETWORKS
-from model.options import checked, device_option, path_type, precision_option
 from model.practical.settings import COURSE_RESOURCES, PLAN_FILE, CompareSettings, settings_of
 
 

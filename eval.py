@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from model.annotations import Problems
+from model.checkpoint import Checkpoint
+from model.cli import FiniteFloat, checked, device_option, path_type, precision_option
 from model.device import usable_cpus
 from model.errors import UserError
 from model.evaluate import (
@@ -31,8 +33,6 @@ from model.evaluate import (
     write_evaluation,
 )
 from model.metrics import accuracy_block
-from model.options import FiniteFloat, checked, device_option, path_type, precision_option
-from model.checkpoint import Checkpoint
 
 
 @click.command(context_settings={"show_default": True, "max_content_width": 110})

@@ -27,21 +27,17 @@ from model.annotations import (
     Annotation,
     Problems,
     add_box,
-    check_labels,
-    image_path,
-    read_annotations,
-    read_rows,
-    web_rows,
 )
 from model.augment import AUGMENT_POLICIES, POLICIES, Augmenter
+from model.checkpoint import Checkpoint
+from model.cli import FiniteFloat, checked, device_option, path_type, precision_option
+from model.dataset import Item, collect_items, web_folder
 from model.draw import augmentation_sheet, draw_prediction, encode_image, grad_cam, overlay_cam
 from model.draw import gallery as grid
 from model.errors import UserError
-from model.evaluate import Inference, images_root
+from model.evaluate import Inference
 from model.files import Outputs, Staging
 from model.images import box_to_unit, decode_image, network_input, pairwise_iou
-from model.options import FiniteFloat, checked, device_option, path_type, precision_option
-from model.checkpoint import Checkpoint
 
 SAVE_DIR = config.OUTPUT_DIR / "predictions"  # where drawings go without a display
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or ESC
@@ -181,70 +177,6 @@ def refuse_own_inputs(save_dir: Path | None, inputs: tuple[Path, ...]) -> None:
         if Path(save_dir).resolve().is_relative_to(given.resolve()):
             raise UserError(f"--save {save_dir}: lies inside INPUT {given}, whose images a later call would read with "
                             "the drawings among them; choose a folder outside it")  # fmt: skip
-
-
-# ----------------------------------------------------------------------------------------------
-# The inputs
-# ----------------------------------------------------------------------------------------------
-@dataclass
-class Item:
-    path: Path
-    label: str | None = None  # the true label, when known
-    box: Box | None = None  # the true box in pixels, when known
-
-    def file_name(self, index: int, suffix: str) -> str:
-        """The name it is saved under: its place in the inputs, its label and its file."""
-        return f"{index:04d}_{self.label or 'image'}_{self.path.stem}{suffix}"
-
-
-def image_files(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in config.IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
-
-
-def web_folder(path: Path) -> Path | None:
-    """The web_images-like folder of ``path`` (it, or its parent when ``path`` is its images/)."""
-    return next((c for c in (path, path.parent) if (c / "images").is_dir() and not (c / "annotations").is_dir()), None)
-
-
-def collect_items(
-    inputs: tuple[Path, ...], dataset: Path | None, checkpoint: Checkpoint, problems: Problems
-) -> list[Item]:
-    """Every image INPUT names, with its true label and box where known."""
-    items = [item for given in inputs for item in items_of(Path(given), dataset, checkpoint, problems)]
-    if not items:
-        raise UserError(f"no image found in {', '.join(map(str, inputs))}")
-    if not any(item.path.exists() for item in items):
-        raise UserError(f"{items[0].path.parent.parent}: none of the {len(items)} images of "
-                        f"{', '.join(map(str, inputs))} is there (has the dataset moved?); pass --dataset with the "
-                        "folder that holds them")  # fmt: skip
-    return items
-
-
-def items_of(path: Path, dataset: Path | None, checkpoint: Checkpoint, problems: Problems) -> list[Item]:
-    classes = checkpoint.classes
-    if path.is_file() and path.suffix.lower() == ".csv":
-        root = images_root(path, dataset, checkpoint)
-        return [
-            Item(image_path(root, r), r.label, r.box)
-            for r in check_labels(read_rows(path, problems), classes, problems)
-        ]
-    if path.is_file() and path.suffix.lower() in config.IMAGE_EXTENSIONS:
-        return [Item(path)]
-    if path.is_dir() and (path / "annotations").is_dir() and (path / "images").is_dir():
-        rows = check_labels(read_annotations(path, problems), classes, problems)
-        return [Item(image_path(path, r), r.label, r.box) for r in rows]
-    folder = web_folder(path) if path.is_dir() else None
-    if folder is not None:  # internet images: boxes where annotations.csv has one
-        rows = check_labels(web_rows(folder, problems), classes, problems)
-        return [Item(image_path(folder, r), r.label, None if r.label_only else r.box) for r in rows]
-    if path.is_dir():  # images of <label>/ subfolders, and the images beside them (their label unknown)
-        labelled = [Item(p, c) for c in classes if (path / c).is_dir() for p in image_files(path / c)]
-        return labelled + [Item(p) for p in image_files(path)]
-    raise UserError(f"INPUT {path}: not a CSV file, an image or a folder")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from model import config, env
 from model.annotations import write_rows_text
 from model.augment import POLICIES, Augmenter
 from model.checkpoint import Checkpoint, CheckpointError, RunRecord, checkpoint_bytes
+from model.cli import checked, path_type
 from model.dataset import TrainingData, drawn_by, load_splits, read_splits
 from model.device import (
     Interrupted,
@@ -42,7 +43,7 @@ from model.device import (
 from model.engine import Compute, LearningRate, evaluate, loss_for, make_optimizer, place_splits, train_one_epoch
 from model.errors import UserError
 from model.network import build_model
-from model.options import FIELDS, TrainOptions, at_tiny_scale, check, checked, flag, of, path_type, train_options
+from model.options import FIELDS, TrainOptions, at_tiny_scale, check, flag, of, train_options
 from model.runs import (
     Run,
     RunWriter,

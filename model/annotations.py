@@ -24,7 +24,6 @@ from model.files import write_file
 
 # A box may stick out of its image by this many pixels (annotation tools round corners outward);
 # it is then clipped. Beyond that the row is reported as bad.
-BOX_TOLERANCE_PX = 2.0
 MAX_REPORTED_PROBLEMS = 5
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf)", re.IGNORECASE)
 
@@ -329,39 +328,6 @@ def write_rows_text(rows: Sequence[Annotation]) -> str:
 
 def image_path(root: Path, row: Annotation) -> Path:
     return Path(root) / "images" / row.label / row.filename
-
-
-def check_box(row: Annotation, width: int, height: int, problems: Problems, stored=None) -> Box | None:
-    """The row's box clipped to its (width, height) image, or None (reported) when it is unusable.
-
-    A box of zero width or height is what the annotation says (Caltech-101 has one): it is kept,
-    with a warning, since it still trains the classifier and its box loss stays finite. Each
-    corner is clipped on its own, so a box past the border can never come out inverted.
-    """
-    x1, y1, x2, y2 = row.box
-    if row.label_only:
-        return row.box  # an image known by its label alone (an internet image without a drawn box)
-    box = f"box {x1:g},{y1:g},{x2:g},{y2:g}"
-    if x2 < x1 or y2 < y1:
-        problems.report(row.where, f"{box} is inverted (endX < startX or endY < startY)")
-        return None
-    if min(x1, y1) < -BOX_TOLERANCE_PX:
-        problems.report(row.where, f"{box} starts outside the image")
-        return None
-    if x2 > width + BOX_TOLERANCE_PX or y2 > height + BOX_TOLERANCE_PX:
-        turned = stored() if stored is not None else (width, height)  # the file's own size, its header's
-        note = f" (the file is {turned[0]}x{turned[1]}, turned upright by its EXIF orientation)" * (
-            turned != (width, height)
-        )
-        problems.report(row.where, f"{box} lies outside the {width}x{height} image{note}")
-        return None
-    clipped = (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
-    if clipped != (x1, y1, x2, y2):
-        problems.odd(row.where, f"{box} was clipped to the {width}x{height} image")
-    if clipped[2] == clipped[0] or clipped[3] == clipped[1]:
-        side = "width" if clipped[2] == clipped[0] else "height"
-        problems.odd(row.where, f"{box} has zero {side}; kept (it trains the classifier, its box loss stays finite)")
-    return clipped
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ file, the test split's included, so that a run's split files can all be evaluate
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -23,17 +24,20 @@ import torch
 from model import config, env
 from model.annotations import (
     Annotation,
+    Box,
     DataError,
     Problems,
-    check_box,
     check_labels,
     class_names,
     image_path,
     read_annotations,
+    read_rows,
     read_split_files,
     split_rows,
     subsample,
+    web_rows,
 )
+from model.errors import UserError
 from model.files import is_dataset
 from model.images import (
     ImageCache,
@@ -46,6 +50,9 @@ from model.images import (
     stored_size,
 )
 
+# A box may stick out of its image by this many pixels (annotation tools round corners outward): it is then clipped.
+# Beyond that the row is reported as bad.
+BOX_TOLERANCE_PX = 2.0
 TINY_DEMO_IMAGES = 240  # the demo set with $CVPR_TINY=1 (Part 1 Q9.3 trains on 0.5 % of it: one image)
 
 
@@ -253,3 +260,120 @@ def load_splits(options: Any, rows: Rows, echo: Callable[[str], None], interrupt
     splits = {name: part.rows for name, part in parts.items()}  # skipped rows stay out of every split file
     fingerprints = {name: fingerprint(digests, part) for name, part in splits.items()}
     return TrainingData(root, rows.classes, splits, train, val, train_eval, fingerprints)
+
+
+def check_box(row: Annotation, width: int, height: int, problems: Problems, stored=None) -> Box | None:
+    """The row's box clipped to its (width, height) image, or None (reported) when it is unusable.
+
+    A box of zero width or height is what the annotation says (Caltech-101 has one): it is kept,
+    with a warning, since it still trains the classifier and its box loss stays finite. Each
+    corner is clipped on its own, so a box past the border can never come out inverted.
+    """
+    x1, y1, x2, y2 = row.box
+    if row.label_only:
+        return row.box  # an image known by its label alone (an internet image without a drawn box)
+    box = f"box {x1:g},{y1:g},{x2:g},{y2:g}"
+    if x2 < x1 or y2 < y1:
+        problems.report(row.where, f"{box} is inverted (endX < startX or endY < startY)")
+        return None
+    if min(x1, y1) < -BOX_TOLERANCE_PX:
+        problems.report(row.where, f"{box} starts outside the image")
+        return None
+    if x2 > width + BOX_TOLERANCE_PX or y2 > height + BOX_TOLERANCE_PX:
+        turned = stored() if stored is not None else (width, height)  # the file's own size, its header's
+        note = f" (the file is {turned[0]}x{turned[1]}, turned upright by its EXIF orientation)" * (
+            turned != (width, height)
+        )
+        problems.report(row.where, f"{box} lies outside the {width}x{height} image{note}")
+        return None
+    clipped = (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+    if clipped != (x1, y1, x2, y2):
+        problems.odd(row.where, f"{box} was clipped to the {width}x{height} image")
+    if clipped[2] == clipped[0] or clipped[3] == clipped[1]:
+        side = "width" if clipped[2] == clipped[0] else "height"
+        problems.odd(row.where, f"{box} has zero {side}; kept (it trains the classifier, its box loss stays finite)")
+    return clipped
+
+
+# ----------------------------------------------------------------------------------------------
+# Where a CSV's images are, and the images predict.py is given
+# ----------------------------------------------------------------------------------------------
+def images_root(csv_path: Path, dataset: Path | None, checkpoint: Any) -> Path:
+    """Where a CSV's images are: --dataset; else the CSV's own dataset (DATASET/annotations/x.csv, or a folder of
+    internet images beside images/); else, for a run's split file, the dataset that run recorded (run.json beside
+    it); else the dataset the model was trained on."""
+    if dataset is not None:
+        if not (Path(dataset) / "images").is_dir():
+            raise DataError(f"--dataset {dataset}: no images/ folder there (check the path)")
+        return Path(dataset)
+    for candidate in (Path(csv_path).parent.parent, Path(csv_path).parent):
+        if (candidate / "images").is_dir():
+            return candidate
+    run_file = Path(csv_path).parent / config.RUN_FILE  # a run's split file: the dataset that run recorded
+    try:
+        recorded = json.loads(run_file.read_text(encoding="utf-8")).get("dataset") if run_file.exists() else None
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    found = Path(recorded) if recorded else checkpoint.dataset
+    if found is None:
+        raise DataError(f"{csv_path}: cannot tell where its images are; pass --dataset PATH")
+    return found
+
+
+@dataclass
+class Item:
+    path: Path
+    label: str | None = None  # the true label, when known
+    box: Box | None = None  # the true box in pixels, when known
+
+    def file_name(self, index: int, suffix: str) -> str:
+        """The name it is saved under: its place in the inputs, its label and its file."""
+        return f"{index:04d}_{self.label or 'image'}_{self.path.stem}{suffix}"
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in config.IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
+
+
+def web_folder(path: Path) -> Path | None:
+    """The web_images-like folder of ``path`` (it, or its parent when ``path`` is its images/)."""
+    return next((c for c in (path, path.parent) if (c / "images").is_dir() and not (c / "annotations").is_dir()), None)
+
+
+def collect_items(inputs: tuple[Path, ...], dataset: Path | None, checkpoint: Any, problems: Problems) -> list[Item]:
+    """Every image INPUT names, with its true label and box where known."""
+    items = [item for given in inputs for item in items_of(Path(given), dataset, checkpoint, problems)]
+    if not items:
+        raise UserError(f"no image found in {', '.join(map(str, inputs))}")
+    if not any(item.path.exists() for item in items):
+        raise UserError(f"{items[0].path.parent.parent}: none of the {len(items)} images of "
+                        f"{', '.join(map(str, inputs))} is there (has the dataset moved?); pass --dataset with the "
+                        "folder that holds them")  # fmt: skip
+    return items
+
+
+def items_of(path: Path, dataset: Path | None, checkpoint: Any, problems: Problems) -> list[Item]:
+    classes = checkpoint.classes
+    if path.is_file() and path.suffix.lower() == ".csv":
+        root = images_root(path, dataset, checkpoint)
+        return [
+            Item(image_path(root, r), r.label, r.box)
+            for r in check_labels(read_rows(path, problems), classes, problems)
+        ]
+    if path.is_file() and path.suffix.lower() in config.IMAGE_EXTENSIONS:
+        return [Item(path)]
+    if path.is_dir() and (path / "annotations").is_dir() and (path / "images").is_dir():
+        rows = check_labels(read_annotations(path, problems), classes, problems)
+        return [Item(image_path(path, r), r.label, r.box) for r in rows]
+    folder = web_folder(path) if path.is_dir() else None
+    if folder is not None:  # internet images: boxes where annotations.csv has one
+        rows = check_labels(web_rows(folder, problems), classes, problems)
+        return [Item(image_path(folder, r), r.label, None if r.label_only else r.box) for r in rows]
+    if path.is_dir():  # images of <label>/ subfolders, and the images beside them (their label unknown)
+        labelled = [Item(p, c) for c in classes if (path / c).is_dir() for p in image_files(path / c)]
+        return labelled + [Item(p) for p in image_files(path)]
+    raise UserError(f"INPUT {path}: not a CSV file, an image or a folder")

@@ -1,11 +1,5 @@
-"""A procedural stand-in for the course dataset, written in exactly the course layout.
-
-Each image holds one object drawn with OpenCV (a side-view airplane, a frontal face or a
-motorcycle) at a random position, scale, tilt and colour, on a textured background cluttered with
-distractor shapes (circles that look like wheels, ellipses that look like heads, bars and
-polygons). The annotation is the tight bound of the object's drawn pixels. Image sizes vary like
-Caltech-101's (200-500 px, most about 300 px wide) and the class balance follows the course set.
-Every image depends only on (seed, label, index): generation is deterministic.
+"""A procedural stand-in for the course dataset, written in exactly the course layout: its images drawn by
+model/demo_images.py, the class balance the course set's, every image a function of (seed, label, index).
 
     python -m model.demo output/my_demo --images 300 --seed 1
 """
@@ -13,24 +7,20 @@ Every image depends only on (seed, label, index): generation is deterministic.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import cv2
-import numpy as np
 
 from model.annotations import Problems, read_rows
+from model.demo_images import render, render_in_box
 from model.errors import UserError, one_line_errors
-from model.files import make_folder, remove_stale_temporaries, temporary_name, write_error, write_file
+from model.files import make_folder, remove_stale_temporaries, temporary_name, write_file
 
-CLASSES = ("airplane", "face", "motorcycle")
 COURSE_COUNTS = {"airplane": 800, "face": 435, "motorcycle": 798}  # the course set's balance
 GENERATOR_VERSION = 2
 MARKER = "demo.json"  # written last: its presence means the dataset is complete
@@ -42,300 +32,6 @@ def class_counts(total: int) -> dict[str, int]:
     counts = {c: max(2, round(total * n / course_total)) for c, n in COURSE_COUNTS.items()}
     counts["airplane"] += total - sum(counts.values()) if total >= 6 else 0
     return counts
-
-
-# ----------------------------------------------------------------------------------------------
-# Drawing: every primitive goes into the colour layer and the object mask alike
-# ----------------------------------------------------------------------------------------------
-@dataclass
-class Frame:
-    """Maps object coordinates (u right, v down, in units of the object's height) to pixels."""
-
-    cx: float
-    cy: float
-    scale: float  # pixels per unit
-    angle: float  # radians
-    flip: bool
-    width_units: float
-
-    def __call__(self, points) -> np.ndarray:
-        p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        u = p[:, 0] - self.width_units / 2
-        v = p[:, 1] - 0.5
-        if self.flip:
-            u = -u
-        c, s = math.cos(self.angle), math.sin(self.angle)
-        x = self.cx + self.scale * (c * u - s * v)
-        y = self.cy + self.scale * (s * u + c * v)
-        return np.round(np.stack([x, y], axis=1)).astype(np.int32)
-
-
-def ellipse_points(cu: float, cv: float, au: float, av: float, start: float = 0, end: float = 360, n: int = 48):
-    t = np.radians(np.linspace(start, end, n))
-    return np.stack([cu + au * np.cos(t), cv + av * np.sin(t)], axis=1)
-
-
-class Painter:
-    def __init__(self, height: int, width: int, frame: Frame):
-        self.layer = np.zeros((height, width, 3), np.uint8)
-        self.mask = np.zeros((height, width), np.uint8)
-        self.frame = frame
-
-    def polygon(self, points, colour) -> None:
-        pts = [self.frame(points)]
-        cv2.fillPoly(self.layer, pts, colour)
-        cv2.fillPoly(self.mask, pts, 255)
-
-    def erase(self, points) -> None:
-        """Cut a hole (the background shows through, e.g. inside a wheel)."""
-        cv2.fillPoly(self.mask, [self.frame(points)], 0)
-
-    def ellipse(self, cu, cv, au, av, colour) -> None:
-        self.polygon(ellipse_points(cu, cv, au, av), colour)
-
-    def line(self, points, colour, width_units: float) -> None:
-        thickness = max(1, round(width_units * self.frame.scale))
-        pts = [self.frame(points)]
-        cv2.polylines(self.layer, pts, False, colour, thickness, cv2.LINE_8)
-        cv2.polylines(self.mask, pts, False, 255, thickness, cv2.LINE_8)
-
-
-def _colour(rng: np.random.Generator, low: int = 0, high: int = 256) -> tuple[int, int, int]:
-    red, green, blue = (int(c) for c in rng.integers(low, high, 3))
-    return red, green, blue
-
-
-def _shade(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
-    red, green, blue = (int(np.clip(c * factor, 0, 255)) for c in colour)
-    return red, green, blue
-
-
-SKIN_TONES = ((255, 224, 196), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 58, 30))
-
-
-def draw_airplane(p: Painter, rng: np.random.Generator, width_units: float) -> None:
-    """Side view, nose to the right (before flipping): fuselage, fin, wing, engine, windows."""
-    body = _colour(rng, 60)
-    accent = _colour(rng)
-    L = width_units
-    half_h = rng.uniform(0.09, 0.14)
-    cy = rng.uniform(0.55, 0.62)
-    # fuselage: a long capsule with a rounder nose
-    top = [(L * 0.06, cy - half_h * 0.8), (L * 0.88, cy - half_h)]
-    nose = ellipse_points(L * 0.88, cy, L * 0.11, half_h, -90, 90, 16)
-    bottom = [(L * 0.88, cy + half_h), (L * 0.1, cy + half_h * 0.9), (L * 0.02, cy - half_h * 0.4)]
-    p.polygon(np.vstack([top, nose, bottom]), body)
-    # tail fin and horizontal stabiliser
-    fin_top = rng.uniform(0.0, 0.12)
-    p.polygon(
-        [(L * 0.03, cy - half_h * 0.5), (L * 0.06, fin_top), (L * 0.14, fin_top), (L * 0.24, cy - half_h * 0.9)], accent
-    )
-    p.polygon(
-        [(L * 0.05, cy), (L * 0.2, cy), (L * 0.12, cy + half_h * 1.6), (L * 0.06, cy + half_h * 1.6)], _shade(body, 0.8)
-    )
-    # swept wing below the fuselage, and an engine under it
-    w0 = rng.uniform(0.38, 0.5)
-    wing_low = min(1.0, cy + rng.uniform(0.25, 0.4))
-    p.polygon(
-        [
-            (L * w0, cy + half_h * 0.3),
-            (L * (w0 + 0.2), cy + half_h * 0.3),
-            (L * (w0 + 0.02), wing_low),
-            (L * (w0 - 0.06), wing_low),
-        ],
-        _shade(body, 0.7),
-    )
-    if rng.random() < 0.7:
-        p.ellipse(L * (w0 + 0.08), cy + half_h * 1.7, L * 0.06, half_h * 0.55, _shade(accent, 0.6))
-    # windows and cockpit
-    window = _colour(rng, 150)
-    r = half_h * 0.25
-    for u in np.arange(L * 0.3, L * 0.82, r * 3.2):
-        p.ellipse(u, cy - half_h * 0.25, r, r, window)
-    p.ellipse(L * 0.92, cy - half_h * 0.45, L * 0.03, half_h * 0.3, window)
-
-
-def draw_face(p: Painter, rng: np.random.Generator, width_units: float) -> None:
-    """Frontal face: hair, head, ears, eyes, eyebrows, nose, mouth (object height 1)."""
-    W = width_units
-    skin = SKIN_TONES[rng.integers(len(SKIN_TONES))] if rng.random() < 0.7 else _colour(rng, 80)
-    skin = _shade(skin, rng.uniform(0.8, 1.1))
-    hair = _colour(rng, 0, 120) if rng.random() < 0.8 else _colour(rng)
-    cx = W / 2
-    # hair cap behind the head, ears, head
-    p.ellipse(cx, 0.4, W * 0.5, 0.4, hair)
-    for side in (-1, 1):
-        p.ellipse(cx + side * W * 0.44, 0.55, W * 0.07, 0.09, _shade(skin, 0.9))
-    p.ellipse(cx, 0.56, W * 0.42, 0.43, skin)
-    p.polygon(ellipse_points(cx, 0.3, W * 0.42, 0.2, 180, 360, 24), hair)  # fringe
-    # eyes with pupils, eyebrows
-    eye_y = rng.uniform(0.47, 0.53)
-    iris = _colour(rng, 0, 160)
-    for side in (-1, 1):
-        ex = cx + side * W * rng.uniform(0.15, 0.19)
-        p.ellipse(ex, eye_y, W * 0.08, 0.035, (245, 245, 245))
-        p.ellipse(ex, eye_y, W * 0.035, 0.033, iris)
-        p.line([(ex - W * 0.09, eye_y - 0.07), (ex + W * 0.09, eye_y - 0.08 + side * 0.005)], hair, 0.02)
-    # nose and mouth
-    p.line([(cx, eye_y + 0.05), (cx - W * 0.05, 0.68), (cx + W * 0.03, 0.69)], _shade(skin, 0.6), 0.015)
-    lips = (int(rng.integers(120, 220)), int(rng.integers(30, 90)), int(rng.integers(40, 110)))
-    smile = rng.uniform(0.01, 0.05)
-    mouth = np.vstack(
-        [
-            ellipse_points(cx, 0.78, W * 0.14, 0.02 + smile, 0, 180, 16),
-            ellipse_points(cx, 0.78, W * 0.14, 0.015, 180, 360, 16),
-        ]
-    )
-    p.polygon(mouth, lips)
-
-
-def draw_motorcycle(p: Painter, rng: np.random.Generator, width_units: float) -> None:
-    """Side view, front to the right (before flipping): two wheels, frame, tank, seat, bars."""
-    L = width_units
-    body = _colour(rng, 40)
-    tyre = _colour(rng, 0, 60)
-    metal = _colour(rng, 140, 230)
-    r = rng.uniform(0.27, 0.32)
-    wy = 1.0 - r
-    rear, front = (r, wy), (L - r, wy)
-    for cu, cv in (rear, front):
-        p.ellipse(cu, cv, r, r, tyre)
-        p.erase(ellipse_points(cu, cv, r * 0.72, r * 0.72))
-        for angle in np.linspace(0, math.pi, 4, endpoint=False) + rng.uniform(0, 1):
-            du, dv = r * 0.72 * math.cos(angle), r * 0.72 * math.sin(angle)
-            p.line([(cu - du, cv - dv), (cu + du, cv + dv)], metal, 0.015)
-        p.ellipse(cu, cv, r * 0.15, r * 0.15, metal)
-    # frame: rear hub -> seat -> steering head -> front hub, and down tubes
-    seat = (L * 0.38, 0.38)
-    head = (L - r * 1.3, 0.2)
-    p.line([rear, seat, head, front], body, 0.06)
-    p.line([rear, (L * 0.5, wy - 0.05), head], body, 0.05)
-    # engine block, tank, seat, handlebar, headlight, exhaust
-    p.polygon([(L * 0.36, 0.52), (L * 0.6, 0.5), (L * 0.58, 0.8), (L * 0.4, 0.82)], metal)
-    p.ellipse(L * 0.55, 0.36, L * 0.14, 0.09, body)
-    p.polygon([(L * 0.22, 0.36), (L * 0.42, 0.33), (L * 0.42, 0.4), (L * 0.24, 0.42)], _colour(rng, 0, 70))
-    bar_top = rng.uniform(0.0, 0.06)
-    p.line([head, (head[0] - L * 0.04, bar_top), (head[0] - L * 0.12, bar_top + 0.02)], tyre, 0.03)
-    p.ellipse(head[0] + L * 0.04, 0.28, L * 0.035, 0.05, (240, 240, int(rng.integers(150, 240))))
-    p.line([(L * 0.45, 0.82), (L * 0.12, 0.72)], metal, 0.035)
-
-
-DRAWERS = {"airplane": draw_airplane, "face": draw_face, "motorcycle": draw_motorcycle}
-# object width / height (in units of its height), and the share of the image it spans
-ASPECT = {"airplane": (2.2, 3.2), "face": (0.72, 0.85), "motorcycle": (1.4, 1.8)}
-
-
-# ----------------------------------------------------------------------------------------------
-# Background and clutter
-# ----------------------------------------------------------------------------------------------
-def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Gradient between two colours, low-frequency texture and fine noise: (H, W, 3) uint8."""
-    a, b = np.array(_colour(rng), np.float32), np.array(_colour(rng), np.float32)
-    t = np.linspace(0, 1, width if rng.random() < 0.5 else height, dtype=np.float32)
-    ramp = a + (b - a) * t[:, None]
-    image = np.broadcast_to(ramp[None] if len(t) == width else ramp[:, None], (height, width, 3)).copy()
-    coarse = rng.normal(0, rng.uniform(10, 40), (rng.integers(3, 9), rng.integers(3, 9), 3)).astype(np.float32)
-    image += cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
-    image += rng.normal(0, rng.uniform(2, 12), (height, width, 3)).astype(np.float32)
-    return np.clip(image, 0, 255).astype(np.uint8)
-
-
-def clutter(rng: np.random.Generator, image: np.ndarray, count: int) -> None:
-    """Distractor shapes: wheel-like circles, head-like ellipses, bars, polygons, lines."""
-    h, w = image.shape[:2]
-    for _ in range(count):
-        colour = _colour(rng)
-        kind = rng.integers(5)
-        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
-        size = int(rng.uniform(0.04, 0.25) * min(h, w)) + 2
-        thickness = -1 if rng.random() < 0.5 else int(rng.integers(1, 5))
-        if kind == 0:
-            cv2.circle(image, (x, y), size, colour, thickness, cv2.LINE_AA)
-        elif kind == 1:
-            axes = (size, int(size * rng.uniform(0.4, 1.4)) + 1)
-            cv2.ellipse(image, (x, y), axes, float(rng.uniform(0, 180)), 0, 360, colour, thickness, cv2.LINE_AA)
-        elif kind == 2:
-            cv2.rectangle(image, (x, y), (x + size, y + int(size * rng.uniform(0.2, 2))), colour, thickness)
-        elif kind == 3:
-            pts = (rng.normal(0, size, (int(rng.integers(3, 7)), 2)) + np.array([x, y])).astype(np.int32)
-            cv2.fillPoly(image, [pts], colour, cv2.LINE_AA)
-        else:
-            x2, y2 = int(rng.integers(0, w)), int(rng.integers(0, h))
-            cv2.line(image, (x, y), (x2, y2), colour, int(rng.integers(1, 6)), cv2.LINE_AA)
-
-
-# ----------------------------------------------------------------------------------------------
-# One sample
-# ----------------------------------------------------------------------------------------------
-@dataclass
-class Sample:
-    image: np.ndarray  # (H, W, 3) uint8 BGR, ready for cv2.imwrite
-    mask: np.ndarray  # (H, W) uint8, 255 where the object was drawn
-    box: tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels; x2, y2 exclusive (tight bound of mask)
-    label: str
-
-
-def image_size(rng: np.random.Generator) -> tuple[int, int]:
-    """(height, width) like Caltech-101: 200-500 px, most about 300 px wide; independent of class."""
-    width = int(np.clip(rng.normal(310, 70), 200, 500))
-    height = int(np.clip(width * rng.uniform(0.6, 1.0), 180, 500))
-    return height, width
-
-
-def render(label: str, seed: int, index: int) -> Sample:
-    """The image ``index`` of class ``label`` for ``seed``; depends on nothing else."""
-    rng = np.random.default_rng([seed, CLASSES.index(label), index])
-    height, width = image_size(rng)
-    image = background(rng, height, width)
-    clutter(rng, image, int(rng.integers(2, 9)))
-    aspect = rng.uniform(*ASPECT[label])
-    angle = math.radians(rng.uniform(-12, 12))
-    # the object spans 50-90 % of the image along its limiting side (Caltech objects are large)
-    span = rng.uniform(0.5, 0.9)
-    diag_w = aspect * abs(math.cos(angle)) + abs(math.sin(angle))  # rotated extent, in units
-    diag_h = aspect * abs(math.sin(angle)) + abs(math.cos(angle))
-    scale = span * min(width / diag_w, height / diag_h)
-    half_w, half_h = scale * diag_w / 2, scale * diag_h / 2
-    cx = rng.uniform(half_w, width - half_w)
-    cy = rng.uniform(half_h, height - half_h)
-    frame = Frame(cx, cy, scale, angle, bool(rng.random() < 0.5), aspect)
-    painter = Painter(height, width, frame)
-    DRAWERS[label](painter, rng, aspect)
-    drawn = painter.mask > 0
-    image[drawn] = painter.layer[drawn]
-    clutter(rng, image, int(rng.integers(0, 3)) if rng.random() < 0.3 else 0)  # a little occlusion
-    if rng.random() < 0.3:
-        image = cv2.GaussianBlur(image, (3, 3), 0)
-    ys, xs = np.nonzero(drawn)
-    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    return Sample(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), painter.mask, box, label)
-
-
-def render_in_box(label: str, box: tuple[float, float, float, float], seed: int, index: int) -> Sample:
-    """An image of ``label`` whose object fills the given box (pixels, xyxy) exactly.
-
-    The image is just large enough to hold the box plus a random margin, as when a dataset is
-    rebuilt from annotation rows alone (the course's split files): the object of ``render`` is
-    cut out and stretched onto the box. A box of zero width or height gets no object.
-    """
-    rng = np.random.default_rng([seed, CLASSES.index(label), index, 1])
-    x1, y1, x2, y2 = (round(v) for v in box)
-    width = x2 + int(rng.integers(1, max(2, x2 // 5)))
-    height = y2 + int(rng.integers(1, max(2, y2 // 5)))
-    image = background(rng, height, width)
-    clutter(rng, image, int(rng.integers(1, 5)))
-    mask = np.zeros((height, width), np.uint8)
-    if x2 > x1 and y2 > y1:
-        source = render(label, seed, index)
-        sx1, sy1, sx2, sy2 = source.box
-        size = (x2 - x1, y2 - y1)
-        layer = cv2.resize(
-            cv2.cvtColor(source.image, cv2.COLOR_BGR2RGB)[sy1:sy2, sx1:sx2], size, interpolation=cv2.INTER_NEAREST
-        )
-        mask[y1:y2, x1:x2] = cv2.resize(source.mask[sy1:sy2, sx1:sx2], size, interpolation=cv2.INTER_NEAREST)
-        inside = mask[y1:y2, x1:x2] > 0
-        image[y1:y2, x1:x2][inside] = layer[inside]
-    return Sample(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), mask, (x1, y1, x2, y2), label)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -360,6 +56,15 @@ def _marker(root: Path) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
+def is_complete(root: Path, images: int, seed: int) -> bool:
+    info = _marker(root) or {}
+    return [info.get(k) for k in ("images", "seed", "version")] == [
+        images,
+        seed,
+        GENERATOR_VERSION,
+    ] and "rows" not in info
+
+
 def ensure(root: Path, images: int, seed: int) -> bool:
     """The demo dataset of these settings at ``root``, generated unless it is there; whether it was."""
     if is_complete(root, images, seed):
@@ -368,116 +73,67 @@ def ensure(root: Path, images: int, seed: int) -> bool:
     return True
 
 
-def is_complete(root: Path, images: int, seed: int) -> bool:
-    info = _marker(root) or {}
-    return {k: info.get(k) for k in ("images", "seed", "version")} == {
-        "images": images,
-        "seed": seed,
-        "version": GENERATOR_VERSION,
-    } and "rows" not in info
-
-
-def _written_files(info: dict) -> set[str]:
-    """The files (relative paths) a demo dataset's marker says the generator wrote."""
-    if "files" in info:
-        return set(info["files"])
-    # markers of the first version list no files: they are implied by the image count
-    counts = class_counts(int(info.get("images", 0)))
-    return {f"annotations/{label}.csv" for label in counts} | {
-        f"images/{label}/image_{i + 1:04d}.jpg" for label, n in counts.items() for i in range(n)
-    }
-
-
 def _previous_demo(root: Path) -> list[Path]:
-    """The files of a demo dataset already at ``root`` (to replace), [] for a new or empty folder.
-
-    Raises DemoError when ``root`` holds anything the generator did not write: a real dataset,
-    notes, web_images/ are never touched.
-    """
-    root = Path(root)
+    """The files of a demo dataset already at ``root`` (to replace), [] for a new or empty folder; a DemoError when
+    ``root`` holds anything the generator did not write (a real dataset, notes, web_images/ are never touched)."""
     if not root.exists():
         return []
     if not root.is_dir():
         raise DemoError(f"{root}: is a file; choose a new or empty folder")
     present = [p for p in root.rglob("*") if not p.is_dir()]
-    if not present and not any(root.iterdir()):
-        return []
-    info = _marker(root)
-    written = _written_files(info) | {MARKER} if info is not None else set()
+    written = {*_marker(root).get("files", []), MARKER} if _marker(root) is not None else set()
     foreign = sorted(str(p.relative_to(root)) for p in present if str(p.relative_to(root)) not in written)
-    if info is None or foreign:
-        example = foreign[0] if foreign else next(iter(sorted(p.name for p in root.iterdir())))
-        raise DemoError(
-            f"{root}: holds {example} that the demo generator did not write; choose a new or empty "
-            f"folder (nothing was changed)"
-        )
+    if (present or any(root.iterdir())) and (not written or foreign):
+        example = foreign[0] if foreign else sorted(p.name for p in root.iterdir())[0]
+        raise DemoError(f"{root}: holds {example} that the demo generator did not write; choose a new or empty folder "
+                        "(nothing was changed)")  # fmt: skip
     return present
 
 
 def _plan(images: int, rows: Sequence[Row] | None) -> list[tuple[str, list]]:
     """Per label, the images to draw: (file name, index, the box to fill or None)."""
     if rows is None:
-        return [
-            (label, [(f"image_{i + 1:04d}.jpg", i, None) for i in range(n)])
-            for label, n in class_counts(images).items()
-        ]
+        counts = class_counts(images).items()
+        return [(label, [(f"image_{i + 1:04d}.jpg", i, None) for i in range(n)]) for label, n in counts]
     by_label: dict[str, list] = {}
     for index, (filename, x1, y1, x2, y2, label) in enumerate(sorted(rows, key=lambda r: (r[5], r[0]))):
         by_label.setdefault(label, []).append((filename, index, (x1, y1, x2, y2)))
     return sorted(by_label.items())
 
 
-def generate(
-    root: Path, images: int = 600, seed: int = 0, workers: int | None = None, rows: Sequence[Row] | None = None
-) -> Path:
-    """Write a demo dataset in the course layout under ``root``; returns ``root``.
+def _write_label(staging: Path, label: str, entries: list, seed: int, workers: int) -> None:
+    """One class's images, drawn in threads (each image its own seed), and its annotation file."""
 
-    ``images`` images split like the course set, or, given ``rows`` (annotation rows, e.g. the
-    course's), one image per row drawn to fit its box, the rows written per label in file-name
-    order as the course's annotation files are. Annotation files end without a newline, like the
-    course's. The dataset is written beside ``root`` and moved into place when complete; a
-    previous demo dataset there is replaced, and a folder holding anything else is refused.
-    """
+    def write(entry: tuple) -> str:
+        name, index, box = entry
+        sample = render(label, seed, index) if box is None else render_in_box(label, box, seed, index)
+        data = cv2.imencode(".jpg", sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+        write_file(staging / "images" / label / name, data.tobytes(), data_folder=True)
+        return ",".join([name, *(_number(v) for v in (sample.box if box is None else box)), label])
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        lines = list(pool.map(write, entries))
+    write_file(staging / "annotations" / f"{label}.csv", "\n".join(lines).encode(), data_folder=True)
+
+
+def generate(root: Path, images: int = 600, seed: int = 0, workers: int | None = None, rows=None) -> Path:
+    """A demo dataset in the course layout at ``root``: ``images`` images split like the course set, or, given
+    ``rows`` (annotation rows, e.g. the course's), one image per row drawn to fit its box, each label's rows in
+    file-name order, the files without a final newline, as the course's are. Written beside ``root`` and moved
+    into place whole; a previous demo dataset there is replaced, a folder holding anything else refused."""
     root = Path(root)
     previous = _previous_demo(root)
     make_folder(root.parent)
     remove_stale_temporaries(root.parent)  # a generation killed before it finished
     staging = root.parent / temporary_name(root.name)
     try:
-        staging.mkdir()
-    except OSError as error:
-        raise write_error(staging, error) from None
-    try:
-        plan = _plan(images, rows)
-        files = [MARKER]
-        (staging / "annotations").mkdir()
+        plan, files = _plan(images, rows), [MARKER]
         for label, entries in plan:
-            folder = staging / "images" / label
-            folder.mkdir(parents=True)
-
-            def write(entry, label=label, folder=folder) -> str:
-                name, index, box = entry
-                sample = render(label, seed, index) if box is None else render_in_box(label, box, seed, index)
-                done, data = cv2.imencode(".jpg", sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-                assert done, name
-                write_file(folder / name, data.tobytes(), data_folder=True)
-                written_box = sample.box if box is None else box
-                return ",".join([name, *(_number(v) for v in written_box), label])
-
-            with ThreadPoolExecutor(
-                max_workers=max(1, workers or os.cpu_count() or 1)
-            ) as pool:  # each image its own seed
-                lines = list(pool.map(write, entries))
-            write_file(staging / "annotations" / f"{label}.csv", "\n".join(lines).encode(), data_folder=True)
+            _write_label(staging, label, entries, seed, max(1, workers or os.cpu_count() or 1))
             files += [f"annotations/{label}.csv"] + [f"images/{label}/{name}" for name, _, _ in entries]
-        info = {
-            "images": sum(len(entries) for _, entries in plan),
-            "seed": seed,
-            "version": GENERATOR_VERSION,
-            **({"rows": "given"} if rows is not None else {}),
-            "files": sorted(files),
-        }
-        write_file(staging / MARKER, json.dumps(info).encode(), data_folder=True)
+        count = sum(len(entries) for _, entries in plan)
+        info = {"images": count, "seed": seed, "version": GENERATOR_VERSION, "files": sorted(files)}
+        write_file(staging / MARKER, json.dumps({**info, **({"rows": "given"} if rows else {})}).encode(), True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # the staging folder is ours alone
         raise
@@ -493,22 +149,12 @@ def generate(
 
 @click.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--images",
-    type=click.IntRange(min=6),
-    default=600,
-    show_default=True,
-    help="Number of images, split 800/435/798 like the course set.",
-)
+@click.option("--images", type=click.IntRange(min=6), default=600, show_default=True, help="Number of images, split "
+              "800/435/798 like the course set.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same images.")
-@click.option(
-    "--rows",
-    "row_files",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    multiple=True,
-    help="Annotation or split files (course format): one image per row, drawn to fit its box "
-    "(--images is then ignored).",
-)
+@click.option("--rows", "row_files", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="Annotation or split files (course format): one image per row, drawn to fit its box (--images is "
+              "then ignored).")  # fmt: skip
 def main(folder: Path, images: int, seed: int, row_files: tuple[Path, ...]) -> None:
     """Write the demo dataset to FOLDER in the course layout.
 
@@ -519,16 +165,11 @@ def main(folder: Path, images: int, seed: int, row_files: tuple[Path, ...]) -> N
     """
     with one_line_errors():
         rows = [(r.filename, *r.box, r.label) for path in row_files for r in read_rows(path, Problems(skip=False))]
-        try:
-            generate(folder, images, seed, rows=rows or None)
-        except KeyboardInterrupt:
-            click.echo(f"Interrupted: nothing was written to {folder}", err=True)
-            sys.exit(130)
-    counts = (
-        class_counts(images) if not rows else {c: sum(r[5] == c for r in rows) for c in sorted({r[5] for r in rows})}
-    )
-    total = sum(counts.values())
-    click.echo(f"Wrote {total} demo images ({', '.join(f'{n} {c}' for c, n in counts.items())}) to {folder}")
+        generate(folder, images, seed, rows=rows or None)
+    labels = sorted({r[5] for r in rows})
+    counts = {c: sum(r[5] == c for r in rows) for c in labels} if rows else class_counts(images)
+    shown = ", ".join(f"{n} {c}" for c, n in counts.items())
+    click.echo(f"Wrote {sum(counts.values())} demo images ({shown}) to {folder}")
 
 
 if __name__ == "__main__":

@@ -26,13 +26,13 @@ import torch
 
 from model import config
 from model.annotations import Annotation, DataError, Problems, check_labels, read_rows, web_rows, write_rows_text
-from model.dataset import DetectionDataset
+from model.checkpoint import Checkpoint
+from model.dataset import DetectionDataset, images_root
 from model.device import Precision, channels_last, place_model, resolve_precision, select_device, synchronize
 from model.engine import Compute, DetectionLoss, DeviceBatches, evaluate, loss_for
 from model.files import Folder, temporary_name, write_error
 from model.images import fingerprint, row_digests
 from model.metrics import ImageResults, summarize, to_json_ready
-from model.checkpoint import Checkpoint
 from model.runs import EVALUATIONS, Run
 
 FORMAT = "cvpr-evaluation"
@@ -97,28 +97,6 @@ def time_inference(model, dataset: DetectionDataset, inference: Inference) -> di
 # ----------------------------------------------------------------------------------------------
 # What is scored
 # ----------------------------------------------------------------------------------------------
-def images_root(csv_path: Path, dataset: Path | None, checkpoint: Checkpoint) -> Path:
-    """Where a CSV's images are: --dataset; else the CSV's own dataset (DATASET/annotations/x.csv, or a folder of
-    internet images beside images/); else, for a run's split file, the dataset that run recorded (run.json beside
-    it); else the dataset the model was trained on."""
-    if dataset is not None:
-        if not (Path(dataset) / "images").is_dir():
-            raise DataError(f"--dataset {dataset}: no images/ folder there (check the path)")
-        return Path(dataset)
-    for candidate in (Path(csv_path).parent.parent, Path(csv_path).parent):
-        if (candidate / "images").is_dir():
-            return candidate
-    recorded = (
-        Run(Path(csv_path).parent).facts().get("dataset")
-        if (Path(csv_path).parent / config.RUN_FILE).exists()
-        else None
-    )
-    found = Path(recorded) if recorded else checkpoint.dataset
-    if found is None:
-        raise DataError(f"{csv_path}: cannot tell where its images are; pass --dataset PATH")
-    return found
-
-
 @dataclass(frozen=True)
 class ScoredSet:
     """Rows an evaluation scores: one of the run's own splits, or other rows (a CSV file, internet images)."""

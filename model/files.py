@@ -5,7 +5,6 @@
     folder = Folder(out, "compare.py", "--out")
     with folder.staged() as change:     several files written aside, put in place together (or none of them)
         change.write_text("comparison.md", text)
-    with FolderLock(run_folder, "train.py"):    one writer per folder, the refusal naming the holder
 
 A folder the toolkit writes beside a user's files lists its own in a manifest (``.toolkit-files.json``, a run's
 ``manifest.json``): a name it does not list, or a file changed since it was written, is refused and left as it
@@ -18,20 +17,17 @@ carries the host and process id, so what a killed process left is recognised and
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import json
 import os
 import secrets
 import shutil
 import socket
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from model import env
 from model.errors import UserError, describe_os_error
 
 HOST = socket.gethostname().replace(".", "_") or "host"
@@ -44,10 +40,6 @@ class WriteError(UserError):
 
 class ForeignFileError(UserError):
     """A file the toolkit would replace is not the toolkit's (or was changed since it wrote it)."""
-
-
-class LockedError(UserError):
-    """Another process writes the folder."""
 
 
 def megabytes(nbytes: float) -> str:
@@ -375,73 +367,3 @@ def _removed_if_empty(folder: Path) -> bool:
 def _move(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(source, target)
-
-
-# ----------------------------------------------------------------------------------------------
-# One writer per folder
-# ----------------------------------------------------------------------------------------------
-class FolderLock:
-    """``with FolderLock(folder, "train.py"):`` holds ``folder`` for this process, or raises LockedError naming the
-    holder. The kernel's flock on ``FOLDER/.lock`` goes with its process however it ends, so a lock file a killed
-    process left is taken over; the file's text only names the holder. (filelock leaves its file behind, and a
-    failed command must leave nothing new; nor does it say who holds a lock.)"""
-
-    def __init__(self, folder: Path, purpose: str):
-        self.path, self.purpose = Path(folder) / ".lock", purpose
-        self.fd: int | None = None
-
-    def holder(self) -> str | None:
-        """Who holds the folder now, or None."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except OSError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return None
-        except BlockingIOError:
-            return _holder(fd)
-        finally:
-            os.close(fd)
-
-    def __enter__(self) -> FolderLock:
-        make_folder(self.path.parent)
-        while self.fd is None:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as error:
-                raise write_error(self.path, error) from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _holder(fd)
-                os.close(fd)
-                stop = "scancel JOB" if "Slurm job" in holder else "kill PID"
-                raise LockedError(
-                    f"{self.path.parent} is being written by {holder}: wait for it to finish, or stop it ({stop}), or "
-                    f"choose another folder"
-                ) from None
-            if os.path.exists(self.path) and os.path.samestat(os.fstat(fd), os.stat(self.path)):
-                self.fd = fd  # else its holder removed it after we opened it: try again
-            else:
-                os.close(fd)
-        job = env.slurm_job().get("job_id")
-        text = f"{self.purpose} (pid {os.getpid()} on {HOST}{f', Slurm job {job}' if job else ''}, since "
-        with suppress(OSError):  # a full disk: the lock holds all the same, only its text is missing
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, f"{text}{time.strftime('%Y-%m-%d %H:%M:%S')}) {sys.argv}".encode(), 0)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        if self.fd is not None:
-            with suppress(OSError):
-                self.path.unlink()  # while still held: a process that opened it before retries
-            os.close(self.fd)
-            self.fd = None
-
-
-def _holder(fd: int) -> str:
-    with suppress(OSError):
-        text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
-        return text.split(") ", 1)[0] + ")" if ") " in text else "another process"
-    return "another process"

@@ -1,4 +1,4 @@
-"""The options of a training run, and what the four scripts' command lines share.
+"""The options of a training run: what train.py takes, checked once.
 
 ``train_options`` puts every option of a run on a click command (train.py's, and the parser the practical's plan
 reads its runs' ``args`` with); ``TrainOptions.of(ctx)`` turns the parsed values into one frozen object, checked
@@ -11,9 +11,7 @@ apply, and nothing of what one command does (``--overwrite``, ``--resume``).
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -22,58 +20,10 @@ import click
 
 from model import config, env
 from model.augment import AUGMENT_POLICIES
-from model.device import DEVICES, PRECISIONS
+from model.cli import FiniteFloat, device_option, path_type, precision_option
 from model.engine import BOX_LOSSES, LR_SCHEDULES, OPTIMIZERS
-from model.errors import UserError, one_line_errors
+from model.errors import UserError
 from model.network import NETWORKS
-
-
-@contextmanager
-def checked() -> Iterator[None]:
-    """Around every command's work: the environment variables checked first, then one-line errors."""
-    with one_line_errors():
-        env.check_all()
-        yield
-
-
-class FiniteFloat(click.FloatRange):
-    """click's FloatRange that also refuses nan and inf (a nan passes every comparison of a range)."""
-
-    name = "finite float"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = click.FLOAT.convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return super().convert(number, param, ctx)
-
-
-class GivenPath(click.Path):
-    """click's Path that refuses an empty value (``--out ""`` would mean the current folder)."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, str) and not value.strip():
-            self.fail("an empty path; give a file or folder name (use . for the current folder)", param, ctx)
-        return super().convert(value, param, ctx)
-
-
-def path_type(kind: str = "") -> GivenPath:
-    """A path option's type: ``file`` (an existing file), or any path."""
-    return GivenPath(exists=True, dir_okay=False, path_type=Path) if kind == "file" else GivenPath(path_type=Path)
-
-
-def device_option() -> Callable[[Any], Any]:
-    return click.option("--device", type=click.Choice(DEVICES), default="auto", help="auto: cuda, then mps, then cpu.")
-
-
-def precision_option() -> Callable[[Any], Any]:
-    return click.option(
-        "--precision",
-        type=click.Choice(PRECISIONS),
-        default="auto",
-        help="Autocast: auto is bf16 on a CUDA GPU that has it (else fp16 with a gradient scaler), and on a CPU "
-        "with native bfloat16 instructions; fp32 elsewhere.",
-    )
 
 
 @dataclass(frozen=True)
@@ -217,142 +167,83 @@ def _for(option: str) -> str:
     return "for --model " + " or ".join(n for n, c in NETWORKS.items() if option in c.options())
 
 
-def _range(low: float, high: float, low_open: bool = False, high_open: bool = False, whole: bool = False) -> Any:
-    if whole:
-        return click.IntRange(int(low), int(high))
+def _range(low: float, high: float, low_open: bool = False, high_open: bool = False) -> Any:
+    """A range of whole numbers when both ends are ints, else of finite floats (``*_open``: the end excluded)."""
+    if isinstance(low, int) and isinstance(high, int):
+        return click.IntRange(low, high)
     return FiniteFloat(low, high, min_open=low_open, max_open=high_open)
 
 
-def _option(flags: str, default: Any, help: str, kind: Any = None, shown: str | None = None) -> Callable:
-    extra: dict[str, Any] = {"show_default": shown} if shown else {}
-    if kind is None and isinstance(default, bool) and "/" not in flags:
+def _option(flags: str, kind: Any, help: str) -> Callable:
+    """The click option of a TrainOptions field: its default is the field's; ``kind`` None makes a flag (a switch
+    when ``flags`` names both forms); a default that depends on other options is said in the help, [default: ...]."""
+    name = flags.split("/")[0][2:].replace("-", "_")
+    default, shown = getattr(DEFAULTS, name), SHOWN_DEFAULTS.get(name)
+    if kind is None and "/" not in flags:
         return click.option(flags, is_flag=True, default=default, help=help)
-    return click.option(*flags.split(" "), type=kind, default=default, help=help, **extra)
+    extra: dict[str, Any] = {"show_default": shown} if shown else {}
+    return click.option(flags, type=kind, default=None if shown else default, help=help, **extra)
 
 
-D = DEFAULTS
+SHOWN_DEFAULTS = {  # defaults that depend on other options or on the machine (None in the option)
+    "freeze": "freeze when --pretrained",
+    "dataset": "$CVPR_DATASET, the course folder, ./dataset, else the demo set",
+    "workers": "CPU affinity, capped by SLURM_CPUS_PER_TASK",
+}
+# fmt: off
 TRAIN_OPTIONS = [
-    _option("--model", D.model, _models_help(), click.Choice(list(NETWORKS))),
-    _option("--box-head/--no-box-head", D.box_head, "--no-box-head: classification only (Parts 1-2)."),
-    _option(
-        "--dropout",
-        D.dropout,
-        "Dropout of the classification head; 0 removes it (Part 1 Q9.2).",
-        _range(0, 1, high_open=True),
-    ),
-    _option("--batchnorm/--no-batchnorm", D.batchnorm, f"BatchNorm after each convolution ({_for('batchnorm')})."),
-    _option("--pretrained/--no-pretrained", D.pretrained, f"Start from ImageNet weights ({_for('pretrained')})."),
-    _option(
-        "--freeze/--fine-tune",
-        None,
-        f"Keep the pretrained backbone fixed (--freeze), or train it too (--fine-tune) ({_for('freeze')}).",
-        shown="freeze when --pretrained",
-    ),
-    _option(
-        "--weights",
-        None,
-        f"ImageNet weights file, for machines that cannot download them ({_for('weights')}).",
-        path_type("file"),
-    ),
-    _option(
-        "--image-size",
-        D.image_size,
-        "Side of the square network input, in pixels (at least the network's smallest).",
-        _range(1, 2048, whole=True),
-    ),
-    _option("--epochs", D.epochs, "Epochs to train.", _range(1, 1_000_000, whole=True)),
-    _option("--batch-size", D.batch_size, "Images per training step.", _range(1, 65536, whole=True)),
-    _option("--lr", D.lr, "Learning rate.", _range(0, 1e6, low_open=True)),
-    _option("--optimizer", D.optimizer, "sgd uses momentum 0.9.", click.Choice(OPTIMIZERS)),
-    _option("--weight-decay", D.weight_decay, "Weight decay of the optimizer.", _range(0, 1e6)),
-    _option(
-        "--lr-schedule",
-        D.lr_schedule,
-        "cosine: from --lr towards 0 at the last epoch (re-planned when --resume adds epochs); plateau: halve after 3 "
-        "epochs in a row without a lower val loss.",
-        click.Choice(LR_SCHEDULES),
-    ),
-    _option("--label-weight", D.label_weight, "Weight of the cross-entropy term.", _range(0, 1e6)),
-    _option("--box-weight", D.box_weight, "Weight of the box term (with a box head).", _range(0, 1e6)),
-    _option(
-        "--box-loss", D.box_loss, "Box regression loss (model/engine.py; with a box head).", click.Choice(BOX_LOSSES)
-    ),
-    _option(
-        "--patience",
-        D.patience,
-        "Stop after this many epochs without a better model; 0: never.",
-        _range(0, 1_000_000, whole=True),
-    ),
-    _option(
-        "--augment",
-        D.augment,
-        "Box-aware augmentation of the training batches, on the device: light (flip, zoom 0.9-1.1, shift, colour) or "
-        "strong (zoom 0.7-1.3, stronger colour, grayscale, blur); model/augment.py lists each.",
-        click.Choice(AUGMENT_POLICIES),
-    ),
-    _option("--seed", D.seed, "Seeds the split, the weights and the batches.", _range(0, 2**32 - 1, whole=True)),
-    _option(
-        "--train-eval",
-        D.train_eval,
-        "Training loss, accuracy and IoU measured each epoch in evaluation mode (dropout off, as eval.py measures "
-        "them), on a fixed sample of the training split as large as the validation split, on all of it (full), or "
-        "not (off: the running figures of the training pass only).",
-        click.Choice(("sample", "full", "off")),
-    ),
-    _option(
-        "--dataset",
-        None,
-        "Dataset folder.",
-        path_type(),
-        shown="$CVPR_DATASET, the course folder, ./dataset, else the demo set",
-    ),
-    _option(
-        "--splits",
-        None,
-        "Use the split files of this folder (training_data.csv, val_data.csv, test_data.csv: a run folder, or the "
-        "course template's output/) instead of drawing a split.",
-        path_type(),
-    ),
-    _option(
-        "--cut-val", D.cut_val, "Share of the shuffled rows that trains (without --splits).", _range(0, 1, True, True)
-    ),
-    _option(
-        "--cut-test",
-        D.cut_test,
-        "Rows between --cut-val and this share validate; the rest test.",
-        _range(0, 1, low_open=True),
-    ),
-    _option(
-        "--train-fraction",
-        D.train_fraction,
-        "Keep this share of the training split, per class (Part 1 Q9.1).",
-        _range(0, 1, low_open=True),
-    ),
-    _option("--skip-bad-rows", D.skip_bad_rows, "Skip bad annotation rows and images instead of stopping."),
-    _option(
-        "--strict",
-        D.strict,
-        "Stop on odd rows too (a box of zero width or height, a box clipped to the border), which are otherwise kept "
-        "with a warning.",
-    ),
-    _option(
-        "--cache/--no-cache",
-        D.cache,
-        "Keep the decoded images on disk for later runs (output/cache/, or $CVPR_CACHE_DIR).",
-    ),
-    _option(
-        "--workers",
-        None,
-        "Threads decoding images.",
-        _range(1, 1024, whole=True),
-        shown="CPU affinity, capped by SLURM_CPUS_PER_TASK",
-    ),
+    _option("--model", click.Choice(list(NETWORKS)), _models_help()),
+    _option("--box-head/--no-box-head", None, "--no-box-head: classification only (Parts 1-2)."),
+    _option("--dropout", _range(0.0, 1.0, high_open=True), "Dropout of the classification head; 0 removes it "
+            "(Part 1 Q9.2)."),
+    _option("--batchnorm/--no-batchnorm", None, f"BatchNorm after each convolution ({_for('batchnorm')})."),
+    _option("--pretrained/--no-pretrained", None, f"Start from ImageNet weights ({_for('pretrained')})."),
+    _option("--freeze/--fine-tune", None, f"Keep the pretrained backbone fixed, or train it too ({_for('freeze')})."),
+    _option("--weights", path_type("file"), "ImageNet weights file, for machines that cannot download them "
+            f"({_for('weights')})."),
+    _option("--image-size", _range(1, 2048), "Side of the square network input, in pixels (at least the network's "
+            "smallest)."),
+    _option("--epochs", _range(1, 1_000_000), "Epochs to train."),
+    _option("--batch-size", _range(1, 65536), "Images per training step."),
+    _option("--lr", _range(0.0, 1e6, low_open=True), "Learning rate."),
+    _option("--optimizer", click.Choice(OPTIMIZERS), "sgd uses momentum 0.9."),
+    _option("--weight-decay", _range(0.0, 1e6), "Weight decay of the optimizer."),
+    _option("--lr-schedule", click.Choice(LR_SCHEDULES), "cosine: from --lr towards 0 at the last epoch (re-planned "
+            "when --resume adds epochs); plateau: halve after 3 epochs in a row without a lower val loss."),
+    _option("--label-weight", _range(0.0, 1e6), "Weight of the cross-entropy term."),
+    _option("--box-weight", _range(0.0, 1e6), "Weight of the box term (with a box head)."),
+    _option("--box-loss", click.Choice(BOX_LOSSES), "Box regression loss (model/engine.py; with a box head)."),
+    _option("--patience", _range(0, 1_000_000), "Stop after this many epochs without a better model; 0: never."),
+    _option("--augment", click.Choice(AUGMENT_POLICIES), "Box-aware augmentation of the training batches, on the "
+            "device: light (flip, zoom 0.9-1.1, shift, colour) or strong (zoom 0.7-1.3, stronger colour, grayscale, "
+            "blur); model/augment.py lists each."),
+    _option("--seed", _range(0, 2**32 - 1), "Seeds the split, the weights and the batches."),
+    _option("--train-eval", click.Choice(("sample", "full", "off")), "Training loss, accuracy and IoU measured each "
+            "epoch in evaluation mode (dropout off, as eval.py measures them), on a fixed sample of the training "
+            "split as large as the validation split, on all of it (full), or not (off: the running figures of the "
+            "training pass only)."),
+    _option("--dataset", path_type(), "Dataset folder."),
+    _option("--splits", path_type(), "Use the split files of this folder (training_data.csv, val_data.csv, "
+            "test_data.csv: a run folder, or the course template's output/) instead of drawing a split."),
+    _option("--cut-val", _range(0.0, 1.0, True, True), "Share of the shuffled rows that trains (without --splits)."),
+    _option("--cut-test", _range(0.0, 1.0, low_open=True), "Rows between --cut-val and this share validate; the rest "
+            "test."),
+    _option("--train-fraction", _range(0.0, 1.0, low_open=True), "Keep this share of the training split, per class "
+            "(Part 1 Q9.1)."),
+    _option("--skip-bad-rows", None, "Skip bad annotation rows and images instead of stopping."),
+    _option("--strict", None, "Stop on odd rows too (a box of zero width or height, a box clipped to the border), "
+            "which are otherwise kept with a warning."),
+    _option("--cache/--no-cache", None, "Keep the decoded images on disk for later runs (output/cache/, or "
+            "$CVPR_CACHE_DIR)."),
+    _option("--workers", _range(1, 1024), "Threads decoding images."),
     device_option(),
     precision_option(),
-    _option("--compile/--no-compile", D.compile, "torch.compile the model (epoch 1's time includes compiling it)."),
-    _option("--output-dir", D.output_dir, "Folder of the runs.", path_type()),
-    _option("--name", None, "Write into OUTPUT_DIR/NAME/ to keep runs apart.", str),
+    _option("--compile/--no-compile", None, "torch.compile the model (tried before epoch 1, whose time includes "
+            "compiling its training step)."),
+    _option("--output-dir", path_type(), "Folder of the runs."),
+    _option("--name", str, "Write into OUTPUT_DIR/NAME/ to keep runs apart."),
 ]
+# fmt: on
 NOT_RECORDED = ("run", "resume", "overwrite", "resume_if_started")  # what earlier config.json files also held
 
 

@@ -6,10 +6,7 @@
     with run.writer("train.py", new=True) as writer:     the folder's lock; a new run is written aside until
         writer.save("last.pth", checkpoint_bytes(...))   its first epoch, then put in place (``commit``)
 
-A checkpoint holds tensors and plain values only (``torch.load(weights_only=True)`` never runs code): the
-network's name and constructor arguments, the classes, the image size and normalisation, the run's options and
-facts. last.pth adds what resuming needs (optimizer, schedule, random states, history, best so far). The
-folder's manifest (manifest.json) lists the toolkit's files: --overwrite replaces those and never a user's.
+The folder's manifest (manifest.json) lists the toolkit's files: --overwrite replaces those, never a user's.
 """
 
 from __future__ import annotations
@@ -36,7 +33,8 @@ from model.checkpoint import Checkpoint, CheckpointError
 from model.device import usable_cpus
 from model.engine import EpochStats
 from model.errors import UserError
-from model.files import Folder, FolderLock, Staging, data_folder_around, holds_data
+from model.files import Folder, Staging, data_folder_around, holds_data
+from model.lock import FolderLock
 from model.network import count_parameters
 from model.options import TrainOptions, flag
 

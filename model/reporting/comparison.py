@@ -13,6 +13,7 @@ import pandas as pd
 
 from model import config
 from model.annotations import DataError, Problems
+from model.checkpoint import Checkpoint, CheckpointError
 from model.device import usable_cpus
 from model.evaluate import (
     Inference,
@@ -31,7 +32,6 @@ from model.reporting.error_analysis import error_analysis
 from model.reporting.model_report import ModelReport, comparison_frame
 from model.reporting.robustness import sweep, write_robustness
 from model.reporting.tables import Sink, write_table
-from model.checkpoint import Checkpoint, CheckpointError
 from model.runs import Run
 
 

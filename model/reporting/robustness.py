@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from model.checkpoint import Checkpoint
 from model.dataset import DetectionDataset
 from model.evaluate import Inference, run_model
 from model.images import to_chw_uint8
@@ -18,7 +19,6 @@ from model.network import Detector
 from model.plots import colours, figure_bytes, plt
 from model.reporting.model_report import ModelReport
 from model.reporting.tables import Sink, write_table
-from model.checkpoint import Checkpoint
 
 DEGRADATIONS = {  # name -> (unit, levels); the first level is the clean image
     "blur": ("Gaussian sigma (px at network size)", (0.0, 1.0, 2.0, 4.0)),
