@@ -35,34 +35,19 @@ from model.evaluate import (
 from model.metrics import accuracy_block
 
 
+# fmt: off
 @click.command(context_settings={"show_default": True, "max_content_width": 110})
 @click.argument("checkpoint", type=path_type())
-@click.option(
-    "--split",
-    "splits",
-    type=click.Choice(list(SET_NAMES)),
-    multiple=True,
-    help="Recorded split(s) to evaluate (repeat the option)  [default: train, val and test; none with --csv]",
-)
-@click.option(
-    "--csv",
-    "csv_files",
-    type=path_type("file"),
-    multiple=True,
-    help="Other rows in the course format, e.g. web_images/annotations.csv (repeatable); stored apart from the run's "
-    "own splits, under the file's identity.",
-)
-@click.option(
-    "--dataset",
-    type=path_type(),
-    help="Where the images are  [default: the CSV's own dataset, else its run's, else the one the model trained on]",
-)
+@click.option("--split", "splits", type=click.Choice(list(SET_NAMES)), multiple=True, help="Recorded split(s) to "
+              "evaluate (repeat the option)  [default: train, val and test; none with --csv]")
+@click.option("--csv", "csv_files", type=path_type("file"), multiple=True, help="Other rows in the course format, "
+              "e.g. web_images/annotations.csv (repeatable); stored apart from the run's own splits, under the "
+              "file's identity.")
+@click.option("--dataset", type=path_type(), help="Where the images are  [default: the CSV's own dataset, else its "
+              "run's, else the one the model trained on]")
 @click.option("--failures", is_flag=True, help="List the failing images of each set (wrong label or low IoU).")
-@click.option(
-    "--failure-lines",
-    is_flag=True,
-    help="Print the course template's '\\tFailure at <path>' line for each misclassified image, before the blocks.",
-)
+@click.option("--failure-lines", is_flag=True, help="Print the course template's '\\tFailure at <path>' line for "
+              "each misclassified image, before the blocks.")
 @click.option("--iou-threshold", type=FiniteFloat(0, 1), default=0.5, help="A box is right from this IoU.")
 @click.option("--out", type=path_type(), help="Folder for the JSON, CSV and PNG  [default: the run's evaluations/]")
 @device_option()
@@ -101,6 +86,8 @@ def main(checkpoint, splits, csv_files, dataset, failures, failure_lines, iou_th
         show(scored, failures, failure_lines, iou_threshold)
         for path in write_evaluation(loaded, scored, out, iou_threshold):
             click.echo(f"Wrote {path} (and {path.name[: -len('.json')]}.images.csv, .confusion.png)")
+
+# fmt: on
 
 
 def given_once(splits: tuple[str, ...], csv_files: tuple[Path, ...]) -> None:

@@ -44,66 +44,33 @@ QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or ESC
 Box = tuple[float, float, float, float]  # xyxy in pixels
 
 
+# fmt: off
 @click.command(context_settings={"show_default": True, "max_content_width": 110})
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--model",
-    "checkpoint",
-    type=path_type(),
-    default=config.OUTPUT_DIR / config.BEST_CHECKPOINT,
-    help="Checkpoint to run.",
-)
-@click.option(
-    "--failures-only",
-    is_flag=True,
-    help="Only the failures: wrong label, or IoU below --iou-threshold when the true box is known.",
-)
+@click.option("--model", "checkpoint", type=path_type(), default=config.OUTPUT_DIR / config.BEST_CHECKPOINT,
+              help="Checkpoint to run.")
+@click.option("--failures-only", is_flag=True, help="Only the failures: wrong label, or IoU below --iou-threshold "
+              "when the true box is known.")
 @click.option("--iou-threshold", type=FiniteFloat(0, 1), help="  [default: 0.5]")
-@click.option(
-    "--save",
-    "save_dir",
-    type=path_type(),
-    help=f"Write the annotated images here instead of showing them  [default without a display: {SAVE_DIR}]",
-)
-@click.option(
-    "--gallery",
-    type=path_type(),
-    help="Also write a grid of the selected images to this .png or .jpg file (for the report).",
-)
-@click.option(
-    "--gallery-max", type=click.IntRange(min=1, max=1000), help="Images in the gallery at most.  [default: 24]"
-)
+@click.option("--save", "save_dir", type=path_type(), help="Write the annotated images here instead of showing them  "
+              f"[default without a display: {SAVE_DIR}]")
+@click.option("--gallery", type=path_type(), help="Also write a grid of the selected images to this .png or .jpg "
+              "file (for the report).")
+@click.option("--gallery-max", type=click.IntRange(1, 1000), help="Images in the gallery at most.  [default: 24]")
 @click.option("--cam", is_flag=True, help="Overlay a Grad-CAM heat map of the predicted class.")
-@click.option(
-    "--delay",
-    type=click.IntRange(min=0),
-    help="On screen: milliseconds per image; 0 waits for a key (q or ESC quits).  [default: 0]",
-)
-@click.option(
-    "--dataset",
-    type=path_type(),
-    help="Where the images of CSV rows are  [default: the CSV's own dataset, else its run's, else the training one]",
-)
+@click.option("--delay", type=click.IntRange(min=0), help="On screen: milliseconds per image; 0 waits for a key (q or "
+              "ESC quits).  [default: 0]")
+@click.option("--dataset", type=path_type(), help="Where the images of CSV rows are  [default: the CSV's own "
+              "dataset, else its run's, else the training one]")
 @device_option()
 @precision_option()
 @click.option("--skip-bad-rows", is_flag=True, help="Skip bad CSV rows instead of stopping.")
-@click.option(
-    "--augment-preview",
-    type=click.IntRange(min=1, max=64),
-    metavar="N",
-    help="Instead of predictions: each image as the network sees it, then N augmented versions with the box.",
-)
-@click.option(
-    "--augment",
-    type=click.Choice(AUGMENT_POLICIES),
-    help="--augment-preview's policy  [default: the model's own, light if it trained without]",
-)
-@click.option(
-    "--annotate",
-    is_flag=True,
-    help="Instead of predictions: draw the box of each internet image that has none (web_images/images), with the "
-    "mouse, into web_images/annotations.csv (needs a display).",
-)
+@click.option("--augment-preview", type=click.IntRange(1, 64), metavar="N", help="Instead of predictions: each "
+              "image as the network sees it, then N augmented versions with the box.")
+@click.option("--augment", type=click.Choice(AUGMENT_POLICIES), help="--augment-preview's policy  [default: the "
+              "model's own, light if it trained without]")
+@click.option("--annotate", is_flag=True, help="Instead of predictions: draw the box of each internet image that has "
+              "none (web_images/images), with the mouse, into web_images/annotations.csv (needs a display).")
 def main(inputs, checkpoint, failures_only, iou_threshold, save_dir, gallery, gallery_max, cam, delay, dataset, device,
          precision, skip_bad_rows, augment_preview, augment, annotate) -> None:  # fmt: skip
     """Show predictions on INPUT... (CSV files, images, folders); any key: next image, q or ESC: quit.
@@ -152,6 +119,8 @@ def main(inputs, checkpoint, failures_only, iou_threshold, save_dir, gallery, ga
         shown = f"; gallery of {len(view.thumbnails)} image(s): {gallery}" if view.thumbnails else ""
         click.echo(f"{summary}{unreadable}{where}{shown}")
 
+# fmt: on
+
 
 def check_options(mode: str, given: dict[str, bool], gallery: Path | None, gallery_max: int | None, both: bool) -> None:
     """The options of predictions, --augment-preview and --annotate do not mix."""
@@ -196,14 +165,12 @@ class Outcome:
         return self.item.label is not None and self.predicted != self.item.label
 
     def describe(self) -> str:
-        truth = [f"true {self.item.label}"] * (self.item.label is not None) + [f"IoU {self.iou:.3f}"] * (
-            self.iou is not None
-        )
+        truth = [f"true {self.item.label}"] if self.item.label is not None else []
+        truth += [f"IoU {self.iou:.3f}"] if self.iou is not None else []
         detail = f" ({', '.join(truth)})" if truth else ""
         failure = "  FAILURE" if self.failure else ""
-        return (
-            f"{'/'.join(self.item.path.parts[-2:])}: predicted {self.predicted} {self.confidence:.3f}{detail}{failure}"
-        )
+        shown = "/".join(self.item.path.parts[-2:])
+        return f"{shown}: predicted {self.predicted} {self.confidence:.3f}{detail}{failure}"
 
 
 def predict_one(

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from model import config
-from model import demo
+from model import demo, demo_images
 from model.augment import POLICIES, Augmenter, Draw, Policy, blur, recolour, to_pixels, warp
 from model.runs import CLOCK_COLUMNS
 
@@ -28,7 +28,7 @@ def demo_batch(count: int = 18) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     goes to a fraction of a network pixel (a mask at the network's size loses thin parts when zoomed out)."""
     images, masks, boxes = [], [], []
     for i in range(count):
-        sample = demo.render(demo.CLASSES[i % 3], 9, i)
+        sample = demo_images.render(demo_images.CLASSES[i % 3], 9, i)
         rgb = cv2.cvtColor(sample.image, cv2.COLOR_BGR2RGB)
         images.append(torch.from_numpy(cv2.resize(rgb, (SIZE, SIZE), interpolation=cv2.INTER_AREA)).permute(2, 0, 1))
         fine = SIZE * FINE

@@ -9,16 +9,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import demo
+from model import demo, demo_images
 from model.annotations import Problems, class_names, read_annotations, split_rows
 from model.images import pairwise_iou
 from model.dataset import DetectionDataset
 
 
-@pytest.mark.parametrize("label", demo.CLASSES)
+@pytest.mark.parametrize("label", demo_images.CLASSES)
 def test_box_is_the_tight_bound_of_the_drawn_object(label):
     for index in range(15):
-        sample = demo.render(label, seed=7, index=index)
+        sample = demo_images.render(label, seed=7, index=index)
         x1, y1, x2, y2 = sample.box
         mask = sample.mask > 0
         height, width = mask.shape
@@ -30,7 +30,7 @@ def test_box_is_the_tight_bound_of_the_drawn_object(label):
 
 
 def test_sizes_and_scale_like_caltech():
-    samples = [demo.render(label, 0, i) for label in demo.CLASSES for i in range(30)]
+    samples = [demo_images.render(label, 0, i) for label in demo_images.CLASSES for i in range(30)]
     widths = [s.image.shape[1] for s in samples]
     heights = [s.image.shape[0] for s in samples]
     assert min(widths) >= 200 and max(widths) <= 500 and 250 <= np.median(widths) <= 350
@@ -53,12 +53,12 @@ def test_generation_is_deterministic_and_in_course_layout(tmp_path):
     text = (a / "annotations" / "face.csv").read_text()
     assert not text.endswith("\n") and text.splitlines()[0].endswith(",face")  # course style: no final newline
     rows = read_annotations(a, Problems(skip=False))
-    assert {r.label: 0 for r in rows}.keys() == set(demo.CLASSES)
+    assert {r.label: 0 for r in rows}.keys() == set(demo_images.CLASSES)
     assert (a / "images" / "airplane" / "image_0001.jpg").exists() and (
         a / "images" / "face" / "image_0001.jpg"
     ).exists()
     # the written boxes are the rendered ones
-    first_face = demo.render("face", 5, 0)
+    first_face = demo_images.render("face", 5, 0)
     assert text.splitlines()[0] == "image_0001.jpg," + ",".join(map(str, first_face.box)) + ",face"
     assert demo.is_complete(a, 30, 5) and not demo.is_complete(a, 30, 6)
 

@@ -85,14 +85,6 @@ def test_modules_and_functions_are_short():
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_prints_each_example_on_its_own_line(script):
     done = run_main(script, "--help")
-    assert done.returncode == 0 and "\\b" not in done.stdout, done.stderr
-    source = ast.get_docstring(
-        next(
-            n
-            for n in ast.parse((ROOT / script).read_text()).body
-            if isinstance(n, ast.FunctionDef) and n.name == "main"
-        )
-    )
-    examples = [line.strip() for line in (source or "").splitlines() if line.strip().startswith(("python ", "srun "))]
-    printed = [line.strip() for line in done.stdout.splitlines()]
-    assert examples and all(example in printed for example in examples), script
+    examples = [line for line in done.stdout.splitlines() if line.strip().startswith(("python ", "srun "))]
+    assert done.returncode == 0 and "\\b" not in done.stdout and len(examples) >= 3, done.stdout
+    assert all(line.startswith("  python ") or line.startswith("  srun ") for line in examples)

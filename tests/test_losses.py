@@ -62,18 +62,13 @@ def test_a_zero_height_true_box_gives_a_finite_loss_and_gradient(box_loss):
     assert math.isfinite(loss.item()) and torch.isfinite(pred.grad).all()
 
 
-def test_an_unknown_box_loss_is_refused():
-    with pytest.raises(ValueError, match="unknown box loss 'l2'"):
-        DetectionLoss(box_loss="l2")
-
-
 def test_giou_is_torchvisions_value_and_gradient():
     """The toolkit's GIoU loss (written to spare training torchvision's import and CUDA's host sync) against the
     reference, torchvision's generalized_box_iou_loss: overlapping, disjoint, nested and zero-size boxes."""
     from torchvision.ops import generalized_box_iou_loss
 
-    from model.images import ordered
     from model.engine import giou_loss
+    from model.images import ordered
 
     torch.manual_seed(0)
     pred = ordered(torch.rand(256, 4)).requires_grad_(True)
