@@ -262,7 +262,7 @@ class State:
         except Exception as error:  # inductor needs a C++ compiler (and Triton on CUDA); MPS is not supported
             reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
             raise UserError(
-                f"--compile: torch.compile cannot compile the model here ({reason}); train without it"
+                f"--compile: torch.compile cannot compile the model here ({reason}); train without --compile"
             ) from None
         self.model = compiled
 

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from model import config
-from model import demo, demo_images
+from model import config, demo_images
 from model.augment import POLICIES, Augmenter, Draw, Policy, blur, recolour, to_pixels, warp
 from model.runs import CLOCK_COLUMNS
 

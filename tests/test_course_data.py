@@ -16,8 +16,8 @@ import pytest
 from model import config
 from model.annotations import Problems, class_names, read_annotations, read_rows, split_rows
 from model.classic import run_baselines
-from model.metrics import summarize
 from model.engine import DetectionLoss
+from model.metrics import summarize
 
 from conftest import COURSE_SPLITS, direct_predictions, template_printout
 
@@ -123,7 +123,7 @@ def test_given_split_files_are_used_as_they_are(course_dataset, script, tmp_path
         "--output-dir",
         str(tmp_path / "x"),
     )
-    assert both.returncode == 1 and "--cut-val applies without --splits only (got --splits " in both.stderr
+    assert both.returncode == 1 and "--cut-val does not apply with --splits " in both.stderr
     assert not (tmp_path / "x").exists()
 
 

@@ -121,12 +121,9 @@ def test_a_checkpoint_evaluates_on_the_other_device(tmp_path, demo_dataset, trai
 def test_no_host_sync_per_batch(demo_dataset, augment):
     """A training pass's batches, augmentation, steps and running sums never make the host wait for the
     GPU (torch.cuda.set_sync_debug_mode raises at the first synchronising call)."""
-    from model.device import resolve_precision
-    from model.device import place_model
     from model.augment import build_augmenter
-    from model.engine import _Totals, network_batch, train_step
-    from model.engine import DetectionLoss
-    from model.engine import make_optimizer
+    from model.device import place_model, resolve_precision
+    from model.engine import DetectionLoss, _Totals, make_optimizer, network_batch, train_step
     from model.network import build_model
 
     rows = read_annotations(demo_dataset, Problems(skip=False))

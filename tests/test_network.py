@@ -8,28 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from model.files import write_bytes
-from model.options import TrainOptions
-from model.network import (
-    NETWORKS,
-    Network,
-    WeightsError,
-    build_model,
-    count_parameters,
-    feature_size,
-    min_image_size,
-    model_names,
-    network,
-    networks_taking,
-    takes_option,
-)
-from model.checkpoint import Checkpoint, CheckpointError, checkpoint_bytes
-from model.training.command import declaration
+from model.checkpoint import Checkpoint, CheckpointError, RunRecord, checkpoint_bytes
+from model.errors import UserError
+from model.files import write_file
+from model.network import NETWORKS, Detector, build_model, count_parameters, feature_size
+from model.options import TrainOptions, not_applying
 
 
 def model_options(name: str, **values: Any) -> dict[str, Any]:
     """The constructor options TrainOptions gives the network ``name`` (as a checkpoint records them)."""
-    if takes_option(name, "pretrained"):
+    if "pretrained" in NETWORKS[name].options():
         values.setdefault("pretrained", False)  # ImageNet weights cannot be downloaded in tests
     return TrainOptions(model=name, **values).network_options
 
@@ -50,7 +38,7 @@ OPTION_SETS: list[dict[str, Any]] = [
 
 
 def cases():
-    for name in model_names():
+    for name in NETWORKS:
         for options in OPTION_SETS:
             if name == "resnet" and ("batchnorm" in options or "pretrained" not in options):
                 continue  # resnet always has BatchNorm; ImageNet weights cannot be downloaded in tests
@@ -101,7 +89,7 @@ def test_feature_sizes_are_measured(name, size, features):
 
 
 def test_too_small_image_is_a_clear_error():
-    with pytest.raises(ValueError, match="image size 16 is too small"):
+    with pytest.raises(UserError, match="image-size 16 is too small"):
         build_model("simple", 3, image_size=16)
 
 
@@ -142,7 +130,7 @@ def test_imagenet_weights_from_a_file(tmp_path):
     first_conv = next(m for m in model.features.modules() if isinstance(m, nn.Conv2d))
     assert torch.equal(first_conv.weight, reference.conv1.weight)
     (tmp_path / "bad.pth").write_text("not weights")
-    with pytest.raises(WeightsError, match=r"--weights .*bad\.pth: not a loadable weights file"):
+    with pytest.raises(UserError, match=r"--weights .*bad\.pth: not a loadable weights file"):
         resnet(pretrained=True, weights=tmp_path / "bad.pth")
 
 
@@ -150,7 +138,7 @@ def test_imagenet_weights_offline_message(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: the weights must be downloaded
     try:
         resnet(pretrained=True)
-    except WeightsError as error:  # the expected outcome on machines without internet (CI)
+    except UserError as error:  # the expected outcome on machines without internet (CI)
         message = str(error)
         assert str(tmp_path) in message and "--weights" in message and "--no-pretrained" in message
         assert "resnet18" in message and "\n" not in message
@@ -158,17 +146,16 @@ def test_imagenet_weights_offline_message(tmp_path, monkeypatch):
         pytest.skip("this machine can download the ImageNet weights")
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", NETWORKS)
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, name):
     torch.manual_seed(0)
     options = model_options(name, dropout=0.2, image_size=64)
     model = build_model(name, 3, **options).eval()
-    write_bytes(
-        tmp_path / "m.pth",
-        checkpoint_bytes(
-            {"model": {"name": name, "options": options}, "classes": ["a", "b", "c"], "state_dict": model.state_dict()}
-        ),
+    recorded = TrainOptions(
+        model=name, image_size=64, dropout=0.2, **({"pretrained": False} if name == "resnet" else {})
     )
+    record = RunRecord(name, options, ["a", "b", "c"], 64, recorded.recorded(), {})
+    write_file(tmp_path / "m.pth", checkpoint_bytes(record, model, 1, {}))
     raw = torch.load(tmp_path / "m.pth", weights_only=True)  # plain values and tensors only
     assert raw["format"] == "cvpr-practical-detector"
     rebuilt = Checkpoint(tmp_path / "m.pth").build_model()
@@ -182,6 +169,8 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, name):
 def test_bad_checkpoints_are_named(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         Checkpoint(tmp_path / "missing.pth")
+    with pytest.raises(CheckpointError, match=r"a folder; give a checkpoint in it, e\.g\. .*best\.pth"):
+        Checkpoint(tmp_path)
     (tmp_path / "text.pth").write_text("hello")
     with pytest.raises(CheckpointError, match=r"text\.pth: not a checkpoint written by this toolkit"):
         Checkpoint(tmp_path / "text.pth")
@@ -196,39 +185,24 @@ def test_bad_checkpoints_are_named(tmp_path):
         Checkpoint(tmp_path / "new.pth")
 
 
-def test_a_fifth_network_is_one_class_registered_once():
-    """Its name, the options it takes, its smallest input side and its help follow from the class alone."""
+def test_a_fifth_network_is_one_class():
+    """Defining it registers it: its name, the options it takes, its smallest side and its help follow."""
 
-    @network
-    class TinyDetector(Network):
+    class TinyDetector(Detector):
         """Two conv blocks, for the test."""
 
         name = "tiny"
         min_image_size = 16
         hidden = (8, 8)
 
-        def features(self, batchnorm: bool = True) -> nn.Module:
+        def make_features(self, batchnorm: bool = True) -> nn.Module:
             return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(4), nn.Flatten())
 
     try:
-        assert "tiny" in model_names() and min_image_size("tiny") == 16
-        assert takes_option("tiny", "batchnorm") and not takes_option("tiny", "pretrained")
-        assert "tiny" in networks_taking("batchnorm")
+        assert NETWORKS["tiny"] is TinyDetector and TinyDetector.help() == "Two conv blocks, for the test"
         options = TrainOptions(model="tiny", image_size=16)
-        assert options.batchnorm is True and options.pretrained is None
-        option = declaration("model")(lambda: None).__click_params__[0]  # train.py's --model, as train.py declares it
-        assert "tiny" in option.type.choices and "tiny: Two conv blocks, for the test" in option.help
+        assert not_applying(options, "batchnorm") is None and not_applying(options, "pretrained") == "--model tiny"
         logits, boxes = build_model("tiny", 3, **options.network_options)(torch.zeros(2, 3, 16, 16))
         assert logits.shape == (2, 3) and boxes is not None and boxes.shape == (2, 4)
     finally:
         del NETWORKS["tiny"]
-
-
-def test_reading_the_networks_imports_no_torch():
-    """The command lines list the networks (and check the options) without importing torch: --help in a blink."""
-    import subprocess
-    import sys
-
-    code = "import sys, model.network, model.experiment.options, model.training.command; print('torch' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"

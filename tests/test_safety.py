@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from model.files import is_temporary
 from model import demo
+from model.files import is_temporary
 
 from conftest import ROOT, cpu_only, python
 
