@@ -315,6 +315,14 @@ def images_root(csv_path: Path, dataset: Path | None, checkpoint: Any) -> Path:
     except (OSError, ValueError, AttributeError):
         recorded = None
     found = Path(recorded) if recorded else checkpoint.dataset
+    if recorded and checkpoint.dataset is not None and Path(recorded).resolve() != checkpoint.dataset.resolve():
+        import click
+
+        click.echo(
+            f"warning: {csv_path} is a split of the run in {run_file.parent}, trained on {recorded}: its images are "
+            f"read there, not in {checkpoint.dataset} ({checkpoint.path}'s dataset)",
+            err=True,
+        )
     if found is None:
         raise DataError(f"{csv_path}: cannot tell where its images are; pass --dataset PATH")
     return found

@@ -691,6 +691,75 @@ def killed(command: str, when: Callable[[Env], Callable[[list[str]], bool]]) -> 
     return setup
 
 
+# ---- the third round (issue 34): what a careless user still broke -------------------------------------------
+def trained(name: str, dataset: str = "{ds}", extra: str = "") -> Setup:
+    """{case}/NAME: a tiny run trained (in this process) on ``dataset``."""
+
+    def setup(env: Env) -> None:
+        args = words(f"train.py --dataset {dataset} --output-dir {{case}} --name {name} {{TINY}} {{CUTS}} {extra}", env)
+        done = invoke(args, env.environment())
+        assert done.returncode == 0, f"could not train {name}: {done.stderr[-800:]}"
+
+    return setup
+
+
+def other_pictures(name: str) -> Setup:
+    """{case}/NAME: a demo set of the same file names and counts as the shared one, its pictures and boxes others."""
+    return lambda env: __import__("model.demo").demo.generate(env.case / name, images=30, seed=2)
+
+
+def edited_checkpoint(edit: Callable[[dict], object]) -> Setup:
+    def setup(env: Env) -> None:
+        data = torch.load(env.run / "best.pth", map_location="cpu", weights_only=True)
+        edit(data)
+        torch.save(data, env.run / "best.pth")
+
+    return setup
+
+
+def normalised_boxes(env: Env) -> None:
+    """annotations/face.csv's boxes divided by their images' sizes (as YOLO writes them)."""
+    import cv2
+
+    path = env.ds / "annotations" / "face.csv"
+    rows = []
+    for line in path.read_text().splitlines():
+        name, x1, y1, x2, y2, label = line.split(",")
+        height, width = cv2.imread(str(env.ds / "images" / "face" / name)).shape[:2]
+        box = (float(x1) / width, float(y1) / height, float(x2) / width, float(y2) / height)
+        rows.append(",".join([name, *(f"{v:.4f}" for v in box), label]))
+    path.write_text("\n".join(rows))
+
+
+def exif_turned(env: Env) -> None:
+    """The first face stored 90 degrees turned, with the EXIF orientation (6) that shows it upright: its row's box
+    fits the stored picture, not the upright one."""
+    from PIL import Image
+
+    path = env.ds / "images" / "face" / "image_0001.jpg"
+    image = Image.open(path).transpose(Image.Transpose.ROTATE_270)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image.save(path, exif=exif)
+    width, height = image.size
+    rewrite("face", lambda lines: [f"image_0001.jpg,1,1,{width - 2},{height - 2},face" if l.startswith("image_0001")
+                                   else l for l in lines])(env)  # noqa: E741
+
+
+def unicode_name(env: Env) -> None:
+    """A picture named in decomposed Unicode (as macOS writes é), its row in the composed form."""
+    import unicodedata
+
+    folder = env.ds / "images" / "face"
+    (folder / "image_0001.jpg").rename(folder / unicodedata.normalize("NFD", "café.jpg"))
+    rewrite("face", lambda lines: [l.replace("image_0001.jpg", "café.jpg") for l in lines])(env)  # noqa: E741
+
+
+def case_renamed(env: Env) -> None:
+    (env.ds / "annotations" / "face.csv").rename(env.ds / "annotations" / "Face.csv")
+
+
+
 def train(extra: str = "", cuts: bool = True, out: str = "{case}/out") -> str:
     return f"train.py --dataset {{ds}} --output-dir {out} {{TINY}} {'{CUTS}' if cuts else ''} {extra}"
 
@@ -1150,5 +1219,47 @@ CASES = [
          "{PREDICT} --annotate {case}/pics", "<label>"),
     case("predict-annotate-images-without-label-folders", "mistake", faces("{case}/web/images", 2),
          "{PREDICT} --annotate {case}/web/images", "<label>"),
+    # ---- the third round (issue 34) ------------------------------------------------------------------------
+    case("config-of-an-overwritten-run-replaces-nothing", "mistake",
+         steps(trained("keep"), trained("x", extra="--overwrite")),
+         "train.py --config {case}/x/config.json --name keep", "keep", "already holds a run"),
+    case("cache-dir-inside-the-dataset", "write", None, train(), "CVPR_CACHE_DIR",
+         env={"CVPR_CACHE_DIR": "{ds}/cache"}),
+    case("eval-csv-of-a-run-on-other-pictures", "mistake", steps(other_pictures("other"), trained("b", "{case}/other")),
+         "{EVAL} --csv {case}/b/test_data.csv --out {case}/eval", "other", **WARN),
+    case("predict-csv-of-a-run-on-other-pictures", "mistake",
+         steps(other_pictures("other"), trained("b", "{case}/other")),
+         "{PREDICT} --save {case}/pred {case}/b/test_data.csv", "other", **WARN),
+    case("resume-on-other-pictures", "mistake", other_pictures("other"),
+         "train.py --resume {run}/last.pth --dataset {case}/other --epochs 2", "other", ("pictures", "boxes")),
+    case("boxes-normalised-to-one", "dataset", normalised_boxes, train(), "face.csv", "[0, 1]"),
+    case("save-into-the-input-folder", "output", faces("{case}/mine/face", 2),
+         "{PREDICT} --save {case}/mine/drawn {case}/mine", "--save"),
+    case("gpu-granted-but-not-usable", "mistake", None, train(), "CUDA_VISIBLE_DEVICES",
+         env={"CUDA_VISIBLE_DEVICES": "0"}, **WARN),
+    case("resnet-from-scratch-last-batch-of-one", "number", None,
+         train("--model resnet --no-pretrained --image-size 32 --batch-size 17"), expect="success"),
+    case("mplbackend-that-does-not-exist", "ignored", None, train(), "MPLBACKEND", env={"MPLBACKEND": "nonexistent"},
+         process="MPLBACKEND is read when a process first imports matplotlib"),
+    case("run-manifest-of-the-wrong-shape", "write", write("{run}/manifest.json", "[]"), "{EVAL} --split test",
+         "manifest.json"),
+    case("out-manifest-of-the-wrong-shape", "write", write("{case}/out/.toolkit-files.json", "[]"),
+         "{EVAL} --split test --out {case}/out", ".toolkit-files.json"),
+    case("checkpoint-image-size-a-string", "mistake", edited_checkpoint(lambda d: d.update(image_size="64")),
+         "{EVAL} --split test", "best.pth"),
+    case("checkpoint-normalisation-of-two", "mistake",
+         edited_checkpoint(lambda d: d.update(normalization={"mean": [0.5, 0.5], "std": [0.2, 0.2, 0.2]})),
+         "{EVAL} --split test", "best.pth"),
+    case("checkpoint-image-size-too-small", "mistake", edited_checkpoint(lambda d: d.update(image_size=8)),
+         "{EVAL} --split test", "best.pth"),
+    case("eval-a-run-folder", "mistake", None, "eval.py {run}", "best.pth"),
+    case("box-of-an-exif-turned-image", "dataset", exif_turned, train(), "face.csv", "EXIF"),
+    case("file-name-in-another-unicode-form", "dataset", unicode_name, train(), "café.jpg", ("NFD", "the row names")),
+    case("annotation-file-named-in-another-case", "dataset", case_renamed, train(), expect="success"),
+    case("config-lr-a-word", "ignored", write("{case}/lr.json", '{"lr": "fast"}'), train("--config {case}/lr.json"),
+         "lr.json", "'lr'"),
+    case("resume-with-fewer-epochs-than-done", "mistake", trained("two", extra="--epochs 2"),
+         "train.py --resume {case}/two/last.pth --epochs 1", "--epochs 1", "2 epochs"),
+    case("name-too-long", "number", None, train("--name " + "n" * 250), "--name"),
 ]
 # fmt: on
