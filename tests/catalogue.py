@@ -760,6 +760,13 @@ def case_renamed(env: Env) -> None:
 
 
 
+def practical_trained(env: Env) -> None:
+    """{case}/runs: the plan's tiny run trained, and its report written once, in this process."""
+    args = words("{PRACTICAL} --dataset {ds} --out {case}/first", env)
+    done = invoke(args, env.environment())
+    assert done.returncode == 0, f"could not run the plan: {done.stderr[-800:]}"
+
+
 def train(extra: str = "", cuts: bool = True, out: str = "{case}/out") -> str:
     return f"train.py --dataset {{ds}} --output-dir {out} {{TINY}} {'{CUTS}' if cuts else ''} {extra}"
 
@@ -1261,5 +1268,10 @@ CASES = [
     case("resume-with-fewer-epochs-than-done", "mistake", trained("two", extra="--epochs 2"),
          "train.py --resume {case}/two/last.pth --epochs 1", "--epochs 1", "2 epochs"),
     case("name-too-long", "number", None, train("--name " + "n" * 250), "--name"),
+    case("sigterm-during-predict-save", "signal", None, "{PREDICT} --save {case}/pred {course}", "SIGTERM",
+         signal=signal.SIGTERM, when=lambda env: once_exists(env.case / "pred", ".staging*"), **INTERRUPTED),
+    case("sigterm-during-report-only", "signal", steps(plan(PLAN), practical_trained),
+         "{REPORT_ONLY} --out {case}/report", "SIGTERM", signal=signal.SIGTERM,
+         when=lambda env: once_exists(env.case / "report", ".staging*"), **INTERRUPTED),
 ]
 # fmt: on

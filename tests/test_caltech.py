@@ -64,6 +64,15 @@ def test_box_clipped_to_image(tmp_path):
     assert (tmp_path / "dataset" / "annotations" / "face.csv").read_text() == "image_0001.jpg,60,20,400,200,face"
 
 
+def test_a_box_outside_its_image_is_refused_never_written_inverted(tmp_path, script):
+    source = write_caltech(tmp_path / "src")
+    mat = source / "caltech-101" / "Annotations" / "Faces_2" / "annotation_0001.mat"
+    scipy.io.savemat(str(mat), {"box_coord": np.array([[20, 180, 420, 480]])})  # left of 420 in a 400-wide image
+    done = script("-m", "model.caltech", str(source), str(tmp_path / "dataset"))
+    assert done.returncode == 1 and "annotation_0001.mat: its box 420,20,480,180 lies outside" in done.stderr
+    assert not (tmp_path / "dataset").exists()
+
+
 def test_missing_annotation_and_wrong_folder_are_named(tmp_path, script):
     source = write_caltech(tmp_path / "src")
     (source / "caltech-101" / "Annotations" / "Faces_2" / "annotation_0001.mat").unlink()

@@ -241,3 +241,18 @@ def test_real_display_under_xvfb(trained_run, script, tmp_path):
     rows = len((trained_run / "test_data.csv").read_text().splitlines())
     assert f"{rows} image(s) shown of {rows}" in done.stdout and "annotated images in" not in done.stdout
     assert not (tmp_path / "output").exists()  # shown, not saved
+
+
+def test_a_folder_of_images_beside_a_label_folder_is_read_whole(trained_run, script, tmp_path, demo_dataset):
+    """Images at a folder's top and in its <label>/ subfolder are all predicted; failures need true labels."""
+    faces = sorted((demo_dataset / "images" / "face").glob("*.jpg"))
+    (tmp_path / "mixed" / "face").mkdir(parents=True)
+    shutil.copy(faces[0], tmp_path / "mixed" / "face" / "labelled.jpg")
+    for face in faces[1:3]:
+        shutil.copy(face, tmp_path / "mixed" / face.name)
+    done = script("predict.py", "--model", str(trained_run / "best.pth"), "--save", str(tmp_path / "shown"),
+                  str(tmp_path / "mixed"))  # fmt: skip
+    assert done.returncode == 0 and "3 image(s) shown of 3" in done.stdout, done.stderr
+    plain = script("predict.py", "--model", str(trained_run / "best.pth"), "--failures-only", "--save",
+                   str(tmp_path / "failed"), *(str(tmp_path / "mixed" / f.name) for f in faces[1:3]))  # fmt: skip
+    assert plain.returncode == 0 and "failures need the true labels" in plain.stdout, plain.stderr

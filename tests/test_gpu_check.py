@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import tarfile
 
+import pytest
+
 from conftest import run_script
 
 
@@ -25,3 +27,14 @@ def test_the_gpu_check_runs_whole_in_its_tiny_mode(tmp_path):
     assert "logs/plan.log" in names and any(n.startswith("histories/") for n in names)
     refused = run_script("-m", "benchmarks.gpu_check", str(out), "--tiny")
     assert refused.returncode == 1 and "not empty" in refused.stderr
+
+
+def test_the_gpu_check_refuses_a_machine_without_a_gpu(tmp_path, capsys):
+    import torch
+
+    from benchmarks import gpu_check
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    assert gpu_check.main([str(tmp_path / "check")]) == 1 and not (tmp_path / "check").exists()
+    assert "the check measures a CUDA GPU" in capsys.readouterr().err

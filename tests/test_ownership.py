@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from model.files import is_temporary
 
@@ -235,3 +236,21 @@ def test_a_students_text_is_kept_whatever_its_markers_look_like(tmp_path, demo_d
     assert "A note of mine under the title." in kept
     third = report_only(tmp_path, demo_dataset, out)  # nothing new: the same report, the note still once
     assert third.returncode == 0 and report.read_text() == after
+
+
+@pytest.mark.parametrize("how", ["removed", "moved"])
+def test_a_run_folder_removed_or_moved_during_training_stops_it(tmp_path, demo_dataset, how):
+    """rm -rf or mv of the run folder after epoch 1: one line, exit 1, and no half run recreated at the old path."""
+    args = ["train.py", "--dataset", str(demo_dataset), "--output-dir", str(tmp_path), "--name", "r", *TINY]
+    process = subprocess.Popen([sys.executable, *args, "--epochs", "20"], cwd=ROOT, env=cpu_only(dict(os.environ)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("epoch   1/20"):
+            shutil.rmtree(tmp_path / "r") if how == "removed" else (tmp_path / "r").rename(tmp_path / "r-old")
+            break
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 1 and len(err.strip().splitlines()) == 1, err
+    assert "the run folder was removed or moved away during training" in err and not (tmp_path / "r").exists()
+    if how == "moved":  # the moved run is whole as of its first epoch, and resumes from there
+        assert torch.load(tmp_path / "r-old" / "last.pth", weights_only=True)["epoch"] >= 1
