@@ -50,31 +50,9 @@ class Policy:
     blur_sigma: tuple[float, float]  # ... of this sigma, in pixels of the network's input
 
 
-POLICIES: dict[str, Policy] = {
-    "light": Policy(
-        flip=0.5,
-        zoom=(0.9, 1.1),
-        shift=0.1,
-        brightness=0.2,
-        contrast=0.2,
-        saturation=0.2,
-        hue=0.02,
-        grayscale=0.0,
-        blur=0.0,
-        blur_sigma=(0.0, 0.0),
-    ),
-    "strong": Policy(
-        flip=0.5,
-        zoom=(0.7, 1.3),
-        shift=0.25,
-        brightness=0.4,
-        contrast=0.4,
-        saturation=0.4,
-        hue=0.06,
-        grayscale=0.1,
-        blur=0.2,
-        blur_sigma=(0.5, 1.5),
-    ),
+POLICIES: dict[str, Policy] = {  # flip, zoom, shift, brightness, contrast, saturation, hue, grayscale, blur, sigma
+    "light": Policy(0.5, (0.9, 1.1), 0.1, 0.2, 0.2, 0.2, 0.02, 0.0, 0.0, (0.0, 0.0)),
+    "strong": Policy(0.5, (0.7, 1.3), 0.25, 0.4, 0.4, 0.4, 0.06, 0.1, 0.2, (0.5, 1.5)),
 }
 AUGMENT_POLICIES = ("off", *POLICIES)
 

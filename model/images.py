@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
 import tempfile
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -271,6 +273,23 @@ def _open_buffer(tmp: Path, shape: tuple[int, ...]) -> np.memmap:
     return buffer
 
 
+@contextmanager
+def c_stderr(said: list[str]) -> Iterator[None]:
+    """What C libraries print on the process's stderr meanwhile (libjpeg's "Corrupt JPEG data", naming no file),
+    captured into ``said``, to be said with the file it is about."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            said.append(capture.read().decode("utf-8", "replace"))
+
+
 def _decode(root, rows, image_size, buffer, workers, problems, interrupt) -> tuple[np.ndarray, np.ndarray]:
     """Each row's image decoded and resized into ``buffer`` (N, 3, S, S); the original (width, height) per row
     and whether it decoded. What cannot be decoded is reported to ``problems``."""
@@ -286,8 +305,17 @@ def _decode(root, rows, image_size, buffer, workers, problems, interrupt) -> tup
             buffer[i] = resize_square(image, image_size).transpose(2, 0, 1)
             decoded[i] = True
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    said: list[str] = []
+    with c_stderr(said), ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         list(pool.map(decode, range(len(rows))))
+    if "Corrupt JPEG data" not in said[0]:
+        sys.stderr.write(said[0])  # what else a library said, as it said it
+    for i in np.flatnonzero(decoded) if "Corrupt JPEG data" in said[0] else []:  # which image libjpeg spoke of
+        alone: list[str] = []
+        with c_stderr(alone):
+            decode_image(image_path(root, rows[i]))
+        if "Corrupt JPEG data" in alone[0]:
+            decoded[i], problem[i] = False, f"corrupt image {image_path(root, rows[i])} (libjpeg: {alone[0].strip()})"
     if rows and not decoded.any() and not any(image_path(root, row).exists() for row in rows):
         raise DataError(
             f"{root / 'images'}: none of the {len(rows)} images of the rows is there (has the dataset moved?); pass "

@@ -767,6 +767,18 @@ def practical_trained(env: Env) -> None:
     assert done.returncode == 0, f"could not run the plan: {done.stderr[-800:]}"
 
 
+def corrupt_middle(relative: str) -> Setup:
+    """Bytes in the middle of a JPEG overwritten: whole in length, damaged inside (libjpeg decodes it with grey)."""
+
+    def setup(env: Env) -> None:
+        path = Path(env.format(relative))
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2 : len(data) // 2 + 40] = bytes([0xFF, 0x00] * 20)
+        path.write_bytes(bytes(data))
+
+    return setup
+
+
 def train(extra: str = "", cuts: bool = True, out: str = "{case}/out") -> str:
     return f"train.py --dataset {{ds}} --output-dir {out} {{TINY}} {'{CUTS}' if cuts else ''} {extra}"
 
@@ -1273,5 +1285,7 @@ CASES = [
     case("sigterm-during-report-only", "signal", steps(plan(PLAN), practical_trained),
          "{REPORT_ONLY} --out {case}/report", "SIGTERM", signal=signal.SIGTERM,
          when=lambda env: once_exists(env.case / "report", ".staging*"), **INTERRUPTED),
+    case("corrupt-jpeg-inside", "dataset", corrupt_middle("{ds}/images/face/image_0003.jpg"), train(),
+         "image_0003.jpg", "Corrupt JPEG"),
 ]
 # fmt: on
