@@ -142,8 +142,10 @@ def check_options(mode: str, given: dict[str, bool], gallery: Path | None, galle
 
 def refuse_own_inputs(save_dir: Path | None, inputs: tuple[Path, ...]) -> None:
     """--save into a folder it reads would make the next call predict on its own drawings."""
-    for given in [Path(i) for i in inputs if Path(i).is_dir()] if save_dir is not None else []:
-        if Path(save_dir).resolve().is_relative_to(given.resolve()):
+    if save_dir is None:
+        return
+    for given in [Path(i) for i in inputs if Path(i).is_dir()]:
+        if save_dir.resolve().is_relative_to(given.resolve()):
             raise UserError(f"--save {save_dir}: lies inside INPUT {given}, whose images a later call would read with "
                             "the drawings among them; choose a folder outside it")  # fmt: skip
 
@@ -187,7 +189,8 @@ def predict_one(
     box = iou = None
     if boxes is not None:
         unit = boxes.float().cpu()  # (1, 4) in [0, 1]
-        box = tuple(float(v) for v in unit[0] * torch.tensor([width, height, width, height]))
+        x1, y1, x2, y2 = (unit[0] * torch.tensor([width, height, width, height])).tolist()
+        box = (x1, y1, x2, y2)
         if item.box is not None:
             iou = float(pairwise_iou(unit, torch.tensor([box_to_unit(item.box, width, height)]))[0])
     failure = (item.label is not None and predicted != item.label) or (iou is not None and iou < threshold)

@@ -250,7 +250,7 @@ class State:
         import torch._inductor.config as inductor
 
         inductor.fallback_random = True  # dropout draws from torch's generator, as in eager mode: the same run
-        compiled = torch.compile(self.model, dynamic=False)
+        compiled: Any = torch.compile(self.model, dynamic=False)
         try:
             compiled.eval()
             with torch.no_grad(), self.compute.precision.autocast():
@@ -332,7 +332,7 @@ def save_epoch(writer: RunWriter, state: State, row: dict[str, float]) -> bool:
         state.best = {"epoch": state.epoch, "val_accuracy": row["val_accuracy"], "val_loss": row["val_loss"]}
         writer.save(config.BEST_CHECKPOINT, checkpoint_bytes(state.record, model, state.epoch, row))
     state.stale_epochs = 0 if is_best else state.stale_epochs + 1
-    rng = {"torch": torch.get_rng_state(), "batches": state.generator.get_state()}
+    rng: dict[str, Any] = {"torch": torch.get_rng_state(), "batches": state.generator.get_state()}
     rng.update({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})
     resumes = {name: part.state_dict() for name, part in state.states.items()}
     resumes.update(rng=rng, history=state.history, best=state.best, stale_epochs=state.stale_epochs)

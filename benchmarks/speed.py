@@ -114,7 +114,8 @@ class TemplateDataset(Dataset):
         assert image is not None, row.where
         h, w = image.shape[:2]
         box = torch.tensor([row.x1 / w, row.y1 / h, row.x2 / w, row.y2 / h], dtype=torch.float32)
-        return network_input(image, config.IMAGE_SIZE)[0], self.index[row.label], box
+        x = network_input(image, config.IMAGE_SIZE, "cpu", config.IMAGENET_MEAN, config.IMAGENET_STD)[0]
+        return x, self.index[row.label], box
 
 
 @dataclass

@@ -123,6 +123,7 @@ class Checkpoint:
                 f"{self.path}: an incomplete or altered checkpoint (its model, classes, image size, normalisation or "
                 "weights are missing or of the wrong kind); retrain it with `python train.py`"
             )
+        assert isinstance(model, dict)  # for the type checker: ``fine`` says so
         smallest = NETWORKS[model["name"]].min_image_size
         if self.image_size < smallest:
             raise CheckpointError(

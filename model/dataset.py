@@ -80,7 +80,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)  # (N, 4) in [0, 1]
         self.sizes = cache.sizes[position].reshape(-1, 2)  # (N, 2) original (width, height)
         in_memory = fits_in_memory(self.images_nbytes)
-        self._source, self._position = (cache.images[position], None) if in_memory else (cache.images, position)
+        self._source = cache.images[position] if in_memory else cache.images  # (N or all, 3, S, S) uint8
+        self._position: torch.Tensor | None = None if in_memory else position  # rows of the cache read lazily
 
     @property
     def images(self) -> torch.Tensor:
@@ -124,7 +125,7 @@ def find_dataset(explicit: Path | None) -> Path | None:
     return named or next((p for p in (config.COURSE_DATASET, config.LOCAL_DATASET) if is_dataset(p)), None)
 
 
-def locate_dataset(explicit: Path | None, echo: Callable[[str], None], demo_root=None, demo_images=None) -> Path:
+def locate_dataset(explicit: Path | None, echo: Callable[[str], object], demo_root=None, demo_images=None) -> Path:
     """``find_dataset``'s, else the demo set, generated once (and said in one line)."""
     from model import demo
 

@@ -81,7 +81,8 @@ def _previous_demo(root: Path) -> list[Path]:
     if not root.is_dir():
         raise DemoError(f"{root}: is a file; choose a new or empty folder")
     present = [p for p in root.rglob("*") if not p.is_dir()]
-    written = {*_marker(root).get("files", []), MARKER} if _marker(root) is not None else set()
+    marker = _marker(root)
+    written = {*marker.get("files", []), MARKER} if marker is not None else set()
     foreign = sorted(str(p.relative_to(root)) for p in present if str(p.relative_to(root)) not in written)
     if (present or any(root.iterdir())) and (not written or foreign):
         example = foreign[0] if foreign else sorted(p.name for p in root.iterdir())[0]

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -112,7 +113,10 @@ def channels_last(device: torch.device) -> bool:
     return device.type in ("cpu", "cuda")
 
 
-def place_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+M = TypeVar("M", bound=torch.nn.Module)
+
+
+def place_model(model: M, device: torch.device) -> M:
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last(device) else model
 

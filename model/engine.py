@@ -189,7 +189,10 @@ class DeviceBatches:
                     self.images[on_device], self.labels[on_device], self.boxes[on_device], self.dataset.boxes[indices]
                 )
             else:
-                images = self.dataset.gather(indices).to(self.device)
+                images = self.dataset.gather(indices)  # (B, 3, S, S) uint8 on the CPU
+                if self.device.type == "cuda":  # page-locked: the copy runs without the host waiting for it
+                    images = images.pin_memory()
+                images = images.to(self.device, non_blocking=True)
                 on_device = indices.to(self.device)
                 yield Batch(images, self.labels[on_device], self.boxes[on_device], self.dataset.boxes[indices])
 

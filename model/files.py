@@ -51,7 +51,7 @@ def write_error(path: Path, error: OSError, needed: int | None = None) -> WriteE
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         existing = next((p for p in (Path(path), *Path(path).parents) if p.exists()), Path("/"))
         free = shutil.disk_usage(existing).free
-        amounts = ", ".join([f"needs about {megabytes(needed)}"] * bool(needed) + [f"{megabytes(free)} free"])
+        amounts = (f"needs about {megabytes(needed)}, " if needed else "") + f"{megabytes(free)} free"
         what = "disk quota exceeded" if error.errno == errno.EDQUOT else "no space left on the disk"
         return WriteError(f"{path}: cannot write: {what} ({amounts}); free some space or write elsewhere")
     error.filename = str(path) if error.filename is None else error.filename

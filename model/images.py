@@ -310,7 +310,7 @@ def _decode(root, rows, image_size, buffer, workers, problems, interrupt) -> tup
         list(pool.map(decode, range(len(rows))))
     if "Corrupt JPEG data" not in said[0]:
         sys.stderr.write(said[0])  # what else a library said, as it said it
-    for i in np.flatnonzero(decoded) if "Corrupt JPEG data" in said[0] else []:  # which image libjpeg spoke of
+    for i in np.flatnonzero(decoded).tolist() if "Corrupt JPEG data" in said[0] else []:  # which image libjpeg spoke of
         alone: list[str] = []
         with c_stderr(alone):
             decode_image(image_path(root, rows[i]))
@@ -321,6 +321,6 @@ def _decode(root, rows, image_size, buffer, workers, problems, interrupt) -> tup
             f"{root / 'images'}: none of the {len(rows)} images of the rows is there (has the dataset moved?); pass "
             "--dataset with the folder that holds them"
         )
-    for i in map(int, np.flatnonzero(~decoded)):
+    for i in np.flatnonzero(~decoded).tolist():
         problems.report(rows[i].where, str(problem[i]))
     return sizes, decoded

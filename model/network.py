@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,6 +39,7 @@ class Detector(nn.Module):
     name: ClassVar[str]
     min_image_size: ClassVar[int] = 32  # the smallest input side whose feature map is not empty
     hidden: ClassVar[tuple[int, int]]  # the hidden layers of both heads
+    make_features: Callable[..., nn.Module]  # each network's own: its keyword arguments are its options
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -76,9 +78,6 @@ class Detector(nn.Module):
         if self.frozen:
             self.features.requires_grad_(False)
             self.features.eval()
-
-    def make_features(self, **options: Any) -> nn.Module:
-        raise NotImplementedError
 
     def freezes(self, **options: Any) -> bool:
         """Whether the features stay fixed in training (weights and BatchNorm statistics)."""
@@ -184,7 +183,9 @@ class ResnetDetector(Detector):
     name = "resnet"
     hidden = (512, 512)
 
-    def make_features(self, pretrained: bool = True, freeze: bool | None = None, weights: Path | None = None):
+    def make_features(
+        self, pretrained: bool = True, freeze: bool | None = None, weights: Path | None = None
+    ) -> nn.Module:
         from torchvision.models import resnet18
 
         backbone = resnet18(weights=None)

@@ -274,7 +274,7 @@ def typed(values: Any, where: str, strict: bool) -> dict[str, Any]:
     unknown = sorted(set(values) - set(params) - set(NOT_RECORDED))
     if unknown and strict:
         raise UserError(f"{where}: unknown option(s) {', '.join(unknown)}; fix the file")
-    result = {}
+    result: dict[str, Any] = {}
     for name, value in values.items():
         param = params.get(name)
         if param is None or value is None:
@@ -290,7 +290,7 @@ def typed(values: Any, where: str, strict: bool) -> dict[str, Any]:
             if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
                 raise click.BadParameter("true or false" if bool in expected else f"expected {kind.name}")
             path = isinstance(kind, click.Path) and not strict  # a recorded path may have moved since
-            result[name] = Path(value) if path else kind.convert(value, param, None)
+            result[name] = Path(str(value)) if path else kind.convert(value, param, None)
         except click.BadParameter as error:
             raise UserError(
                 f"{where}: its entry {name!r} is {json.dumps(value)} ({error.message}); fix the file"

@@ -725,7 +725,7 @@ def normalised_boxes(env: Env) -> None:
     rows = []
     for line in path.read_text().splitlines():
         name, x1, y1, x2, y2, label = line.split(",")
-        height, width = cv2.imread(str(env.ds / "images" / "face" / name)).shape[:2]
+        height, width = cv2.imread(str(env.ds / "images" / "face" / name)).shape[:2]  # type: ignore[union-attr]
         box = (float(x1) / width, float(y1) / height, float(x2) / width, float(y2) / height)
         rows.append(",".join([name, *(f"{v:.4f}" for v in box), label]))
     path.write_text("\n".join(rows))
@@ -742,8 +742,13 @@ def exif_turned(env: Env) -> None:
     exif[0x0112] = 6
     image.save(path, exif=exif)
     width, height = image.size
-    rewrite("face", lambda lines: [f"image_0001.jpg,1,1,{width - 2},{height - 2},face" if l.startswith("image_0001")
-                                   else l for l in lines])(env)  # noqa: E741
+    rewrite(
+        "face",
+        lambda lines: [
+            f"image_0001.jpg,1,1,{width - 2},{height - 2},face" if line.startswith("image_0001") else line
+            for line in lines
+        ],
+    )(env)
 
 
 def unicode_name(env: Env) -> None:
@@ -757,7 +762,6 @@ def unicode_name(env: Env) -> None:
 
 def case_renamed(env: Env) -> None:
     (env.ds / "annotations" / "face.csv").rename(env.ds / "annotations" / "Face.csv")
-
 
 
 def practical_trained(env: Env) -> None:

@@ -74,10 +74,9 @@ def test_streamed_batches_from_pinned_memory_equal_resident_ones(demo_dataset):
     cuda = torch.device("cuda")
     resident, streamed = DeviceBatches(data, cuda, resident=True), DeviceBatches(data, cuda, resident=False)
     orders = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    for a, b in zip(resident.batches(8, True, orders[0]), streamed.batches(8, True, orders[1]), strict=True):
+    for a, b in zip(resident.batches(8, orders[0]), streamed.batches(8, orders[1]), strict=True):
         assert a.images.is_cuda and b.images.is_cuda
         assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) and torch.equal(a.boxes, b.boxes)
-    assert streamed._staging[0].is_pinned()  # really page-locked, as claimed
 
 
 def test_a_checkpoint_evaluates_on_the_other_device(tmp_path, demo_dataset, trained_run):
@@ -123,7 +122,7 @@ def test_no_host_sync_per_batch(demo_dataset, augment):
     GPU (torch.cuda.set_sync_debug_mode raises at the first synchronising call)."""
     from model.augment import build_augmenter
     from model.device import place_model, resolve_precision
-    from model.engine import DetectionLoss, _Totals, make_optimizer, network_batch, train_step
+    from model.engine import DetectionLoss, Totals, make_optimizer, train_step
     from model.network import build_model
 
     rows = read_annotations(demo_dataset, Problems(skip=False))
@@ -134,19 +133,19 @@ def test_no_host_sync_per_batch(demo_dataset, augment):
     optimizer = make_optimizer("adam", list(model.parameters()), 1e-4, 0.0, cuda)
     precision = resolve_precision("auto", cuda)
     scaler, loss_fn, augmenter = precision.grad_scaler(), DetectionLoss(), build_augmenter(augment, 0)
-    totals = _Totals(cuda)
+    totals = Totals(cuda)
     warm = next(batches.batches(8))  # the first step initialises cuDNN and the optimizer's state
     train_step(
-        model, network_batch(warm.images, batches, True), warm.labels, warm.boxes, loss_fn, optimizer, precision, scaler
+        model, batches.normalize(warm.images, True), warm.labels, warm.boxes, loss_fn, optimizer, precision, scaler
     )
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        for batch in batches.batches(8, shuffle=True, generator=torch.Generator().manual_seed(0)):
+        for batch in batches.batches(8, torch.Generator().manual_seed(0)):
             if augmenter is None:
-                x, boxes = network_batch(batch.images, batches, True), batch.boxes
+                x, boxes = batches.normalize(batch.images, True), batch.boxes
             else:
-                x, boxes = augmenter(batch.images, batch.boxes_on_host(), data.mean, data.std)
+                x, boxes = augmenter(batch.images, batch.host_boxes, data.mean, data.std)
             losses, logits, pred = train_step(model, x, batch.labels, boxes, loss_fn, optimizer, precision, scaler)
             totals.add(losses, logits, pred, batch.labels, boxes)
     finally:

@@ -53,7 +53,7 @@ def test_no_module_imports_a_script_or_in_a_circle():
         if name.startswith("model"):
             assert not {t for t in targets if not t.startswith("model")}, f"{name} imports a script"
     for start in graph:  # a depth-first walk from each module: back to it is a circle
-        stack, seen = list(graph[start]), set()
+        stack, seen = list(graph[start]), set[str]()
         while stack:
             node = stack.pop()
             assert node != start, f"{start} imports itself through {sorted(seen)}"

@@ -151,9 +151,8 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, name):
     torch.manual_seed(0)
     options = model_options(name, dropout=0.2, image_size=64)
     model = build_model(name, 3, **options).eval()
-    recorded = TrainOptions(
-        model=name, image_size=64, dropout=0.2, **({"pretrained": False} if name == "resnet" else {})
-    )
+    weights: dict[str, Any] = {"pretrained": False} if name == "resnet" else {}
+    recorded = TrainOptions(model=name, image_size=64, dropout=0.2, **weights)
     record = RunRecord(name, options, ["a", "b", "c"], 64, recorded.recorded(), {})
     write_file(tmp_path / "m.pth", checkpoint_bytes(record, model, 1, {}))
     raw = torch.load(tmp_path / "m.pth", weights_only=True)  # plain values and tensors only

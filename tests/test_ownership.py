@@ -18,13 +18,13 @@ import torch
 
 from model.files import is_temporary
 
-from conftest import ROOT, cpu_only, interrupt_training, run_script, small_disk, stored
+from conftest import ROOT, cpu_only, interrupt_training, run_main, small_disk, stored
 
 TINY = ["--epochs", "1", "--image-size", "64", "--batch-size", "8"]
 
 
 def train(dataset: Path, out: Path, *extra: str, env: dict | None = None):
-    return run_script("train.py", "--dataset", str(dataset), "--output-dir", str(out), *TINY, *extra, env=env)
+    return run_main("train.py", "--dataset", str(dataset), "--output-dir", str(out), *TINY, *extra, env=env)
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -36,7 +36,7 @@ def run_with_notes(tmp_path, demo_dataset) -> Path:
     """A trained run, evaluated, with the student's own files beside it."""
     assert train(demo_dataset, tmp_path, "--name", "r").returncode == 0
     run = tmp_path / "r"
-    assert run_script("eval.py", str(run / "best.pth"), "--split", "test").returncode == 0
+    assert run_main("eval.py", str(run / "best.pth"), "--split", "test").returncode == 0
     (run / "eval_plan.md").write_text("what I will evaluate")  # named like the old eval_* glob
     (run / "eval_mine").mkdir()
     (run / "eval_mine" / "notes.txt").write_text("a folder of mine")
@@ -127,7 +127,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, demo_dataset):
     ]
     status, _, _ = interrupt_training(args, after="epoch   1/3", signum=signal.SIGKILL)
     assert status == -signal.SIGKILL and (tmp_path / "r" / ".lock").exists()  # left behind, held by no one
-    done = run_script("train.py", "--resume", str(tmp_path / "r" / "last.pth"))
+    done = run_main("train.py", "--resume", str(tmp_path / "r" / "last.pth"))
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "r" / ".lock").exists()
 
@@ -160,16 +160,16 @@ def test_eval_of_another_file_never_poses_as_the_runs_test_split(run_with_notes,
     other.parent.mkdir(parents=True)
     rows = (run / "training_data.csv").read_text().splitlines()[:6]
     other.write_text("\n".join(rows))
-    done = run_script("eval.py", str(run / "best.pth"), "--csv", str(other), "--dataset", str(demo_dataset))
+    done = run_main("eval.py", str(run / "best.pth"), "--csv", str(other), "--dataset", str(demo_dataset))
     assert done.returncode == 0, done.stderr
     assert "Wrote " + str(run / "evaluations" / "best.rows-test-") in done.stdout
     assert stored(run) == own and len(list((run / "evaluations").glob("best.rows-test-*.json"))) == 1
     same_stem = tmp_path / "elsewhere" / "test.csv"
     same_stem.parent.mkdir()
     same_stem.write_text("\n".join(rows[:3]))
-    two = run_script("eval.py", str(run / "best.pth"), "--csv", str(same_stem), "--dataset", str(demo_dataset))
+    two = run_main("eval.py", str(run / "best.pth"), "--csv", str(same_stem), "--dataset", str(demo_dataset))
     assert two.returncode == 0 and len(list((run / "evaluations").glob("best.rows-test-*.json"))) == 2
-    both = run_script(
+    both = run_main(
         "eval.py", str(run / "best.pth"), "--csv", str(other), "--csv", str(same_stem), "--dataset", str(demo_dataset)
     )
     assert both.returncode == 1 and "a set named 'test' is already evaluated" in both.stderr
@@ -179,16 +179,16 @@ def test_compare_never_replaces_a_file_it_did_not_write(run_with_notes, tmp_path
     doc = tmp_path / "doc"
     doc.mkdir()
     (doc / "errors.md").write_text("my own error analysis")
-    done = run_script("compare.py", str(run_with_notes), "--out", str(doc))
+    done = run_main("compare.py", str(run_with_notes), "--out", str(doc))
     assert done.returncode == 1 and "errors.md: not written by compare.py (a file of yours?)" in done.stderr
     assert (
         sorted(p.name for p in doc.iterdir()) == ["errors.md"]
         and (doc / "errors.md").read_text() == "my own error analysis"
     )
     (doc / "errors.md").unlink()
-    assert run_script("compare.py", str(run_with_notes), "--out", str(doc)).returncode == 0
+    assert run_main("compare.py", str(run_with_notes), "--out", str(doc)).returncode == 0
     (doc / "comparison.md").write_text((doc / "comparison.md").read_text() + "\nmy note")
-    edited = run_script("compare.py", str(run_with_notes), "--out", str(doc))
+    edited = run_main("compare.py", str(run_with_notes), "--out", str(doc))
     assert edited.returncode == 1 and "comparison.md: changed since compare.py wrote it" in edited.stderr
     assert (doc / "comparison.md").read_text().endswith("my note")
 
@@ -201,7 +201,7 @@ def report_only(tmp_path: Path, demo_dataset: Path, out: Path):
             '[[section]]\nid = "Q8"\ntitle = "One section"\nkind = "best-vs-last"\nruns = ["r"]\n'
         )
     args = ["--plan", str(plan), "--output-dir", str(tmp_path / "runs"), "--dataset", str(demo_dataset)]
-    return run_script("compare.py", "--practical", "--report-only", *args, "--out", str(out))
+    return run_main("compare.py", "--practical", "--report-only", *args, "--out", str(out))
 
 
 def test_the_report_never_replaces_a_report_md_it_did_not_write(tmp_path, demo_dataset):

@@ -16,15 +16,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import python
+from conftest import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD = Path(__file__).resolve().parent / "data" / "pinned_outputs.json"
@@ -62,8 +60,7 @@ VARYING = {
 
 
 def run(*args: str, cwd: Path = ROOT) -> str:
-    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "CVPR_CPU_BF16": "0"}  # the CPU's fp32 numbers anywhere
-    done = subprocess.run(python(*args), cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
+    done = run_main(*args, cwd=cwd, env={"CVPR_CPU_BF16": "0"})  # the CPU's fp32 numbers on any CPU
     assert done.returncode == 0, done.stderr
     return done.stdout
 
