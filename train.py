@@ -94,7 +94,7 @@ def main(ctx: click.Context, overwrite: bool, resume: Path | None, resume_if_sta
         device = select_device(options.device)
         with stop_on_signals() as stop, run.writer("train.py", new=resumed is None, replace=overwrite) as writer:
             try:
-                data = load_splits(options, rows, report.line, stop)
+                data = load_splits(options, rows, report.line, stop, resumed.facts if resumed else None)
                 torch.manual_seed(options.seed)  # the network's initial weights
                 model = build_model(options.model, len(data.classes), load_weights=not resumed, **network_args(options))
                 model = place_model(model, device)
@@ -216,19 +216,14 @@ class State:
             record, place_splits([data.train, data.val, *sample], device),
         )  # fmt: skip
         if resumed is not None:
-            state.resume(resumed, data)
+            state.resume(resumed)
         if o.compile:
             state.compile_model()
         return state
 
-    def resume(self, checkpoint: Checkpoint, data: TrainingData) -> None:
+    def resume(self, checkpoint: Checkpoint) -> None:
         """The weights, optimizer, schedule, scaler, augmentation and random states of ``checkpoint``, on the data
-        it trained on (the fingerprint of each split in its run.json)."""
-        if data.fingerprints != checkpoint.facts.get("data", data.fingerprints):
-            raise UserError(
-                f"--resume {checkpoint.path}: {data.root} holds other pictures or boxes for the run's rows than it "
-                f"trained on (in {checkpoint.facts.get('dataset')}); resume on that dataset (--dataset), or train anew"
-            )
+        it trained on (load_splits checked their fingerprints)."""
         saved = checkpoint.data
         self.model.load_state_dict(saved["state_dict"])
         for name, part in self.states.items():

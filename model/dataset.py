@@ -225,8 +225,9 @@ class TrainingData:
     fingerprints: dict[str, str]  # per split: its rows and their images' bytes, hashed (run.json keeps them)
 
 
-def load_splits(options: Any, rows: Rows, echo: Callable[[str], None], interrupt=lambda: None) -> TrainingData:
-    """Every row decoded once (shared by the splits, and by later runs through the cache file)."""
+def load_splits(options: Any, rows: Rows, echo: Callable[[str], None], interrupt=lambda: None, trained=None):
+    """Every row decoded once (shared by the splits, and by later runs through the cache file). ``trained``: the
+    run.json of the run to go on with, whose splits' fingerprints these pictures must have."""
     from model.device import usable_cpus
 
     root, problems, began = rows.root, rows.problems, time.perf_counter()
@@ -234,6 +235,12 @@ def load_splits(options: Any, rows: Rows, echo: Callable[[str], None], interrupt
     workers = options.workers or usable_cpus()
     folder = cache_folder() if options.cache else None
     digests = row_digests(root, everything)
+    recorded = (trained or {}).get("data")
+    if recorded and recorded != {name: fingerprint(digests, part) for name, part in rows.splits.items()}:
+        raise DataError(
+            f"{root}: holds other pictures or boxes for the run's rows than it trained on (in "
+            f"{trained.get('dataset')}); resume on that dataset (--dataset), or train anew"
+        )
     cache = ImageCache.build(root, everything, options.image_size, problems, workers, folder, interrupt, digests)
     parts = {
         name: DetectionDataset(root, part, rows.classes, options.image_size, problems, cache=cache)
