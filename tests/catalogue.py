@@ -1245,7 +1245,8 @@ CASES = [
     # ---- the third round (issue 34) ------------------------------------------------------------------------
     case("config-of-an-overwritten-run-replaces-nothing", "mistake",
          steps(trained("keep"), trained("x", extra="--overwrite")),
-         "train.py --config {case}/x/config.json --name keep --epochs 1 --image-size 64", "keep", "already holds a run"),
+         "train.py --config {case}/x/config.json --name keep --epochs 1 --image-size 64", "keep",
+         "already holds a run"),
     case("cache-dir-inside-the-dataset", "write", None, train(), "CVPR_CACHE_DIR",
          env={"CVPR_CACHE_DIR": "{ds}/cache"}),
     case("eval-csv-of-a-run-on-other-pictures", "mistake", steps(other_pictures("other"), trained("b", "{case}/other")),

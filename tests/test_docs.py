@@ -1,7 +1,7 @@
-"""The docs are true: every shell command of README.md and doc/*.md (their ```bash blocks, and the commands of
-the README's question tables) runs, in order, at the smallest scale (CVPR_TINY=1), in a copy of the project a
-student would have (a few internet images, a Caltech-101 download, ImageNet weights in torchvision's cache);
-doc/options.md is the scripts' own --help, generated here.
+"""The docs are true: every shell command of README.md (its ```bash blocks, and the commands of its question
+tables; doc/*.md's in tests/test_guides.py, on another worker) runs, in order, at the smallest scale (CVPR_TINY=1),
+in a copy of the project a student would have (a few internet images, a Caltech-101 download, ImageNet weights in
+torchvision's cache); doc/options.md is the scripts' own --help, generated here.
 
     python tests/test_docs.py     # writes doc/options.md again (after a change of an option)
 """
@@ -20,7 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ("train.py", "eval.py", "predict.py", "compare.py")
-DOCS = [ROOT / "README.md", *sorted(p for p in (ROOT / "doc").glob("*.md") if p.name != "report.md")]
+GUIDES = sorted(p for p in (ROOT / "doc").glob("*.md") if p.name != "report.md")  # tests/test_guides.py runs them
+DOCS = [ROOT / "README.md", *GUIDES]
 SETUP = ("python3 -m venv", ". .venv/bin/activate", "pip install", "python -m pytest")  # what .ci/run does itself
 OPTIONS = ROOT / "doc" / "options.md"
 
@@ -29,7 +30,7 @@ OPTIONS = ROOT / "doc" / "options.md"
 # The options reference
 # ----------------------------------------------------------------------------------------------
 def options_reference() -> str:
-    """doc/options.md: each script's --help as it prints it, then the environment variables model/core/env.py
+    """doc/options.md: each script's --help as it prints it, then the environment variables model/env.py
     reads (its docstring)."""
     import model.env
 
@@ -39,7 +40,7 @@ def options_reference() -> str:
         "# Every option",
         "",
         "Generated from the scripts' own `--help` (`python tests/test_docs.py` writes it; a test checks it is up to "
-        "date). The checks behind every range are `TrainOptions`' (model/experiment/options.py).",
+        "date). The checks behind every range are `TrainOptions`' (model/options.py).",
     ]
     for script in SCRIPTS:
         done = subprocess.run(
@@ -56,7 +57,7 @@ def options_reference() -> str:
         "",
         "## Environment variables",
         "",
-        "Read in model/core/env.py only, whose docstring this is:",
+        "Read in model/env.py only, whose docstring this is:",
         "",
         "```text",
         variables,
@@ -95,8 +96,8 @@ def commands_of(path: Path) -> list[str]:
     return [c for c in found if not c.startswith(SETUP)]
 
 
-def every_command() -> list[tuple[str, int, str]]:
-    return [(path.name, number, command) for path in DOCS for number, command in enumerate(commands_of(path))]
+def every_command(documents: list[Path] = DOCS) -> list[tuple[str, int, str]]:
+    return [(path.name, number, command) for path in documents for number, command in enumerate(commands_of(path))]
 
 
 def test_the_docs_show_commands():
@@ -204,8 +205,12 @@ def as_tested(command: str) -> str | None:
     return command.replace("sbatch ", "sbatch --wait ", 1)
 
 
-@pytest.mark.parametrize("document, number, command", every_command())
-def test_every_command_of_the_docs_runs(projects, document, number, command):
+@pytest.mark.parametrize("document, number, command", every_command([ROOT / "README.md"]))
+def test_every_command_of_the_readme_runs(projects, document, number, command):
+    run_documented(projects, document, command)
+
+
+def run_documented(projects, document: str, command: str) -> None:
     copy, environ = projects(document)
     tested = as_tested(command)
     if tested is None:
