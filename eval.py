@@ -94,11 +94,10 @@ def given_once(splits: tuple[str, ...], csv_files: tuple[Path, ...]) -> None:
     twice = sorted({s for s in splits if splits.count(s) > 1})
     if twice:
         raise UserError(f"--split {twice[0]} is given twice; give each split once")
-    seen: dict[Path, Path] = {}
-    for path in csv_files:
-        if Path(path).resolve() in seen:
-            raise UserError(f"--csv {path} is given twice (as {seen[Path(path).resolve()]}); give each file once")
-        seen[Path(path).resolve()] = path
+    resolved = [path.resolve() for path in csv_files]
+    for i, (path, where) in enumerate(zip(csv_files, resolved)):
+        if resolved.index(where) < i:
+            raise UserError(f"--csv {path} is given twice (as {csv_files[resolved.index(where)]}); give each file once")
 
 
 def without_empty(sets: list[ScoredSet], everything: bool) -> list[ScoredSet]:
