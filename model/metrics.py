@@ -68,20 +68,17 @@ def _mean(values: np.ndarray) -> float:
 
 
 def _figures(results: ImageResults, selected: np.ndarray, iou_threshold: float) -> dict:
-    correct = results.predicted_labels[selected] == results.true_labels[selected]
-    figures = {"images": int(selected.sum()), "correct": int(correct.sum()), "accuracy": _mean(correct)}
+    right = results.predicted_labels == results.true_labels
+    figures = {"images": int(selected.sum()), "correct": int(right[selected].sum()), "accuracy": _mean(right[selected])}
     if results.iou is not None and results.predicted_boxes is not None:
         boxed = selected & results.boxed  # images known by their label alone have no box figures
         iou = results.iou[boxed]
-        corner_error = np.abs(results.predicted_boxes[boxed] - results.true_boxes[boxed])
         figures.update(
             images_with_box=int(boxed.sum()),
             mean_iou=_mean(iou),
             iou_at_threshold=_mean(iou >= iou_threshold),
-            detection_accuracy=_mean(
-                (results.predicted_labels[boxed] == results.true_labels[boxed]) & (iou >= iou_threshold)
-            ),
-            corner_error_px=_mean(corner_error),
+            detection_accuracy=_mean(right[boxed] & (iou >= iou_threshold)),
+            corner_error_px=_mean(np.abs(results.predicted_boxes[boxed] - results.true_boxes[boxed])),
         )
     return figures
 
@@ -121,15 +118,13 @@ def to_json_ready(value):
 IOU_THRESHOLDS = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))  # COCO's ten, 0.5 to 0.95 by 0.05
 
 
-def accuracy_by_iou(results: ImageResults, thresholds: tuple[float, ...] = IOU_THRESHOLDS) -> list[float]:
-    """For each IoU threshold t, the share of the images with a known box whose label is right and whose box has
-    IoU >= t (the "detection accuracy" at t; at 0.5 it is summarize()'s detection_accuracy)."""
+def accuracy_by_iou(results: ImageResults) -> list[float]:
+    """For each IoU threshold t of IOU_THRESHOLDS, the share of the images with a known box whose label is right and
+    whose box has IoU >= t (the "detection accuracy" at t; at 0.5 it is summarize()'s detection_accuracy)."""
     if results.iou is None:
         return []
-    boxed = results.boxed
-    right = (results.predicted_labels == results.true_labels)[boxed]
-    iou = results.iou[boxed]
-    return [_mean(right & (iou >= t)) for t in thresholds]
+    right, iou = (results.predicted_labels == results.true_labels)[results.boxed], results.iou[results.boxed]
+    return [_mean(right & (iou >= t)) for t in IOU_THRESHOLDS]
 
 
 def average_precision(results: ImageResults) -> dict[str, float]:

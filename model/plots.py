@@ -57,19 +57,13 @@ def convergence_png(history: Sequence[dict], title: str) -> bytes:
     panels = [("Loss", losses), ("Accuracy", ["accuracy"]), *([("Mean IoU", ["iou"])] if has_boxes else [])]
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     styles = {"loss": "-", "class_loss": "--", "box_loss": ":"}
-    best = best_epoch(history)
+    best, marker = best_epoch(history), "o" if len(epochs) < 30 else None
     for ax, (name, keys) in zip(axes[0], panels):
         for key in keys:
             for column, label, colour in ((prefix, train_label, "tab:blue"), ("val", "validation", "tab:orange")):
-                ax.plot(
-                    epochs,
-                    [row[f"{column}_{key}"] for row in history],
-                    styles.get(key, "-"),
-                    color=colour,
-                    marker="o" if len(epochs) < 30 else None,
-                    markersize=3,
-                    label=label if name != "Loss" else f"{label}: {key.replace('_', ' ')}",
-                )
+                values = [row[f"{column}_{key}"] for row in history]
+                legend = label if name != "Loss" else f"{label}: {key.replace('_', ' ')}"
+                ax.plot(epochs, values, styles.get(key, "-"), color=colour, marker=marker, markersize=3, label=legend)
         if best is not None:
             ax.axvline(best, color="grey", linestyle=":", linewidth=1.2, label="best epoch")
         ax.set(title=name, xlabel="epoch", ylabel=name.lower())
