@@ -161,11 +161,8 @@ class Outcome:
     confidence: float
     box: Box | None  # pixels
     iou: float | None
-    failure: bool
-
-    @property
-    def wrong_label(self) -> bool:
-        return self.item.label is not None and self.predicted != self.item.label
+    wrong_label: bool
+    failure: bool  # a wrong label, or an IoU below the threshold
 
     def describe(self) -> str:
         truth = [f"true {self.item.label}"] if self.item.label is not None else []
@@ -194,8 +191,9 @@ def predict_one(
         box = (x1, y1, x2, y2)
         if item.box is not None:
             iou = float(pairwise_iou(unit, torch.tensor([box_to_unit(item.box, width, height)]))[0])
-    failure = (item.label is not None and predicted != item.label) or (iou is not None and iou < threshold)
-    return Outcome(item, predicted, float(confidence), box, iou, failure), x
+    wrong_label = item.label is not None and predicted != item.label
+    failure = wrong_label or (iou is not None and iou < threshold)
+    return Outcome(item, predicted, float(confidence), box, iou, wrong_label, failure), x
 
 
 def no_window() -> str | None:
@@ -321,9 +319,8 @@ def annotate_boxes(folder: Path, items: list[Item]) -> None:
             scale = min(1.0, 1000 / max(image.shape[:2]))
             shown = cv2.resize(image, None, fx=scale, fy=scale) if scale < 1 else image
             try:
-                x, y, w, h = cv2.selectROI(
-                    f"{item.label}: drag the box, Enter to keep it, c to skip", shown, showCrosshair=True
-                )
+                title = f"{item.label}: drag the box, Enter to keep it, c to skip"
+                x, y, w, h = cv2.selectROI(title, shown, showCrosshair=True)
             except cv2.error as error:
                 raise UserError(f"cannot open a window ({str(error).strip().splitlines()[-1]})") from None
             if w and h:

@@ -107,12 +107,8 @@ def _legend(width: int, with_predicted: bool, with_true: bool) -> np.ndarray:
 def gallery(images: Sequence[np.ndarray], cell_width: int = 360, columns: int = 3) -> np.ndarray:
     """A grid of annotated images, each scaled to ``cell_width`` and padded to a common height; three to a row,
     so that their captions can be read where the grid is printed at a page's width."""
-    scaled = [
-        cv2.resize(
-            im, (cell_width, max(1, round(im.shape[0] * cell_width / im.shape[1]))), interpolation=cv2.INTER_AREA
-        )
-        for im in images
-    ]
+    sizes = [(cell_width, max(1, round(im.shape[0] * cell_width / im.shape[1]))) for im in images]
+    scaled = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im, size in zip(images, sizes)]
     height = max(c.shape[0] for c in scaled)  # each cell padded to it (white below), and 4 px of white around
     cells = [cv2.copyMakeBorder(c, 4, 4 + height - c.shape[0], 4, 4, cv2.BORDER_CONSTANT, value=WHITE) for c in scaled]
     columns = min(columns, len(cells))
@@ -149,9 +145,8 @@ def grad_cam(model: Detector, image: torch.Tensor) -> np.ndarray:
 
 def overlay_cam(image_bgr: np.ndarray, cam: np.ndarray, strength: float = 0.45) -> np.ndarray:
     """Blend a [0, 1] heat map (any size) over the image in the JET colour map."""
-    heat = cv2.applyColorMap(
-        (cv2.resize(cam, (image_bgr.shape[1], image_bgr.shape[0])) * 255).astype(np.uint8), cv2.COLORMAP_JET
-    )
+    scaled = cv2.resize(cam, (image_bgr.shape[1], image_bgr.shape[0]))
+    heat = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET)
     return cv2.addWeighted(image_bgr, 1 - strength, heat, strength, 0)
 
 
