@@ -54,8 +54,6 @@ def draw_prediction(
     truth += [f"IoU {iou:.2f}"] if iou is not None else []
     caption = [f"predicted: {predicted} {confidence:.2f}", *([" | ".join(truth)] if truth else [])]
     band = _caption_band(canvas.shape[1], caption, FAILURE if failure else SUCCESS)
-    if predicted_box is None and true_box is None:  # a classification-only network on an image without a box
-        return np.vstack([band, canvas])
     return np.vstack([band, canvas, _legend(canvas.shape[1], predicted_box is not None, true_box is not None)])
 
 
@@ -93,10 +91,12 @@ def _caption_band(width: int, lines: Sequence[str], colour) -> np.ndarray:
 
 
 def _legend(width: int, with_predicted: bool, with_true: bool) -> np.ndarray:
+    """The boxes drawn, named; no band at all when neither is (a classification-only network on an image without
+    a box)."""
     font_scale = 0.75 * width / MIN_WIDTH  # as readable in a gallery's cell as the caption
-    band = np.full((int(34 * width / MIN_WIDTH), width, 3), 255, np.uint8)
-    x, y = 6, band.shape[0] // 2
     items = ([("predicted box", PREDICTED)] if with_predicted else []) + ([("true box", TRUE)] if with_true else [])
+    band = np.full((int(34 * width / MIN_WIDTH) if items else 0, width, 3), 255, np.uint8)
+    x, y = 6, band.shape[0] // 2
     for text, colour in items:
         cv2.line(band, (x, y), (x + 24, y), colour, 3)
         cv2.putText(band, text, (x + 30, y + 5), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
