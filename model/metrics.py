@@ -55,12 +55,10 @@ class ImageResults:
         return np.isfinite(self.true_boxes).all(axis=1)
 
     def failures(self, iou_threshold: float) -> np.ndarray:
-        """(N,) bool: wrong label, or (with boxes) IoU below the threshold."""
+        """(N,) bool: wrong label, or (with boxes) IoU below the threshold; an image whose true box is unknown
+        fails by its label alone."""
         wrong = self.predicted_labels != self.true_labels
-        if self.iou is None:
-            return wrong
-        with np.errstate(invalid="ignore"):  # an unknown true box (NaN IoU) fails by its label alone
-            return wrong | (self.boxed & (self.iou < iou_threshold))
+        return wrong if self.iou is None else wrong | (self.boxed & (self.iou < iou_threshold))
 
 
 def _mean(values: np.ndarray) -> float:
