@@ -71,16 +71,14 @@ def main(checkpoint, splits, csv_files, dataset, failures, failure_lines, iou_th
         loaded = Checkpoint(checkpoint)
         model = inference.place(loaded.build_model())
         problems = Problems(skip=skip_bad_rows, strict=strict)
-        chosen = splits or (() if csv_files else tuple(SET_NAMES))
-        sets = without_empty(
-            [own_split(loaded, s, problems, dataset) for s in chosen], everything=not splits and not csv_files
-        )
+        everything = not splits and not csv_files  # no set named: the run's three splits
+        chosen = tuple(SET_NAMES) if everything else splits
+        sets = without_empty([own_split(loaded, s, problems, dataset) for s in chosen], everything)
         sets += [other_rows(loaded, path, problems, dataset) for path in csv_files]
         names_once(sets)
         check_destination(out, loaded, sets)  # before the evaluation, not after it
-        scored = [
-            evaluate_set(loaded, model, s, inference, problems, workers or usable_cpus(), iou_threshold) for s in sets
-        ]
+        workers = workers or usable_cpus()
+        scored = [evaluate_set(loaded, model, s, inference, problems, workers, iou_threshold) for s in sets]
         for line in problems.lines():
             click.echo(line)
         show(scored, failures, failure_lines, iou_threshold)
@@ -94,11 +92,10 @@ def given_once(splits: tuple[str, ...], csv_files: tuple[Path, ...]) -> None:
     twice = sorted({s for s in splits if splits.count(s) > 1})
     if twice:
         raise UserError(f"--split {twice[0]} is given twice; give each split once")
-    seen: dict[Path, Path] = {}
-    for path in csv_files:
-        if Path(path).resolve() in seen:
-            raise UserError(f"--csv {path} is given twice (as {seen[Path(path).resolve()]}); give each file once")
-        seen[Path(path).resolve()] = path
+    resolved = [path.resolve() for path in csv_files]
+    for i, (path, where) in enumerate(zip(csv_files, resolved)):
+        if resolved.index(where) < i:
+            raise UserError(f"--csv {path} is given twice (as {csv_files[resolved.index(where)]}); give each file once")
 
 
 def without_empty(sets: list[ScoredSet], everything: bool) -> list[ScoredSet]:
@@ -116,12 +113,11 @@ def without_empty(sets: list[ScoredSet], everything: bool) -> list[ScoredSet]:
 
 def names_once(sets: list[ScoredSet]) -> None:
     """Two sets printed under one name (two --csv files called test.csv) would read as one."""
-    seen: dict[str, Path] = {}
-    for scored in sets:
-        if scored.name in seen:
+    names = [s.name for s in sets]
+    for i, scored in enumerate(sets):
+        if names.index(scored.name) < i:
             raise UserError(f"--csv {scored.source}: a set named {scored.name!r} is already evaluated "
-                            f"({seen[scored.name]}); rename one of the files")  # fmt: skip
-        seen[scored.name] = scored.source
+                            f"({sets[names.index(scored.name)].source}); rename one of the files")  # fmt: skip
 
 
 def cell(value: float | None, digits: int) -> str:
@@ -145,20 +141,13 @@ def tables(s: SetEvaluation, failures: bool, iou_threshold: float) -> list[Table
         confusion.add_row(label, *(str(v) for v in row))
     shown.append(confusion)
     if failures:
-        failing = Table(
-            "image",
-            "true",
-            "predicted",
-            "confidence",
-            "IoU",
-            title=f"{name} set: failures (wrong label or IoU < {iou_threshold})",
-        )
+        title = f"{name} set: failures (wrong label or IoU < {iou_threshold})"
+        failing = Table("image", "true", "predicted", "confidence", "IoU", title=title)
         for i in np.flatnonzero(results.failures(iou_threshold)):
+            true, predicted = results.classes[results.true_labels[i]], results.classes[results.predicted_labels[i]]
             iou = None if results.iou is None else float(results.iou[i])
-            labels_i = results.classes[results.true_labels[i]], results.classes[results.predicted_labels[i]]
-            failing.add_row(
-                "/".join(Path(results.paths[i]).parts[-2:]), *labels_i, f"{results.confidence[i]:.3f}", cell(iou, 3)
-            )
+            image = "/".join(Path(results.paths[i]).parts[-2:])
+            failing.add_row(image, true, predicted, f"{results.confidence[i]:.3f}", cell(iou, 3))
         shown.append(failing)
     return shown
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,11 +161,8 @@ class Outcome:
     confidence: float
     box: Box | None  # pixels
     iou: float | None
-    failure: bool
-
-    @property
-    def wrong_label(self) -> bool:
-        return self.item.label is not None and self.predicted != self.item.label
+    wrong_label: bool
+    failure: bool  # a wrong label, or an IoU below the threshold
 
     def describe(self) -> str:
         truth = [f"true {self.item.label}"] if self.item.label is not None else []
@@ -193,8 +191,9 @@ def predict_one(
         box = (x1, y1, x2, y2)
         if item.box is not None:
             iou = float(pairwise_iou(unit, torch.tensor([box_to_unit(item.box, width, height)]))[0])
-    failure = (item.label is not None and predicted != item.label) or (iou is not None and iou < threshold)
-    return Outcome(item, predicted, float(confidence), box, iou, failure), x
+    wrong_label = item.label is not None and predicted != item.label
+    failure = wrong_label or (iou is not None and iou < threshold)
+    return Outcome(item, predicted, float(confidence), box, iou, wrong_label, failure), x
 
 
 def no_window() -> str | None:
@@ -223,17 +222,19 @@ class View:
     thumbnails: list[np.ndarray] = field(default_factory=list)
     unreadable: int = 0
 
-    def read(self, item: Item) -> np.ndarray | None:
-        rgb, problem = decode_image(item.path)
-        if rgb is None:
-            click.echo(f"warning: {problem}, skipped", err=True)
-            self.unreadable += 1
-            return None
-        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    def images(self, items: list[Item]) -> Iterator[tuple[int, Item, np.ndarray]]:
+        """Each item's index, the item and its image (BGR), one by one; an unreadable image is skipped and counted."""
+        for index, item in enumerate(items):
+            rgb, problem = decode_image(item.path)
+            if rgb is None:
+                click.echo(f"warning: {problem}, skipped", err=True)
+                self.unreadable += 1
+            else:
+                yield index, item, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
-    def put(self, canvas: np.ndarray, name: str, in_gallery: bool = True) -> bool:
-        """Show or save ``canvas``; whether the user asked to quit."""
-        if in_gallery and len(self.thumbnails) < self.gallery_max:
+    def put(self, canvas: np.ndarray, name: str) -> bool:
+        """Show or save ``canvas`` (the gallery's first ``gallery_max`` kept too); whether the user asked to quit."""
+        if len(self.thumbnails) < self.gallery_max:
             self.thumbnails.append(canvas)
         if self.saved is not None:
             self.saved.write_bytes(name, encode_image(canvas, Path(name).suffix))
@@ -250,10 +251,7 @@ def predictions(items, model, checkpoint, inference, threshold, failures_only, c
     """Each image's prediction drawn (only the failures with --failures-only); the summary line, which counts wrong
     labels and box failures (right label, IoU below the threshold) apart."""
     shown, wrong, boxes = 0, 0, 0
-    for index, item in enumerate(items):
-        image = view.read(item)
-        if image is None:
-            continue
+    for index, item, image in view.images(items):
         outcome, x = predict_one(model, image, checkpoint, inference, item, threshold)
         wrong += outcome.wrong_label
         boxes += outcome.failure and not outcome.wrong_label
@@ -261,7 +259,7 @@ def predictions(items, model, checkpoint, inference, threshold, failures_only, c
             continue
         shown += 1
         click.echo(outcome.describe())
-        image = overlay_cam(image, grad_cam(model, x)[0]) if cam else image
+        image = overlay_cam(image, grad_cam(model, x)) if cam else image
         canvas = draw_prediction(image, outcome.predicted, outcome.confidence, outcome.box, item.label, item.box,
                                  outcome.iou, outcome.failure)  # fmt: skip
         if view.put(canvas, item.file_name(index, ".jpg")):
@@ -276,10 +274,7 @@ def preview(items: list[Item], checkpoint: Checkpoint, policy: str, count: int, 
     """--augment-preview: each image as the network sees it, then ``count`` augmented versions."""
     policy = "light" if policy == "off" else policy  # a model trained without: the lighter one
     augmenter, shown = Augmenter(POLICIES[policy], seed=0), 0
-    for index, item in enumerate(items):
-        image = view.read(item)
-        if image is None:
-            continue
+    for index, item, image in view.images(items):
         shown += 1
         click.echo(f"{'/'.join(item.path.parts[-2:])}: {count} augmented versions ({policy})")
         height, width = image.shape[:2]
@@ -287,7 +282,7 @@ def preview(items: list[Item], checkpoint: Checkpoint, policy: str, count: int, 
         sheet = augmentation_sheet(
             image, unit, checkpoint.image_size, checkpoint.mean, checkpoint.std, augmenter, count
         )
-        if view.put(sheet, item.file_name(index, "_augmented.png"), in_gallery=False):
+        if view.put(sheet, item.file_name(index, "_augmented.png")):  # no gallery with --augment-preview
             break
     return f"{shown} image(s) previewed of {len(items)}"
 
@@ -324,16 +319,13 @@ def annotate_boxes(folder: Path, items: list[Item]) -> None:
             scale = min(1.0, 1000 / max(image.shape[:2]))
             shown = cv2.resize(image, None, fx=scale, fy=scale) if scale < 1 else image
             try:
-                x, y, w, h = cv2.selectROI(
-                    f"{item.label}: drag the box, Enter to keep it, c to skip", shown, showCrosshair=True
-                )
+                title = f"{item.label}: drag the box, Enter to keep it, c to skip"
+                x, y, w, h = cv2.selectROI(title, shown, showCrosshair=True)
             except cv2.error as error:
                 raise UserError(f"cannot open a window ({str(error).strip().splitlines()[-1]})") from None
             if w and h:
-                add_box(
-                    folder,
-                    Annotation(item.path.name, x / scale, y / scale, (x + w) / scale, (y + h) / scale, str(item.label)),
-                )
+                x1, y1, x2, y2 = (v / scale for v in (x, y, x + w, y + h))
+                add_box(folder, Annotation(item.path.name, x1, y1, x2, y2, str(item.label)))
                 drawn += 1
     finally:
         cv2.destroyAllWindows()

@@ -123,21 +123,18 @@ class Checkpoint:
                 f"{self.path}: an incomplete or altered checkpoint (its model, classes, image size, normalisation or "
                 "weights are missing or of the wrong kind); retrain it with `python train.py`"
             )
-        assert isinstance(model, dict)  # for the type checker: ``fine`` says so
-        smallest = NETWORKS[model["name"]].min_image_size
+        smallest = NETWORKS[self.model_name].min_image_size
         if self.image_size < smallest:
             raise CheckpointError(
-                f"{self.path}: an altered checkpoint (image size {self.image_size} is below {model['name']}'s "
+                f"{self.path}: an altered checkpoint (image size {self.image_size} is below {self.model_name}'s "
                 f"{smallest}); retrain it"
             )
         self.options = TrainOptions.from_dict(data.get("options", {}), f"{self.path}: its recorded options")
 
     @property
     def record(self) -> RunRecord:
-        model = self.data["model"]
-        return RunRecord(
-            model["name"], dict(model["options"]), self.classes, self.image_size, self.options.recorded(), self.facts
-        )
+        options = dict(self.data["model"]["options"])
+        return RunRecord(self.model_name, options, self.classes, self.image_size, self.options.recorded(), self.facts)
 
     model_name = property(lambda self: str(self.data["model"]["name"]))
     classes = property(lambda self: list(self.data["classes"]))
@@ -145,7 +142,6 @@ class Checkpoint:
     mean = property(lambda self: tuple(self.data.get("normalization", {}).get("mean", config.IMAGENET_MEAN)))
     std = property(lambda self: tuple(self.data.get("normalization", {}).get("std", config.IMAGENET_STD)))
     epoch = property(lambda self: int(self.data.get("epoch", 0)))
-    metrics = property(lambda self: dict(self.data.get("metrics", {})))
     facts = property(lambda self: dict(self.data.get("run", {})))
     stale_epochs = property(lambda self: int(self.data.get("stale_epochs", 0)))
     is_resumable = property(lambda self: "optimizer" in self.data and "rng" in self.data)

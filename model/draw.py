@@ -20,6 +20,7 @@ PREDICTED = (0, 140, 255)  # orange
 TRUE = (230, 160, 0)  # blue
 FAILURE = (40, 40, 220)  # red caption background
 SUCCESS = (60, 160, 60)  # green caption background
+WHITE = (255, 255, 255)
 MIN_WIDTH = 480  # small images are enlarged so that captions stay readable
 CAPTION_SCALE = 1.0  # OpenCV's font scale of a caption on an image MIN_WIDTH wide: readable in a report's gallery
 
@@ -48,40 +49,33 @@ def draw_prediction(
 
     Boxes are xyxy in pixels of ``image_bgr``.
     """
-    scale = max(1.0, MIN_WIDTH / image_bgr.shape[1])
-    canvas = (
-        cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-        if scale > 1
-        else image_bgr.copy()
-    )
-    thickness = max(2, round(canvas.shape[1] / 250))
-    for box, colour in ((true_box, TRUE), (predicted_box, PREDICTED)):
-        if box is not None:
-            x1, y1, x2, y2 = (round(v * scale) for v in box)
-            cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
+    canvas = _with_boxes(image_bgr, ((true_box, TRUE), (predicted_box, PREDICTED)))
     truth = [f"true: {true}"] if true is not None else []
     truth += [f"IoU {iou:.2f}"] if iou is not None else []
     caption = [f"predicted: {predicted} {confidence:.2f}", *([" | ".join(truth)] if truth else [])]
     band = _caption_band(canvas.shape[1], caption, FAILURE if failure else SUCCESS)
-    if predicted_box is None and true_box is None:  # a classification-only network on an image without a box
-        return np.vstack([band, canvas])
-    legend = _legend(canvas.shape[1], with_predicted=predicted_box is not None, with_true=true_box is not None)
-    return np.vstack([band, canvas, legend])
+    return np.vstack([band, canvas, _legend(canvas.shape[1], predicted_box is not None, true_box is not None)])
 
 
 def draw_truth(image_bgr: np.ndarray, caption: str, box: Sequence[float]) -> np.ndarray:
     """Copy of the image with its true box (blue) and a caption above: a dataset's row as it is annotated."""
+    canvas = _with_boxes(image_bgr, [(box, TRUE)])
+    return np.vstack([_caption_band(canvas.shape[1], [caption], SUCCESS), canvas])
+
+
+def _with_boxes(image_bgr: np.ndarray, boxes) -> np.ndarray:
+    """Copy of the image, small ones enlarged to MIN_WIDTH, with each (box, colour) drawn that is not None."""
     scale = max(1.0, MIN_WIDTH / image_bgr.shape[1])
     canvas = cv2.resize(image_bgr, None, fx=scale, fy=scale) if scale > 1 else image_bgr.copy()
-    x1, y1, x2, y2 = (round(v * scale) for v in box)
-    cv2.rectangle(canvas, (x1, y1), (x2, y2), TRUE, max(2, round(canvas.shape[1] / 250)))
-    return np.vstack([_caption_band(canvas.shape[1], caption, SUCCESS), canvas])
+    for box, colour in [(b, c) for b, c in boxes if b is not None]:
+        x1, y1, x2, y2 = (round(v * scale) for v in box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, max(2, round(canvas.shape[1] / 250)))
+    return canvas
 
 
-def _caption_band(width: int, lines: str | Sequence[str], colour) -> np.ndarray:
+def _caption_band(width: int, lines: Sequence[str], colour) -> np.ndarray:
     """The caption above an image: one line each, as large as the widest line allows (up to CAPTION_SCALE), so that
     it stays readable in a gallery's cell at print size."""
-    lines = [lines] if isinstance(lines, str) else list(lines)
     font_scale = CAPTION_SCALE * width / MIN_WIDTH
     widest = lambda scale: max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for t in lines)  # noqa: E731
     while widest(font_scale) > width - 12 and font_scale > 0.3:
@@ -92,17 +86,18 @@ def _caption_band(width: int, lines: str | Sequence[str], colour) -> np.ndarray:
     band = np.full((step * len(lines) + 6, width, 3), colour, np.uint8)
     for k, text in enumerate(lines):
         origin = (6, step * (k + 1) - 2)
-        cv2.putText(band, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
+        cv2.putText(band, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, WHITE, thickness, cv2.LINE_AA)
     return band
 
 
 def _legend(width: int, with_predicted: bool, with_true: bool) -> np.ndarray:
+    """The boxes drawn, named; no band at all when neither is (a classification-only network on an image without
+    a box)."""
     font_scale = 0.75 * width / MIN_WIDTH  # as readable in a gallery's cell as the caption
-    band = np.full((int(34 * width / MIN_WIDTH), width, 3), 255, np.uint8)
-    x = 6
     items = ([("predicted box", PREDICTED)] if with_predicted else []) + ([("true box", TRUE)] if with_true else [])
+    band = np.full((int(34 * width / MIN_WIDTH) if items else 0, width, 3), 255, np.uint8)
+    x, y = 6, band.shape[0] // 2
     for text, colour in items:
-        y = band.shape[0] // 2
         cv2.line(band, (x, y), (x + 24, y), colour, 3)
         cv2.putText(band, text, (x + 30, y + 5), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
         x += 40 + cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0]
@@ -112,64 +107,46 @@ def _legend(width: int, with_predicted: bool, with_true: bool) -> np.ndarray:
 def gallery(images: Sequence[np.ndarray], cell_width: int = 360, columns: int = 3) -> np.ndarray:
     """A grid of annotated images, each scaled to ``cell_width`` and padded to a common height; three to a row,
     so that their captions can be read where the grid is printed at a page's width."""
-    if not images:
-        raise ValueError("no image to put in the gallery")
-    cells = [
-        cv2.resize(
-            im, (cell_width, max(1, round(im.shape[0] * cell_width / im.shape[1]))), interpolation=cv2.INTER_AREA
-        )
-        for im in images
-    ]
-    height = max(c.shape[0] for c in cells)
-    cells = [np.vstack([c, np.full((height - c.shape[0], cell_width, 3), 255, np.uint8)]) for c in cells]
+    sizes = [(cell_width, max(1, round(im.shape[0] * cell_width / im.shape[1]))) for im in images]
+    scaled = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im, size in zip(images, sizes)]
+    height = max(c.shape[0] for c in scaled)  # each cell padded to it (white below), and 4 px of white around
+    cells = [cv2.copyMakeBorder(c, 4, 4 + height - c.shape[0], 4, 4, cv2.BORDER_CONSTANT, value=WHITE) for c in scaled]
     columns = min(columns, len(cells))
     rows = math.ceil(len(cells) / columns)
-    cells += [np.full((height, cell_width, 3), 255, np.uint8)] * (rows * columns - len(cells))
-    pad = lambda c: cv2.copyMakeBorder(c, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=(255, 255, 255))  # noqa: E731
-    return np.vstack([np.hstack([pad(c) for c in cells[r * columns : (r + 1) * columns]]) for r in range(rows)])
+    cells += [np.full_like(cells[0], 255)] * (rows * columns - len(cells))
+    return np.vstack([np.hstack(cells[r * columns : (r + 1) * columns]) for r in range(rows)])
 
 
-def cam_layer(model: Detector) -> nn.Module:
-    """The last module of the feature extractor that still has a spatial map (before pooling)."""
-    pooling = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
-    candidates = [m for m in model.features.children() if not isinstance(m, pooling)]
-    return candidates[-1]
+def grad_cam(model: Detector, image: torch.Tensor) -> np.ndarray:
+    """Grad-CAM of one normalised image (1, 3, S, S) for its predicted class: a (S, S) map in [0, 1].
 
-
-def grad_cam(model: Detector, image: torch.Tensor, class_index: int | None = None) -> tuple[np.ndarray, int]:
-    """Grad-CAM of one normalised image (1, 3, S, S): a (S, S) map in [0, 1] and the class explained.
-
-    Gradients of the class score weight the last feature maps (Selvaraju et al., 2017).
+    Gradients of the class score weight the last feature maps (Selvaraju et al., 2017): those of the last module of
+    the feature extractor that still has a spatial map (before pooling).
     """
-    layer = cam_layer(model)
-    stored: dict[str, torch.Tensor] = {}
-
-    def keep(_module, _inputs, output):
-        stored["maps"] = output
-
-    handle = layer.register_forward_hook(keep)
+    pooling = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
+    layer = [m for m in model.features.children() if not isinstance(m, pooling)][-1]
+    stored: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _module, _inputs, output: stored.append(output))
     try:
         model.eval()
         with torch.enable_grad():
             image = image.detach().clone().requires_grad_(True)  # a graph even through a frozen backbone
             logits, _ = model(image)
-            index = int(logits.argmax(dim=1)) if class_index is None else class_index
-            (gradients,) = torch.autograd.grad(logits[0, index], stored["maps"])
+            (gradients,) = torch.autograd.grad(logits[0, int(logits.argmax(dim=1))], stored[-1])
     finally:
         handle.remove()
-    maps = stored["maps"].detach()[0]  # (K, h, w)
+    maps = stored[-1].detach()[0]  # (K, h, w)
     weights = gradients[0].mean(dim=(1, 2))  # (K,)
     cam = torch.relu((weights[:, None, None] * maps).sum(dim=0))
     cam = cam / cam.max() if cam.max() > 0 else cam
     size = image.shape[-1]
-    return cv2.resize(cam.float().cpu().numpy(), (size, size), interpolation=cv2.INTER_LINEAR), index
+    return cv2.resize(cam.float().cpu().numpy(), (size, size), interpolation=cv2.INTER_LINEAR)
 
 
 def overlay_cam(image_bgr: np.ndarray, cam: np.ndarray, strength: float = 0.45) -> np.ndarray:
     """Blend a [0, 1] heat map (any size) over the image in the JET colour map."""
-    heat = cv2.applyColorMap(
-        (cv2.resize(cam, (image_bgr.shape[1], image_bgr.shape[0])) * 255).astype(np.uint8), cv2.COLORMAP_JET
-    )
+    scaled = cv2.resize(cam, (image_bgr.shape[1], image_bgr.shape[0]))
+    heat = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET)
     return cv2.addWeighted(image_bgr, 1 - strength, heat, strength, 0)
 
 
@@ -190,5 +167,5 @@ def augmentation_sheet(
         tile = cv2.resize(tile, (side, side), interpolation=cv2.INTER_NEAREST)
         x1, y1, x2, y2 = (round(float(v) * side) for v in corners)
         cv2.rectangle(tile, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), TRUE, 2)
-        drawn.append(cv2.copyMakeBorder(tile, 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=(255, 255, 255)))
+        drawn.append(cv2.copyMakeBorder(tile, 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=WHITE))
     return np.hstack(drawn)

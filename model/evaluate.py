@@ -17,6 +17,7 @@ import json
 import math
 import statistics
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,6 @@ class Inference:
         chosen = select_device(device)
         return cls(chosen, resolve_precision(precision, chosen), batch_size)
 
-    @property
-    def compute(self) -> Compute:
-        return Compute(self.batch_size, self.precision, channels_last(self.device))
-
     def place(self, model: torch.nn.Module) -> torch.nn.Module:
         return place_model(model, self.device)
 
@@ -68,7 +65,8 @@ def run_model(model, dataset: DetectionDataset, checkpoint: Checkpoint, inferenc
     """One batched pass: the set's loss figures (with the run's loss) and its per-image results."""
     loss_fn = loss_for(checkpoint.options, missing_boxes=bool(dataset.boxes.isnan().any()))  # internet images
     batches = DeviceBatches(dataset, inference.device, resident=False)  # one pass: copied per batch
-    stats, predictions = evaluate(model, batches, loss_fn, inference.compute, keep_predictions=True)
+    compute = Compute(inference.batch_size, inference.precision, channels_last(inference.device))
+    stats, predictions = evaluate(model, batches, loss_fn, compute, keep_predictions=True)
     assert predictions is not None
     return stats, ImageResults.from_predictions(dataset, predictions)
 
@@ -76,17 +74,15 @@ def run_model(model, dataset: DetectionDataset, checkpoint: Checkpoint, inferenc
 def time_inference(model, dataset: DetectionDataset, inference: Inference) -> dict[str, float]:
     """Milliseconds per image: batched (64 a batch, eval's path) and one image at a time (predict's); after a
     first pass over ``dataset`` (run_model's), which warms up."""
-    batches = DeviceBatches(dataset, inference.device, resident=False)
-    stats, _ = evaluate(
-        model, batches, DetectionLoss(), Compute(64, inference.precision, channels_last(inference.device))
-    )
+    batches, layout = DeviceBatches(dataset, inference.device, resident=False), channels_last(inference.device)
+    stats, _ = evaluate(model, batches, DetectionLoss(), Compute(64, inference.precision, layout))
     latencies = []
     with torch.no_grad():
         for i in range(min(len(dataset), 20) + 2):
             start = time.perf_counter()
             images = dataset.gather(torch.tensor([i % len(dataset)])).to(inference.device)
             with inference.precision.autocast():
-                model(batches.normalize(images, channels_last(inference.device)))
+                model(batches.normalize(images, layout))
             synchronize(inference.device)
             latencies.append(time.perf_counter() - start)
     return {
@@ -107,10 +103,6 @@ class ScoredSet:
     source: Path  # the rows' file (or folder)
     root: Path  # the dataset folder its images are in
     rows: tuple[Annotation, ...]
-
-    @property
-    def own_split(self) -> bool:
-        return self.id in SET_NAMES
 
     def identity(self, checkpoint: Checkpoint) -> dict[str, str]:
         """What a stored evaluation of it must match: the checkpoint's save, the rows and their images."""
@@ -181,10 +173,9 @@ def decoded(scored: ScoredSet, checkpoint: Checkpoint, problems: Problems, worke
 
 def evaluate_set(checkpoint, model, scored: ScoredSet, inference: Inference, problems, workers, iou_threshold=0.5):
     stats, results = run_model(model, decoded(scored, checkpoint, problems, workers), checkpoint, inference)
-    figures: dict[str, Any] = {"loss": stats.loss, "class_loss": stats.class_loss}
-    if not math.isnan(stats.box_loss):  # a classification-only network has none
-        figures["box_loss"] = stats.box_loss
-    return SetEvaluation(scored, {**figures, **summarize(results, iou_threshold)}, results)
+    box = {} if math.isnan(stats.box_loss) else {"box_loss": stats.box_loss}  # a classification-only network has none
+    figures = {"loss": stats.loss, "class_loss": stats.class_loss, **box, **summarize(results, iou_threshold)}
+    return SetEvaluation(scored, figures, results)
 
 
 def evaluation_files(checkpoint: Checkpoint, evaluation: SetEvaluation, iou_threshold: float) -> dict[str, bytes]:
@@ -198,7 +189,7 @@ def evaluation_files(checkpoint: Checkpoint, evaluation: SetEvaluation, iou_thre
         "epoch": checkpoint.epoch,
         "model": {"name": checkpoint.model_name, "options": checkpoint.record.model_options},
         "classes": checkpoint.classes,
-        "set": {"id": scored.id, "name": scored.name, "file": str(scored.source), "own_split": scored.own_split},
+        "set": {"id": scored.id, "name": scored.name, "file": str(scored.source), "own_split": scored.id in SET_NAMES},
         "identity": scored.identity(checkpoint),
         "iou_threshold": iou_threshold,
         "figures": figures,
@@ -207,9 +198,7 @@ def evaluation_files(checkpoint: Checkpoint, evaluation: SetEvaluation, iou_thre
     stem = f"{checkpoint.path.stem}.{scored.id}"
     return {
         f"{stem}.json": (json.dumps(to_json_ready(document), indent=2) + "\n").encode(),
-        f"{stem}.images.csv": per_image_frame({scored.name: evaluation.results}, iou_threshold)
-        .to_csv(index=False)
-        .encode(),
+        f"{stem}.images.csv": per_image_csv(scored.name, evaluation.results, iou_threshold),
         f"{stem}.confusion.png": confusion_png(figures["confusion"]["labels"], figures["confusion"]["matrix"], title),
     }
 
@@ -241,12 +230,8 @@ def write_evaluation(checkpoint: Checkpoint, sets: list[SetEvaluation], out: Pat
     JSON files written."""
     files = {name: data for s in sets for name, data in evaluation_files(checkpoint, s, iou).items()}
     folder, prefix = destination(out, checkpoint)
-    if out is None:
-        with Run(checkpoint.path.parent).writer("eval.py"), folder.staged() as change:
-            paths = [change.write_bytes(f"{prefix}{name}", data) for name, data in files.items()]
-    else:
-        with folder.staged() as change:
-            paths = [change.write_bytes(name, data) for name, data in files.items()]
+    with Run(checkpoint.path.parent).writer("eval.py") if out is None else nullcontext(), folder.staged() as change:
+        paths = [change.write_bytes(f"{prefix}{name}", data) for name, data in files.items()]
     return [p for p in paths if p.suffix == ".json"]
 
 
@@ -270,31 +255,27 @@ def ensure_evaluation(run: Run, which: str, split: str | Path, inference: Infere
     return stored, run.folder / EVALUATIONS / f"{which}.{scored.id}.images.csv"
 
 
-def per_image_frame(sets: dict[str, ImageResults], iou_threshold: float) -> pd.DataFrame:
-    """One row per image: set, path, true and predicted label, confidence, IoU, failure, predicted and true box in
-    pixels of the original image."""
+def per_image_csv(name: str, r: ImageResults, iou_threshold: float) -> bytes:
+    """One row per image of the set ``name``: set, path, true and predicted label, confidence, IoU, failure,
+    predicted and true box in pixels of the original image."""
     rows = []
-    for name, r in sets.items():
-        failures = r.failures(iou_threshold)
-        for i, path in enumerate(r.paths):
-            predicted = [f"{v:.1f}" for v in r.predicted_boxes[i]] if r.predicted_boxes is not None else [""] * 4
-            true = [f"{v:.1f}" for v in r.true_boxes[i]] if r.has_true_box(i) else [""] * 4
-            iou = "" if r.iou is None or not r.has_true_box(i) else f"{r.iou[i]:.4f}"
-            labels = r.classes[r.true_labels[i]], r.classes[r.predicted_labels[i]]
-            rows.append([name, str(path), *labels, f"{r.confidence[i]:.4f}", iou, int(failures[i]), *predicted, *true])
+    for i, (path, failure, boxed) in enumerate(zip(r.paths, r.failures(iou_threshold), r.boxed)):
+        predicted = [f"{v:.1f}" for v in r.predicted_boxes[i]] if r.predicted_boxes is not None else [""] * 4
+        true = [f"{v:.1f}" for v in r.true_boxes[i]] if boxed else [""] * 4
+        iou = "" if r.iou is None or not boxed else f"{r.iou[i]:.4f}"
+        labels = r.classes[r.true_labels[i]], r.classes[r.predicted_labels[i]]
+        rows.append([name, str(path), *labels, f"{r.confidence[i]:.4f}", iou, int(failure), *predicted, *true])
     columns = ["set", "path", "true_label", "predicted_label", "confidence", "iou", "failure"]
-    return pd.DataFrame(rows, columns=[*columns, *(f"pred_{c}" for c in CORNERS), *(f"true_{c}" for c in CORNERS)])
+    columns += [*(f"pred_{c}" for c in CORNERS), *(f"true_{c}" for c in CORNERS)]
+    return pd.DataFrame(rows, columns=columns).to_csv(index=False).encode()
 
 
 def read_per_image(path: Path, classes: list[str]) -> ImageResults:
     """The per-image CSV of a stored evaluation, back as ImageResults (for galleries drawn later)."""
-    frame = pd.read_csv(path, keep_default_na=True)
+    frame = pd.read_csv(path)
     index = {c: i for i, c in enumerate(classes)}
     has_boxes = frame["pred_x1"].notna().any()
-
-    def boxes(prefix: str):
-        return frame[[f"{prefix}_{c}" for c in CORNERS]].to_numpy(dtype=float)
-
+    true_boxes, boxes = (frame[[f"{p}_{c}" for c in CORNERS]].to_numpy(dtype=float) for p in ("true", "pred"))
     return ImageResults(
         [Path(p) for p in frame["path"]],
         list(classes),
@@ -302,8 +283,8 @@ def read_per_image(path: Path, classes: list[str]) -> ImageResults:
         frame["predicted_label"].map(index).to_numpy(dtype=int),
         frame["confidence"].to_numpy(dtype=float),
         frame["iou"].to_numpy(dtype=float) if has_boxes else None,
-        boxes("true"),
-        boxes("pred") if has_boxes else None,
+        true_boxes,
+        boxes if has_boxes else None,
     )
 
 
@@ -327,12 +308,9 @@ def ensure_classic_evaluation(run: Run, workers: int, echo=print) -> dict[str, t
         baselines = run_baselines(test.root, train.rows, test.rows, checkpoint.classes, loss_for(checkpoint.options))
         files, entries = {}, {}
         for name, baseline in baselines.items():
-            entries[name] = {
-                "figures": to_json_ready({**baseline.losses, **summarize(baseline.results)}),
-                "chosen": baseline.chosen,
-            }
-            frame = per_image_frame({"test": baseline.results}, 0.5)
-            files[f"{EVALUATIONS}/classic-{name}.test.images.csv"] = frame.to_csv(index=False).encode()
+            figures = to_json_ready({**baseline.losses, **summarize(baseline.results)})
+            entries[name] = {"figures": figures, "chosen": baseline.chosen}
+            files[f"{EVALUATIONS}/classic-{name}.test.images.csv"] = per_image_csv("test", baseline.results, 0.5)
         stored = {"format": FORMAT, "identity": identity, "classes": checkpoint.classes, "baselines": entries}
         files[f"{EVALUATIONS}/classic.test.json"] = (json.dumps(stored, indent=2) + "\n").encode()
         with run.writer("compare.py --practical"), run.files.staged() as change:

@@ -54,20 +54,11 @@ class ImageResults:
         """(N,) bool: the images whose true box is known."""
         return np.isfinite(self.true_boxes).all(axis=1)
 
-    def box_failures(self, iou_threshold: float) -> np.ndarray:
-        """(N,) bool: right label, but the box's IoU below the threshold."""
-        if self.iou is None:
-            return np.zeros(len(self.true_labels), dtype=bool)
-        with np.errstate(invalid="ignore"):
-            return (self.predicted_labels == self.true_labels) & self.boxed & (self.iou < iou_threshold)
-
     def failures(self, iou_threshold: float) -> np.ndarray:
-        """(N,) bool: wrong label, or (with boxes) IoU below the threshold."""
+        """(N,) bool: wrong label, or (with boxes) IoU below the threshold; an image whose true box is unknown
+        fails by its label alone."""
         wrong = self.predicted_labels != self.true_labels
-        if self.iou is None:
-            return wrong
-        with np.errstate(invalid="ignore"):  # an unknown true box (NaN IoU) fails by its label alone
-            return wrong | (self.boxed & (self.iou < iou_threshold))
+        return wrong if self.iou is None else wrong | (self.boxed & (self.iou < iou_threshold))
 
 
 def _mean(values: np.ndarray) -> float:
@@ -75,20 +66,17 @@ def _mean(values: np.ndarray) -> float:
 
 
 def _figures(results: ImageResults, selected: np.ndarray, iou_threshold: float) -> dict:
-    correct = results.predicted_labels[selected] == results.true_labels[selected]
-    figures = {"images": int(selected.sum()), "correct": int(correct.sum()), "accuracy": _mean(correct)}
+    right = results.predicted_labels == results.true_labels
+    figures = {"images": int(selected.sum()), "correct": int(right[selected].sum()), "accuracy": _mean(right[selected])}
     if results.iou is not None and results.predicted_boxes is not None:
         boxed = selected & results.boxed  # images known by their label alone have no box figures
         iou = results.iou[boxed]
-        corner_error = np.abs(results.predicted_boxes[boxed] - results.true_boxes[boxed])
         figures.update(
             images_with_box=int(boxed.sum()),
             mean_iou=_mean(iou),
             iou_at_threshold=_mean(iou >= iou_threshold),
-            detection_accuracy=_mean(
-                (results.predicted_labels[boxed] == results.true_labels[boxed]) & (iou >= iou_threshold)
-            ),
-            corner_error_px=_mean(corner_error),
+            detection_accuracy=_mean(right[boxed] & (iou >= iou_threshold)),
+            corner_error_px=_mean(np.abs(results.predicted_boxes[boxed] - results.true_boxes[boxed])),
         )
     return figures
 
@@ -101,12 +89,10 @@ def summarize(results: ImageResults, iou_threshold: float = 0.5) -> dict:
     corner_error_px: mean absolute error of the four corner coordinates, in original pixels.
     """
     n = len(results.classes)
-    confusion = np.zeros((n, n), dtype=int)
-    np.add.at(confusion, (results.true_labels, results.predicted_labels), 1)
-    everything = np.ones(len(results.true_labels), dtype=bool)
+    confusion = np.bincount(results.true_labels * n + results.predicted_labels, minlength=n * n).reshape(n, n)
     return {
         "iou_threshold": iou_threshold,
-        "overall": _figures(results, everything, iou_threshold),
+        "overall": _figures(results, np.full(len(results.true_labels), True), iou_threshold),
         "per_label": {
             name: _figures(results, results.true_labels == i, iou_threshold) for i, name in enumerate(results.classes)
         },
@@ -115,18 +101,13 @@ def summarize(results: ImageResults, iou_threshold: float = 0.5) -> dict:
 
 
 def to_json_ready(value):
-    """JSON-ready copy of nested figures (NaN becomes None)."""
+    """JSON-ready copy of nested figures (NaN becomes None); summarize() and the losses give plain Python
+    numbers already."""
     if isinstance(value, dict):
         return {k: to_json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_json_ready(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    return value
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,15 +116,13 @@ def to_json_ready(value):
 IOU_THRESHOLDS = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))  # COCO's ten, 0.5 to 0.95 by 0.05
 
 
-def accuracy_by_iou(results: ImageResults, thresholds: tuple[float, ...] = IOU_THRESHOLDS) -> list[float]:
-    """For each IoU threshold t, the share of the images with a known box whose label is right and whose box has
-    IoU >= t (the "detection accuracy" at t; at 0.5 it is summarize()'s detection_accuracy)."""
+def accuracy_by_iou(results: ImageResults) -> list[float]:
+    """For each IoU threshold t of IOU_THRESHOLDS, the share of the images with a known box whose label is right and
+    whose box has IoU >= t (the "detection accuracy" at t; at 0.5 it is summarize()'s detection_accuracy)."""
     if results.iou is None:
         return []
-    boxed = results.boxed
-    right = (results.predicted_labels == results.true_labels)[boxed]
-    iou = results.iou[boxed]
-    return [_mean(right & (iou >= t)) for t in thresholds]
+    right, iou = (results.predicted_labels == results.true_labels)[results.boxed], results.iou[results.boxed]
+    return [_mean(right & (iou >= t)) for t in IOU_THRESHOLDS]
 
 
 def average_precision(results: ImageResults) -> dict[str, float]:
@@ -154,7 +133,6 @@ def average_precision(results: ImageResults) -> dict[str, float]:
 
     if results.iou is None or results.predicted_boxes is None:
         return {}
-    boxed = np.flatnonzero(results.boxed)
     metric = MeanAveragePrecision(
         box_format="xyxy",
         iou_type="bbox",
@@ -162,20 +140,16 @@ def average_precision(results: ImageResults) -> dict[str, float]:
         rec_thresholds=[float(r) for r in np.linspace(0, 1, 101)],
         max_detection_thresholds=[1, 10, 100],
     )
-    as_box = lambda boxes, i: torch.as_tensor(boxes[i : i + 1], dtype=torch.float32)  # noqa: E731
+
+    def each(values: np.ndarray, dtype=torch.float32) -> list[torch.Tensor]:  # per image with a known box: (1, ...)
+        return list(torch.as_tensor(values[results.boxed], dtype=dtype).unsqueeze(1))
+
+    predicted = zip(
+        each(results.predicted_boxes), each(results.confidence), each(results.predicted_labels, torch.int64)
+    )
+    true = zip(each(results.true_boxes), each(results.true_labels, torch.int64))
     metric.update(
-        [
-            {
-                "boxes": as_box(results.predicted_boxes, i),
-                "scores": torch.tensor([float(results.confidence[i])]),
-                "labels": torch.tensor([int(results.predicted_labels[i])]),
-            }
-            for i in boxed
-        ],
-        [
-            {"boxes": as_box(results.true_boxes, i), "labels": torch.tensor([int(results.true_labels[i])])}
-            for i in boxed
-        ],
+        [{"boxes": b, "scores": s, "labels": c} for b, s, c in predicted], [{"boxes": b, "labels": c} for b, c in true]
     )
     scores = metric.compute()
     return {"map": float(scores["map"]), "map_50": float(scores["map_50"]), "map_75": float(scores["map_75"])}

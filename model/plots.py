@@ -24,8 +24,6 @@ from matplotlib.ticker import MaxNLocator
 
 from model.runs import best_epoch, training_figures
 
-SPLIT_COLOURS = {"train": "tab:blue", "val": "tab:orange"}
-
 
 def colours(n: int) -> list[tuple[float, float, float, float]]:
     """One distinct colour per curve (matplotlib's tab10, repeating after ten)."""
@@ -49,22 +47,6 @@ def figure_bytes(figure) -> bytes:
         plt.close(figure)
 
 
-def mark_best(ax, epoch: int | None, label: bool = True) -> None:
-    """A dotted vertical line at the best epoch."""
-    if epoch is not None:
-        ax.axvline(epoch, color="grey", linestyle=":", linewidth=1.2, label="best epoch" if label else None)
-
-
-def unique_legend(ax, **options) -> None:
-    """The axis' legend with each label once."""
-    handles, labels = ax.get_legend_handles_labels()
-    seen: dict[str, object] = {}
-    for handle, text in zip(handles, labels):
-        seen.setdefault(text, handle)
-    if seen:
-        ax.legend(list(seen.values()), list(seen), **options)
-
-
 def convergence_png(history: Sequence[dict], title: str) -> bytes:
     """Loss (total, class, box), accuracy and mean IoU per epoch, training against validation, the best
     epoch marked; the training curves are the evaluation-mode figures when the run measured them."""
@@ -72,29 +54,22 @@ def convergence_png(history: Sequence[dict], title: str) -> bytes:
     epochs = [row["epoch"] for row in history]
     has_boxes = any(not math.isnan(row["val_iou"]) for row in history)
     losses = ["loss", "class_loss", "box_loss"] if has_boxes else ["loss"]  # without boxes the loss is the class loss
-    panels = [("Loss", losses), ("Accuracy", ["accuracy"])]
-    if has_boxes:
-        panels.append(("Mean IoU", ["iou"]))
+    panels = [("Loss", losses), ("Accuracy", ["accuracy"]), *([("Mean IoU", ["iou"])] if has_boxes else [])]
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     styles = {"loss": "-", "class_loss": "--", "box_loss": ":"}
-    best = best_epoch(history)
+    best, marker = best_epoch(history), "o" if len(epochs) < 30 else None
     for ax, (name, keys) in zip(axes[0], panels):
         for key in keys:
-            for split, column, label in (("train", prefix, train_label), ("val", "val", "validation")):
-                ax.plot(
-                    epochs,
-                    [row[f"{column}_{key}"] for row in history],
-                    styles.get(key, "-"),
-                    color=SPLIT_COLOURS[split],
-                    marker="o" if len(epochs) < 30 else None,
-                    markersize=3,
-                    label=label if name != "Loss" else f"{label}: {key.replace('_', ' ')}",
-                )
-        mark_best(ax, best)
+            for column, label, colour in ((prefix, train_label, "tab:blue"), ("val", "validation", "tab:orange")):
+                values = [row[f"{column}_{key}"] for row in history]
+                legend = label if name != "Loss" else f"{label}: {key.replace('_', ' ')}"
+                ax.plot(epochs, values, styles.get(key, "-"), color=colour, marker=marker, markersize=3, label=legend)
+        if best is not None:
+            ax.axvline(best, color="grey", linestyle=":", linewidth=1.2, label="best epoch")
         ax.set(title=name, xlabel="epoch", ylabel=name.lower())
         integer_epochs(ax)
         ax.grid(alpha=0.3)
-        unique_legend(ax, fontsize="small")
+        ax.legend(fontsize="small")  # each label once: a panel's curves differ by split (and loss term)
     figure.suptitle(f"{title}: training and validation per epoch (best epoch {best})")
     figure.tight_layout()
     return figure_bytes(figure)
@@ -102,20 +77,14 @@ def convergence_png(history: Sequence[dict], title: str) -> bytes:
 
 def draw_confusion(ax, labels: Sequence[str], matrix: Sequence[Sequence[int]], title: str):
     """Counts, rows true and columns predicted, shaded by the share of each true label; the image."""
-    counts = np.asarray(matrix)
+    counts, n = np.asarray(matrix), len(labels)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black")
-    ax.set(
-        xticks=range(len(labels)),
-        yticks=range(len(labels)),
-        xticklabels=labels,
-        yticklabels=labels,
-        xlabel="predicted label",
-        ylabel="true label",
-    )
+    for i, j in np.ndindex(n, n):
+        ax.text(j, i, str(counts[i, j]), ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black")
+    ax.set_xticks(range(n), labels)
+    ax.set_yticks(range(n), labels)
+    ax.set(xlabel="predicted label", ylabel="true label")
     ax.set_title(textwrap.fill(title, 30), fontsize="medium")  # a long run name wraps instead of being cut
     return image
 
