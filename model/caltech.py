@@ -100,8 +100,7 @@ def _import_category(image_dir: Path, mat_dir: Path, label: str, destination: Pa
             raise CaltechError(f"{image_path}: unreadable image")
         height, width = image.shape[:2]
         box = read_box(mat_path)
-        x1, x2 = (min(max(v, 0), width) for v in box[0::2])  # each corner clipped on its own: never inverted
-        y1, y2 = (min(max(v, 0), height) for v in box[1::2])
+        x1, y1, x2, y2 = np.clip(box, 0, (width, height, width, height))  # each corner on its own: never inverted
         if x2 <= x1 or y2 <= y1:
             raise CaltechError(
                 f"{mat_path}: its box {','.join(map(str, box))} lies outside the {width}x{height} image {image_path}; "

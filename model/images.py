@@ -10,6 +10,7 @@ and a dataset larger than memory is paged in from disk instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -149,11 +150,6 @@ def fingerprint(digests: dict[str, str], rows: Sequence[Annotation], salt: str =
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def dataset_key(root: Path, rows: Sequence[Annotation], image_size: int) -> str:
-    """The decode cache's key: the rows' fingerprint at this image size."""
-    return fingerprint(row_digests(root, rows), rows, f"cvpr-cache v2 {image_size}px\n")
-
-
 def fits_in_memory(nbytes: int) -> bool:
     """Whether ``nbytes`` may be held in RAM: at most half of the memory available now."""
     try:
@@ -200,15 +196,12 @@ class ImageCache:
         rows = sorted(rows, key=lambda r: r.key)
         shape = (len(rows), 3, image_size, image_size)
         path = None
-        if cache_dir is not None:
+        if cache_dir is not None:  # the cache's key: the rows' fingerprint at this image size
             key = fingerprint(digests or row_digests(root, rows), rows, f"cvpr-cache v2 {image_size}px\n")
             path = Path(cache_dir) / f"{key}.npy"
-        if path is not None and path.exists():
-            try:
-                return cls._load(rows, path)
-            except (OSError, ValueError):
-                pass  # a damaged file is decoded again
-        if path is None and fits_in_memory(int(np.prod(shape))):
+            with contextlib.suppress(OSError, ValueError):  # none there, or a damaged file: decoded again
+                return cls._load(rows, path, from_disk=True)
+        elif fits_in_memory(int(np.prod(shape))):
             buffer = np.empty(shape, dtype=np.uint8)
             sizes, decoded = _decode(root, rows, image_size, buffer, workers, problems, interrupt)
             return cls(rows, torch.from_numpy(buffer), torch.from_numpy(sizes), torch.from_numpy(decoded), False)
@@ -216,9 +209,8 @@ class ImageCache:
         try:
             make_folder(folder)
         except WriteError as error:
-            raise WriteError(
-                f"{error}{f' (${env.CACHE_DIR})' if env.cache_dir() else ''}, or pass --no-cache"
-            ) from None
+            named = f" (${env.CACHE_DIR})" if env.cache_dir() else ""
+            raise WriteError(f"{error}{named}, or pass --no-cache") from None
         remove_stale_temporaries(folder)
         tmp = folder / temporary_name("cache.npy")
         try:
@@ -232,27 +224,20 @@ class ImageCache:
                 write_file(path.with_suffix(".sizes.npy"), sizes_file.getvalue())
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, path)
-                cache = cls._load(rows, path)
-                cache.from_disk = False  # decoded by this run
-                return cache
+                return cls._load(rows, path, from_disk=False)  # decoded by this run
             images = torch.from_numpy(np.load(tmp, mmap_mode="c"))
             return cls(rows, images, torch.from_numpy(sizes), torch.from_numpy(decoded), False)
         finally:
             tmp.unlink(missing_ok=True)  # an open mapping stays valid; its space is freed when it closes
 
     @classmethod
-    def _load(cls, rows: Sequence[Annotation], path: Path) -> ImageCache:
+    def _load(cls, rows: Sequence[Annotation], path: Path, from_disk: bool) -> ImageCache:
         images = np.load(path, mmap_mode="c")  # copy-on-write: writable for torch, never written back
         sizes = np.load(path.with_suffix(".sizes.npy"))
         if images.shape[0] != len(rows) or sizes.shape != (len(rows), 2):
             raise ValueError(f"{path}: does not match its rows")
-        return cls(
-            rows, torch.from_numpy(images), torch.from_numpy(sizes), torch.ones(len(rows), dtype=torch.bool), True
-        )
-
-    def lookup(self, rows: Sequence[Annotation]) -> torch.Tensor:
-        """(len(rows),) indices into ``images``; KeyError when a row is not cached."""
-        return torch.tensor([self.index[row.key] for row in rows], dtype=torch.int64)
+        decoded = torch.ones(len(rows), dtype=torch.bool)
+        return cls(rows, torch.from_numpy(images), torch.from_numpy(sizes), decoded, from_disk)
 
 
 def _open_buffer(tmp: Path, shape: tuple[int, ...]) -> np.memmap:
