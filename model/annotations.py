@@ -214,7 +214,7 @@ def read_annotations(root: Path, problems: Problems) -> list[Annotation]:
 def _check_empty_class(folder: Path, label: str, files: list[Path], images: Path, problems: Problems) -> None:
     """A class whose images/<label>/ holds images but no annotation row (a half-copied dataset?): named with the
     annotation file that should hold its rows."""
-    count = sum(p.suffix.lower() in config.IMAGE_EXTENSIONS for p in images.iterdir()) if images.is_dir() else 0
+    count = sum(p.suffix.lower() in config.IMAGE_EXTENSIONS for p in images.iterdir())  # a folder: read_annotations
     if not count:
         return
     path = next((p for p in files if p.stem.lower() == label.lower()), folder / f"{label}.csv")
@@ -317,7 +317,7 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in visible if p.suffix.lower() in config.IMAGE_EXTENSIONS)
 
 
-def web_images(folder: Path = WEB_IMAGES) -> list[Path]:
+def web_images(folder: Path) -> list[Path]:
     """The image files under ``folder``/images/<label>/, sorted."""
     images = Path(folder) / "images"
     labels = sorted(images.iterdir()) if images.is_dir() else []

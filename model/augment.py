@@ -58,17 +58,12 @@ AUGMENT_POLICIES = ("off", *POLICIES)
 
 
 @functools.lru_cache(maxsize=16)
-def _constants(device: torch.device, mean: tuple[float, ...], std: tuple[float, ...]) -> dict[str, torch.Tensor]:
-    """The augmentation's constant tensors on ``device``, copied there once (not once per batch); YIQ's inverse
-    computed on the CPU (an inverse on a GPU waits for the host)."""
-    values = {
-        "luma": torch.tensor(LUMA),
-        "yiq": torch.tensor(YIQ),
-        "yiq_inverse": torch.linalg.inv(torch.tensor(YIQ)),
-        "std": torch.tensor(std, dtype=torch.float32),
-        "mean": torch.tensor(mean, dtype=torch.float32),
-    }
-    return {name: value.to(device) for name, value in values.items()}
+def _constants(device: torch.device, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, ...]:
+    """The augmentation's constant tensors on ``device``, copied there once (not once per batch): luma, RGB -> YIQ
+    and back (the inverse computed on the CPU: on a GPU it waits for the host), mean and std."""
+    yiq = torch.tensor(YIQ)
+    mean_t, std_t = (torch.tensor(v, dtype=torch.float32) for v in (mean, std))
+    return tuple(value.to(device) for value in (torch.tensor(LUMA), yiq, torch.linalg.inv(yiq), mean_t, std_t))
 
 
 @dataclass
@@ -189,21 +184,20 @@ def recolour(images: torch.Tensor, draw: Draw, mean: Sequence[float], std: Seque
     so all are composed into one affine map per image (a 3x3 matrix and an offset): one pass."""
     device = images.device
     n = len(images)
-    constants = _constants(device, tuple(mean), tuple(std))
+    luma, yiq, yiq_inverse, mean_t, std_t = _constants(device, tuple(mean), tuple(std))
     eye = torch.eye(3, device=device).expand(n, 3, 3)
-    luma = constants["luma"]
     to_grey = torch.ones(3, 1, device=device) @ luma[None]  # (3, 3): every channel becomes the pixel's grey
     brightness, contrast, saturation = draw.brightness, draw.contrast, draw.saturation.view(-1, 1, 1)  # on the device
     # x -> b x; -> c (b x) + (1 - c) m with m the image's mean grey (after the brightness: b m0);
     # -> saturation around each pixel's grey; -> hue rotation about the grey axis; -> grey, maybe
     matrix = saturation * eye + (1 - saturation) * to_grey
-    matrix = hue_rotation(draw.hue, constants) @ matrix
+    matrix = hue_rotation(draw.hue, yiq, yiq_inverse) @ matrix
     matrix = torch.where(draw.grayscale.view(-1, 1, 1), to_grey @ matrix, matrix)
     matrix = matrix * (contrast * brightness).view(-1, 1, 1)
     x = images.float()
     mean_grey = torch.einsum("c,bchw->b", luma, x) / x[0, 0].numel()
     offset = (1 - contrast) * brightness * mean_grey  # grey stays grey through every step: one offset for all
-    scale, centre = 255.0 * constants["std"], 255.0 * constants["mean"]  # normalise: (x - 255 mean) / (255 std)
+    scale, centre = 255.0 * std_t, 255.0 * mean_t  # normalise: (x - 255 mean) / (255 std)
     low, high = (-centre / scale).view(1, 3, 1, 1), ((255.0 - centre) / scale).view(1, 3, 1, 1)
     matrix = matrix / scale.view(1, 3, 1)
     offsets = (offset[:, None] - centre[None]) / scale[None]  # (B, 3)
@@ -226,14 +220,14 @@ def to_pixels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     return images * 255.0 * torch.tensor(std).view(shape) + 255.0 * torch.tensor(mean).view(shape)
 
 
-def hue_rotation(angle: torch.Tensor, constants: dict[str, torch.Tensor]) -> torch.Tensor:
+def hue_rotation(angle: torch.Tensor, yiq: torch.Tensor, yiq_inverse: torch.Tensor) -> torch.Tensor:
     """(B,) radians -> (B, 3, 3) RGB matrices that turn the colours about the grey axis (in YIQ: the
     luma stays, the chroma rotates)."""
     cos, sin = angle.cos(), angle.sin()
     rotation = torch.zeros(len(angle), 3, 3, device=angle.device)
     rotation[:, 0, 0] = 1
     rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
-    return constants["yiq_inverse"] @ rotation @ constants["yiq"]
+    return yiq_inverse @ rotation @ yiq
 
 
 def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

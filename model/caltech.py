@@ -91,8 +91,7 @@ def _import_category(image_dir: Path, mat_dir: Path, label: str, destination: Pa
     out_dir.mkdir(parents=True)
     rows = []
     for image_path in sorted(image_dir.glob("image_*.jpg")):
-        number = image_path.stem.split("_")[-1]
-        mat_path = mat_dir / f"annotation_{number}.mat"
+        mat_path = mat_dir / f"annotation_{image_path.stem.split('_')[-1]}.mat"
         if not mat_path.exists():
             raise CaltechError(f"{mat_path}: missing annotation for {image_path}")
         image = cv2.imread(str(image_path))

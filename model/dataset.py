@@ -39,17 +39,8 @@ from model.annotations import (
     web_rows,
 )
 from model.errors import UserError
-from model.files import is_dataset
-from model.images import (
-    ImageCache,
-    box_to_unit,
-    cache_folder,
-    fingerprint,
-    fits_in_memory,
-    normalize,
-    row_digests,
-    stored_size,
-)
+from model.files import WriteError, is_dataset, refuse_data_folder
+from model.images import ImageCache, box_to_unit, fingerprint, fits_in_memory, normalize, row_digests, stored_size
 
 # A box may stick out of its image by this many pixels (annotation tools round corners outward): it is then clipped.
 # Beyond that the row is reported as bad.
@@ -106,7 +97,7 @@ class DetectionDataset(torch.utils.data.Dataset):
 
 
 # ----------------------------------------------------------------------------------------------
-# Where the dataset is
+# Where the dataset is, and where its decoded images are kept
 # ----------------------------------------------------------------------------------------------
 def find_dataset(explicit: Path | None) -> Path | None:
     """--dataset, $CVPR_DATASET, the course cluster's folder, ./dataset; None when none of them exists. A folder
@@ -139,6 +130,17 @@ def locate_dataset(explicit: Path | None, echo: Callable[[str], object], demo_ro
     else:
         echo(f"No course dataset found: using the demo dataset in {root}")
     return root
+
+
+def cache_folder() -> Path:
+    """Where decoded images are kept: $CVPR_CACHE_DIR, else output/cache/ (never inside a data folder)."""
+    named = env.cache_dir()
+    if named is not None:
+        try:
+            refuse_data_folder(named, f"${env.CACHE_DIR}")
+        except WriteError as error:
+            raise WriteError(f"{error}, or pass --no-cache") from None
+    return named or config.CACHE_DIR
 
 
 # ----------------------------------------------------------------------------------------------
@@ -237,10 +239,11 @@ def load_splits(options: Any, rows: Rows, echo: Callable[[str], None], interrupt
             f"{trained.get('dataset')}); resume on that dataset (--dataset), or train anew"
         )
     cache = ImageCache.build(root, everything, options.image_size, problems, workers, folder, interrupt, digests)
-    parts = {
-        name: DetectionDataset(root, part, rows.classes, options.image_size, problems, cache=cache)
-        for name, part in rows.splits.items()
-    }
+
+    def decoded(part: list[Annotation]) -> DetectionDataset:  # the usable rows of ``part``, from the shared cache
+        return DetectionDataset(root, part, rows.classes, options.image_size, problems, cache=cache)
+
+    parts = {name: decoded(part) for name, part in rows.splits.items()}
     if not len(parts["train"]):
         raise DataError(
             f"{root}: no training image is left: all {len(rows.splits['train'])} rows of the training split were "
@@ -252,8 +255,7 @@ def load_splits(options: Any, rows: Rows, echo: Callable[[str], None], interrupt
     train_eval = None if options.train_eval == "off" else train
     if options.train_eval == "sample" and len(val) < len(train):  # a fixed sample, the same rows every epoch
         chosen = sorted(random.Random(options.seed).sample(range(len(train)), max(1, len(val))))
-        sample = [train.rows[i] for i in chosen]
-        train_eval = DetectionDataset(root, sample, rows.classes, options.image_size, problems, cache=cache)
+        train_eval = decoded([train.rows[i] for i in chosen])
     counts = ", ".join(f"{name} {len(part)}" for name, part in parts.items())
     how = "read from the cache" if cache.from_disk else "decoded"
     echo(
@@ -284,10 +286,8 @@ def check_box(row: Annotation, width: int, height: int, problems: Problems, path
         problems.report(row.where, f"{box} starts outside the image")
         return None
     if x2 > width + BOX_TOLERANCE_PX or y2 > height + BOX_TOLERANCE_PX:
-        turned = stored_size(path) if path is not None else (width, height)  # the file's own size, its header's
-        note = f" (the file is {turned[0]}x{turned[1]}, turned upright by its EXIF orientation)" * (
-            turned != (width, height)
-        )
+        w, h = stored_size(path) if path is not None else (width, height)  # the file's own size, its header's
+        note = f" (the file is {w}x{h}, turned upright by its EXIF orientation)" if (w, h) != (width, height) else ""
         problems.report(row.where, f"{box} lies outside the {width}x{height} image{note}")
         return None
     clipped = (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))

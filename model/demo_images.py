@@ -20,9 +20,11 @@ CLASSES = ("airplane", "face", "motorcycle")
 # Drawing: every primitive goes into the colour layer and the object mask (its alpha) alike
 # ----------------------------------------------------------------------------------------------
 @dataclass
-class Frame:
-    """Maps object coordinates (u right, v down, in units of the object's height) to pixels."""
+class Painter:
+    """Draws into ``layer`` (H, W, 4) uint8 the object's RGB colour, and its mask as alpha (255 where drawn); object
+    coordinates (u right, v down, in units of the object's height) map to pixels by a shift, a scale, a tilt, a flip."""
 
+    layer: np.ndarray
     cx: float
     cy: float
     scale: float  # pixels per unit
@@ -30,7 +32,7 @@ class Frame:
     flip: bool
     width_units: float
 
-    def __call__(self, points) -> np.ndarray:
+    def pixels(self, points) -> np.ndarray:
         p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         u = (p[:, 0] - self.width_units / 2) * (-1 if self.flip else 1)
         v = p[:, 1] - 0.5
@@ -39,32 +41,24 @@ class Frame:
         y = self.cy + self.scale * (s * u + c * v)
         return np.round(np.stack([x, y], axis=1)).astype(np.int32)
 
-
-def ellipse_points(cu: float, cv: float, au: float, av: float, start: float = 0, end: float = 360, n: int = 48):
-    t = np.radians(np.linspace(start, end, n))
-    return np.stack([cu + au * np.cos(t), cv + av * np.sin(t)], axis=1)
-
-
-class Painter:
-    """Draws into ``layer`` (H, W, 4) uint8: the object's RGB colour, and its mask as alpha (255 where drawn)."""
-
-    def __init__(self, height: int, width: int, frame: Frame):
-        self.layer = np.zeros((height, width, 4), np.uint8)
-        self.frame = frame
-
     def polygon(self, points, colour) -> None:
-        cv2.fillPoly(self.layer, [self.frame(points)], (*colour, 255))
+        cv2.fillPoly(self.layer, [self.pixels(points)], (*colour, 255))
 
     def erase(self, points) -> None:
         """Cut a hole (the background shows through, e.g. inside a wheel)."""
-        cv2.fillPoly(self.layer, [self.frame(points)], (0, 0, 0, 0))
+        cv2.fillPoly(self.layer, [self.pixels(points)], (0, 0, 0, 0))
 
     def ellipse(self, cu, cv, au, av, colour) -> None:
         self.polygon(ellipse_points(cu, cv, au, av), colour)
 
     def line(self, points, colour, width_units: float) -> None:
-        thickness = max(1, round(width_units * self.frame.scale))
-        cv2.polylines(self.layer, [self.frame(points)], False, (*colour, 255), thickness, cv2.LINE_8)
+        thickness = max(1, round(width_units * self.scale))
+        cv2.polylines(self.layer, [self.pixels(points)], False, (*colour, 255), thickness, cv2.LINE_8)
+
+
+def ellipse_points(cu: float, cv: float, au: float, av: float, start: float = 0, end: float = 360, n: int = 48):
+    t = np.radians(np.linspace(start, end, n))
+    return np.stack([cu + au * np.cos(t), cv + av * np.sin(t)], axis=1)
 
 
 def _colour(rng: np.random.Generator, low: int = 0, high: int = 256) -> tuple[int, ...]:
@@ -226,17 +220,11 @@ class Sample:
     box: tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels; x2, y2 exclusive (tight bound of mask)
 
 
-def image_size(rng: np.random.Generator) -> tuple[int, int]:
-    """(height, width) like Caltech-101: 200-500 px, most about 300 px wide; independent of class."""
-    width = int(np.clip(rng.normal(310, 70), 200, 500))
-    height = int(np.clip(width * rng.uniform(0.6, 1.0), 180, 500))
-    return height, width
-
-
 def render(label: str, seed: int, index: int) -> Sample:
     """The image ``index`` of class ``label`` for ``seed``; depends on nothing else."""
     rng = np.random.default_rng([seed, CLASSES.index(label), index])
-    height, width = image_size(rng)
+    width = int(np.clip(rng.normal(310, 70), 200, 500))  # like Caltech-101: 200-500 px, most about 300 px wide
+    height = int(np.clip(width * rng.uniform(0.6, 1.0), 180, 500))  # whatever the class
     image = background(rng, height, width)
     clutter(rng, image, int(rng.integers(2, 9)))
     aspect = rng.uniform(*ASPECT[label])
@@ -249,7 +237,7 @@ def render(label: str, seed: int, index: int) -> Sample:
     half_w, half_h = scale * diag_w / 2, scale * diag_h / 2
     cx = rng.uniform(half_w, width - half_w)
     cy = rng.uniform(half_h, height - half_h)
-    painter = Painter(height, width, Frame(cx, cy, scale, angle, bool(rng.random() < 0.5), aspect))
+    painter = Painter(np.zeros((height, width, 4), np.uint8), cx, cy, scale, angle, bool(rng.random() < 0.5), aspect)
     DRAWERS[label](painter, rng, aspect)
     mask = painter.layer[..., 3].copy()
     image[mask > 0] = painter.layer[..., :3][mask > 0]

@@ -26,17 +26,9 @@ import cv2
 import numpy as np
 import torch
 
-from model import config, env
+from model import env
 from model.annotations import Annotation, DataError, Problems, image_path
-from model.files import (
-    WriteError,
-    make_folder,
-    refuse_data_folder,
-    remove_stale_temporaries,
-    temporary_name,
-    write_error,
-    write_file,
-)
+from model.files import WriteError, make_folder, remove_stale_temporaries, temporary_name, write_error, write_file
 from model.network import ordered
 
 
@@ -158,17 +150,6 @@ def fits_in_memory(nbytes: int) -> bool:
     except (OSError, StopIteration):
         return True  # unknown (macOS, Windows): assume it fits
     return nbytes <= 0.5 * available
-
-
-def cache_folder() -> Path:
-    """Where decoded images are kept: $CVPR_CACHE_DIR, else output/cache/ (never inside a data folder)."""
-    named = env.cache_dir()
-    if named is not None:
-        try:
-            refuse_data_folder(named, f"${env.CACHE_DIR}")
-        except WriteError as error:
-            raise WriteError(f"{error}, or pass --no-cache") from None
-    return named or config.CACHE_DIR
 
 
 class ImageCache:
