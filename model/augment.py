@@ -86,7 +86,7 @@ class Draw:
             return self
         values = [getattr(self, f.name) for f in fields(self)]
         packed = torch.column_stack([v.float() for v in values])  # (B, 10)
-        moved = (packed.pin_memory() if device.type == "cuda" else packed).to(device, non_blocking=True)
+        moved = packed.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else packed.to(device)
         parts = moved.split([v.shape[1:].numel() for v in values], 1)
         return Draw(*(part.reshape(v.shape).to(v.dtype) for part, v in zip(parts, values)))
 
@@ -112,8 +112,7 @@ class Augmenter:
         first; then the warp, whose border is 0: the mean colour once normalised."""
         draw = self.draw(boxes)
         on_device = draw.to(images.device)
-        x = recolour(images, on_device, mean, std)
-        x, boxes = warp(x, boxes, on_device)
+        x, boxes = warp(recolour(images, on_device, mean, std), boxes, on_device)
         return blur(x, draw), boxes
 
     def draw(self, boxes: torch.Tensor) -> Draw:
@@ -159,16 +158,12 @@ def warp(
     A point x of the image (in [0, 1], flipped first: 1 - x) goes to x' = s x + t; the sampling
     grid is the inverse map in grid_sample's [-1, 1] coordinates (pixel edges, align_corners=False).
     """
-    flip, scale, shift = draw.flip, draw.scale, draw.shift  # on the images' device
-    sign = torch.where(flip, -1.0, 1.0)
-    theta = torch.zeros(len(images), 2, 3, device=images.device)
-    theta[:, 0, 0] = sign / scale
-    theta[:, 0, 2] = sign * ((1 - 2 * shift[:, 0]) / scale - 1)
-    theta[:, 1, 1] = 1 / scale
-    theta[:, 1, 2] = (1 - 2 * shift[:, 1]) / scale - 1
+    sign, scale, shift = torch.where(draw.flip, -1.0, 1.0), draw.scale, draw.shift  # on the images' device
+    offset, zero = (1 - 2 * shift) / scale[:, None] - 1, torch.zeros_like(scale)  # (B, 2), (B,)
+    theta = torch.stack([sign / scale, zero, sign * offset[:, 0], zero, 1 / scale, offset[:, 1]], 1).view(-1, 2, 3)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     warped = F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
-    moved = mirrored(boxes.to(images.device), flip) * scale[:, None] + shift.repeat(1, 2)
+    moved = mirrored(boxes.to(images.device), draw.flip) * scale[:, None] + shift.repeat(1, 2)
     return warped, moved.clamp(0, 1)  # inside by construction; the clamp only absorbs rounding
 
 
@@ -183,14 +178,12 @@ def recolour(images: torch.Tensor, draw: Draw, mean: Sequence[float], std: Seque
     per image, clipped to the 0-255 range, then ImageNet-normalised. Each step is linear in the pixel,
     so all are composed into one affine map per image (a 3x3 matrix and an offset): one pass."""
     device = images.device
-    n = len(images)
     luma, yiq, yiq_inverse, mean_t, std_t = _constants(device, tuple(mean), tuple(std))
-    eye = torch.eye(3, device=device).expand(n, 3, 3)
     to_grey = torch.ones(3, 1, device=device) @ luma[None]  # (3, 3): every channel becomes the pixel's grey
     brightness, contrast, saturation = draw.brightness, draw.contrast, draw.saturation.view(-1, 1, 1)  # on the device
     # x -> b x; -> c (b x) + (1 - c) m with m the image's mean grey (after the brightness: b m0);
     # -> saturation around each pixel's grey; -> hue rotation about the grey axis; -> grey, maybe
-    matrix = saturation * eye + (1 - saturation) * to_grey
+    matrix = saturation * torch.eye(3, device=device) + (1 - saturation) * to_grey  # (B, 3, 3)
     matrix = hue_rotation(draw.hue, yiq, yiq_inverse) @ matrix
     matrix = torch.where(draw.grayscale.view(-1, 1, 1), to_grey @ matrix, matrix)
     matrix = matrix * (contrast * brightness).view(-1, 1, 1)
@@ -201,41 +194,15 @@ def recolour(images: torch.Tensor, draw: Draw, mean: Sequence[float], std: Seque
     low, high = (-centre / scale).view(1, 3, 1, 1), ((255.0 - centre) / scale).view(1, 3, 1, 1)
     matrix = matrix / scale.view(1, 3, 1)
     offsets = (offset[:, None] - centre[None]) / scale[None]  # (B, 3)
-    out = torch.einsum("bij,bjhw->bihw", matrix, x) + offsets.view(n, 3, 1, 1)
+    out = torch.einsum("bij,bjhw->bihw", matrix, x) + offsets.view(-1, 3, 1, 1)
     return torch.maximum(torch.minimum(out, high), low)  # the 0-255 range, in normalised units
 
 
 def blur(images: torch.Tensor, draw: Draw) -> torch.Tensor:
-    """The images drawn for a blur, blurred by their sigma; the others as they are."""
-    chosen = torch.nonzero(draw.sigma > 0).flatten()
-    if len(chosen):
-        on_device = chosen.to(images.device)
-        images[on_device] = gaussian_blur(images[on_device], draw.sigma[chosen])  # sigma on the host: no wait
-    return images
-
-
-def to_pixels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Normalised (B, 3, S, S) -> RGB in [0, 255] (to look at what the network was fed)."""
-    shape = (1, 3, 1, 1)
-    return images * 255.0 * torch.tensor(std).view(shape) + 255.0 * torch.tensor(mean).view(shape)
-
-
-def hue_rotation(angle: torch.Tensor, yiq: torch.Tensor, yiq_inverse: torch.Tensor) -> torch.Tensor:
-    """(B,) radians -> (B, 3, 3) RGB matrices that turn the colours about the grey axis (in YIQ: the
-    luma stays, the chroma rotates)."""
-    cos, sin = angle.cos(), angle.sin()
-    rotation = torch.zeros(len(angle), 3, 3, device=angle.device)
-    rotation[:, 0, 0] = 1
-    rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
-    return yiq_inverse @ rotation @ yiq
-
-
-def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Blur each image (B, C, H, W) by its own sigma (B,) in pixels: a separable depthwise
-    convolution per image (only the images drawn for a blur come here, a few per batch)."""
-    out = torch.empty_like(images)
+    """The images (B, C, H, W) drawn for a blur, blurred in place by their own sigma in pixels (read on the host:
+    no wait), the others as they are: a separable depthwise convolution per image (a few per batch)."""
     channels = images.shape[1]
-    for i, s in enumerate(sigma.tolist()):
+    for i, s in [(i, s) for i, s in enumerate(draw.sigma.tolist()) if s > 0]:
         radius = max(1, math.ceil(2.5 * s))
         offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
         kernel = torch.exp(-0.5 * (offsets / s) ** 2)
@@ -243,8 +210,21 @@ def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         x = F.pad(images[i : i + 1], (radius, radius, radius, radius), mode="replicate")
         x = x.contiguous(memory_format=torch.channels_last)  # depthwise convolutions run ~3x faster so on a CPU
         x = F.conv2d(x, kernel[:, None, None, :], groups=channels)
-        out[i] = F.conv2d(x, kernel[:, None, :, None], groups=channels)[0]
-    return out
+        images[i] = F.conv2d(x, kernel[:, None, :, None], groups=channels)[0]
+    return images
+
+
+def to_pixels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Normalised (B, 3, S, S) -> RGB in [0, 255] (to look at what the network was fed)."""
+    return images * 255.0 * torch.tensor(std).view(1, 3, 1, 1) + 255.0 * torch.tensor(mean).view(1, 3, 1, 1)
+
+
+def hue_rotation(angle: torch.Tensor, yiq: torch.Tensor, yiq_inverse: torch.Tensor) -> torch.Tensor:
+    """(B,) radians -> (B, 3, 3) RGB matrices that turn the colours about the grey axis (in YIQ: the
+    luma stays, the chroma rotates)."""
+    cos, sin, one, zero = angle.cos(), angle.sin(), torch.ones_like(angle), torch.zeros_like(angle)
+    rotation = torch.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], 1).view(-1, 3, 3)  # (B, 3, 3)
+    return yiq_inverse @ rotation @ yiq
 
 
 def build_augmenter(policy: str, seed: int) -> Augmenter | None:

@@ -124,11 +124,12 @@ def locate_dataset(explicit: Path | None, echo: Callable[[str], object], demo_ro
     root, images = demo_root or config.DEMO_DATASET, demo_images or config.DEMO_IMAGES
     if env.tiny() and demo_root is None:  # the docs' commands at the smallest scale: a small demo set of their own
         root, images = root.with_name(f"{root.name}-tiny"), TINY_DEMO_IMAGES
-    if demo.ensure(root, images, config.DEMO_SEED):
+    if demo.is_complete(root, images, config.DEMO_SEED):  # generated once, by an earlier run
+        echo(f"No course dataset found: using the demo dataset in {root}")
+    else:
+        demo.generate(root, images, config.DEMO_SEED)
         searched = f"--dataset, ${env.DATASET}, {config.COURSE_DATASET}, ./{config.LOCAL_DATASET}"
         echo(f"No course dataset found ({searched}): generated the demo dataset in {root}")
-    else:
-        echo(f"No course dataset found: using the demo dataset in {root}")
     return root
 
 

@@ -63,14 +63,6 @@ def is_complete(root: Path, images: int, seed: int) -> bool:
     return [info.get(k) for k in ("images", "seed", "version")] == settings and "rows" not in info
 
 
-def ensure(root: Path, images: int, seed: int) -> bool:
-    """The demo dataset of these settings at ``root``, generated unless it is there; whether it was."""
-    if is_complete(root, images, seed):
-        return False
-    generate(root, images, seed)
-    return True
-
-
 def _previous_demo(root: Path) -> list[Path]:
     """The files of a demo dataset already at ``root`` (to replace), [] for a new or empty folder; a DemoError when
     ``root`` holds anything the generator did not write (a real dataset, notes, web_images/ are never touched)."""

@@ -19,7 +19,6 @@ import tempfile
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -233,22 +232,22 @@ def _open_buffer(tmp: Path, shape: tuple[int, ...]) -> np.memmap:
                 except OSError as error:
                     if error.errno not in (95, 22):  # EOPNOTSUPP, EINVAL: a file system that cannot reserve
                         raise
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
+    except OSError as error:  # its caller removes ``tmp``
         raise write_error(tmp.parent / "cache.npy", error, int(np.prod(shape))) from None
     return buffer
 
 
-@contextmanager
-def c_stderr(said: list[str]) -> Iterator[None]:
+@contextlib.contextmanager
+def c_stderr() -> Iterator[list[str]]:
     """What C libraries print on the process's stderr meanwhile (libjpeg's "Corrupt JPEG data", naming no file),
-    captured into ``said``, to be said with the file it is about."""
+    captured into the list it gives (one text once the block ends), to be said with the file it is about."""
+    said: list[str] = []
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         try:
-            yield
+            yield said
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -260,8 +259,7 @@ def _decode(root, rows, image_size, buffer, workers, problems, interrupt) -> tup
     """Each row's image decoded and resized into ``buffer`` (N, 3, S, S); the original (width, height) per row
     and whether it decoded. What cannot be decoded is reported to ``problems``."""
     sizes = np.zeros((len(rows), 2), dtype=np.int64)
-    decoded = np.zeros(len(rows), dtype=bool)
-    problem: list[str | None] = [None] * len(rows)
+    problem: list[str | None] = [None] * len(rows)  # None where the image decoded
 
     def decode(i: int) -> None:  # cv2 releases the GIL: threads decode in parallel
         interrupt()
@@ -269,19 +267,18 @@ def _decode(root, rows, image_size, buffer, workers, problems, interrupt) -> tup
         if image is not None:
             sizes[i] = (image.shape[1], image.shape[0])
             buffer[i] = resize_square(image, image_size).transpose(2, 0, 1)
-            decoded[i] = True
 
-    said: list[str] = []
-    with c_stderr(said), ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with c_stderr() as said, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         list(pool.map(decode, range(len(rows))))
     if "Corrupt JPEG data" not in said[0]:
         sys.stderr.write(said[0])  # what else a library said, as it said it
-    for i in np.flatnonzero(decoded).tolist() if "Corrupt JPEG data" in said[0] else []:  # which image libjpeg spoke of
-        alone: list[str] = []
-        with c_stderr(alone):
+    # libjpeg named no file: each image that decoded is decoded alone again, to find the one it spoke of
+    for i in [i for i, p in enumerate(problem) if p is None] if "Corrupt JPEG data" in said[0] else []:
+        with c_stderr() as alone:
             decode_image(image_path(root, rows[i]))
         if "Corrupt JPEG data" in alone[0]:
-            decoded[i], problem[i] = False, f"corrupt image {image_path(root, rows[i])} (libjpeg: {alone[0].strip()})"
+            problem[i] = f"corrupt image {image_path(root, rows[i])} (libjpeg: {alone[0].strip()})"
+    decoded = np.array([p is None for p in problem], dtype=bool)
     if rows and not decoded.any() and not any(image_path(root, row).exists() for row in rows):
         raise DataError(
             f"{root / 'images'}: none of the {len(rows)} images of the rows is there (has the dataset moved?); pass "
