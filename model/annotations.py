@@ -270,7 +270,6 @@ def split_rows(
 
 def read_split_files(folder: Path, problems: Problems) -> dict[str, list[Annotation]]:
     """The three split files of a run folder, or of the course template's output/ (same names)."""
-    folder = Path(folder)
     missing = [name for name in config.SPLIT_FILES.values() if not (folder / name).is_file()]
     if missing:
         raise DataError(
@@ -283,9 +282,8 @@ def read_split_files(folder: Path, problems: Problems) -> dict[str, list[Annotat
 
 
 def subsample(rows: Sequence[Annotation], fraction: float, seed: int = config.SPLIT_SEED) -> list[Annotation]:
-    """A stratified ``fraction`` of rows (at least one per class), order kept (Part 1 Q9.1)."""
-    if fraction >= 1.0:
-        return list(rows)
+    """A stratified ``fraction`` of rows (at least one per class), order kept (Part 1 Q9.1); all of them for 1
+    (--train-fraction's range is (0, 1])."""
     rng, chosen = random.Random(seed), list[int]()
     for label in class_names(rows):
         indices = [i for i, row in enumerate(rows) if row.label == label]

@@ -112,7 +112,6 @@ def generate(root: Path, images: int = 600, seed: int = 0, rows=None) -> Path:
     ``rows`` (annotation rows, e.g. the course's), one image per row drawn to fit its box, each label's rows in
     file-name order, the files without a final newline, as the course's are. Written beside ``root`` and moved
     into place whole; a previous demo dataset there is replaced, a folder holding anything else refused."""
-    root = Path(root)
     previous = _previous_demo(root)
     make_folder(root.parent)
     remove_stale_temporaries(root.parent)  # a generation killed before it finished
