@@ -22,9 +22,7 @@ from model import config
 from model.errors import UserError
 from model.files import write_file
 
-# A box may stick out of its image by this many pixels (annotation tools round corners outward);
-# it is then clipped. Beyond that the row is reported as bad.
-MAX_REPORTED_PROBLEMS = 5
+MAX_REPORTED_PROBLEMS = 5  # the bad or odd rows a message names; the others are counted
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf)", re.IGNORECASE)
 
 
@@ -61,7 +59,8 @@ class Annotation:
         return f"{self.source}:{self.line}" if self.source else self.key
 
     def to_row(self) -> str:
-        return ",".join([self.filename, *(_format_number(v) for v in self.box), self.label])
+        numbers = (str(int(v)) if float(v).is_integer() else f"{v:.2f}" for v in self.box)
+        return ",".join([self.filename, *numbers, self.label])
 
     @property
     def label_only(self) -> bool:
@@ -69,12 +68,8 @@ class Annotation:
         return not all(math.isfinite(v) for v in self.box)
 
     @property
-    def box(self) -> tuple[float, float, float, float]:
+    def box(self) -> Box:
         return (self.x1, self.y1, self.x2, self.y2)
-
-
-def _format_number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
 
 
 @dataclass
@@ -95,8 +90,7 @@ class Problems:
     def report(self, where: str, what: str, fix: str = "") -> None:
         message = f"{where}: {what}"
         if not self.skip:
-            hint = fix or "fix or remove the row, or pass --skip-bad-rows to skip such rows"
-            raise DataError(f"{message} ({hint})")
+            raise DataError(f"{message} ({fix or 'fix or remove the row, or pass --skip-bad-rows to skip such rows'})")
         self.items.append(message)
 
     def odd(self, where: str, what: str) -> None:
@@ -120,45 +114,41 @@ class Problems:
 
 
 def _listing(head: str, items: Sequence[str]) -> str | None:
-    if not items:
-        return None
-    shown = "; ".join(items[:MAX_REPORTED_PROBLEMS])
-    more = len(items) - MAX_REPORTED_PROBLEMS
-    return f"{head}: {shown}{'; and ' + str(more) + ' more' if more > 0 else ''}"
+    more = f"; and {len(items) - MAX_REPORTED_PROBLEMS} more" if len(items) > MAX_REPORTED_PROBLEMS else ""
+    return f"{head}: {'; '.join(items[:MAX_REPORTED_PROBLEMS])}{more}" if items else None
 
 
 def parse_row(text: str, source: str, line: int, problems: Problems) -> Annotation | None:
     """Parse one ``filename,startX,startY,endX,endY,label`` row; None when blank or bad."""
-    text = text.strip()
-    if not text:
-        return None
     fields = [f.strip() for f in text.split(",")]
-    where = f"{source}:{line}"
-    if len(fields) != 6:
-        problems.report(where, f"expected 6 fields filename,startX,startY,endX,endY,label, got {len(fields)}")
+    if fields == [""]:
         return None
-    filename, *coords, label = fields
-    if not all(NUMBER.fullmatch(c) for c in coords):  # float() also reads "2_48" as 248, and full-width digits
-        problems.report(where, f"non-numeric coordinate in {','.join(coords)!r} (plain decimal numbers only)")
+    problem = row_problem(fields)
+    if problem is not None:
+        problems.report(f"{source}:{line}", problem)
         return None
-    x1, y1, x2, y2 = (float(c) for c in coords)
-    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
-        problems.report(where, f"non-finite coordinate in {','.join(coords)!r}")
-        return None
-    if not filename or not label:
-        problems.report(where, "empty file name or label")
-        return None
-    for what, name in (("file name", filename), ("label", label)):
-        if not is_plain_name(name):
-            problems.report(
-                where,
-                f"{what} {name!r} is not a plain name (no folder, no '..'): the images are "
-                "DATASET/images/<label>/<file>",
-            )
-            return None
     # The box's geometry is checked against its image when the image is loaded (check_box):
     # files with degenerate boxes, such as the course's own splits, still parse.
-    return Annotation(filename, x1, y1, x2, y2, label, source, line)
+    filename, x1, y1, x2, y2, label = fields
+    return Annotation(filename, float(x1), float(y1), float(x2), float(y2), label, source, line)
+
+
+def row_problem(fields: list[str]) -> str | None:
+    """What makes a row's ``fields`` unusable, or None."""
+    if len(fields) != 6:
+        return f"expected 6 fields filename,startX,startY,endX,endY,label, got {len(fields)}"
+    filename, *coords, label = fields
+    if not all(NUMBER.fullmatch(c) for c in coords):  # float() also reads "2_48" as 248, and full-width digits
+        return f"non-numeric coordinate in {','.join(coords)!r} (plain decimal numbers only)"
+    if not all(math.isfinite(float(c)) for c in coords):
+        return f"non-finite coordinate in {','.join(coords)!r}"
+    if not filename or not label:
+        return "empty file name or label"
+    named = [
+        f"{what} {name!r}" for what, name in (("file name", filename), ("label", label)) if not is_plain_name(name)
+    ]
+    layout = "the images are DATASET/images/<label>/<file>"
+    return f"{named[0]} is not a plain name (no folder, no '..'): {layout}" if named else None
 
 
 def read_rows(path: Path, problems: Problems) -> list[Annotation]:
@@ -170,10 +160,9 @@ def read_rows(path: Path, problems: Problems) -> list[Annotation]:
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot be read as a text CSV file ({error})") from None
     rows = [row for n, line in enumerate(text.splitlines(), 1) if (row := parse_row(line, str(path), n, problems))]
-    boxed = [row for row in rows if not row.label_only]
-    if boxed and all(0 <= v <= 1 for row in boxed for v in row.box) and any(v % 1 for row in boxed for v in row.box):
-        raise DataError(
-            f"{path}: every box lies within [0, 1] (line {boxed[0].line}: {','.join(f'{v:g}' for v in boxed[0].box)}):"
+    if rows and all(0 <= v <= 1 for row in rows for v in row.box) and any(v % 1 for row in rows for v in row.box):
+        raise DataError(  # parse_row keeps finite boxes only
+            f"{path}: every box lies within [0, 1] (line {rows[0].line}: {','.join(f'{v:g}' for v in rows[0].box)}):"
             " boxes divided by the image's size, as YOLO writes them? The course's rows are in pixels "
             "(filename,startX,startY,endX,endY,label): convert them"
         )
@@ -189,12 +178,6 @@ def _visible(entry: Path) -> bool:
     return not entry.name.startswith((".", "_"))
 
 
-def annotation_file_order(path: Path) -> tuple[int, str]:
-    """Sort key of annotation files: the course cluster's order first, then by name."""
-    order = config.ANNOTATION_FILE_ORDER
-    return (order.index(path.name) if path.name in order else len(order), path.name)
-
-
 def read_annotations(root: Path, problems: Problems) -> list[Annotation]:
     """Rows of every ``annotations/*.csv`` of a dataset, in file order, the files in the course
     cluster's order (motorcycle, airplane, face, then any other by name): the order the
@@ -203,15 +186,13 @@ def read_annotations(root: Path, problems: Problems) -> list[Annotation]:
     Rows whose label has no ``images/<label>/`` folder are reported; stray folders under images/
     without rows and hidden files (.DS_Store, ._*) are ignored.
     """
-    root = Path(root)
-    annotations_dir = root / "annotations"
-    images_dir = root / "images"
+    annotations_dir, images_dir = Path(root) / "annotations", Path(root) / "images"
     for folder in (annotations_dir, images_dir):
         if not folder.is_dir():
             raise DataError(f"{folder}: missing; a dataset holds images/<label>/ and annotations/*.csv")
-    files = sorted(
-        (p for p in annotations_dir.iterdir() if p.suffix.lower() == ".csv" and _visible(p)), key=annotation_file_order
-    )
+    order = config.ANNOTATION_FILE_ORDER
+    csvs = (p for p in annotations_dir.iterdir() if p.suffix.lower() == ".csv" and _visible(p))
+    files = sorted(csvs, key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
     if not files:
         raise DataError(f"{annotations_dir}: no .csv annotation file (expected e.g. airplane.csv, face.csv)")
     known = {p.name for p in images_dir.iterdir() if p.is_dir() and _visible(p)}
@@ -233,7 +214,7 @@ def read_annotations(root: Path, problems: Problems) -> list[Annotation]:
 def _check_empty_class(folder: Path, label: str, files: list[Path], images: Path, problems: Problems) -> None:
     """A class whose images/<label>/ holds images but no annotation row (a half-copied dataset?): named with the
     annotation file that should hold its rows."""
-    count = sum(p.suffix.lower() in config.IMAGE_EXTENSIONS for p in images.iterdir()) if images.is_dir() else 0
+    count = sum(p.suffix.lower() in config.IMAGE_EXTENSIONS for p in images.iterdir())  # a folder: read_annotations
     if not count:
         return
     path = next((p for p in files if p.stem.lower() == label.lower()), folder / f"{label}.csv")
@@ -264,13 +245,10 @@ def class_names(rows: Sequence[Annotation]) -> list[str]:
 
 def check_labels(rows: Sequence[Annotation], classes: Sequence[str], problems: Problems) -> list[Annotation]:
     """Rows whose label is one of ``classes`` (e.g. a checkpoint's); others are reported."""
-    kept = []
     for row in rows:
-        if row.label in classes:
-            kept.append(row)
-        else:
+        if row.label not in classes:
             problems.report(row.where, f"unknown label {row.label!r}; the model knows {', '.join(classes)}")
-    return kept
+    return [row for row in rows if row.label in classes]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -282,9 +260,8 @@ def split_rows(
     cut_test: float = config.CUT_TEST,
     seed: int = config.SPLIT_SEED,
 ) -> dict[str, list[Annotation]]:
-    """Seeded shuffle, then cut at int(cut_val*N) and int(cut_test*N), as the course template."""
-    if not 0.0 < cut_val < cut_test <= 1.0:
-        raise ValueError(f"need 0 < cut_val < cut_test <= 1, got {cut_val} and {cut_test}")
+    """Seeded shuffle, then cut at int(cut_val*N) and int(cut_test*N), as the course template (0 < cut_val <
+    cut_test <= 1: --cut-val's and --cut-test's ranges, and options.check)."""
     shuffled = list(rows)
     random.Random(seed).shuffle(shuffled)
     a, b = int(cut_val * len(shuffled)), int(cut_test * len(shuffled))
@@ -293,7 +270,6 @@ def split_rows(
 
 def read_split_files(folder: Path, problems: Problems) -> dict[str, list[Annotation]]:
     """The three split files of a run folder, or of the course template's output/ (same names)."""
-    folder = Path(folder)
     missing = [name for name in config.SPLIT_FILES.values() if not (folder / name).is_file()]
     if missing:
         raise DataError(
@@ -306,16 +282,11 @@ def read_split_files(folder: Path, problems: Problems) -> dict[str, list[Annotat
 
 
 def subsample(rows: Sequence[Annotation], fraction: float, seed: int = config.SPLIT_SEED) -> list[Annotation]:
-    """A stratified ``fraction`` of rows (at least one per class), order kept (Part 1 Q9.1)."""
-    if fraction >= 1.0:
-        return list(rows)
-    by_label: dict[str, list[int]] = {}
-    for index, row in enumerate(rows):
-        by_label.setdefault(row.label, []).append(index)
-    rng = random.Random(seed)
-    chosen: list[int] = []
-    for label in sorted(by_label):
-        indices = by_label[label]
+    """A stratified ``fraction`` of rows (at least one per class), order kept (Part 1 Q9.1); all of them for 1
+    (--train-fraction's range is (0, 1])."""
+    rng, chosen = random.Random(seed), list[int]()
+    for label in class_names(rows):
+        indices = [i for i, row in enumerate(rows) if row.label == label]
         chosen += rng.sample(indices, max(1, round(fraction * len(indices))))
     return [rows[i] for i in sorted(chosen)]
 
@@ -338,18 +309,20 @@ WEB_IMAGES = config.PROJECT_ROOT / "web_images"
 ANNOTATIONS = "annotations.csv"
 
 
-def web_images(folder: Path = WEB_IMAGES) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The image files in ``folder`` (hidden ones apart), sorted."""
+    visible = (p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return sorted(p for p in visible if p.suffix.lower() in config.IMAGE_EXTENSIONS)
+
+
+def web_images(folder: Path) -> list[Path]:
     """The image files under ``folder``/images/<label>/, sorted."""
     images = Path(folder) / "images"
-    if not images.is_dir():
-        return []
-    return sorted(
-        p
-        for label in images.iterdir()
-        if label.is_dir() and is_plain_name(label.name) and not label.name.startswith(".")
-        for p in label.iterdir()
-        if p.is_file() and p.suffix.lower() in config.IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
+    labels = sorted(images.iterdir()) if images.is_dir() else []
+    plain = [
+        label for label in labels if label.is_dir() and is_plain_name(label.name) and not label.name.startswith(".")
+    ]
+    return [p for label in plain for p in image_files(label)]
 
 
 def boxed_rows(folder: Path, problems: Problems) -> dict[str, Annotation]:
@@ -358,25 +331,19 @@ def boxed_rows(folder: Path, problems: Problems) -> dict[str, Annotation]:
     return {row.key: row for row in read_rows(path, problems)} if path.exists() else {}
 
 
-def web_rows(folder: Path = WEB_IMAGES, problems: Problems | None = None) -> list[Annotation]:
+def web_rows(folder: Path, problems: Problems) -> list[Annotation]:
     """One row per internet image: its annotations.csv row, or its label alone (box NaN)."""
-    problems = problems or Problems(skip=True)
-    boxed = boxed_rows(folder, problems)
-    rows = []
-    for path in web_images(folder):
-        key = f"{path.parent.name}/{path.name}"
-        nan = math.nan
-        rows.append(boxed.get(key) or Annotation(path.name, nan, nan, nan, nan, path.parent.name, str(path), 0))
-    return rows
+    boxed, nan = boxed_rows(folder, problems), math.nan
+    return [
+        boxed.get(f"{p.parent.name}/{p.name}") or Annotation(p.name, nan, nan, nan, nan, p.parent.name, str(p), 0)
+        for p in web_images(folder)
+    ]
 
 
 def add_box(folder: Path, row: Annotation) -> Path:
     """``row`` added to (or replacing the row of the same image in) ``folder``/annotations.csv; the file's
     other rows are kept as they are, and the file is written whole."""
-    path = Path(folder) / ANNOTATIONS
-    rows = {r.key: r for r in read_rows(path, Problems(skip=False))} if path.exists() else {}
+    path, rows = Path(folder) / ANNOTATIONS, boxed_rows(folder, Problems(skip=False))
     rows[row.key] = row
-    write_file(
-        path, (write_rows_text(list(rows.values())) + "\n").encode(), data_folder=True
-    )  # the boxes a student drew
+    write_file(path, (write_rows_text(list(rows.values())) + "\n").encode(), data_folder=True)  # a student's boxes
     return path

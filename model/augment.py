@@ -57,24 +57,13 @@ POLICIES: dict[str, Policy] = {  # flip, zoom, shift, brightness, contrast, satu
 AUGMENT_POLICIES = ("off", *POLICIES)
 
 
-@functools.cache
-def _yiq() -> tuple[torch.Tensor, torch.Tensor]:
-    """RGB -> YIQ and back, computed once, on the CPU (an inverse on a GPU waits for the host)."""
-    yiq = torch.tensor(YIQ)
-    return yiq, torch.linalg.inv(yiq)
-
-
 @functools.lru_cache(maxsize=16)
-def _constants(device: torch.device, mean: tuple[float, ...], std: tuple[float, ...]) -> dict[str, torch.Tensor]:
-    """The augmentation's constant tensors on ``device``, copied there once (not once per batch)."""
-    values = {
-        "luma": torch.tensor(LUMA),
-        "yiq": _yiq()[0],
-        "yiq_inverse": _yiq()[1],
-        "std": torch.tensor(std, dtype=torch.float32),
-        "mean": torch.tensor(mean, dtype=torch.float32),
-    }
-    return {name: value.to(device) for name, value in values.items()}
+def _constants(device: torch.device, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, ...]:
+    """The augmentation's constant tensors on ``device``, copied there once (not once per batch): luma, RGB -> YIQ
+    and back (the inverse computed on the CPU: on a GPU it waits for the host), mean and std."""
+    yiq = torch.tensor(YIQ)
+    mean_t, std_t = (torch.tensor(v, dtype=torch.float32) for v in (mean, std))
+    return tuple(value.to(device) for value in (torch.tensor(LUMA), yiq, torch.linalg.inv(yiq), mean_t, std_t))
 
 
 @dataclass
@@ -95,17 +84,11 @@ class Draw:
         """The same parameters on ``device``, in one copy (from page-locked memory on CUDA, asynchronous)."""
         if device.type == "cpu":
             return self
-        names = [f.name for f in fields(self)]
-        packed = torch.stack([getattr(self, n).float() for n in names if n != "shift"] + [*self.shift.float().T], 1)
-        moved = (
-            packed.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else packed.to(device)
-        ).unbind(1)
-        values = dict(zip([n for n in names if n != "shift"], moved))
-        kinds = {"flip": torch.bool, "grayscale": torch.bool}
-        return Draw(
-            **{n: values[n].to(kinds.get(n, torch.float32)) for n in names if n != "shift"},
-            shift=torch.stack(moved[-2:], 1),
-        )
+        values = [getattr(self, f.name) for f in fields(self)]
+        packed = torch.column_stack([v.float() for v in values])  # (B, 10)
+        moved = packed.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else packed.to(device)
+        parts = moved.split([v.shape[1:].numel() for v in values], 1)
+        return Draw(*(part.reshape(v.shape).to(v.dtype) for part, v in zip(parts, values)))
 
 
 class Augmenter:
@@ -129,8 +112,7 @@ class Augmenter:
         first; then the warp, whose border is 0: the mean colour once normalised."""
         draw = self.draw(boxes)
         on_device = draw.to(images.device)
-        x = recolour(images, on_device, mean, std)
-        x, boxes = warp(x, boxes, on_device)
+        x, boxes = warp(recolour(images, on_device, mean, std), boxes, on_device)
         return blur(x, draw), boxes
 
     def draw(self, boxes: torch.Tensor) -> Draw:
@@ -138,33 +120,27 @@ class Augmenter:
         device, so that a run draws the same wherever it trains."""
         p, n = self.policy, len(boxes)
 
-        def uniform(low: float | torch.Tensor, high: float | torch.Tensor, size: int = n) -> torch.Tensor:
-            return low + (high - low) * torch.rand(size, generator=self.generator)
+        def uniform(low: float | torch.Tensor, high: float | torch.Tensor, *size: int) -> torch.Tensor:
+            return low + (high - low) * torch.rand(size or (n,), generator=self.generator)
 
         def chance(probability: float) -> torch.Tensor:
             return torch.rand(n, generator=self.generator) < probability
 
-        box = boxes.detach().float().cpu()
         flip = chance(p.flip)
-        flipped = torch.where(flip[:, None], torch.stack([1 - box[:, 2], box[:, 1], 1 - box[:, 0], box[:, 3]], 1), box)
+        flipped = mirrored(boxes.detach().float().cpu(), flip)
         side = (flipped[:, 2:] - flipped[:, :2]).amax(dim=1).clamp(min=1e-6)
         scale = uniform(p.zoom[0], torch.minimum(torch.full((n,), p.zoom[1]), 1 / side).clamp(min=p.zoom[0]))
-        shifts = []
-        for axis in (0, 1):  # x' = s x + t keeps [x1, x2] inside [0, 1] for t in [-s x1, 1 - s x2]
-            low, high = -scale * flipped[:, axis], 1 - scale * flipped[:, axis + 2]
-            centred = (1 - scale) / 2  # the t that keeps the image centre in place
-            near_low, near_high = torch.maximum(low, centred - p.shift), torch.minimum(high, centred + p.shift)
-            inside = near_low <= near_high  # else the box only fits away from the centre: the nearest safe t
-            shifts.append(
-                torch.where(
-                    inside, uniform(near_low, torch.maximum(near_low, near_high)), centred.clamp(min=low, max=high)
-                )
-            )
+        # per axis, x' = s x + t keeps [x1, x2] inside [0, 1] for t in [-s x1, 1 - s x2]
+        low, high = -scale[:, None] * flipped[:, :2], 1 - scale[:, None] * flipped[:, 2:]  # (B, 2)
+        centred = ((1 - scale) / 2)[:, None]  # the t that keeps the image centre in place
+        near_low, near_high = torch.maximum(low, centred - p.shift), torch.minimum(high, centred + p.shift)
+        inside = near_low <= near_high  # else the box only fits away from the centre: the nearest safe t
+        drawn = uniform(near_low.T, torch.maximum(near_low, near_high).T, 2, n).T  # x for every image, then y
         blur = chance(p.blur)
         return Draw(
             flip,
             scale,
-            torch.stack(shifts, 1),
+            torch.where(inside, drawn, centred.clamp(min=low, max=high)),
             uniform(1 - p.brightness, 1 + p.brightness),
             uniform(1 - p.contrast, 1 + p.contrast),
             uniform(1 - p.saturation, 1 + p.saturation),
@@ -182,22 +158,19 @@ def warp(
     A point x of the image (in [0, 1], flipped first: 1 - x) goes to x' = s x + t; the sampling
     grid is the inverse map in grid_sample's [-1, 1] coordinates (pixel edges, align_corners=False).
     """
-    device = images.device
-    flip, scale, shift = draw.flip.to(device), draw.scale.to(device), draw.shift.to(device)
-    sign = torch.where(flip, -1.0, 1.0)
-    theta = torch.zeros(len(images), 2, 3, device=device)
-    theta[:, 0, 0] = sign / scale
-    theta[:, 0, 2] = sign * ((1 - 2 * shift[:, 0]) / scale - 1)
-    theta[:, 1, 1] = 1 / scale
-    theta[:, 1, 2] = (1 - 2 * shift[:, 1]) / scale - 1
+    sign, scale, shift = torch.where(draw.flip, -1.0, 1.0), draw.scale, draw.shift  # on the images' device
+    offset, zero = (1 - 2 * shift) / scale[:, None] - 1, torch.zeros_like(scale)  # (B, 2), (B,)
+    theta = torch.stack([sign / scale, zero, sign * offset[:, 0], zero, 1 / scale, offset[:, 1]], 1).view(-1, 2, 3)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     warped = F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
-    boxes = boxes.to(device)
-    flipped = torch.where(
-        flip[:, None], torch.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], 1), boxes
-    )
-    moved = flipped * scale[:, None] + shift.repeat(1, 2)
+    moved = mirrored(boxes.to(images.device), draw.flip) * scale[:, None] + shift.repeat(1, 2)
     return warped, moved.clamp(0, 1)  # inside by construction; the clamp only absorbs rounding
+
+
+def mirrored(boxes: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """(B, 4) xyxy in [0, 1], mirrored left-right where ``flip`` (B,) holds."""
+    x1, y1, x2, y2 = boxes.unbind(1)
+    return torch.where(flip[:, None], torch.stack([1 - x2, y1, 1 - x1, y2], 1), boxes)
 
 
 def recolour(images: torch.Tensor, draw: Draw, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -205,64 +178,31 @@ def recolour(images: torch.Tensor, draw: Draw, mean: Sequence[float], std: Seque
     per image, clipped to the 0-255 range, then ImageNet-normalised. Each step is linear in the pixel,
     so all are composed into one affine map per image (a 3x3 matrix and an offset): one pass."""
     device = images.device
-    n = len(images)
-    constants = _constants(device, tuple(mean), tuple(std))
-    eye = torch.eye(3, device=device).expand(n, 3, 3)
-    luma = constants["luma"]
+    luma, yiq, yiq_inverse, mean_t, std_t = _constants(device, tuple(mean), tuple(std))
     to_grey = torch.ones(3, 1, device=device) @ luma[None]  # (3, 3): every channel becomes the pixel's grey
-    brightness, contrast = draw.brightness.to(device), draw.contrast.to(device)
-    saturation = draw.saturation.to(device).view(-1, 1, 1)
+    brightness, contrast, saturation = draw.brightness, draw.contrast, draw.saturation.view(-1, 1, 1)  # on the device
     # x -> b x; -> c (b x) + (1 - c) m with m the image's mean grey (after the brightness: b m0);
     # -> saturation around each pixel's grey; -> hue rotation about the grey axis; -> grey, maybe
-    matrix = saturation * eye + (1 - saturation) * to_grey
-    matrix = hue_rotation(draw.hue.to(device), constants) @ matrix
-    matrix = torch.where(draw.grayscale.to(device).view(-1, 1, 1), to_grey @ matrix, matrix)
+    matrix = saturation * torch.eye(3, device=device) + (1 - saturation) * to_grey  # (B, 3, 3)
+    matrix = hue_rotation(draw.hue, yiq, yiq_inverse) @ matrix
+    matrix = torch.where(draw.grayscale.view(-1, 1, 1), to_grey @ matrix, matrix)
     matrix = matrix * (contrast * brightness).view(-1, 1, 1)
     x = images.float()
     mean_grey = torch.einsum("c,bchw->b", luma, x) / x[0, 0].numel()
     offset = (1 - contrast) * brightness * mean_grey  # grey stays grey through every step: one offset for all
-    scale = 255.0 * constants["std"]  # normalise: (x - 255 mean) / (255 std), per channel
-    centre = 255.0 * constants["mean"]
+    scale, centre = 255.0 * std_t, 255.0 * mean_t  # normalise: (x - 255 mean) / (255 std)
     low, high = (-centre / scale).view(1, 3, 1, 1), ((255.0 - centre) / scale).view(1, 3, 1, 1)
     matrix = matrix / scale.view(1, 3, 1)
     offsets = (offset[:, None] - centre[None]) / scale[None]  # (B, 3)
-    out = torch.einsum("bij,bjhw->bihw", matrix, x) + offsets.view(n, 3, 1, 1)
+    out = torch.einsum("bij,bjhw->bihw", matrix, x) + offsets.view(-1, 3, 1, 1)
     return torch.maximum(torch.minimum(out, high), low)  # the 0-255 range, in normalised units
 
 
 def blur(images: torch.Tensor, draw: Draw) -> torch.Tensor:
-    """The images drawn for a blur, blurred by their sigma; the others as they are."""
-    chosen = torch.nonzero(draw.sigma > 0).flatten()
-    if len(chosen):
-        on_device = chosen.to(images.device)
-        images[on_device] = gaussian_blur(images[on_device], draw.sigma[chosen])  # sigma on the host: no wait
-    return images
-
-
-def to_pixels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Normalised (B, 3, S, S) -> RGB in [0, 255] (to look at what the network was fed)."""
-    shape = (1, 3, 1, 1)
-    return images * 255.0 * torch.tensor(std).view(shape) + 255.0 * torch.tensor(mean).view(shape)
-
-
-def hue_rotation(angle: torch.Tensor, constants: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """(B,) radians -> (B, 3, 3) RGB matrices that turn the colours about the grey axis (in YIQ: the
-    luma stays, the chroma rotates)."""
-    constants = constants or {"yiq": _yiq()[0].to(angle.device), "yiq_inverse": _yiq()[1].to(angle.device)}
-    to_yiq = constants["yiq"]
-    cos, sin = angle.cos(), angle.sin()
-    rotation = torch.zeros(len(angle), 3, 3, device=angle.device)
-    rotation[:, 0, 0] = 1
-    rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
-    return constants["yiq_inverse"] @ rotation @ to_yiq
-
-
-def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Blur each image (B, C, H, W) by its own sigma (B,) in pixels: a separable depthwise
-    convolution per image (only the images drawn for a blur come here, a few per batch)."""
-    out = torch.empty_like(images)
+    """The images (B, C, H, W) drawn for a blur, blurred in place by their own sigma in pixels (read on the host:
+    no wait), the others as they are: a separable depthwise convolution per image (a few per batch)."""
     channels = images.shape[1]
-    for i, s in enumerate(sigma.tolist()):
+    for i, s in [(i, s) for i, s in enumerate(draw.sigma.tolist()) if s > 0]:
         radius = max(1, math.ceil(2.5 * s))
         offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
         kernel = torch.exp(-0.5 * (offsets / s) ** 2)
@@ -270,8 +210,21 @@ def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         x = F.pad(images[i : i + 1], (radius, radius, radius, radius), mode="replicate")
         x = x.contiguous(memory_format=torch.channels_last)  # depthwise convolutions run ~3x faster so on a CPU
         x = F.conv2d(x, kernel[:, None, None, :], groups=channels)
-        out[i] = F.conv2d(x, kernel[:, None, :, None], groups=channels)[0]
-    return out
+        images[i] = F.conv2d(x, kernel[:, None, :, None], groups=channels)[0]
+    return images
+
+
+def to_pixels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Normalised (B, 3, S, S) -> RGB in [0, 255] (to look at what the network was fed)."""
+    return images * 255.0 * torch.tensor(std).view(1, 3, 1, 1) + 255.0 * torch.tensor(mean).view(1, 3, 1, 1)
+
+
+def hue_rotation(angle: torch.Tensor, yiq: torch.Tensor, yiq_inverse: torch.Tensor) -> torch.Tensor:
+    """(B,) radians -> (B, 3, 3) RGB matrices that turn the colours about the grey axis (in YIQ: the
+    luma stays, the chroma rotates)."""
+    cos, sin, one, zero = angle.cos(), angle.sin(), torch.ones_like(angle), torch.zeros_like(angle)
+    rotation = torch.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], 1).view(-1, 3, 3)  # (B, 3, 3)
+    return yiq_inverse @ rotation @ yiq
 
 
 def build_augmenter(policy: str, seed: int) -> Augmenter | None:

@@ -63,17 +63,13 @@ def import_caltech(source: Path, destination: Path) -> dict[str, int]:
     dataset is written beside ``destination`` and moved into place complete: a failed import
     leaves nothing, and a folder that holds anything is refused.
     """
-    images_root = find_folder(source, "101_ObjectCategories")
-    annotations_root = find_folder(source, "Annotations")
+    roots = find_folder(source, "101_ObjectCategories"), find_folder(source, "Annotations")
     if destination.exists() and any(destination.iterdir()):
         raise CaltechError(f"{destination}: exists and is not empty; choose a new folder")
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
     try:
-        counts = {
-            label: _import_category(images_root / image_folder, annotations_root / annotation_folder, label, staging)
-            for label, (image_folder, annotation_folder) in CATEGORIES.items()
-        }
+        counts = {label: _import_category(roots, folders, label, staging) for label, folders in CATEGORIES.items()}
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # the staging folder is ours alone
         raise
@@ -83,7 +79,9 @@ def import_caltech(source: Path, destination: Path) -> dict[str, int]:
     return counts
 
 
-def _import_category(image_dir: Path, mat_dir: Path, label: str, destination: Path) -> int:
+def _import_category(roots: tuple[Path, Path], folders: tuple[str, str], label: str, destination: Path) -> int:
+    """One category's images and boxes, from its image and annotation ``folders`` under the Caltech ``roots``."""
+    image_dir, mat_dir = (root / folder for root, folder in zip(roots, folders))
     for folder in (image_dir, mat_dir):
         if not folder.is_dir():
             raise CaltechError(f"{folder}: missing from the Caltech-101 folders")
@@ -91,8 +89,7 @@ def _import_category(image_dir: Path, mat_dir: Path, label: str, destination: Pa
     out_dir.mkdir(parents=True)
     rows = []
     for image_path in sorted(image_dir.glob("image_*.jpg")):
-        number = image_path.stem.split("_")[-1]
-        mat_path = mat_dir / f"annotation_{number}.mat"
+        mat_path = mat_dir / f"annotation_{image_path.stem.split('_')[-1]}.mat"
         if not mat_path.exists():
             raise CaltechError(f"{mat_path}: missing annotation for {image_path}")
         image = cv2.imread(str(image_path))
@@ -100,8 +97,7 @@ def _import_category(image_dir: Path, mat_dir: Path, label: str, destination: Pa
             raise CaltechError(f"{image_path}: unreadable image")
         height, width = image.shape[:2]
         box = read_box(mat_path)
-        x1, x2 = (min(max(v, 0), width) for v in box[0::2])  # each corner clipped on its own: never inverted
-        y1, y2 = (min(max(v, 0), height) for v in box[1::2])
+        x1, y1, x2, y2 = np.clip(box, 0, (width, height, width, height))  # each corner on its own: never inverted
         if x2 <= x1 or y2 <= y1:
             raise CaltechError(
                 f"{mat_path}: its box {','.join(map(str, box))} lies outside the {width}x{height} image {image_path}; "

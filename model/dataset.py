@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from model.annotations import (
     Problems,
     check_labels,
     class_names,
+    image_files,
     image_path,
     read_annotations,
     read_rows,
@@ -38,17 +39,8 @@ from model.annotations import (
     web_rows,
 )
 from model.errors import UserError
-from model.files import is_dataset
-from model.images import (
-    ImageCache,
-    box_to_unit,
-    cache_folder,
-    fingerprint,
-    fits_in_memory,
-    normalize,
-    row_digests,
-    stored_size,
-)
+from model.files import WriteError, is_dataset, refuse_data_folder
+from model.images import ImageCache, box_to_unit, fingerprint, fits_in_memory, normalize, row_digests, stored_size
 
 # A box may stick out of its image by this many pixels (annotation tools round corners outward): it is then clipped.
 # Beyond that the row is reported as bad.
@@ -63,20 +55,17 @@ class DetectionDataset(torch.utils.data.Dataset):
     def __init__(self, root, rows, classes, image_size, problems, workers=1, mean=None, std=None, cache=None):
         self.root, self.classes, self.image_size = Path(root), list(classes), image_size
         self.mean, self.std = tuple(mean or config.IMAGENET_MEAN), tuple(std or config.IMAGENET_STD)
-        if cache is None or any(row.key not in cache.index for row in rows):
-            cache = ImageCache.build(root, rows, image_size, problems, workers)
-        self.rows, positions, labels, boxes = [], [], [], []
-        for row, i in zip(rows, cache.lookup(rows).tolist()):
+        cache = cache or ImageCache.build(root, rows, image_size, problems, workers)  # a given one holds the rows
+        self.rows, positions, boxes = [], [], []
+        for row, i in zip(rows, [cache.index[row.key] for row in rows]):
             width, height = (int(v) for v in cache.sizes[i])
-            stored = lambda row=row: stored_size(image_path(root, row))  # noqa: E731  (said only for a box outside)
-            box = check_box(row, width, height, problems, stored) if cache.decoded[i] else None  # else reported
-            if box is not None:
+            # an image that did not decode is reported by the cache, a box that cannot be used by check_box
+            if cache.decoded[i] and (box := check_box(row, width, height, problems, image_path(root, row))):
                 self.rows.append(row)
                 positions.append(i)
-                labels.append(self.classes.index(row.label))
                 boxes.append(box_to_unit(box, width, height))
         position = torch.tensor(positions, dtype=torch.int64)
-        self.labels = torch.tensor(labels, dtype=torch.int64)  # (N,)
+        self.labels = torch.tensor([self.classes.index(row.label) for row in self.rows], dtype=torch.int64)  # (N,)
         self.boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)  # (N, 4) in [0, 1]
         self.sizes = cache.sizes[position].reshape(-1, 2)  # (N, 2) original (width, height)
         in_memory = fits_in_memory(self.images_nbytes)
@@ -108,7 +97,7 @@ class DetectionDataset(torch.utils.data.Dataset):
 
 
 # ----------------------------------------------------------------------------------------------
-# Where the dataset is
+# Where the dataset is, and where its decoded images are kept
 # ----------------------------------------------------------------------------------------------
 def find_dataset(explicit: Path | None) -> Path | None:
     """--dataset, $CVPR_DATASET, the course cluster's folder, ./dataset; None when none of them exists. A folder
@@ -135,12 +124,24 @@ def locate_dataset(explicit: Path | None, echo: Callable[[str], object], demo_ro
     root, images = demo_root or config.DEMO_DATASET, demo_images or config.DEMO_IMAGES
     if env.tiny() and demo_root is None:  # the docs' commands at the smallest scale: a small demo set of their own
         root, images = root.with_name(f"{root.name}-tiny"), TINY_DEMO_IMAGES
-    if demo.ensure(root, images, config.DEMO_SEED):
+    if demo.is_complete(root, images, config.DEMO_SEED):  # generated once, by an earlier run
+        echo(f"No course dataset found: using the demo dataset in {root}")
+    else:
+        demo.generate(root, images, config.DEMO_SEED)
         searched = f"--dataset, ${env.DATASET}, {config.COURSE_DATASET}, ./{config.LOCAL_DATASET}"
         echo(f"No course dataset found ({searched}): generated the demo dataset in {root}")
-    else:
-        echo(f"No course dataset found: using the demo dataset in {root}")
     return root
+
+
+def cache_folder() -> Path:
+    """Where decoded images are kept: $CVPR_CACHE_DIR, else output/cache/ (never inside a data folder)."""
+    named = env.cache_dir()
+    if named is not None:
+        try:
+            refuse_data_folder(named, f"${env.CACHE_DIR}")
+        except WriteError as error:
+            raise WriteError(f"{error}, or pass --no-cache") from None
+    return named or config.CACHE_DIR
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,19 +200,16 @@ def drawn_by(options: Any) -> str:
     return f"--cut-val {options.cut_val:g} --cut-test {options.cut_test:g}{fraction}"
 
 
-def split_warnings(options: Any, classes: Sequence[str], splits: dict[str, list[Annotation]]) -> list[str]:
+def split_warnings(options: Any, classes: Sequence[str], splits: dict[str, list[Annotation]]) -> Iterator[str]:
     """A class with no image in a split: allowed (Part 1 Q9.3 trains on 0.5 %), but said: the network cannot
     learn a class it never sees, nor its accuracy be measured where it has no image."""
-    lines = []
     for name, shown in (("train", "training"), ("val", "validation"), ("test", "test")):
         absent = sorted(set(classes) - {row.label for row in splits[name]})
         if absent and (name == "train" or splits[name]):
-            where = options.splits / config.SPLIT_FILES[name] if options.splits else f"the {shown} split"
-            where = where if options.splits else f"{where} ({drawn_by(options)})"
+            drawn = f"the {shown} split ({drawn_by(options)})"
+            where = options.splits / config.SPLIT_FILES[name] if options.splits else drawn
             what = "the network cannot learn it" if name == "train" else f"its {shown} accuracy is not measured"
-            count = len(splits[name])
-            lines.append(f"warning: class {' and '.join(absent)} has no image in {where} ({count} images): {what}")
-    return lines
+            yield f"warning: class {' and '.join(absent)} has no image in {where} ({len(splits[name])} images): {what}"
 
 
 @dataclass
@@ -242,10 +240,11 @@ def load_splits(options: Any, rows: Rows, echo: Callable[[str], None], interrupt
             f"{trained.get('dataset')}); resume on that dataset (--dataset), or train anew"
         )
     cache = ImageCache.build(root, everything, options.image_size, problems, workers, folder, interrupt, digests)
-    parts = {
-        name: DetectionDataset(root, part, rows.classes, options.image_size, problems, cache=cache)
-        for name, part in rows.splits.items()
-    }
+
+    def decoded(part: list[Annotation]) -> DetectionDataset:  # the usable rows of ``part``, from the shared cache
+        return DetectionDataset(root, part, rows.classes, options.image_size, problems, cache=cache)
+
+    parts = {name: decoded(part) for name, part in rows.splits.items()}
     if not len(parts["train"]):
         raise DataError(
             f"{root}: no training image is left: all {len(rows.splits['train'])} rows of the training split were "
@@ -257,8 +256,7 @@ def load_splits(options: Any, rows: Rows, echo: Callable[[str], None], interrupt
     train_eval = None if options.train_eval == "off" else train
     if options.train_eval == "sample" and len(val) < len(train):  # a fixed sample, the same rows every epoch
         chosen = sorted(random.Random(options.seed).sample(range(len(train)), max(1, len(val))))
-        sample = [train.rows[i] for i in chosen]
-        train_eval = DetectionDataset(root, sample, rows.classes, options.image_size, problems, cache=cache)
+        train_eval = decoded([train.rows[i] for i in chosen])
     counts = ", ".join(f"{name} {len(part)}" for name, part in parts.items())
     how = "read from the cache" if cache.from_disk else "decoded"
     echo(
@@ -270,8 +268,9 @@ def load_splits(options: Any, rows: Rows, echo: Callable[[str], None], interrupt
     return TrainingData(root, rows.classes, splits, train, val, train_eval, fingerprints)
 
 
-def check_box(row: Annotation, width: int, height: int, problems: Problems, stored=None) -> Box | None:
-    """The row's box clipped to its (width, height) image, or None (reported) when it is unusable.
+def check_box(row: Annotation, width: int, height: int, problems: Problems, path: Path | None = None) -> Box | None:
+    """The row's box clipped to its (width, height) image, or None (reported) when it is unusable; ``path``, its
+    image, is read only to name its stored size when a box lies outside.
 
     A box of zero width or height is what the annotation says (Caltech-101 has one): it is kept,
     with a warning, since it still trains the classifier and its box loss stays finite. Each
@@ -288,10 +287,8 @@ def check_box(row: Annotation, width: int, height: int, problems: Problems, stor
         problems.report(row.where, f"{box} starts outside the image")
         return None
     if x2 > width + BOX_TOLERANCE_PX or y2 > height + BOX_TOLERANCE_PX:
-        turned = stored() if stored is not None else (width, height)  # the file's own size, its header's
-        note = f" (the file is {turned[0]}x{turned[1]}, turned upright by its EXIF orientation)" * (
-            turned != (width, height)
-        )
+        w, h = stored_size(path) if path is not None else (width, height)  # the file's own size, its header's
+        note = f" (the file is {w}x{h}, turned upright by its EXIF orientation)" if (w, h) != (width, height) else ""
         problems.report(row.where, f"{box} lies outside the {width}x{height} image{note}")
         return None
     clipped = (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
@@ -347,14 +344,6 @@ class Item:
         return f"{index:04d}_{self.label or 'image'}_{self.path.stem}{suffix}"
 
 
-def image_files(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in config.IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
-
-
 def web_folder(path: Path) -> Path | None:
     """The web_images-like folder of ``path`` (it, or its parent when ``path`` is its images/)."""
     return next((c for c in (path, path.parent) if (c / "images").is_dir() and not (c / "annotations").is_dir()), None)
@@ -373,23 +362,18 @@ def collect_items(inputs: tuple[Path, ...], dataset: Path | None, checkpoint: An
 
 
 def items_of(path: Path, dataset: Path | None, checkpoint: Any, problems: Problems) -> list[Item]:
-    classes = checkpoint.classes
-    if path.is_file() and path.suffix.lower() == ".csv":
-        root = images_root(path, dataset, checkpoint)
-        return [
-            Item(image_path(root, r), r.label, r.box)
-            for r in check_labels(read_rows(path, problems), classes, problems)
-        ]
     if path.is_file() and path.suffix.lower() in config.IMAGE_EXTENSIONS:
         return [Item(path)]
-    if path.is_dir() and (path / "annotations").is_dir() and (path / "images").is_dir():
-        rows = check_labels(read_annotations(path, problems), classes, problems)
-        return [Item(image_path(path, r), r.label, r.box) for r in rows]
-    folder = web_folder(path) if path.is_dir() else None
-    if folder is not None:  # internet images: boxes where annotations.csv has one
-        rows = check_labels(web_rows(folder, problems), classes, problems)
-        return [Item(image_path(folder, r), r.label, None if r.label_only else r.box) for r in rows]
-    if path.is_dir():  # images of <label>/ subfolders, and the images beside them (their label unknown)
-        labelled = [Item(p, c) for c in classes if (path / c).is_dir() for p in image_files(path / c)]
+    if path.is_file() and path.suffix.lower() == ".csv":
+        root, rows = images_root(path, dataset, checkpoint), read_rows(path, problems)
+    elif is_dataset(path):
+        root, rows = path, read_annotations(path, problems)
+    elif path.is_dir() and (folder := web_folder(path)) is not None:
+        root, rows = folder, web_rows(folder, problems)  # internet images: boxes where annotations.csv has one
+    elif path.is_dir():  # images of <label>/ subfolders, and the images beside them (their label unknown)
+        labelled = [Item(p, c) for c in checkpoint.classes if (path / c).is_dir() for p in image_files(path / c)]
         return labelled + [Item(p) for p in image_files(path)]
-    raise UserError(f"INPUT {path}: not a CSV file, an image or a folder")
+    else:
+        raise UserError(f"INPUT {path}: not a CSV file, an image or a folder")
+    rows = check_labels(rows, checkpoint.classes, problems)
+    return [Item(image_path(root, r), r.label, None if r.label_only else r.box) for r in rows]

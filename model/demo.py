@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -58,19 +59,8 @@ def _marker(root: Path) -> dict | None:
 
 def is_complete(root: Path, images: int, seed: int) -> bool:
     info = _marker(root) or {}
-    return [info.get(k) for k in ("images", "seed", "version")] == [
-        images,
-        seed,
-        GENERATOR_VERSION,
-    ] and "rows" not in info
-
-
-def ensure(root: Path, images: int, seed: int) -> bool:
-    """The demo dataset of these settings at ``root``, generated unless it is there; whether it was."""
-    if is_complete(root, images, seed):
-        return False
-    generate(root, images, seed)
-    return True
+    settings = [images, seed, GENERATOR_VERSION]  # a dataset drawn from rows (--rows) is never the default one
+    return [info.get(k) for k in ("images", "seed", "version")] == settings and "rows" not in info
 
 
 def _previous_demo(root: Path) -> list[Path]:
@@ -102,7 +92,7 @@ def _plan(images: int, rows: Sequence[Row] | None) -> list[tuple[str, list]]:
     return sorted(by_label.items())
 
 
-def _write_label(staging: Path, label: str, entries: list, seed: int, workers: int) -> None:
+def _write_label(staging: Path, label: str, entries: list, seed: int) -> None:
     """One class's images, drawn in threads (each image its own seed), and its annotation file."""
 
     def write(entry: tuple) -> str:
@@ -112,17 +102,16 @@ def _write_label(staging: Path, label: str, entries: list, seed: int, workers: i
         write_file(staging / "images" / label / name, data.tobytes(), data_folder=True)
         return ",".join([name, *(_number(v) for v in (sample.box if box is None else box)), label])
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
         lines = list(pool.map(write, entries))
     write_file(staging / "annotations" / f"{label}.csv", "\n".join(lines).encode(), data_folder=True)
 
 
-def generate(root: Path, images: int = 600, seed: int = 0, workers: int | None = None, rows=None) -> Path:
+def generate(root: Path, images: int = 600, seed: int = 0, rows=None) -> Path:
     """A demo dataset in the course layout at ``root``: ``images`` images split like the course set, or, given
     ``rows`` (annotation rows, e.g. the course's), one image per row drawn to fit its box, each label's rows in
     file-name order, the files without a final newline, as the course's are. Written beside ``root`` and moved
     into place whole; a previous demo dataset there is replaced, a folder holding anything else refused."""
-    root = Path(root)
     previous = _previous_demo(root)
     make_folder(root.parent)
     remove_stale_temporaries(root.parent)  # a generation killed before it finished
@@ -130,7 +119,7 @@ def generate(root: Path, images: int = 600, seed: int = 0, workers: int | None =
     try:
         plan, files = _plan(images, rows), [MARKER]
         for label, entries in plan:
-            _write_label(staging, label, entries, seed, max(1, workers or os.cpu_count() or 1))
+            _write_label(staging, label, entries, seed)
             files += [f"annotations/{label}.csv"] + [f"images/{label}/{name}" for name, _, _ in entries]
         count = sum(len(entries) for _, entries in plan)
         info = {"images": count, "seed": seed, "version": GENERATOR_VERSION, "files": sorted(files)}
@@ -167,8 +156,7 @@ def main(folder: Path, images: int, seed: int, row_files: tuple[Path, ...]) -> N
     with one_line_errors():
         rows = [(r.filename, *r.box, r.label) for path in row_files for r in read_rows(path, Problems(skip=False))]
         generate(folder, images, seed, rows=rows or None)
-    labels = sorted({r[5] for r in rows})
-    counts = {c: sum(r[5] == c for r in rows) for c in labels} if rows else class_counts(images)
+    counts = dict(sorted(Counter(r[5] for r in rows).items())) if rows else class_counts(images)
     shown = ", ".join(f"{n} {c}" for c, n in counts.items())
     click.echo(f"Wrote {sum(counts.values())} demo images ({shown}) to {folder}")
 

@@ -17,12 +17,14 @@ CLASSES = ("airplane", "face", "motorcycle")
 
 
 # ----------------------------------------------------------------------------------------------
-# Drawing: every primitive goes into the colour layer and the object mask alike
+# Drawing: every primitive goes into the colour layer and the object mask (its alpha) alike
 # ----------------------------------------------------------------------------------------------
 @dataclass
-class Frame:
-    """Maps object coordinates (u right, v down, in units of the object's height) to pixels."""
+class Painter:
+    """Draws into ``layer`` (H, W, 4) uint8 the object's RGB colour, and its mask as alpha (255 where drawn); object
+    coordinates (u right, v down, in units of the object's height) map to pixels by a shift, a scale, a tilt, a flip."""
 
+    layer: np.ndarray
     cx: float
     cy: float
     scale: float  # pixels per unit
@@ -30,16 +32,28 @@ class Frame:
     flip: bool
     width_units: float
 
-    def __call__(self, points) -> np.ndarray:
+    def pixels(self, points) -> np.ndarray:
         p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        u = p[:, 0] - self.width_units / 2
+        u = (p[:, 0] - self.width_units / 2) * (-1 if self.flip else 1)
         v = p[:, 1] - 0.5
-        if self.flip:
-            u = -u
         c, s = math.cos(self.angle), math.sin(self.angle)
         x = self.cx + self.scale * (c * u - s * v)
         y = self.cy + self.scale * (s * u + c * v)
         return np.round(np.stack([x, y], axis=1)).astype(np.int32)
+
+    def polygon(self, points, colour) -> None:
+        cv2.fillPoly(self.layer, [self.pixels(points)], (*colour, 255))
+
+    def erase(self, points) -> None:
+        """Cut a hole (the background shows through, e.g. inside a wheel)."""
+        cv2.fillPoly(self.layer, [self.pixels(points)], (0, 0, 0, 0))
+
+    def ellipse(self, cu, cv, au, av, colour) -> None:
+        self.polygon(ellipse_points(cu, cv, au, av), colour)
+
+    def line(self, points, colour, width_units: float) -> None:
+        thickness = max(1, round(width_units * self.scale))
+        cv2.polylines(self.layer, [self.pixels(points)], False, (*colour, 255), thickness, cv2.LINE_8)
 
 
 def ellipse_points(cu: float, cv: float, au: float, av: float, start: float = 0, end: float = 360, n: int = 48):
@@ -47,39 +61,12 @@ def ellipse_points(cu: float, cv: float, au: float, av: float, start: float = 0,
     return np.stack([cu + au * np.cos(t), cv + av * np.sin(t)], axis=1)
 
 
-class Painter:
-    def __init__(self, height: int, width: int, frame: Frame):
-        self.layer = np.zeros((height, width, 3), np.uint8)
-        self.mask = np.zeros((height, width), np.uint8)
-        self.frame = frame
-
-    def polygon(self, points, colour) -> None:
-        pts = [self.frame(points)]
-        cv2.fillPoly(self.layer, pts, colour)
-        cv2.fillPoly(self.mask, pts, 255)
-
-    def erase(self, points) -> None:
-        """Cut a hole (the background shows through, e.g. inside a wheel)."""
-        cv2.fillPoly(self.mask, [self.frame(points)], 0)
-
-    def ellipse(self, cu, cv, au, av, colour) -> None:
-        self.polygon(ellipse_points(cu, cv, au, av), colour)
-
-    def line(self, points, colour, width_units: float) -> None:
-        thickness = max(1, round(width_units * self.frame.scale))
-        pts = [self.frame(points)]
-        cv2.polylines(self.layer, pts, False, colour, thickness, cv2.LINE_8)
-        cv2.polylines(self.mask, pts, False, 255, thickness, cv2.LINE_8)
+def _colour(rng: np.random.Generator, low: int = 0, high: int = 256) -> tuple[int, ...]:
+    return tuple(int(c) for c in rng.integers(low, high, 3))  # red, green, blue
 
 
-def _colour(rng: np.random.Generator, low: int = 0, high: int = 256) -> tuple[int, int, int]:
-    red, green, blue = (int(c) for c in rng.integers(low, high, 3))
-    return red, green, blue
-
-
-def _shade(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
-    red, green, blue = (int(np.clip(c * factor, 0, 255)) for c in colour)
-    return red, green, blue
+def _shade(colour: tuple[int, ...], factor: float) -> tuple[int, ...]:
+    return tuple(int(np.clip(c * factor, 0, 255)) for c in colour)
 
 
 SKIN_TONES = ((255, 224, 196), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 58, 30))
@@ -99,24 +86,16 @@ def draw_airplane(p: Painter, rng: np.random.Generator, width_units: float) -> N
     p.polygon(np.vstack([top, nose, bottom]), body)
     # tail fin and horizontal stabiliser
     fin_top = rng.uniform(0.0, 0.12)
-    p.polygon(
-        [(L * 0.03, cy - half_h * 0.5), (L * 0.06, fin_top), (L * 0.14, fin_top), (L * 0.24, cy - half_h * 0.9)], accent
-    )
-    p.polygon(
-        [(L * 0.05, cy), (L * 0.2, cy), (L * 0.12, cy + half_h * 1.6), (L * 0.06, cy + half_h * 1.6)], _shade(body, 0.8)
-    )
+    fin = [(L * 0.03, cy - half_h * 0.5), (L * 0.06, fin_top), (L * 0.14, fin_top), (L * 0.24, cy - half_h * 0.9)]
+    p.polygon(fin, accent)
+    stabiliser = [(L * 0.05, cy), (L * 0.2, cy), (L * 0.12, cy + half_h * 1.6), (L * 0.06, cy + half_h * 1.6)]
+    p.polygon(stabiliser, _shade(body, 0.8))
     # swept wing below the fuselage, and an engine under it
     w0 = rng.uniform(0.38, 0.5)
     wing_low = min(1.0, cy + rng.uniform(0.25, 0.4))
-    p.polygon(
-        [
-            (L * w0, cy + half_h * 0.3),
-            (L * (w0 + 0.2), cy + half_h * 0.3),
-            (L * (w0 + 0.02), wing_low),
-            (L * (w0 - 0.06), wing_low),
-        ],
-        _shade(body, 0.7),
-    )
+    wing_top = cy + half_h * 0.3
+    wing = [(L * w0, wing_top), (L * (w0 + 0.2), wing_top), (L * (w0 + 0.02), wing_low), (L * (w0 - 0.06), wing_low)]
+    p.polygon(wing, _shade(body, 0.7))
     if rng.random() < 0.7:
         p.ellipse(L * (w0 + 0.08), cy + half_h * 1.7, L * 0.06, half_h * 0.55, _shade(accent, 0.6))
     # windows and cockpit
@@ -152,13 +131,8 @@ def draw_face(p: Painter, rng: np.random.Generator, width_units: float) -> None:
     p.line([(cx, eye_y + 0.05), (cx - W * 0.05, 0.68), (cx + W * 0.03, 0.69)], _shade(skin, 0.6), 0.015)
     lips = (int(rng.integers(120, 220)), int(rng.integers(30, 90)), int(rng.integers(40, 110)))
     smile = rng.uniform(0.01, 0.05)
-    mouth = np.vstack(
-        [
-            ellipse_points(cx, 0.78, W * 0.14, 0.02 + smile, 0, 180, 16),
-            ellipse_points(cx, 0.78, W * 0.14, 0.015, 180, 360, 16),
-        ]
-    )
-    p.polygon(mouth, lips)
+    lower_lip = ellipse_points(cx, 0.78, W * 0.14, 0.02 + smile, 0, 180, 16)
+    p.polygon(np.vstack([lower_lip, ellipse_points(cx, 0.78, W * 0.14, 0.015, 180, 360, 16)]), lips)
 
 
 def draw_motorcycle(p: Painter, rng: np.random.Generator, width_units: float) -> None:
@@ -244,20 +218,13 @@ class Sample:
     image: np.ndarray  # (H, W, 3) uint8 BGR, ready for cv2.imwrite
     mask: np.ndarray  # (H, W) uint8, 255 where the object was drawn
     box: tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels; x2, y2 exclusive (tight bound of mask)
-    label: str
-
-
-def image_size(rng: np.random.Generator) -> tuple[int, int]:
-    """(height, width) like Caltech-101: 200-500 px, most about 300 px wide; independent of class."""
-    width = int(np.clip(rng.normal(310, 70), 200, 500))
-    height = int(np.clip(width * rng.uniform(0.6, 1.0), 180, 500))
-    return height, width
 
 
 def render(label: str, seed: int, index: int) -> Sample:
     """The image ``index`` of class ``label`` for ``seed``; depends on nothing else."""
     rng = np.random.default_rng([seed, CLASSES.index(label), index])
-    height, width = image_size(rng)
+    width = int(np.clip(rng.normal(310, 70), 200, 500))  # like Caltech-101: 200-500 px, most about 300 px wide
+    height = int(np.clip(width * rng.uniform(0.6, 1.0), 180, 500))  # whatever the class
     image = background(rng, height, width)
     clutter(rng, image, int(rng.integers(2, 9)))
     aspect = rng.uniform(*ASPECT[label])
@@ -270,17 +237,15 @@ def render(label: str, seed: int, index: int) -> Sample:
     half_w, half_h = scale * diag_w / 2, scale * diag_h / 2
     cx = rng.uniform(half_w, width - half_w)
     cy = rng.uniform(half_h, height - half_h)
-    frame = Frame(cx, cy, scale, angle, bool(rng.random() < 0.5), aspect)
-    painter = Painter(height, width, frame)
+    painter = Painter(np.zeros((height, width, 4), np.uint8), cx, cy, scale, angle, bool(rng.random() < 0.5), aspect)
     DRAWERS[label](painter, rng, aspect)
-    drawn = painter.mask > 0
-    image[drawn] = painter.layer[drawn]
+    mask = painter.layer[..., 3].copy()
+    image[mask > 0] = painter.layer[..., :3][mask > 0]
     clutter(rng, image, int(rng.integers(0, 3)) if rng.random() < 0.3 else 0)  # a little occlusion
     if rng.random() < 0.3:
         image = cv2.GaussianBlur(image, (3, 3), 0)
-    ys, xs = np.nonzero(drawn)
-    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    return Sample(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), painter.mask, box, label)
+    x, y, w, h = cv2.boundingRect(mask)  # the drawn pixels' tight bound
+    return Sample(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), mask, (x, y, x + w, y + h))
 
 
 def render_in_box(label: str, box: tuple[float, float, float, float], seed: int, index: int) -> Sample:
@@ -300,11 +265,8 @@ def render_in_box(label: str, box: tuple[float, float, float, float], seed: int,
     if x2 > x1 and y2 > y1:
         source = render(label, seed, index)
         sx1, sy1, sx2, sy2 = source.box
-        size = (x2 - x1, y2 - y1)
-        layer = cv2.resize(
-            cv2.cvtColor(source.image, cv2.COLOR_BGR2RGB)[sy1:sy2, sx1:sx2], size, interpolation=cv2.INTER_NEAREST
-        )
-        mask[y1:y2, x1:x2] = cv2.resize(source.mask[sy1:sy2, sx1:sx2], size, interpolation=cv2.INTER_NEAREST)
-        inside = mask[y1:y2, x1:x2] > 0
-        image[y1:y2, x1:x2][inside] = layer[inside]
-    return Sample(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), mask, (x1, y1, x2, y2), label)
+        rgba = np.dstack([cv2.cvtColor(source.image, cv2.COLOR_BGR2RGB), source.mask])[sy1:sy2, sx1:sx2]
+        patch = cv2.resize(rgba, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)  # (h, w, 4)
+        mask[y1:y2, x1:x2] = patch[..., 3]
+        image[y1:y2, x1:x2][patch[..., 3] > 0] = patch[..., :3][patch[..., 3] > 0]
+    return Sample(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), mask, (x1, y1, x2, y2))

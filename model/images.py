@@ -10,6 +10,7 @@ and a dataset larger than memory is paged in from disk instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -18,24 +19,15 @@ import tempfile
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from model import config, env
+from model import env
 from model.annotations import Annotation, DataError, Problems, image_path
-from model.files import (
-    WriteError,
-    make_folder,
-    refuse_data_folder,
-    remove_stale_temporaries,
-    temporary_name,
-    write_error,
-    write_file,
-)
+from model.files import WriteError, make_folder, remove_stale_temporaries, temporary_name, write_error, write_file
 from model.network import ordered
 
 
@@ -149,11 +141,6 @@ def fingerprint(digests: dict[str, str], rows: Sequence[Annotation], salt: str =
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def dataset_key(root: Path, rows: Sequence[Annotation], image_size: int) -> str:
-    """The decode cache's key: the rows' fingerprint at this image size."""
-    return fingerprint(row_digests(root, rows), rows, f"cvpr-cache v2 {image_size}px\n")
-
-
 def fits_in_memory(nbytes: int) -> bool:
     """Whether ``nbytes`` may be held in RAM: at most half of the memory available now."""
     try:
@@ -162,17 +149,6 @@ def fits_in_memory(nbytes: int) -> bool:
     except (OSError, StopIteration):
         return True  # unknown (macOS, Windows): assume it fits
     return nbytes <= 0.5 * available
-
-
-def cache_folder() -> Path:
-    """Where decoded images are kept: $CVPR_CACHE_DIR, else output/cache/ (never inside a data folder)."""
-    named = env.cache_dir()
-    if named is not None:
-        try:
-            refuse_data_folder(named, f"${env.CACHE_DIR}")
-        except WriteError as error:
-            raise WriteError(f"{error}, or pass --no-cache") from None
-    return named or config.CACHE_DIR
 
 
 class ImageCache:
@@ -200,15 +176,12 @@ class ImageCache:
         rows = sorted(rows, key=lambda r: r.key)
         shape = (len(rows), 3, image_size, image_size)
         path = None
-        if cache_dir is not None:
+        if cache_dir is not None:  # the cache's key: the rows' fingerprint at this image size
             key = fingerprint(digests or row_digests(root, rows), rows, f"cvpr-cache v2 {image_size}px\n")
             path = Path(cache_dir) / f"{key}.npy"
-        if path is not None and path.exists():
-            try:
-                return cls._load(rows, path)
-            except (OSError, ValueError):
-                pass  # a damaged file is decoded again
-        if path is None and fits_in_memory(int(np.prod(shape))):
+            with contextlib.suppress(OSError, ValueError):  # none there, or a damaged file: decoded again
+                return cls._load(rows, path, from_disk=True)
+        elif fits_in_memory(int(np.prod(shape))):
             buffer = np.empty(shape, dtype=np.uint8)
             sizes, decoded = _decode(root, rows, image_size, buffer, workers, problems, interrupt)
             return cls(rows, torch.from_numpy(buffer), torch.from_numpy(sizes), torch.from_numpy(decoded), False)
@@ -216,9 +189,8 @@ class ImageCache:
         try:
             make_folder(folder)
         except WriteError as error:
-            raise WriteError(
-                f"{error}{f' (${env.CACHE_DIR})' if env.cache_dir() else ''}, or pass --no-cache"
-            ) from None
+            named = f" (${env.CACHE_DIR})" if env.cache_dir() else ""
+            raise WriteError(f"{error}{named}, or pass --no-cache") from None
         remove_stale_temporaries(folder)
         tmp = folder / temporary_name("cache.npy")
         try:
@@ -232,27 +204,20 @@ class ImageCache:
                 write_file(path.with_suffix(".sizes.npy"), sizes_file.getvalue())
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, path)
-                cache = cls._load(rows, path)
-                cache.from_disk = False  # decoded by this run
-                return cache
+                return cls._load(rows, path, from_disk=False)  # decoded by this run
             images = torch.from_numpy(np.load(tmp, mmap_mode="c"))
             return cls(rows, images, torch.from_numpy(sizes), torch.from_numpy(decoded), False)
         finally:
             tmp.unlink(missing_ok=True)  # an open mapping stays valid; its space is freed when it closes
 
     @classmethod
-    def _load(cls, rows: Sequence[Annotation], path: Path) -> ImageCache:
+    def _load(cls, rows: Sequence[Annotation], path: Path, from_disk: bool) -> ImageCache:
         images = np.load(path, mmap_mode="c")  # copy-on-write: writable for torch, never written back
         sizes = np.load(path.with_suffix(".sizes.npy"))
         if images.shape[0] != len(rows) or sizes.shape != (len(rows), 2):
             raise ValueError(f"{path}: does not match its rows")
-        return cls(
-            rows, torch.from_numpy(images), torch.from_numpy(sizes), torch.ones(len(rows), dtype=torch.bool), True
-        )
-
-    def lookup(self, rows: Sequence[Annotation]) -> torch.Tensor:
-        """(len(rows),) indices into ``images``; KeyError when a row is not cached."""
-        return torch.tensor([self.index[row.key] for row in rows], dtype=torch.int64)
+        decoded = torch.ones(len(rows), dtype=torch.bool)
+        return cls(rows, torch.from_numpy(images), torch.from_numpy(sizes), decoded, from_disk)
 
 
 def _open_buffer(tmp: Path, shape: tuple[int, ...]) -> np.memmap:
@@ -267,22 +232,22 @@ def _open_buffer(tmp: Path, shape: tuple[int, ...]) -> np.memmap:
                 except OSError as error:
                     if error.errno not in (95, 22):  # EOPNOTSUPP, EINVAL: a file system that cannot reserve
                         raise
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
+    except OSError as error:  # its caller removes ``tmp``
         raise write_error(tmp.parent / "cache.npy", error, int(np.prod(shape))) from None
     return buffer
 
 
-@contextmanager
-def c_stderr(said: list[str]) -> Iterator[None]:
+@contextlib.contextmanager
+def c_stderr() -> Iterator[list[str]]:
     """What C libraries print on the process's stderr meanwhile (libjpeg's "Corrupt JPEG data", naming no file),
-    captured into ``said``, to be said with the file it is about."""
+    captured into the list it gives (one text once the block ends), to be said with the file it is about."""
+    said: list[str] = []
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         try:
-            yield
+            yield said
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -294,8 +259,7 @@ def _decode(root, rows, image_size, buffer, workers, problems, interrupt) -> tup
     """Each row's image decoded and resized into ``buffer`` (N, 3, S, S); the original (width, height) per row
     and whether it decoded. What cannot be decoded is reported to ``problems``."""
     sizes = np.zeros((len(rows), 2), dtype=np.int64)
-    decoded = np.zeros(len(rows), dtype=bool)
-    problem: list[str | None] = [None] * len(rows)
+    problem: list[str | None] = [None] * len(rows)  # None where the image decoded
 
     def decode(i: int) -> None:  # cv2 releases the GIL: threads decode in parallel
         interrupt()
@@ -303,19 +267,18 @@ def _decode(root, rows, image_size, buffer, workers, problems, interrupt) -> tup
         if image is not None:
             sizes[i] = (image.shape[1], image.shape[0])
             buffer[i] = resize_square(image, image_size).transpose(2, 0, 1)
-            decoded[i] = True
 
-    said: list[str] = []
-    with c_stderr(said), ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with c_stderr() as said, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         list(pool.map(decode, range(len(rows))))
     if "Corrupt JPEG data" not in said[0]:
         sys.stderr.write(said[0])  # what else a library said, as it said it
-    for i in np.flatnonzero(decoded).tolist() if "Corrupt JPEG data" in said[0] else []:  # which image libjpeg spoke of
-        alone: list[str] = []
-        with c_stderr(alone):
+    # libjpeg named no file: each image that decoded is decoded alone again, to find the one it spoke of
+    for i in [i for i, p in enumerate(problem) if p is None] if "Corrupt JPEG data" in said[0] else []:
+        with c_stderr() as alone:
             decode_image(image_path(root, rows[i]))
         if "Corrupt JPEG data" in alone[0]:
-            decoded[i], problem[i] = False, f"corrupt image {image_path(root, rows[i])} (libjpeg: {alone[0].strip()})"
+            problem[i] = f"corrupt image {image_path(root, rows[i])} (libjpeg: {alone[0].strip()})"
+    decoded = np.array([p is None for p in problem], dtype=bool)
     if rows and not decoded.any() and not any(image_path(root, row).exists() for row in rows):
         raise DataError(
             f"{root / 'images'}: none of the {len(rows)} images of the rows is there (has the dataset moved?); pass "
