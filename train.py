@@ -41,7 +41,7 @@ from model.device import (
     why_no_cuda,
 )
 from model.engine import Compute, LearningRate, evaluate, loss_for, make_optimizer, place_splits, train_one_epoch
-from model.errors import UserError
+from model.errors import UserError, first_line
 from model.network import build_model
 from model.options import FIELDS, TrainOptions, at_tiny_scale, check, flag, of, train_options
 from model.runs import (
@@ -109,11 +109,9 @@ def main(ctx: click.Context, overwrite: bool, resume: Path | None, resume_if_sta
                     report.start(f"epoch {epoch}/{options.epochs}", state.batches_per_epoch())
                     running = train_one_epoch(state.model, state.train, loss_fn, optimizer, state.scaler,
                                               state.generator, state.compute, state.augmenter, tick)  # fmt: skip
-                    sample = (
-                        evaluate(state.model, state.train_eval, loss_fn, state.compute, tick)[0]
-                        if state.train_eval
-                        else None
-                    )
+                    sample = None  # the training figures in evaluation mode (--train-eval)
+                    if state.train_eval:
+                        sample, _ = evaluate(state.model, state.train_eval, loss_fn, state.compute, tick)
                     val, _ = evaluate(state.model, state.val, loss_fn, state.compute, tick)
                     row = history_row(epoch, running, sample, val, lr, state.cpu_started)
                     is_best = save_epoch(writer, state, row)  # best.pth, last.pth, history.csv, the plot
@@ -248,16 +246,12 @@ class State:
         compiled: Any = torch.compile(self.model, dynamic=False)
         try:
             compiled.eval()
+            images = next(self.val.batches(self.options.batch_size)).images
             with torch.no_grad(), self.compute.precision.autocast():
-                compiled(
-                    self.val.normalize(
-                        next(self.val.batches(self.options.batch_size)).images, self.compute.channels_last
-                    )
-                )
+                compiled(self.val.normalize(images, self.compute.channels_last))
         except Exception as error:  # inductor needs a C++ compiler (and Triton on CUDA); MPS is not supported
-            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
             raise UserError(
-                f"--compile: torch.compile cannot compile the model here ({reason}); train without --compile"
+                f"--compile: torch.compile cannot compile the model here ({first_line(error)}); train without --compile"
             ) from None
         self.model = compiled
 

@@ -28,26 +28,19 @@ from model.metrics import ImageResults
 
 HOG_SIZE = 64
 BOX_WORK_SIDE = 256  # edge boxes are computed on images scaled to this longer side
-
-
-class ClassicError(UserError):
-    """An image or OpenCV's cascade file cannot be read."""
-
-
-def _hog() -> cv2.HOGDescriptor:
-    # window 64x64, blocks 16x16 with stride 8, cells 8x8, 9 orientations: 1,764 features
-    return cv2.HOGDescriptor((HOG_SIZE, HOG_SIZE), (16, 16), (8, 8), (8, 8), 9)
+Box = tuple[float, float, float, float]  # xyxy in pixels
 
 
 def _read(root: Path, row: Annotation) -> np.ndarray:
     image = cv2.imread(str(image_path(root, row)), cv2.IMREAD_COLOR)
     if image is None:
-        raise ClassicError(f"{image_path(root, row)}: unreadable image")
+        raise UserError(f"{image_path(root, row)}: unreadable image")
     return image
 
 
 def hog_features(images: Sequence[np.ndarray]) -> np.ndarray:
-    hog = _hog()
+    # window 64x64, blocks 16x16 with stride 8, cells 8x8, 9 orientations: 1,764 features
+    hog = cv2.HOGDescriptor((HOG_SIZE, HOG_SIZE), (16, 16), (8, 8), (8, 8), 9)
     grey = (
         cv2.cvtColor(cv2.resize(im, (HOG_SIZE, HOG_SIZE), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
         for im in images
@@ -103,23 +96,20 @@ def train_svm(features: np.ndarray, labels: np.ndarray) -> cv2.ml.SVM:
 def choose_min_neighbors(neighbors: Sequence[list], is_face: np.ndarray) -> int:
     """The Haar cascade's minNeighbors that best tells faces from the rest (F1) on training images'
     detections."""
-    best, best_f1 = HAAR_MIN_NEIGHBORS[0], -1.0
-    for threshold in HAAR_MIN_NEIGHBORS:
+
+    def f1(threshold: int) -> float:
         found = np.array([any(n >= threshold for _, n in d) for d in neighbors])
-        true_positives = float((found & is_face).sum())
-        f1 = 2 * true_positives / max(1.0, found.sum() + is_face.sum())
-        if f1 > best_f1:
-            best, best_f1 = threshold, f1
-    return best
+        return 2 * float((found & is_face).sum()) / max(1.0, found.sum() + is_face.sum())
+
+    return max(HAAR_MIN_NEIGHBORS, key=f1)  # the first of equals
 
 
-def edge_box(image: np.ndarray) -> tuple[float, float, float, float]:
+def edge_box(image: np.ndarray) -> Box:
     """Bounding rectangle of the largest edge blob, in pixels of ``image``; the whole image if none."""
     height, width = image.shape[:2]
     scale = BOX_WORK_SIDE / max(height, width)
-    small = cv2.resize(
-        image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
-    )
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0)
     median = float(np.median(grey))
     edges = cv2.Canny(grey, 0.66 * median, 1.33 * median)
@@ -131,9 +121,7 @@ def edge_box(image: np.ndarray) -> tuple[float, float, float, float]:
     return (x / scale, y / scale, (x + w) / scale, (y + h) / scale)
 
 
-def haar_detections(
-    image: np.ndarray, cascade: cv2.CascadeClassifier
-) -> list[tuple[tuple[float, float, float, float], int]]:
+def haar_detections(image: np.ndarray, cascade: cv2.CascadeClassifier) -> list[tuple[Box, int]]:
     """Face detections as (xyxy pixels, number of neighbouring raw detections that support it).
 
     Asked with minNeighbors 1 once: a detection survives a higher minNeighbors k exactly when its
@@ -144,7 +132,7 @@ def haar_detections(
     return [((float(x), float(y), float(x + w), float(y + h)), int(n)) for (x, y, w, h), n in zip(faces, support)]
 
 
-def largest_face(detections: list, min_neighbors: int) -> tuple[float, float, float, float] | None:
+def largest_face(detections: list, min_neighbors: int) -> Box | None:
     """The largest detection supported by at least ``min_neighbors``, or None."""
     kept = [box for box, n in detections if n >= min_neighbors]
     return max(kept, key=lambda b: (b[2] - b[0]) * (b[3] - b[1])) if kept else None
@@ -154,7 +142,7 @@ def load_cascade() -> cv2.CascadeClassifier:
     path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
     cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():
-        raise ClassicError(
+        raise UserError(
             f"{path}: OpenCV's Haar cascade is missing (opencv-python 5 ships none: install opencv-python<5)"
         )
     return cascade
@@ -213,10 +201,8 @@ def scored_losses(
     scale = np.concatenate([sizes, sizes], axis=1).astype(np.float64)
     unit = lambda b: torch.as_tensor(np.clip(b / scale, 0, 1), dtype=torch.float32)  # noqa: E731
     logits = torch.as_tensor(np.log(probabilities), dtype=torch.float32)  # softmax(log p) = p
-    total, class_loss, box_loss = loss_fn(
-        logits, unit(boxes), torch.as_tensor(labels, dtype=torch.int64), unit(true_boxes)
-    )
-    return {"loss": float(total), "class_loss": float(class_loss), "box_loss": float(box_loss)}
+    losses = loss_fn(logits, unit(boxes), torch.as_tensor(labels, dtype=torch.int64), unit(true_boxes))
+    return {name: float(value) for name, value in zip(("loss", "class_loss", "box_loss"), losses)}
 
 
 def run_baselines(
@@ -262,14 +248,10 @@ def run_baselines(
         return Baseline(results, scored_losses(probabilities, true_labels, boxes, true_boxes, sizes, loss_fn), choice)
 
     svm_choice = f"C={svm.getC():g}, gamma={svm.getGamma():.3g}"
+    haar_choice = _haar_note(classes, face, min_neighbors, svm_choice)
     return {
         "hog_svm": baseline(svm_labels, edge_boxes, svm_calibration, svm_choice),
-        "haar_face": baseline(
-            haar_labels,
-            haar_boxes,
-            haar_calibration,
-            _haar_note(classes, face, min_neighbors, svm_choice),
-        ),
+        "haar_face": baseline(haar_labels, haar_boxes, haar_calibration, haar_choice),
     }
 
 

@@ -28,19 +28,13 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-def mps_available() -> bool:
-    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-
-
 def select_device(name: str) -> torch.device:
     """auto: cuda, then mps, then cpu; an explicit device that is not there is a UserError."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps") if mps_available() else torch.device("cpu")
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device cuda: {why_no_cuda()} (use --device auto or cpu)")
-    if name == "mps" and not mps_available():
+    if name == "mps" and not torch.backends.mps.is_available():
         raise UserError("--device mps: Apple's MPS backend is not available here (use --device auto or cpu)")
     return torch.device(name)
 
@@ -151,11 +145,10 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 def resolve_precision(name: str, device: torch.device) -> Precision:
     """``--precision`` on ``device``: auto chosen, the others checked."""
-    if name == "auto":
-        if device.type == "cuda":
-            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            name = "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+    if name == "auto" and device.type == "cuda":
+        name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    elif name == "auto":
+        name = "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
     if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or auto")
     if name != "fp32" and not torch.amp.is_autocast_available(device.type):

@@ -106,11 +106,10 @@ def loss_for(options: Any, missing_boxes: bool = False) -> DetectionLoss:
 def make_optimizer(name: str, parameters: list, lr: float, weight_decay: float, device: torch.device):
     """adam, adamw, or sgd with momentum 0.9; Adam's fused kernel on CUDA (the small networks' steps are
     bound by kernel launches there)."""
-    fused = True if device.type == "cuda" else None
     if name == "sgd":
         return torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=weight_decay)
     kind = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-    return kind(parameters, lr=lr, weight_decay=weight_decay, fused=fused)
+    return kind(parameters, lr=lr, weight_decay=weight_decay, fused=True if device.type == "cuda" else None)
 
 
 class LearningRate:
@@ -183,18 +182,15 @@ class DeviceBatches:
             indices = order[start : start + batch_size]
             if generator is not None and start and len(indices) == 1:  # BatchNorm cannot train on one image:
                 break  # a last batch of one is left out of this epoch (another image the next time)
+            on_device = indices.to(self.device)
             if self.images is not None:
-                on_device = indices.to(self.device)
-                yield Batch(
-                    self.images[on_device], self.labels[on_device], self.boxes[on_device], self.dataset.boxes[indices]
-                )
+                images = self.images[on_device]
             else:
                 images = self.dataset.gather(indices)  # (B, 3, S, S) uint8 on the CPU
                 if self.device.type == "cuda":  # page-locked: the copy runs without the host waiting for it
                     images = images.pin_memory()
                 images = images.to(self.device, non_blocking=True)
-                on_device = indices.to(self.device)
-                yield Batch(images, self.labels[on_device], self.boxes[on_device], self.dataset.boxes[indices])
+            yield Batch(images, self.labels[on_device], self.boxes[on_device], self.dataset.boxes[indices])
 
     def describe(self) -> str:
         size = f"{self.dataset.images_nbytes / 2**20:.0f} MB"
@@ -206,12 +202,11 @@ class DeviceBatches:
 def place_splits(datasets: list[DetectionDataset], device: torch.device) -> list[DeviceBatches]:
     """The splits' batches on ``device``: all resident when together they fit in half its free memory."""
     nbytes = sum(d.images_nbytes for d in datasets)
+    free: int | None = None  # a CPU's batches are the dataset's own tensors
     if device.type == "cuda":
-        free: int | None = int(torch.cuda.mem_get_info(device)[0])
+        free = int(torch.cuda.mem_get_info(device)[0])
     elif device.type == "mps":
         free = int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
-    else:
-        free = None
     return [DeviceBatches(d, device, free is None or nbytes <= 0.5 * free) for d in datasets]
 
 
@@ -344,9 +339,8 @@ def evaluate(
         with settings.precision.autocast():
             logits, pred_boxes = model(batches.normalize(batch.images, settings.channels_last))
         logits, pred_boxes = logits.float(), pred_boxes.float() if pred_boxes is not None else None
-        totals.add(
-            loss_fn(logits, pred_boxes, batch.labels, batch.boxes), logits, pred_boxes, batch.labels, batch.boxes
-        )
+        losses = loss_fn(logits, pred_boxes, batch.labels, batch.boxes)
+        totals.add(losses, logits, pred_boxes, batch.labels, batch.boxes)
         if keep_predictions:  # kept on the device, copied once at the end
             kept.append((logits.softmax(dim=1), pred_boxes))
         on_batch()

@@ -33,32 +33,23 @@ SLURM_CPUS = "SLURM_CPUS_PER_TASK"
 SWITCHES = (DETERMINISTIC, CPU_BF16, KEEP_MEMORY, TINY)  # each 0 or 1
 
 
-class EnvError(UserError):
-    """An environment variable holds a value the toolkit cannot use."""
-
-
-def _value(name: str) -> str | None:
-    """The variable's value; None when it is unset (an empty value counts as set, and is refused where it matters)."""
-    return os.environ.get(name)
-
-
 def switch(name: str) -> bool | None:
     """A 0-or-1 variable: True, False, or None when unset."""
-    value = _value(name)
+    value = os.environ.get(name)
     if value is None:
         return None
     if value.strip() not in ("0", "1"):
-        raise EnvError(f"${name}={value!r}: expected 0 or 1; set it to 0 or 1, or unset it")
+        raise UserError(f"${name}={value!r}: expected 0 or 1; set it to 0 or 1, or unset it")
     return value.strip() == "1"
 
 
 def folder(name: str) -> Path | None:
-    """A variable naming a folder; None when unset."""
-    value = _value(name)
+    """A variable naming a folder; None when unset (set but empty: refused, not taken for the current folder)."""
+    value = os.environ.get(name)
     if value is None:
         return None
     if not value.strip():
-        raise EnvError(f"${name} is set but empty: set it to a folder, or unset it")
+        raise UserError(f"${name} is set but empty: set it to a folder, or unset it")
     return Path(value)
 
 
@@ -88,27 +79,27 @@ def tiny() -> bool:
 
 def slurm_cpus() -> int | None:
     """Slurm's --cpus-per-task, when running inside a job that sets it."""
-    value = _value(SLURM_CPUS)
-    if value is None or value == "":
+    value = os.environ.get(SLURM_CPUS)
+    if not value:
         return None
     if not value.strip().isdigit() or int(value) < 1:
-        raise EnvError(f"${SLURM_CPUS}={value!r}: expected a whole number of CPUs (Slurm sets it); unset it")
+        raise UserError(f"${SLURM_CPUS}={value!r}: expected a whole number of CPUs (Slurm sets it); unset it")
     return int(value)
 
 
 def slurm_job() -> dict[str, str]:
     """The Slurm job id and node when running inside a job, else {}."""
-    job = _value("SLURM_JOB_ID")
+    job = os.environ.get("SLURM_JOB_ID")
     if not job:
         return {}
-    node = _value("SLURMD_NODENAME")
+    node = os.environ.get("SLURMD_NODENAME")
     return {"job_id": job, **({"node": node} if node else {})}
 
 
 def gpu_granted() -> str | None:
     """The GPU a job was granted (CUDA_VISIBLE_DEVICES, Slurm's GPU variables), or None."""
     for name in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE"):
-        value = _value(name)
+        value = os.environ.get(name)
         if value and value.strip() not in ("", "-1", "NoDevFiles", "0" if name == "SLURM_GPUS_ON_NODE" else "_"):
             return f"{name}={value}"
     return None
@@ -116,22 +107,18 @@ def gpu_granted() -> str | None:
 
 def display() -> str | None:
     """The screen predict.py would open its windows on, as the variable that names it ("DISPLAY=:0"), or None."""
-    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
-        value = _value(name)
-        if value:
-            return f"{name}={value}"
-    return None
+    return next((f"{name}={os.environ[name]}" for name in ("DISPLAY", "WAYLAND_DISPLAY") if os.environ.get(name)), None)
 
 
 def check_matplotlib() -> None:
     """$MPLBACKEND is read when matplotlib is imported, which then fails: said now, in one line, naming it."""
-    value = _value("MPLBACKEND")
+    value = os.environ.get("MPLBACKEND")
     if value is None:
         return
     try:
         import matplotlib  # noqa: F401
     except ValueError:
-        raise EnvError(
+        raise UserError(
             f"$MPLBACKEND={value!r}: not a backend matplotlib knows; unset it (the toolkit draws its figures into "
             "files with Agg)"
         ) from None

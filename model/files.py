@@ -38,10 +38,6 @@ class WriteError(UserError):
     """A file could not be written: read-only, no space, quota, a data folder, a path that is not a folder."""
 
 
-class ForeignFileError(UserError):
-    """A file the toolkit would replace is not the toolkit's (or was changed since it wrote it)."""
-
-
 def megabytes(nbytes: float) -> str:
     return f"{nbytes / 2**20:.1f} MB" if nbytes < 2**30 else f"{nbytes / 2**30:.1f} GiB"
 
@@ -87,10 +83,8 @@ def is_stale(path: Path) -> bool:
         return False
     try:
         os.kill(int(parts[2]), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
+    except OSError as error:  # no such process: gone; another user's: alive
+        return isinstance(error, ProcessLookupError)
     return False
 
 
@@ -111,8 +105,7 @@ def write_file(path: Path, data: bytes, data_folder: bool = False) -> None:
     make_folder(path.parent)
     tmp = path.parent / temporary_name(path.name)
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
+        tmp.write_bytes(data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException as error:
@@ -166,11 +159,8 @@ def sha256(data: bytes) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 class Folder:
@@ -197,7 +187,7 @@ class Folder:
             document = None
         files = document.get("files") if isinstance(document, dict) else None
         if not isinstance(document, dict) or document.get("format") != MANIFEST_FORMAT or not isinstance(files, dict):
-            raise ForeignFileError(
+            raise UserError(
                 f"{self.manifest_path}: not a manifest the toolkit wrote (damaged or edited?); move {self.folder} away "
                 f"or choose another {self.option}"
             )
@@ -233,7 +223,7 @@ class Folder:
         refused = [r for r in (self.refusal(n, manifest, n in free) for n in names) if r]
         if refused:
             more = f" (and {len(refused) - 1} more file(s) like it)" if len(refused) > 1 else ""
-            raise ForeignFileError(refused[0] + more)
+            raise UserError(refused[0] + more)
 
     def manifest_bytes(self, entries: dict[str, str | None], removed: Iterable[str] = ()) -> bytes:
         files = {**self.manifest(), **{name: (d if self.hashes else None) for name, d in entries.items()}}
@@ -322,9 +312,7 @@ class Staging:
         shutil.rmtree(self.folder, ignore_errors=True)
         if self.made is not None and not self.committed:  # the folders this change made, while still empty
             for folder in [self.owned.folder, *self.owned.folder.parents]:
-                if not folder.is_relative_to(self.made):
-                    break
-                if not _removed_if_empty(folder):
+                if not folder.is_relative_to(self.made) or not _removed_if_empty(folder):
                     break
 
 

@@ -1,4 +1,4 @@
-"""One writer per folder: ``with FolderLock(folder, "train.py"):`` holds it, or a LockedError names the holder.
+"""One writer per folder: ``with FolderLock(folder, "train.py"):`` holds it, or a UserError names the holder.
 
 The kernel's flock on ``FOLDER/.lock`` goes with its process however it ends, so a lock file a killed process left
 is simply taken over; the file's text only names the holder. (The filelock package leaves its file behind, where a
@@ -17,10 +17,6 @@ from pathlib import Path
 from model import env
 from model.errors import UserError
 from model.files import HOST, make_folder, write_error
-
-
-class LockedError(UserError):
-    """Another process writes the folder."""
 
 
 class FolderLock:
@@ -57,7 +53,7 @@ class FolderLock:
                 holder = _holder(fd)
                 os.close(fd)
                 stop = "scancel JOB" if "Slurm job" in holder else "kill PID"
-                raise LockedError(
+                raise UserError(
                     f"{self.path.parent} is being written by {holder}: wait for it to finish, or stop it ({stop}), or "
                     f"choose another folder"
                 ) from None

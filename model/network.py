@@ -13,8 +13,7 @@ is one class. The number of features entering the heads is measured on a dummy i
 from __future__ import annotations
 
 import inspect
-import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -118,12 +117,16 @@ def feature_size(features: nn.Module, image_size: int) -> int:
         features.train()
 
 
-def conv_block(in_channels: int, out_channels: int, batchnorm: bool, pool: int | None) -> list[nn.Module]:
-    """Conv3x3 (padding 1) -> [BatchNorm] -> ReLU -> [MaxPool(pool, stride pool)]."""
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1)]
-    layers += [nn.BatchNorm2d(out_channels)] if batchnorm else []
-    layers.append(nn.ReLU(inplace=True))
-    return layers + ([nn.MaxPool2d(pool, stride=pool)] if pool else [])
+def conv_blocks(layout: Sequence[tuple[int, int | None]], batchnorm: bool) -> nn.Sequential:
+    """One block per (out_channels, pool) of ``layout``, from the image's 3 channels: Conv3x3 (padding 1) ->
+    [BatchNorm] -> ReLU -> [MaxPool(pool, stride pool)]; then Flatten."""
+    layers: list[nn.Module] = []
+    for in_channels, (out_channels, pool) in zip([3, *(c for c, _ in layout)], layout):
+        layers.append(nn.Conv2d(in_channels, out_channels, 3, padding=1))
+        layers += [nn.BatchNorm2d(out_channels)] if batchnorm else []
+        layers.append(nn.ReLU(inplace=True))
+        layers += [nn.MaxPool2d(pool, stride=pool)] if pool else []
+    return nn.Sequential(*layers, nn.Flatten())
 
 
 class SimpleDetector(Detector):
@@ -132,14 +135,10 @@ class SimpleDetector(Detector):
     name = "simple"
     min_image_size = 64  # three 4x4 poolings
     hidden = (32, 16)
+    LAYOUT = ((32, 4), (64, 4), (64, 4))  # (out channels, pooling) per block: 224 -> 56 -> 14 -> 3
 
     def make_features(self, batchnorm: bool = True) -> nn.Module:
-        return nn.Sequential(
-            *conv_block(3, 32, batchnorm, pool=4),  # 224 -> 56
-            *conv_block(32, 64, batchnorm, pool=4),  # 56 -> 14
-            *conv_block(64, 64, batchnorm, pool=4),  # 14 -> 3
-            nn.Flatten(),
-        )
+        return conv_blocks(self.LAYOUT, batchnorm)
 
 
 class DeeperDetector(Detector):
@@ -147,11 +146,10 @@ class DeeperDetector(Detector):
 
     name = "deeper"
     hidden = (512, 128)
+    LAYOUT = ((32, 2), (64, 2), (128, 2), (256, 2), (512, 2))  # 224 -> 112 -> 56 -> 28 -> 14 -> 7
 
     def make_features(self, batchnorm: bool = True) -> nn.Module:
-        channels = (3, 32, 64, 128, 256, 512)
-        blocks = [conv_block(a, b, batchnorm, pool=2) for a, b in itertools.pairwise(channels)]
-        return nn.Sequential(*[layer for block in blocks for layer in block], nn.Flatten())
+        return conv_blocks(self.LAYOUT, batchnorm)
 
 
 class VGGLikeDetector(Detector):
@@ -159,18 +157,11 @@ class VGGLikeDetector(Detector):
 
     name = "vgg"
     hidden = (512, 512)
-    LAYOUT = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+    # torchvision's (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"): 224 -> 7
+    LAYOUT = ((64, 2), (128, 2), (256, None), (256, 2), (512, None), (512, 2), (512, None), (512, 2))
 
     def make_features(self, batchnorm: bool = True) -> nn.Module:
-        layers: list[nn.Module] = []
-        previous = 3
-        for item in self.LAYOUT:
-            if item == "M":
-                layers.append(nn.MaxPool2d(2, stride=2))
-            else:
-                layers += conv_block(previous, int(item), batchnorm, pool=None)
-                previous = int(item)
-        return nn.Sequential(*layers, nn.Flatten())
+        return conv_blocks(self.LAYOUT, batchnorm)
 
 
 class ResnetDetector(Detector):

@@ -151,18 +151,12 @@ def check(o: TrainOptions) -> list[str]:
 def at_tiny_scale(options: TrainOptions) -> TrainOptions:
     """With $CVPR_TINY=1 (how the docs' commands are tested), the run at the smallest scale: one epoch at the
     network's smallest side. train.py trains so and the plan plans so."""
-    if not env.tiny():
-        return options
-    return replace(options, epochs=1, image_size=NETWORKS[options.model].min_image_size)
+    return replace(options, epochs=1, image_size=NETWORKS[options.model].min_image_size) if env.tiny() else options
 
 
 # ----------------------------------------------------------------------------------------------
 # The command line
 # ----------------------------------------------------------------------------------------------
-def _models_help() -> str:
-    return "Network to train (model/network.py): " + "; ".join(f"{n}: {c.help()}" for n, c in NETWORKS.items())
-
-
 def _for(option: str) -> str:
     return "for --model " + " or ".join(n for n, c in NETWORKS.items() if option in c.options())
 
@@ -181,8 +175,7 @@ def _option(flags: str, kind: Any, help: str) -> Callable:
     default, shown = getattr(DEFAULTS, name), SHOWN_DEFAULTS.get(name)
     if kind is None and "/" not in flags:
         return click.option(flags, is_flag=True, default=default, help=help)
-    extra: dict[str, Any] = {"show_default": shown} if shown else {}
-    return click.option(flags, type=kind, default=None if shown else default, help=help, **extra)
+    return click.option(flags, type=kind, default=None if shown else default, show_default=shown, help=help)
 
 
 SHOWN_DEFAULTS = {  # defaults that depend on other options or on the machine (None in the option)
@@ -192,7 +185,8 @@ SHOWN_DEFAULTS = {  # defaults that depend on other options or on the machine (N
 }
 # fmt: off
 TRAIN_OPTIONS = [
-    _option("--model", click.Choice(list(NETWORKS)), _models_help()),
+    _option("--model", click.Choice(list(NETWORKS)), "Network to train (model/network.py): "
+            + "; ".join(f"{n}: {c.help()}" for n, c in NETWORKS.items())),
     _option("--box-head/--no-box-head", None, "--no-box-head: classification only (Parts 1-2)."),
     _option("--dropout", _range(0.0, 1.0, high_open=True), "Dropout of the classification head; 0 removes it "
             "(Part 1 Q9.2)."),
@@ -245,6 +239,7 @@ TRAIN_OPTIONS = [
 ]
 # fmt: on
 NOT_RECORDED = ("run", "resume", "overwrite", "resume_if_started")  # what earlier config.json files also held
+JSON_TYPES = {click.types.BoolParamType: (bool,), click.IntRange: (int,), FiniteFloat: (int, float)}  # else str
 
 
 def read_config(ctx: click.Context, _param: click.Parameter, path: Path | None) -> None:
@@ -254,7 +249,7 @@ def read_config(ctx: click.Context, _param: click.Parameter, path: Path | None) 
         return
     try:
         values = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_no_duplicates)
-    except (OSError, UnicodeDecodeError, ValueError) as error:
+    except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
         raise click.BadParameter(
             f"{path}: not a readable JSON file ({error}); fix the file", param_hint="--config"
         ) from None
@@ -281,11 +276,7 @@ def typed(values: Any, where: str, strict: bool) -> dict[str, Any]:
             result.update({name: None} if param else {})
             continue
         kind = param.type
-        expected = (
-            (bool,)
-            if isinstance(kind, click.types.BoolParamType)
-            else {click.IntRange: (int,), FiniteFloat: (int, float)}.get(type(kind), (str,))
-        )
+        expected = JSON_TYPES.get(type(kind), (str,))
         try:
             if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
                 raise click.BadParameter("true or false" if bool in expected else f"expected {kind.name}")
@@ -310,15 +301,14 @@ def train_options(command: Callable) -> Callable:
     """Every option of a run on ``command``: --config, then TrainOptions' fields in their order."""
     for option in reversed(TRAIN_OPTIONS):
         command = option(command)
-    config_option = click.option(
+    return click.option(
         "--config",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         callback=read_config,
         is_eager=True,
         expose_value=False,
         help="JSON file of options (e.g. a run's config.json) to train again with.",
-    )
-    return config_option(command)
+    )(command)
 
 
 def of(ctx: click.Context, lenient: frozenset[str] = frozenset()) -> TrainOptions:
@@ -345,9 +335,7 @@ def of(ctx: click.Context, lenient: frozenset[str] = frozenset()) -> TrainOption
 def flag(name: str, value: Any = None) -> str:
     """The command-line form of option ``name`` (``cut_val`` -> ``--cut-val``; ``freeze`` False -> ``--fine-tune``)."""
     param = next(p for p in PARSER.params if p.name == name)
-    if isinstance(value, bool) and param.secondary_opts and not value:
-        return param.secondary_opts[0]
-    return param.opts[0]
+    return param.secondary_opts[0] if value is False and param.secondary_opts else param.opts[0]
 
 
 @click.command("train.py")
@@ -356,22 +344,24 @@ def PARSER(**_values: Any) -> None:
     """The options of a run, as train.py parses them (the practical's plan reads its runs' args with it)."""
 
 
-def parse(args: list[str], lenient: frozenset[str] = frozenset()) -> tuple[TrainOptions, list[str]]:
-    """The options ``python train.py ARGS`` trains with, and the options of ``lenient`` left out because they do
-    not apply to the run; a UserError (a click error's message) when train.py would refuse them."""
+def parsed(args: list[str]) -> click.Context:
+    """``python train.py ARGS`` parsed; a UserError (a click error's message) when train.py would refuse them."""
     try:
-        with PARSER.make_context("train.py", list(args)) as ctx:
-            options = of(ctx, lenient)
-            check(options)
-            return options, ctx.meta["left_out"]
+        return PARSER.make_context("train.py", list(args))
     except click.ClickException as error:
         raise UserError(error.format_message()) from None
+
+
+def parse(args: list[str], lenient: frozenset[str] = frozenset()) -> tuple[TrainOptions, list[str]]:
+    """The options ``python train.py ARGS`` trains with, and the options of ``lenient`` left out because they do
+    not apply to the run; a UserError when train.py would refuse them."""
+    ctx = parsed(args)
+    options = of(ctx, lenient)
+    check(options)
+    return options, ctx.meta["left_out"]
 
 
 def given_names(args: list[str]) -> set[str]:
     """The options ``args`` give (``--no-box-head`` -> ``box_head``), parsed as train.py parses them."""
-    try:
-        with PARSER.make_context("train.py", list(args)) as ctx:
-            return {n for n in ctx.params if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE}
-    except click.ClickException as error:
-        raise UserError(error.format_message()) from None
+    ctx = parsed(args)
+    return {n for n in ctx.params if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE}

@@ -63,17 +63,6 @@ class RunError(UserError):
 # ----------------------------------------------------------------------------------------------
 # History
 # ----------------------------------------------------------------------------------------------
-def read_history(path: Path) -> list[dict[str, float]]:
-    """A history.csv as rows of floats; [] when there is none."""
-    if not Path(path).exists():
-        return []
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            return [{str(k): _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
-    except (OSError, ValueError, TypeError, csv.Error) as error:
-        raise RunError(f"{path}: not a readable history.csv ({error}); move the run away to retrain it") from None
-
-
 def _number(text: str | None) -> float:
     if text is None:
         raise ValueError("a row with fewer values than columns")
@@ -156,7 +145,15 @@ class Run:
         return Checkpoint(self.checkpoint_path(which), mmap=mmap)
 
     def history(self) -> list[dict[str, float]]:
-        return read_history(self.folder / config.HISTORY_FILE)
+        """history.csv as rows of floats; [] when there is none."""
+        path = self.folder / config.HISTORY_FILE
+        if not path.exists():
+            return []
+        try:
+            with open(path, newline="", encoding="utf-8") as handle:
+                return [{str(k): _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        except (OSError, ValueError, TypeError, csv.Error) as error:
+            raise RunError(f"{path}: not a readable history.csv ({error}); move the run away to retrain it") from None
 
     def facts(self) -> dict[str, Any]:
         """run.json: the dataset and its fingerprint, device, versions, host, Slurm job (and each resumption)."""
@@ -210,7 +207,7 @@ class Run:
     def check_place(self, output_dir: Path | None = None) -> None:
         """A new run goes into a folder of its own: not into data, not the current folder, not outside
         --output-dir."""
-        data = holds_data(self.folder) if self.folder.is_dir() else None
+        data = holds_data(self.folder)
         around = data_folder_around(self.folder)
         if data is not None or around is not None:
             shown = f"{self.folder} holds data ({data})" if data else f"{self.folder} lies in the data folder {around}"
@@ -291,8 +288,7 @@ class RunWriter:
 
     def commit(self) -> None:
         """The new run's files into the run folder, the previous run's out: the switch."""
-        if self.staged:
-            assert self.staging is not None
+        if self.staging is not None and not self.staging.committed:
             self.staging.commit(replace_all=True)
 
 
@@ -331,20 +327,16 @@ def run_facts(
 def history_row(
     epoch: int, running: EpochStats, train: EpochStats | None, val: EpochStats, lr: float, cpu: float
 ) -> dict[str, float]:
-    nan = math.nan
-    measured = (
-        train.as_dict("train")
-        if train is not None
-        else {f"train_{k}": nan for k in ("loss", "class_loss", "box_loss", "accuracy", "iou")}
-    )
+    """One row of history.csv; ``train`` None: no evaluation-mode pass over the training images (NaN, 0 s)."""
+    train = train if train is not None else EpochStats(math.nan, math.nan, math.nan, math.nan, math.nan, 0.0, 0)
     return {
         "epoch": epoch,
-        **measured,
+        **train.as_dict("train"),
         **val.as_dict("val"),
         **running.as_dict("running"),
-        "train_images_evaluated": train.images if train is not None else 0,
+        "train_images_evaluated": train.images,
         "seconds": running.seconds + val.seconds,
-        "train_eval_seconds": train.seconds if train is not None else 0.0,
+        "train_eval_seconds": train.seconds,
         "cpu_seconds": time.process_time() - cpu,
         "lr": lr,
     }
