@@ -24,9 +24,9 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from model.core.runtime import usable_cpus
-from model.data.annotations import Problems, read_rows
-from model.runs.checkpoint import Checkpoint
+from model.device import usable_cpus
+from model.annotations import Problems, read_rows
+from model.runs import Checkpoint
 
 pytest.register_assert_rewrite("bad_inputs")  # the catalogue's helpers, a plugin of the two bad-input files
 
@@ -131,7 +131,7 @@ def made_once(tmp_path_factory, name: str, make) -> Path:
 def course_dataset(tmp_path_factory) -> Path:
     """The course dataset's shape: its 2,033 real rows and boxes (zero-height one included), each
     image drawn to fit its box, the annotation files in the course's file-name order (made once a session)."""
-    from model.data import demo
+    from model import demo
 
     return (
         made_once(
@@ -144,7 +144,7 @@ def course_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_dataset(tmp_path_factory) -> Path:
     """45 demo images (18 airplane, 9 face, 18 motorcycle)."""
-    from model.data import demo
+    from model import demo
 
     return demo.generate(tmp_path_factory.mktemp("demo") / "dataset", images=45, seed=1)
 
@@ -199,7 +199,7 @@ def trained_run(tmp_path_factory, demo_dataset) -> Path:
 def direct_predictions(run: Path, split_file: str, checkpoint_name: str = "best.pth"):
     """The rows of a split file through the run's model, one image at a time, with OpenCV and torch
     only (none of the toolkit's loaders): the reference the scripts' figures are checked against."""
-    checkpoint = Checkpoint.load(run / checkpoint_name)
+    checkpoint = Checkpoint(run / checkpoint_name)
     size = checkpoint.image_size
     model = checkpoint.build_model()
     root = checkpoint.dataset
