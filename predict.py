@@ -263,9 +263,8 @@ class Outcome:
         return self.item.label is not None and self.predicted != self.item.label
 
     def describe(self) -> str:
-        truth = [f"true {self.item.label}"] * (self.item.label is not None) + [f"IoU {self.iou:.3f}"] * (
-            self.iou is not None
-        )
+        truth = [f"true {self.item.label}"] if self.item.label is not None else []
+        truth += [f"IoU {self.iou:.3f}"] if self.iou is not None else []
         detail = f" ({', '.join(truth)})" if truth else ""
         failure = "  FAILURE" if self.failure else ""
         return (
