@@ -84,59 +84,42 @@ def split_sizes(options: TrainOptions, rows: int) -> tuple[int, int, int]:
     return max(1, round(train * options.train_fraction)), val, rows - int(options.cut_test * rows)
 
 
-def estimate(
-    plan: Plan, found: dict[str, Status], rows: int, device_name: str, dataset: Path | None
-) -> tuple[dict[str, Estimate], str]:
-    """Seconds each run still needs, and "report"'s: its start, data, first steps and epochs (seconds per image from
-    the epochs already measured in a run of the same kind when there is one, else timed now); and what to say beside
-    the total when the machine was busy while it measured."""
-    load = os.getloadavg()[0]
-    device = select_device(device_name)
+def estimate(plan: Plan, found: dict[str, Status], rows: int, device_name: str) -> tuple[dict[str, Estimate], str]:
+    """Seconds each run still needs, and "report"'s: its start, first steps and epochs (seconds per image from the
+    epochs already measured in a run of the same kind when there is one, else timed now); and what to say beside the
+    total when the machine was busy while it measured."""
+    load, device = os.getloadavg()[0], select_device(device_name)
     prepare_device(device)  # as training sets it: on a CPU the allocator alone halves a step's time
-    start, decode = measure_start(), measure_decode(dataset)
-    speeds = measured_speeds(plan, found, rows)
-    decoded: set[int] = set()
+    start, speeds = measure_start(), {}
+    for name, run in plan.runs.items():  # the epochs already measured of each kind of run
+        if history := plan.run(name).history() if found[name].state != "skipped" else []:
+            seconds = sum(r["seconds"] + r.get("train_eval_seconds", 0.0) for r in history) / len(history)
+            speeds.setdefault(speed_key(run.options), (seconds / images_per_epoch(run.options, rows), 0.0, "history"))
     out = {}
     for name, run in plan.runs.items():
-        status = found[name]
-        if not status.to_train:
-            out[name] = Estimate(0.0, "done" if status.state == "finished" else "skipped")
+        if not found[name].to_train:
+            out[name] = Estimate(0.0, "done" if found[name].state == "finished" else "skipped")
             continue
-        key = speed_key(run.options)
-        if key not in speeds:
+        if (key := speed_key(run.options)) not in speeds:
             speeds[key] = (*probe(run.options, device), "probe")
         step, first_steps, source = speeds[key]
-        train, val, _ = split_sizes(run.options, rows)
-        evaluated = val + (min(train, val) if run.options.train_eval == "sample" else train)
         saved = 16 * parameters(run.options) / SAVED_BYTES_PER_SECOND
-        epoch = (train + evaluated * EVAL_SHARE) * step + EPOCH_OVERHEAD + saved
-        data = rows * decode if run.options.image_size not in decoded else 0.0
-        decoded.add(run.options.image_size)
-        fixed = start + RUN_OVERHEAD + data + first_steps  # a run that goes on is a new process too
-        out[name] = Estimate((run.options.epochs - status.epoch) * epoch + fixed, source)
-    report = REPORT_FIXED * start + sum(
-        REPORT_PER_RUN * start
-        + split_sizes(r.options, rows)[2] * speeds.get(speed_key(r.options), (0.0,))[0] * EVAL_SHARE
-        for r in plan.runs.values()
+        epoch = images_per_epoch(run.options, rows) * step + EPOCH_OVERHEAD + saved
+        runs = (run.options.epochs - found[name].epoch) * epoch
+        out[name] = Estimate(runs + start + RUN_OVERHEAD + first_steps, source)  # a run that goes on: a new process too
+    tests = [split_sizes(r.options, rows)[2] * speeds.get(speed_key(r.options), (0.0,))[0] for r in plan.runs.values()]
+    out["report"] = Estimate(
+        start * (REPORT_FIXED + REPORT_PER_RUN * len(plan.runs)) + EVAL_SHARE * sum(tests), "model"
     )
-    out["report"] = Estimate(report, "model")
-    if load <= BUSY * usable_cpus():
-        return out, ""
-    return out, f" (measured while the machine was busy, load average {load:.1f} on {usable_cpus()} cores: expect more)"
+    busy = f" (measured while the machine was busy, load average {load:.1f} on {usable_cpus()} cores: expect more)"
+    return out, busy if load > BUSY * usable_cpus() else ""
 
 
-def measured_speeds(plan: Plan, found: dict[str, Status], rows: int) -> dict[tuple, tuple[float, float, str]]:
-    """Seconds per training image of each kind of run that has epochs already measured (its history), and none for
-    its first steps (the measured epochs hold them)."""
-    speeds: dict[tuple, tuple[float, float, str]] = {}
-    for name, run in plan.runs.items():
-        history = plan.run(name).history() if found[name].state != "skipped" else []
-        if history:
-            train, val, _ = split_sizes(run.options, rows)
-            evaluated = val + (min(train, val) if run.options.train_eval == "sample" else train)
-            seconds = sum(r["seconds"] + r.get("train_eval_seconds", 0.0) for r in history) / len(history)
-            speeds.setdefault(speed_key(run.options), (seconds / (train + evaluated * EVAL_SHARE), 0.0, "history"))
-    return speeds
+def images_per_epoch(options: TrainOptions, rows: int) -> float:
+    """The training images of an epoch, and its evaluated ones (the training sample, the validation split) in
+    training images' time."""
+    train, val, _ = split_sizes(options, rows)
+    return train + EVAL_SHARE * (val + (min(train, val) if options.train_eval == "sample" else train))
 
 
 def speed_key(options: TrainOptions) -> tuple:
@@ -159,18 +142,6 @@ def measure_start() -> float:
         subprocess.run(command, cwd=config.PROJECT_ROOT, capture_output=True, check=False)
         times.append(time.perf_counter() - began)
     return min(times)
-
-
-def measure_decode(dataset: Path | None, images: int = 12) -> float:
-    """Seconds to decode and resize one image of ``dataset``, measured now on a few of its images."""
-    from model.images import decode_image, resize_square
-
-    files = sorted((dataset / "images").rglob("*.jpg"))[:images] if dataset is not None else []
-    began = time.perf_counter()
-    for path in files:
-        if (rgb := decode_image(path)[0]) is not None:
-            resize_square(rgb, 64)
-    return (time.perf_counter() - began) / len(files) if files else 0.0
 
 
 def probe(options: TrainOptions, device: torch.device, warm: int = 3, timed: int = 6) -> tuple[float, float]:

@@ -37,11 +37,11 @@ SCHEMA: dict[str, dict[str, str]] = {
     "run": {"name": "*str", "args": "str", "optional": "bool"},
     "section": {"id": "*str", "title": "*str", "kind": "*str", "runs": "list", "optional": "bool"},
 }
-WANTED = {
-    "str": "a string",
-    "int": "a whole number of at least 1",
-    "bool": "true or false",
-    "list": 'a list of names, e.g. ["a", "b"]',
+KINDS = {  # a kind of value: what it must be, and the test of a value
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "int": ("a whole number of at least 1", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "list": ('a list of names, e.g. ["a", "b"]', lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
 }
 SET_BY_THE_PLAN = ("--output-dir", "--name", "--dataset", "--resume", "--resume-if-started", "--overwrite")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -170,16 +170,10 @@ def check_entry(entry: dict[str, Any], table: str, where: str, path: Path) -> No
             if kind.startswith("*"):
                 raise PlanError(f"{path}: {where}: needs a {key}")
             continue
-        value, kind = entry[key], kind.lstrip("*")
-        fits = {
-            "str": isinstance(value, str),
-            "int": isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-            "bool": isinstance(value, bool),
-            "list": isinstance(value, list) and all(isinstance(v, str) for v in value),
-        }[kind]
-        if not fits:
-            raise PlanError(f"{path}: {where}: {key} = {value!r} must be {WANTED[kind]}")
-        if kind == "list" and len(set(value)) != len(value):
+        value, (wanted, fits) = entry[key], KINDS[kind.lstrip("*")]
+        if not fits(value):
+            raise PlanError(f"{path}: {where}: {key} = {value!r} must be {wanted}")
+        if isinstance(value, list) and len(set(value)) != len(value):
             twice = sorted({v for v in value if value.count(v) > 1})
             raise PlanError(f"{path}: {where}: {key} names {', '.join(twice)} twice; name each once")
 

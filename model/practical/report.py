@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from model.runs import CLOCK_COLUMNS, Run
 REPORT, PDF, GENERATED = "report.md", "report.pdf", ".report.generated.md"  # the last: the report as last written
 FIGURE_DIGESTS = "report/.figure-inputs.json"  # figure -> digest of what it was drawn from; report.pdf -> its own
 DRAWING_CODE = ("reporting/figures.py", "draw.py", "plots.py")  # a change there redraws every figure
+QUICK = " (quick mode)"  # the report's title says so
 FROM_SCRATCH = "from scratch"  # a ResNet trained without ImageNet weights: said in its label
 PARTS = {
     "Part 1": "Part 1: a first classification network",
@@ -100,6 +102,7 @@ class Context:
     shown: dict[str, Section] = field(default_factory=dict)  # material (a run's curves, a figure's bytes) -> section
     drawn: list[str] = field(default_factory=list)  # the figures drawn (again) for this report
     kept: list[str] = field(default_factory=list)  # those taken as they were: drawn from the same inputs before
+    placed: dict[str, str] = field(default_factory=dict)  # the digest of a figure's bytes -> its file
     _cache: dict[Any, Any] = field(default_factory=dict)
 
     def run(self, name: str) -> Run:
@@ -167,9 +170,12 @@ class Context:
         units = {"epochs": "{} epochs", "batch_size": "batch {}", "image_size": "{} px", "lr": "learning rate {:g}"}
         shown = ", ".join(units[n].format(getattr(options, n)) for n in differ) + " (the template's settings otherwise)"
         weights = "with ImageNet weights" if options.pretrained else f"{FROM_SCRATCH} (no ImageNet weights)"
-        return section.title.format(
-            epochs=options.epochs, weights=weights, setting=shown if differ else "the template's settings"
-        )
+        filled = {
+            "epochs": str(options.epochs),
+            "weights": weights,
+            "setting": shown if differ else "the template's settings",
+        }
+        return re.sub(r"\{(epochs|weights|setting)\}", lambda m: filled[m[1]], section.title)  # any other brace: as is
 
     def pointer(self, earlier: Section, what: str) -> str:
         """One line sending the reader to the section that shows ``what`` already."""
@@ -183,18 +189,21 @@ class Context:
         digest = hashlib.sha256(
             json.dumps([drawing_code(), name, *inputs], default=str, sort_keys=True).encode()
         ).hexdigest()
-        existing = self.sink.owned.folder / relative
-        if self.previous_digests.get(relative) == digest and existing.is_file():
+        drawn_as, _, same_as = self.previous_digests.get(relative, "").partition("=")  # "=": pointed to another
+        existing = self.sink.owned.folder / (same_as or relative)
+        if drawn_as == digest and existing.is_file():
             data: bytes | None = existing.read_bytes()
             self.kept.append(relative)
         elif (data := draw()) is not None:
             self.drawn.append(relative)
         if data is None:
             return
-        if earlier := self.once(f"figure:{hashlib.sha256(data).hexdigest()}"):
+        image = hashlib.sha256(data).hexdigest()
+        if earlier := self.once(f"figure:{image}"):
             content.text.append(self.pointer(earlier, f"The same figure, {caption[0].lower()}{caption[1:]}"))
+            self.digests[relative] = f"{digest}={self.placed[image]}"
             return
-        self.digests[relative] = digest
+        self.digests[relative], self.placed[image] = digest, relative
         content.figures.append((caption, self.sink.write_bytes(relative, data)))
 
 
@@ -239,15 +248,14 @@ def write_report(ctx: Context, folder: Path) -> tuple[Path, list[str]]:
         ctx.section = section
         content = section_content(ctx, section)
         text = previous.discussions.get(section.id)
-        todo = [content.waiting] + ["discussion" if section.runs else "reading"] * (
-            text is None or is_placeholder(text)
-        )
-        for what in filter(None, todo):
-            left.setdefault(what, []).append(section)
+        unwritten = text is None or is_placeholder(text)
+        for what in (content.waiting, ("discussion" if section.runs else "reading") if unwritten else ""):
+            if what:
+                left.setdefault(what, []).append(section)
         body += ["", f"### {ctx.title(section)}", "", *render(ctx, section, content)]
         body += ["", discussion(section.id, text, content.prompt or default_prompt(content))]
-    title = "Practical 1: CNN detectors for airplane, face and motorcycle: report draft" + " (quick mode)" * bool(
-        ctx.plan.quick
+    title = (
+        f"Practical 1: CNN detectors for airplane, face and motorcycle: report draft{QUICK if ctx.plan.quick else ''}"
     )
     head = [f"# {title}", "", intro(ctx), "", *left_to_do(ctx, left), "Contents:", "", *contents(ctx)]
     text = "\n".join([*head, *body, *kept_text(previous, [s.id for s in ctx.plan.sections])]).rstrip() + "\n"
@@ -340,7 +348,7 @@ def default_prompt(content: Content) -> str:
 def intro(ctx: Context) -> str:
     rows = len(read_annotations(ctx.dataset, Problems(skip=True))) if ctx.dataset else 0
     data = f"the dataset in {shown_path(ctx.dataset)} ({rows} images)" if ctx.dataset else "the course dataset"
-    return INTRO.format(quick=" --quick" * bool(ctx.plan.quick), runs=shown_path(ctx.plan.output_dir), data=data)
+    return INTRO.format(quick=" --quick" if ctx.plan.quick else "", runs=shown_path(ctx.plan.output_dir), data=data)
 
 
 def render(ctx: Context, section: Section, content: Content) -> list[str]:

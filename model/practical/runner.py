@@ -91,7 +91,7 @@ def run_practical(settings: PracticalSettings, echo: Echo, print_table: Callable
             rows = len(read_annotations(dataset, Problems(skip=True)))
             check_disk(plan, found, rows)
             if settings.dry_run:
-                estimates, note = estimate(plan, found, rows, settings.device, dataset)
+                estimates, note = estimate(plan, found, rows, settings.device)
                 print_table(dry_run_table(plan, found, estimates, settings.plan_file.name, trained_on))
                 total = format_duration(sum(e.seconds for e in estimates.values()))
                 echo(

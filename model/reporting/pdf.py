@@ -85,7 +85,7 @@ def wrap_code(source: str, shell: bool) -> str:
             cut = line.rfind(" ", 0, room + 1)
             if cut > len(line) - len(line.lstrip()):  # a space past the indentation: the line goes on after it
                 lines.append(line[:cut] + end)
-                line = "    " * shell + line[cut + 1 :]
+                line = ("    " if shell else "") + line[cut + 1 :]
             else:
                 lines.append(line[:room] + end.strip())
                 line = line[room:]

@@ -87,10 +87,8 @@ def whose(tied: list[str]) -> str:
 
 def commands(ctx: Context, runs: list[str], which: tuple[str, ...] = ("best",), evaluate: bool = True) -> list[str]:
     """The train.py commands of the runs, as the plan runs them, then eval.py's."""
-    trains = [ctx.plan.shown(r, ctx.dataset) for r in runs]
-    return (
-        trains + [f"python eval.py {shown_path(ctx.run(r).checkpoint_path(w))}" for r in runs for w in which] * evaluate
-    )
+    evals = [f"python eval.py {shown_path(ctx.run(r).checkpoint_path(w))}" for r in runs for w in which]
+    return [ctx.plan.shown(r, ctx.dataset) for r in runs] + (evals if evaluate else [])
 
 
 def setting(ctx: Context, run: str) -> str:

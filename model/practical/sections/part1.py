@@ -63,14 +63,12 @@ def dataset(ctx: Context, section: Section, runs: list[str]) -> Content:
     root = ctx.dataset
     assert root is not None
     rows = read_annotations(root, Problems(skip=True))
-    content = Content(
-        commands=[f"ls {shown_path(root)}/images {shown_path(root)}/annotations"],
-        text=[
-            f"The dataset is {shown_path(root)}: `images/<label>/<file>` and `annotations/<label>.csv`, one row "
-            "per image, `filename,startX,startY,endX,endY,label` in pixels of the original image (no header). An image "
-            "is known by `label/filename`: file names repeat across classes. The class index is the sorted label."
-        ],
+    text = (
+        f"The dataset is {shown_path(root)}: `images/<label>/<file>` and `annotations/<label>.csv`, one row per image, "
+        "`filename,startX,startY,endX,endY,label` in pixels of the original image (no header). An image is known by "
+        "`label/filename`: file names repeat across classes. The class index is the sorted label."
     )
+    content = Content(commands=[f"ls {shown_path(root)}/images {shown_path(root)}/annotations"], text=[text])
     by_class: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         size = image_size(root / "images" / row.label / row.filename)
@@ -168,13 +166,8 @@ def evaluation(ctx: Context, section: Section, runs: list[str]) -> Content:
 @builder("failures")
 def failures(ctx: Context, section: Section, runs: list[str]) -> Content:
     """Q4: the misclassified test images of the last model, drawn as predict.py --failures-only draws them."""
-    content = Content(
-        commands=[
-            f"python predict.py --model {shown_path(ctx.run(r).checkpoint_path('last'))} --failures-only "
-            f"{shown_path(ctx.run(r).split_path('test'))}"
-            for r in runs
-        ]
-    )
+    paths = [(shown_path(ctx.run(r).checkpoint_path("last")), shown_path(ctx.run(r).split_path("test"))) for r in runs]
+    content = Content(commands=[f"python predict.py --model {model} --failures-only {test}" for model, test in paths])
     for run in runs:
         failure_cases(ctx, content, run, "last")
     return content
@@ -189,14 +182,8 @@ def failure_cases(ctx: Context, content: Content, run: str, which: str) -> None:
         return
     caption = f"{label}, {which}.pth: {drawn.failures_caption(results, wrong, total)}"
     draw = functools.partial(drawn.gallery_jpg, results, wrong)
-    ctx.figure(
-        content,
-        f"{ctx.section.id if ctx.section else 'x'}-{run}-failures.jpg",
-        caption,
-        draw,
-        ctx.evaluation(run, which)["identity"],
-        wrong,
-    )
+    name = f"{ctx.section.id if ctx.section else 'x'}-{run}-failures.jpg"
+    ctx.figure(content, name, caption, draw, ctx.evaluation(run, which)["identity"], wrong)
     content.observations.append(
         f"{label}: {total} of {len(results.paths)} test images misclassified; {mistakes(results)}."
     )
@@ -205,10 +192,8 @@ def failure_cases(ctx: Context, content: Content, run: str, which: str) -> None:
 def mistakes(results: ImageResults) -> str:
     """The most frequent mistake ("airplane taken for face (3)"), or the mistakes that tie for the most."""
     wrong = np.flatnonzero(results.predicted_labels != results.true_labels)
-    pairs = Counter(
-        f"{results.classes[results.true_labels[i]]} taken for {results.classes[results.predicted_labels[i]]}"
-        for i in wrong
-    )
+    said = lambda label: results.classes[label]  # noqa: E731
+    pairs = Counter(f"{said(results.true_labels[i])} taken for {said(results.predicted_labels[i])}" for i in wrong)
     tied, most = leaders(dict(pairs.most_common()))
     if len(tied) == 1:
         return f"the most frequent mistake: {tied[0]} ({most:.0f})"
@@ -218,12 +203,8 @@ def mistakes(results: ImageResults) -> str:
 @builder("curves")
 def curves_section(ctx: Context, section: Section, runs: list[str]) -> Content:
     """Q5: loss and accuracy per epoch, the best epoch marked."""
-    content = Content(
-        text=[
-            f"train.py draws the same curves after each epoch, in {shown_path(ctx.run(r).folder / config.PLOT_FILE)}."
-            for r in runs
-        ]
-    )
+    plots = [shown_path(ctx.run(r).folder / config.PLOT_FILE) for r in runs]
+    content = Content(text=[f"train.py draws the same curves after each epoch, in {plot}." for plot in plots])
     for run in runs:
         ctx.once(f"curves:{run}")
         curves(ctx, content, run)
@@ -326,13 +307,8 @@ def validation_path(history: list[dict[str, float]]) -> tuple[dict[str, float], 
     low, end = min(finite, key=lambda r: r["val_loss"]), finite[-1]
     if end["val_loss"] <= OVERFITTING * low["val_loss"]:
         return low, end, ""
-    return (
-        low,
-        end,
-        f"{end['val_loss'] / low['val_loss'] - 1:.0%} above its lowest"
-        if low["val_loss"] > 0
-        else "far above its lowest",
-    )
+    rise = f"{end['val_loss'] / low['val_loss'] - 1:.0%}" if low["val_loss"] > 0 else "far"
+    return low, end, f"{rise} above its lowest"
 
 
 def overfitting(ctx: Context, run: str) -> str:
@@ -340,7 +316,7 @@ def overfitting(ctx: Context, run: str) -> str:
     path = validation_path(history)
     if path is None or len(history) < VERDICT_EPOCHS:
         return (
-            f"{label}: {len(history)} epoch{'s' * (len(history) > 1)} tell nothing of overfitting (a step or two of a "
+            f"{label}: {len(history)} epoch(s) tell nothing of overfitting (a step or two of a "
             "noisy curve): train for more epochs to see whether the validation loss turns up while the training loss "
             "falls."
         )

@@ -9,7 +9,6 @@ comparison   Q4 (and Part 3 Q8): the networks side by side on their test splits:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pandas as pd
 
@@ -45,6 +44,10 @@ from model.runs import training_figures
 
 CONTENDED = 0.6  # epochs whose process CPU time is below this share of the wall time its threads could use
 HIDDEN = ("device", "note", "infer_ms_batched", "infer_ms_single")  # measured anew each time, or not a result
+DETECTION = (
+    "The detection view: COCO's mean average precision (torchmetrics; one box per image, scored by its confidence) and "
+    "the detection accuracy (right label and IoU >= t) at each IoU threshold t"
+)
 
 
 @builder("network")
@@ -53,24 +56,24 @@ def network(ctx: Context, section: Section, runs: list[str]) -> Content:
     content = Content(commands=commands(ctx, runs, ("last", "best")))
     for run in runs:
         checkpoint, label = ctx.run(run).checkpoint("best", mmap=True), ctx.label(run)
-        options = checkpoint.record.model_options
-        layers = architecture_frame(checkpoint.model_name, options, len(checkpoint.classes), checkpoint.image_size)
+        options, size = checkpoint.record.model_options, checkpoint.image_size
+        layers = architecture_frame(checkpoint.model_name, options, len(checkpoint.classes), size)
         shape = "output shape for one image; parameters"
+        content.tables.append((f"{label}: {checkpoint.model_name} at {size} px, layer by layer ({shape})", layers))
+        best, last = (checkpoint_row(ctx, run, which) for which in ("best", "last"))
         content.tables.append(
-            (f"{label}: {checkpoint.model_name} at {checkpoint.image_size} px, layer by layer ({shape})", layers)
+            (f"{label}: the best and the last model on the whole splits", frame([best, last], ("epoch",)))
         )
-        rows = [checkpoint_row(ctx, run, which) for which in ("best", "last")]
-        content.tables.append((f"{label}: the best and the last model on the whole splits", frame(rows, ("epoch",))))
         curves(ctx, content, run)
-        features = layers[layers["part"] == "features"]
         total, trainable = int(layers["parameters"].iloc[-1]), int(layers["trainable"].iloc[-1])
+        features = layers[layers["part"] == "features"]["output"].iloc[-1]
         heads = "both heads" if options.get("box_head", True) else "its classification head"
         content.observations += [
             setting(ctx, run),
-            f"{label}: {total:,} parameters ({trainable:,} trainable); the features end as "
-            f"{features['output'].iloc[-1]} values per image, the input of {heads}.",
-            f"{label}: best model (epoch {rows[0]['epoch']}) at {num(rows[0]['test_accuracy'])} on the test split, "
-            f"{num(rows[0]['train_accuracy'])} on the training split.",
+            f"{label}: {total:,} parameters ({trainable:,} trainable); the features end as {features} values per "
+            f"image, the input of {heads}.",
+            f"{label}: best model (epoch {best['epoch']}) at {num(best['test_accuracy'])} on the test split, "
+            f"{num(best['train_accuracy'])} on the training split.",
         ]
     return content
 
@@ -96,18 +99,14 @@ def comparison(ctx: Context, section: Section, runs: list[str]) -> Content:
     reports = network_reports(ctx, runs)
     classes = ctx.run(runs[0]).checkpoint("best", mmap=True).classes
     table = comparison_frame(reports, classes)
-    content.tables.append(
-        (
-            "The networks on their test split (training-sample and validation figures at the best epoch; seconds per "
-            "epoch: the training and validation passes)",
-            table.drop(columns=[c for c in HIDDEN if c in table.columns]),
-        )
-    )
+    caption = "The networks on their test split (training-sample and validation figures at the best epoch; seconds "
+    caption += "per epoch: the training and validation passes)"
+    content.tables.append((caption, table.drop(columns=[c for c in HIDDEN if c in table.columns])))
     for figure in comparison_figures(reports, classes, f"{section.id}-"):
         ctx.figure(content, figure.name, figure.caption, figure.draw, *figure.inputs)
     content.observations += loss_observations(reports) + timing_observations(reports) + score_observations(reports)
-    if any(r.results is not None and r.results.iou is not None for r in reports):
-        detection_view(content, reports)
+    if boxed := [r for r in reports if r.results is not None and r.results.iou is not None]:
+        detection_view(content, boxed)
     add_galleries(ctx, section, content, reports)
     content.text.append(error_analysis_text(reports))
     for report in reports:
@@ -127,20 +126,13 @@ def add_galleries(ctx: Context, section: Section, content: Content, reports: lis
 
 def detection_view(content: Content, reports: list[ModelReport]) -> None:
     """Accuracy against the IoU threshold and COCO's average precision, per network with a box head."""
-    rows: list[dict[str, Any]] = []
+    rows = []
     for report in reports:
-        if report.results is None or report.results.iou is None:
-            continue
+        assert report.results is not None
         ap = average_precision(report.results)
         row = {"model": report.name, "mAP@[.5:.95]": ap.get("map"), "AP50": ap.get("map_50"), "AP75": ap.get("map_75")}
         rows.append(row | {f"acc@{t:.2f}": a for t, a in zip(IOU_THRESHOLDS, accuracy_by_iou(report.results))})
-    content.tables.append(
-        (
-            "The detection view: COCO's mean average precision (torchmetrics; one box per image, scored by its "
-            "confidence) and the detection accuracy (right label and IoU >= t) at each IoU threshold t",
-            pd.DataFrame(rows),
-        )
-    )
+    content.tables.append((DETECTION, pd.DataFrame(rows)))
     tied, value = leaders({r["model"]: math.nan if r["mAP@[.5:.95]"] is None else r["mAP@[.5:.95]"] for r in rows})
     if tied:
         first = next(r for r in rows if r["model"] == tied[0])
@@ -179,19 +171,24 @@ def error_analysis_text(reports: list[ModelReport]) -> str:
 
 
 def timing_observations(reports: list[ModelReport]) -> list[str]:
-    """Epoch-time ratios, and the comparisons they must not be read as: another device or image size, or epochs that
-    ran while other processes took the CPU (process CPU time far below the wall time its threads could use)."""
-    timed = [r for r in reports if r.history]
-    lines = []
+    """Epoch-time ratios against the first model, and the comparisons they must not be read as: another device or
+    image size, or epochs that ran while other processes took the CPU (CPU time far below what its threads could
+    use)."""
+    timed, lines = [r for r in reports if r.history], []
     for report in timed[1:]:
         mine, theirs, reference = report.seconds, timed[0].seconds, timed[0]
         if math.isnan(mine) or math.isnan(theirs) or theirs <= 0:
             continue
-        caveats = []
-        if report.image_size != reference.image_size:
-            caveats.append(f"at {report.image_size} px against {reference.image_size} px")
-        if report.trained_on != reference.trained_on:
-            caveats.append(f"on {report.trained_on} against {reference.trained_on}")
+        caveats = (
+            [f"at {report.image_size} px against {reference.image_size} px"]
+            if report.image_size != reference.image_size
+            else []
+        )
+        caveats += (
+            [f"on {report.trained_on} against {reference.trained_on}"]
+            if report.trained_on != reference.trained_on
+            else []
+        )
         shown = f" (not comparable: {', '.join(caveats)})" if caveats else ""
         ratio = f"{mine / theirs:.1f} times {reference.name}'s {theirs:.1f} s"
         lines.append(f"An epoch of {report.name} takes {mine:.1f} s, {ratio}{shown}.")
@@ -210,9 +207,8 @@ def cpu_share(report: ModelReport) -> float:
     """Process CPU time over the wall time × threads of the run's epochs (1: every thread busy throughout)."""
     rows = [r for r in report.history if "cpu_seconds" in r]
     wall = sum(r["seconds"] + r.get("train_eval_seconds", 0.0) for r in rows)
-    if not rows or wall <= 0:
-        return math.nan
-    return sum(r["cpu_seconds"] for r in rows) / (wall * max(1, report.threads or usable_cpus()))
+    threads = max(1, report.threads or usable_cpus())
+    return sum(r["cpu_seconds"] for r in rows) / (wall * threads) if rows and wall > 0 else math.nan
 
 
 def score_observations(reports: list[ModelReport]) -> list[str]:
@@ -222,6 +218,6 @@ def score_observations(reports: list[ModelReport]) -> list[str]:
         f" (not like for like: the runs see {' and '.join(f'{s} px' for s in sizes)} images)" if len(sizes) > 1 else ""
     )
     tied, value = leaders({r.name: overall(r.test) for r in reports})
-    lines = [f"The best test accuracy is {num(value)}, {whose(tied)}{differ}."] if tied else []
     boxes, iou = leaders({r.name: overall(r.test, "mean_iou") for r in reports})
+    lines = [f"The best test accuracy is {num(value)}, {whose(tied)}{differ}."] if tied else []
     return lines + ([f"The best mean IoU is {num(iou)}, {whose(boxes)}."] if boxes else [])
