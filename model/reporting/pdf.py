@@ -30,6 +30,7 @@ CODE_COLUMNS = 94
 TEXT_WIDTH = 481.9  # pt: A4 less 2 cm margins
 CELL_CHARACTER, CELL_INSET = 0.5 * 8.0, 2 * 0.45 * 8.0  # pt: a character of a table at 8 pt, a cell's two insets
 WIDEST_TABLE = 14  # columns; a wider table of fewer rows than columns is set on its side
+SHORT_TABLE = 12  # rows a table keeps together on one page (a longer one breaks, its header repeated)
 PLACED_DPI = 150  # an image is never placed larger than its pixels at this resolution
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".pdf"})  # what Typst decodes
 SHELL = ("bash", "sh", "shell", "console")
@@ -137,7 +138,13 @@ class Renderer:
         self.title: str | None = None
 
     def blocks(self, nodes: Iterable[SyntaxTreeNode], nested: bool = False) -> str:
-        return "\n\n".join(text for node in nodes if (text := self.block(node, nested)))
+        """The blocks in order; a paragraph that leads into a table or a code block is kept on its page."""
+        nodes, out = list(nodes), []
+        for node, after in zip(nodes, [*nodes[1:], None]):
+            text = self.block(node, nested)
+            leads = node.type == "paragraph" and after is not None and after.type in ("table", "fence", "code_block")
+            out.append(f"#block(sticky: true)[{text}]" if leads and text else text)
+        return "\n\n".join(text for text in out if text)
 
     def block(self, node: SyntaxTreeNode, nested: bool = False) -> str:
         kind = node.type
@@ -209,7 +216,8 @@ class Renderer:
             return out + ["[]"] * (width - len(out))
 
         body_cells = ", ".join(c for row in body for c in cells(row)) + ("," if body else "")
-        return f"#report-table({width}, ({', '.join(aligns)},), ({', '.join(cells(header))},), ({body_cells}))"
+        head, breakable = ", ".join(cells(header)), "true" if len(body) > SHORT_TABLE else "false"
+        return f"#report-table({width}, ({', '.join(aligns)},), ({head},), ({body_cells}), {breakable})"
 
     def html(self, content: str, nested: bool) -> str:
         """An HTML block without its comments and tags; the text left is read as Markdown (once)."""
