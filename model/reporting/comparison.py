@@ -133,7 +133,8 @@ def compare_runs(
         checkpoint = Checkpoint(path)
         if comparison.classes and checkpoint.classes != comparison.classes:
             raise DataError(
-                f"{path}: classes {checkpoint.classes}, not {comparison.classes}: compare runs of one dataset"
+                f"{path}: its classes {checkpoint.classes} differ from {comparison.classes}; compare runs of one "
+                "dataset"
             )
         comparison.classes = checkpoint.classes
         model = inference.place(checkpoint.build_model())
