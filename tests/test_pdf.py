@@ -217,7 +217,7 @@ def test_text_comes_out_literally(report):
 
 def test_a_link_to_a_heading_goes_there_and_a_word_wider_than_a_code_block_is_cut(tmp_path):
     source = markdown_to_typst(REPORT, tmp_path)
-    assert "#heading(level: 2)[#\"Training\"] <training>" in source and "#link(<training>)" in source
+    assert '#heading(level: 2)[#"Training"] <training>' in source and "#link(<training>)" in source
     assert wrap_code("x" * 200, shell=True).splitlines() == ["x" * 92 + "\\", "x" * 92 + "\\", "x" * 16]
 
 

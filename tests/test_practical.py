@@ -262,6 +262,7 @@ def test_every_caption_says_what_it_shows(quick):
         assert re.search(rf"\b(the|of the) {wrong} misclassified test image", text), (text, wrong)
     for link in re.findall(r"!\[[^\]]*\]\((report/[^)]+\.png)\)", report):
         image, panels = cv2.imread(str(out / link)), Image.open(out / link).info.get("Axes")
+        assert image is not None and image.std() > 5, link
         for extents in panels.split(";") if panels else []:
             left, bottom, right_edge, top = (float(v) for v in extents.split(","))
             h, w = image.shape[:2]

@@ -38,11 +38,13 @@ from model.options import TrainOptions
 from model.practical.plan import Plan, PlanError, Status
 
 EVAL_SHARE = 0.4  # an evaluation pass costs this share of a training step per image (no backward, no update)
-RUN_OVERHEAD = 2.0  # seconds a run spends besides its imports, data and epochs: rows and splits checked, model built
+RUN_OVERHEAD = 1.2  # seconds a run spends besides its imports, data and epochs: rows and splits checked, model built
 EPOCH_OVERHEAD = 0.2  # seconds an epoch spends around its passes: history, plot, progress line
 SAVED_BYTES_PER_SECOND = 200e6  # best.pth and last.pth (weights and Adam's two moments: 16 bytes a parameter)
 REPORT_PER_RUN = 0.6  # process starts the report spends on each run it reads (its figures and tables)
 REPORT_FIXED = 4.0  # process starts the report spends once (its own start, the PDF, the classic baselines)
+REPORT_EVAL_SHARE = 0.4  # an image the report evaluates: this share of a training step (larger batches, no gradient)
+ALL_SPLITS = ("evaluation", "best-vs-last", "network")  # section kinds that show every split of both checkpoints
 BUSY = 0.75  # a load average (other processes) above this share of the cores: the machine was busy
 
 
@@ -90,7 +92,7 @@ def estimate(plan: Plan, found: dict[str, Status], rows: int, device_name: str) 
     total when the machine was busy while it measured."""
     load, device = os.getloadavg()[0], select_device(device_name)
     prepare_device(device)  # as training sets it: on a CPU the allocator alone halves a step's time
-    start, speeds = measure_start(), {}
+    start, speeds = measure_start(), dict[tuple, tuple[float, float, str]]()
     for name, run in plan.runs.items():  # the epochs already measured of each kind of run
         if history := plan.run(name).history() if found[name].state != "skipped" else []:
             seconds = sum(r["seconds"] + r.get("train_eval_seconds", 0.0) for r in history) / len(history)
@@ -107,12 +109,21 @@ def estimate(plan: Plan, found: dict[str, Status], rows: int, device_name: str) 
         epoch = images_per_epoch(run.options, rows) * step + EPOCH_OVERHEAD + saved
         runs = (run.options.epochs - found[name].epoch) * epoch
         out[name] = Estimate(runs + start + RUN_OVERHEAD + first_steps, source)  # a run that goes on: a new process too
-    tests = [split_sizes(r.options, rows)[2] * speeds.get(speed_key(r.options), (0.0,))[0] for r in plan.runs.values()]
-    out["report"] = Estimate(
-        start * (REPORT_FIXED + REPORT_PER_RUN * len(plan.runs)) + EVAL_SHARE * sum(tests), "model"
-    )
+    out["report"] = Estimate(report_seconds(plan, rows, speeds, start), "model")
     busy = f" (measured while the machine was busy, load average {load:.1f} on {usable_cpus()} cores: expect more)"
     return out, busy if load > BUSY * usable_cpus() else ""
+
+
+def report_seconds(plan: Plan, rows: int, speeds: dict[tuple, tuple[float, float, str]], start: float) -> float:
+    """The report: its start, its figures and PDF, and its evaluations: each run's test split, and every split of its
+    best and last model where a section shows them (Part 1 Q3, Q7, Q9.3, Part 2 Q1-Q3)."""
+    every = {run for section in plan.sections if section.kind in ALL_SPLITS for run in section.runs}
+    seconds = start * REPORT_FIXED
+    for name, run in plan.runs.items():
+        train, val, test = split_sizes(run.options, rows)
+        images = test + (2 * (train + val) + test if name in every else 0)
+        seconds += start * REPORT_PER_RUN + images * speeds.get(speed_key(run.options), (0.0,))[0] * REPORT_EVAL_SHARE
+    return seconds
 
 
 def images_per_epoch(options: TrainOptions, rows: int) -> float:

@@ -265,8 +265,8 @@ def write_report(ctx: Context, folder: Path) -> tuple[Path, list[str]]:
     ctx.echo(f"Figures: {len(ctx.drawn)} drawn, {len(ctx.kept)} kept as the last report drew them (same inputs)")
     ctx.sink.write_text(FIGURE_DIGESTS, json.dumps(ctx.digests, indent=1, sort_keys=True) + "\n")
     said = [f"  {len(s)} {LEFT[k].split(' (')[0]}: {', '.join(x.id for x in s)}" for k, s in left.items()]
-    head = f"Left to write in {folder / REPORT} before handing it in (its first lines link each):"
-    return folder / REPORT, [head, *said] if said else []
+    opening = f"Left to write in {folder / REPORT} before handing it in (its first lines link each):"
+    return folder / REPORT, [opening, *said] if said else []
 
 
 def read_student_text(folder: Path) -> Previous:

@@ -61,56 +61,41 @@ def write_table(sink: Sink, stem: str, frame: pd.DataFrame, title: str, note: st
     }
 
 
-def error_analysis(
-    name: str, r: ImageResults | None, iou_threshold: float = 0.5, examples: int = 3, worst: int = 5
-) -> str:
+def error_analysis(name: str, r: ImageResults | None, iou: float = 0.5, examples: int = 3, worst: int = 5) -> str:
     """Markdown: misclassifications by (true -> predicted) with their first example files, box failures per label,
     and the worst cases (wrong labels first, the most confident first; then right labels, the lowest IoU first)."""
     if r is None:
         return f"## {name}\n\nNo per-image results.\n"
     shown = ["/".join(Path(p).parts[-2:]) for p in r.paths]
-    wrong = [int(i) for i in np.flatnonzero(r.predicted_labels != r.true_labels)]
-    pair = {i: f"{r.classes[r.true_labels[i]]} → {r.classes[r.predicted_labels[i]]}" for i in wrong}
-    counts = sorted(Counter(pair.values()).items(), key=lambda kv: (-kv[1], kv[0]))
+    true, predicted = [r.classes[i] for i in r.true_labels], [r.classes[i] for i in r.predicted_labels]
+    wrong = [i for i in range(len(shown)) if true[i] != predicted[i]]
+    pair = {i: f"{true[i]} → {predicted[i]}" for i in wrong}
     column = f"examples (the first {examples})"
-    confusions = [
-        {"true → predicted": p, "images": n, column: ", ".join([shown[i] for i in wrong if pair[i] == p][:examples])}
-        for p, n in counts
-    ]
-    lines = [f"## {name}", "", to_markdown(pd.DataFrame(confusions or [{"true → predicted": "(none)", "images": 0}]))]
+    counted = sorted(Counter(pair.values()).items(), key=lambda kv: (-kv[1], kv[0]))
+    first = {p: ", ".join([shown[i] for i in wrong if pair[i] == p][:examples]) for p in pair.values()}
+    confusions = [{"true → predicted": p, "images": n, column: first[p]} for p, n in counted]
+    confusions = confusions or [{"true → predicted": "(none)", "images": 0, column: ""}]
+    lines = [f"## {name}", "", to_markdown(pd.DataFrame(confusions))]
     if r.iou is not None:
-        per_label = [
-            {
-                "label": label,
-                "failures": int((r.iou[r.true_labels == i] < iou_threshold).sum()),
-                "of": int((r.true_labels == i).sum()),
-                "mean IoU": float(r.iou[r.true_labels == i].mean()) if (r.true_labels == i).any() else math.nan,
-            }
-            for i, label in enumerate(r.classes)
-        ]
-        lines += ["", f"Box failures (IoU < {iou_threshold}) per label:", "", to_markdown(pd.DataFrame(per_label))]
-    failing = np.flatnonzero(r.failures(iou_threshold))
+        per_label = [{"label": label, "failures": int((r.iou[of] < iou).sum()), "of": int(of.sum()),
+                      "mean IoU": float(r.iou[of].mean()) if of.any() else math.nan}
+                     for label, of in ((label, r.true_labels == i) for i, label in enumerate(r.classes))]  # fmt: skip
+        lines += ["", f"Box failures (IoU < {iou}) per label:", "", to_markdown(pd.DataFrame(per_label))]
+    failing = np.flatnonzero(r.failures(iou))
     if not len(failing):
-        boxes = f" and a box of IoU >= {iou_threshold}" if r.iou is not None else ""
+        boxes = f" and a box of IoU >= {iou}" if r.iou is not None else ""
         return "\n".join([*lines, "", f"Worst cases: none; every test image has the right label{boxes}.", ""])
     label_wrong = r.predicted_labels[failing] != r.true_labels[failing]
     key = np.where(label_wrong, -r.confidence[failing], r.iou[failing] if r.iou is not None else 0.0)
     order = failing[np.lexsort((key, ~label_wrong))][:worst]
-    cases = [
-        {
-            "image": shown[i],
-            "true": r.classes[r.true_labels[i]],
-            "predicted": r.classes[r.predicted_labels[i]],
-            "confidence": float(r.confidence[i]),
-            **({} if r.iou is None else {"IoU": float(r.iou[i])}),
-        }
-        for i in order
-    ]
+    cases = [{"image": shown[i], "true": true[i], "predicted": predicted[i], "confidence": float(r.confidence[i]),
+              **({} if r.iou is None else {"IoU": float(r.iou[i])})} for i in order]  # fmt: skip
     listed = f"the first {len(order)} of {len(failing)}" if len(order) < len(failing) else f"all {len(failing)}"
     what = (
         "misclassified images, the most confident first"
         if r.iou is None
-        else f"failures: wrong label first, then IoU < {iou_threshold}"
+        else f"failures: wrong label first, then IoU < {iou}"
     )
-    lines += ["", f"Worst cases ({listed} {what}):", "", to_markdown(pd.DataFrame(cases), digits=3)]
-    return "\n".join([*lines, ""])
+    return "\n".join(
+        [*lines, "", f"Worst cases ({listed} {what}):", "", to_markdown(pd.DataFrame(cases), digits=3), ""]
+    )

@@ -44,14 +44,8 @@ def internet(ctx: Context, section: Section, runs: list[str]) -> Content:
         order = list(range(len(results.paths)))  # every image, in predict.py's order: its gallery is this one
         caption = f"{ctx.label(run)} on every internet image, as its command draws them (red caption: a failure)"
         draw = functools.partial(drawn.gallery_jpg, results, order)
-        ctx.figure(
-            content,
-            f"{section.id}-{run}-gallery.jpg",
-            caption,
-            draw,
-            ctx.evaluation(run)["identity"],
-            [str(p) for p in results.paths],
-        )
+        inputs = (ctx.evaluation(run)["identity"], [str(p) for p in results.paths])
+        ctx.figure(content, f"{section.id}-{run}-gallery.jpg", caption, draw, *inputs)
     caption = "Internet images (web_images/images/; boxes scored only where web_images/annotations.csv gives one)"
     content.tables.append((caption, frame(rows, ("images", "right", "images_with_box"))))
     content.observations.append(internet_observation(rows))

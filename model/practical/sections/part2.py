@@ -9,6 +9,7 @@ comparison   Q4 (and Part 3 Q8): the networks side by side on their test splits:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 
@@ -126,7 +127,7 @@ def add_galleries(ctx: Context, section: Section, content: Content, reports: lis
 
 def detection_view(content: Content, reports: list[ModelReport]) -> None:
     """Accuracy against the IoU threshold and COCO's average precision, per network with a box head."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for report in reports:
         assert report.results is not None
         ap = average_precision(report.results)

@@ -57,27 +57,20 @@ def box_head(ctx: Context, section: Section, runs: list[str]) -> Content:
 @builder("forward")
 def forward(ctx: Context, section: Section, runs: list[str]) -> Content:
     """Q2: the forward pass's two outputs, their shapes and ranges, on the run's test images."""
-    content = Content(
-        text=[
-            f"`model(images)` returns a pair ({where('forward')} of `Detector`): `predict[0]` the class scores (B, C) "
-            "and `predict[1]` the box (B, 4) as x1, y1, x2, y2 in [0, 1] (None for a network without a box head); "
-            "train.py, eval.py and predict.py read both."
-        ]
+    text = (
+        f"`model(images)` returns a pair ({where('forward')} of `Detector`): `predict[0]` the class scores (B, C) and "
+        "`predict[1]` the box (B, 4) as x1, y1, x2, y2 in [0, 1] (None for a network without a box head); train.py, "
+        "eval.py and predict.py read both."
     )
+    content = Content(text=[text])
     for run in runs:
         results = ctx.per_image(run)
         n, boxed = len(results.paths), results.predicted_boxes is not None
-        rows = [
-            {"output": "logits (class scores)", "shape": f"{n} x {len(results.classes)}", "range": "any real number"},
-            {
-                "output": "boxes (x1, y1, x2, y2)",
-                "shape": f"{n} x 4" if boxed else "-",
-                "range": "[0, 1] (x by the width, y by the height)" if boxed else "no box head",
-            },
-        ]
-        content.tables.append(
-            (f"{ctx.label(run)}: what the forward pass returns for its {n} test images", pd.DataFrame(rows))
-        )
+        rows = [("logits (class scores)", f"{n} x {len(results.classes)}", "any real number"),
+                ("boxes (x1, y1, x2, y2)", f"{n} x 4" if boxed else "-",
+                 "[0, 1] (x by the width, y by the height)" if boxed else "no box head")]  # fmt: skip
+        table = pd.DataFrame(rows, columns=["output", "shape", "range"])
+        content.tables.append((f"{ctx.label(run)}: what the forward pass returns for its {n} test images", table))
     return content
 
 
@@ -85,13 +78,12 @@ def forward(ctx: Context, section: Section, runs: list[str]) -> Content:
 def box_normalisation(ctx: Context, section: Section, runs: list[str]) -> Content:
     """Q3: the first training rows of each run: their box in pixels, their image's size, and the box the network
     learns."""
-    content = Content(
-        text=[
-            f"A box is read in pixels of the original image and divided by that image's width and height "
-            f"({where('box_to_unit')}), whatever size the network sees the image at; predicted boxes go back to pixels "
-            "the same way (`box_to_pixels`)."
-        ]
+    text = (
+        f"A box is read in pixels of the original image and divided by that image's width and height "
+        f"({where('box_to_unit')}), whatever size the network sees the image at; predicted boxes go back to pixels the "
+        "same way (`box_to_pixels`)."
     )
+    content = Content(text=[text])
     for run in runs:
         every = read_rows(ctx.run(run).split_path("train"), Problems(skip=True))
         table = []

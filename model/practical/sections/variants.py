@@ -77,23 +77,17 @@ def ablation(ctx: Context, section: Section, runs: list[str]) -> Content:
              "val_loss_jumps": float(np.abs(np.diff(losses)).mean()) if len(losses) > 1 else math.nan,
              "val_loss_change": float(losses[-1] - losses[0]) if len(losses) > 1 else math.nan}
         )  # fmt: skip
-    content.tables.append(
-        (
-            "The reference run and its variants (val_loss_jumps: the mean absolute change of the validation loss from "
-            "one epoch to the next; val_loss_change: its last epoch's value minus its first's)",
-            frame(rows, ("best_epoch",)),
-        )
-    )
+    caption = "The reference run and its variants (val_loss_jumps: the mean absolute change of the validation loss "
+    caption += "from one epoch to the next; val_loss_change: its last epoch's value minus its first's)"
+    content.tables.append((caption, frame(rows, ("best_epoch",))))
     histories = [(ctx.label(r), ctx.history(r)) for r in runs]
     draw = lambda: drawn.history_png(histories, [("loss", "Loss"), ("accuracy", "Accuracy")], "The runs per epoch")  # noqa: E731
     caption = "Loss and accuracy per epoch (solid: training sample, dashed: validation, dotted: each run's best epoch)"
     ctx.figure(content, f"{section.id}-curves.png", caption, draw, histories)
     jumps = [r for r in rows if not math.isnan(r["val_loss_jumps"])]
     if jumps:
-        steadiest, roughest = (
-            min(jumps, key=lambda r: r["val_loss_jumps"]),
-            max(jumps, key=lambda r: r["val_loss_jumps"]),
-        )
+        jumps_of = lambda r: r["val_loss_jumps"]  # noqa: E731
+        steadiest, roughest = min(jumps, key=jumps_of), max(jumps, key=jumps_of)
         content.observations.append(
             f"The validation loss moves least from epoch to epoch with {steadiest['run']} "
             f"({num(steadiest['val_loss_jumps'], 4)}; {num(steadiest['val_loss_change'], 4)} from first to last epoch) "
@@ -104,7 +98,7 @@ def ablation(ctx: Context, section: Section, runs: list[str]) -> Content:
     for row in rows[1:]:
         diff = row["test_accuracy"] - rows[0]["test_accuracy"]
         relation = (
-            "the same as" if num(abs(diff)) == num(0.0) else f"{num(abs(diff))} {'above' if diff > 0 else 'below'}"
+            f"{num(abs(diff))} {'above' if diff > 0 else 'below'}" if num(abs(diff)) != num(0.0) else "the same as"
         )
         content.observations.append(
             f"{row['run']}: test accuracy {num(row['test_accuracy'])}, {relation} {rows[0]['run']}."
