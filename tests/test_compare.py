@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from model.reporting.model_report import TIMING_COLUMNS
+from model.reporting.comparison import TIMING_COLUMNS
 
 from conftest import stored
 

@@ -11,7 +11,7 @@ import cv2
 import numpy
 import pytest
 
-from model.reporting.pdf import PdfError, markdown_to_typst, write_pdf
+from model.reporting.pdf import PdfError, markdown_to_typst, wrap_code, write_pdf
 
 POPPLER = ("pdftotext", "pdftoppm", "pdffonts")
 pytestmark = pytest.mark.skipif(
@@ -25,7 +25,7 @@ SPECIALS = '# $x$ *a* _b_ @ref <tag> \\ [x] ~ // c /* d */ "q" 50 % #set `t` = a
 RAW_SPECIALS = '$x$ @ref \\ [x] ~ // c /* d */ "q" 50 % #set #let = a/b + c - d ] ) } ; : ='
 UNICODE = "é → × – ≥"
 COMMAND = "python train.py " + " ".join(f"--option-{i} value{i}" for i in range(18))
-COMMAND += " --output " + "/".join(f"folder{i}" for i in range(12)) + "/" + "x" * 40
+COMMAND += " --output " + "/".join(f"folder{i}" for i in range(8)) + "/" + "x" * 20  # a path wraps nowhere in it
 COLUMNS = ["label", "images", "accuracy", "precision", "recall", "f1", "mean IoU", "IoU>0.5", "TP", "FP", "FN", "ms"]
 ROWS = [
     ["airplane", "1,234", "0.873", "0.912", "0.861", "0.886", "0.714", "0.802", "1,001", "97", "162", "12.5"],
@@ -76,7 +76,7 @@ We trained the detector with:
 - data: `output/01-dataset` with *1,234* airplanes
 - models:
   1. **simple**
-  2. deeper, see [the table](report/comparison.csv) and [Typst](https://typst.app)
+  2. deeper, see [the table](report/comparison.csv), [Typst](https://typst.app) and [above](#training)
 
 {pipe_table(COLUMNS, ROWS)}
 
@@ -209,10 +209,16 @@ def test_text_comes_out_literally(report):
     assert f"Specials: {SPECIALS}" in text
     assert f"Raw: {RAW_SPECIALS}" in text
     assert UNICODE in text
-    assert COMMAND[:60] in text
+    assert COMMAND in text.replace(" \\ ", " ")  # cut at spaces only, each piece going on after " \\"
     assert "Loss curves of the simple model" in text
     assert "A quoted remark." in text
     assert "<!--" not in text and "-->" not in text and "discussion Q3" not in text
+
+
+def test_a_link_to_a_heading_goes_there_and_a_word_wider_than_a_code_block_is_cut(tmp_path):
+    source = markdown_to_typst(REPORT, tmp_path)
+    assert '#heading(level: 2)[#"Training"] <training>' in source and "#link(<training>)" in source
+    assert wrap_code("x" * 200, shell=True).splitlines() == ["x" * 92 + "\\", "x" * 92 + "\\", "x" * 16]
 
 
 def test_nothing_runs_off_the_page(report):

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.device import usable_cpus
 from model import demo
+from model.device import usable_cpus
 from model.runs import CLOCK_COLUMNS
 
 from conftest import (
@@ -146,7 +146,7 @@ def test_quick_mode_trains_on_the_dataset_asked_for(tmp_path, student_dataset, h
 def test_at_tiny_scale_the_plan_plans_what_train_py_trains(tmp_path, monkeypatch):
     """CVPR_TINY=1 (the docs' commands test): every planned run is the one train.py will train, one epoch at its
     network's smallest side, so the dry run estimates that and a tiny run counts as done."""
-    from model.network import min_image_size
+    from model.network import NETWORKS
     from model.practical.plan import load_plan
 
     full = load_plan(ROOT / "practical.toml", tmp_path, quick=False, only=None)
@@ -154,7 +154,7 @@ def test_at_tiny_scale_the_plan_plans_what_train_py_trains(tmp_path, monkeypatch
     tiny = load_plan(ROOT / "practical.toml", tmp_path, quick=False, only=None)
     assert full.runs.keys() == tiny.runs.keys() and any(run.options.epochs > 1 for run in full.runs.values())
     for name, run in tiny.runs.items():
-        assert (run.options.epochs, run.options.image_size) == (1, min_image_size(run.options.model)), name
+        assert (run.options.epochs, run.options.image_size) == (1, NETWORKS[run.options.model].min_image_size), name
         assert run.args == full.runs[name].args  # the command is the student's: train.py applies the scale itself
 
 

@@ -7,8 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from model.files import atomic_path, is_temporary
-from model.files import Folder
+from model.files import Folder, is_temporary
 from model.reporting.tables import format_cell, write_table
 
 FRAME = pd.DataFrame(
@@ -56,10 +55,13 @@ def test_the_three_files_hold_the_same_table(tmp_path):
     assert written == [".toolkit-files.json", "comparison.csv", "comparison.md", "comparison.tex"]
 
 
-def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
-    path = tmp_path / "history.csv"
-    path.write_text("old")
-    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
-        tmp.write_text("half")
+def test_a_failed_change_leaves_the_old_files_and_no_temporary(tmp_path):
+    folder = Folder(tmp_path, writer="compare.py", option="--out")
+    with folder.staged() as change:
+        write_table(change, "comparison", FRAME, "Model comparison")
+    before = (tmp_path / "comparison.csv").read_text()
+    with pytest.raises(RuntimeError), folder.staged() as change:
+        write_table(change, "comparison", FRAME.head(1), "Model comparison")
         raise RuntimeError("killed while writing")
-    assert path.read_text() == "old" and list(tmp_path.iterdir()) == [path]
+    assert (tmp_path / "comparison.csv").read_text() == before
+    assert not [p for p in tmp_path.iterdir() if is_temporary(p)]

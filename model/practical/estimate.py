@@ -1,10 +1,17 @@
-"""What the plan needs before it trains: room on the disk, and how long the runs still to train
-should take (from the epochs already measured, else a few batches timed now)."""
+"""What the plan needs before it trains: room on the disk, and how long the runs still to train should take (from
+the epochs already measured, else a few training steps timed now), said in the dry run's table.
+
+A run costs its process's start (imports), its data (decoded once per image size, then read from the cache), its
+first steps (the kernels each shape needs, made once per process) and its epochs: a training pass, the evaluation
+passes (a training sample and the validation split), the checkpoints. A step is timed as the fastest of several, so
+that other processes on the machine do not inflate it: the estimate is the idle machine's, and the dry run says so
+when the machine was busy while it measured.
+"""
 
 from __future__ import annotations
 
 import functools
-import math
+import os
 import shutil
 import subprocess
 import sys
@@ -16,11 +23,37 @@ from typing import Any
 import torch
 
 from model import config
-from model.device import channels_last, place_model, prepare_device, resolve_precision, select_device, synchronize
+from model.device import (
+    channels_last,
+    place_model,
+    prepare_device,
+    resolve_precision,
+    select_device,
+    synchronize,
+    usable_cpus,
+)
 from model.engine import loss_for, make_optimizer, train_step
 from model.network import build_model, count_parameters
 from model.options import TrainOptions
 from model.practical.plan import Plan, PlanError, Status
+
+EVAL_SHARE = 0.4  # an evaluation pass costs this share of a training step per image (no backward, no update)
+RUN_OVERHEAD = 1.2  # seconds a run spends besides its imports, data and epochs: rows and splits checked, model built
+EPOCH_OVERHEAD = 0.2  # seconds an epoch spends around its passes: history, plot, progress line
+SAVED_BYTES_PER_SECOND = 200e6  # best.pth and last.pth (weights and Adam's two moments: 16 bytes a parameter)
+REPORT_PER_RUN = 0.6  # process starts the report spends on each run it reads (its figures and tables)
+REPORT_FIXED = 4.0  # process starts the report spends once (its own start, the PDF, the classic baselines)
+REPORT_EVAL_SHARE = (
+    1.0  # an image the report evaluates costs a training step's time (measured: one thread, and its files)
+)
+ALL_SPLITS = ("evaluation", "best-vs-last", "network")  # section kinds that show every split of both checkpoints
+BUSY = 0.75  # a load average (other processes) above this share of the cores: the machine was busy
+
+
+@dataclass
+class Estimate:
+    seconds: float
+    source: str  # "history" (measured epochs of a run), "probe" (steps timed now), "done", "skipped"
 
 
 def parameters(options: TrainOptions) -> int:
@@ -28,21 +61,16 @@ def parameters(options: TrainOptions) -> int:
     return _parameters(options.model, tuple(sorted(options.network_options.items())))
 
 
-@functools.cache  # a network built once: the disk check and each run's estimate ask again for the same ones
+@functools.cache  # built once: the disk check and each run's estimate ask for the same networks
 def _parameters(model: str, network_options: tuple[tuple[str, Any], ...]) -> int:
-    total, _ = count_parameters(build_model(model, 3, load_weights=False, **dict(network_options)))
-    return total
+    return count_parameters(build_model(model, 3, load_weights=False, **dict(network_options)))[0]
 
 
 def check_disk(plan: Plan, found: dict[str, Status], images: int) -> None:
     """Room for the checkpoints of the runs to train and for the decoded images, before anything starts."""
-    needed = 0
-    sizes = set()
-    for name, run in plan.runs.items():
-        if found[name].state in ("missing", "partial"):
-            needed += parameters(run.options) * 4 * 5  # best.pth, last.pth with Adam's two moments, a temporary
-            sizes.add(run.options.image_size)
-    needed += sum(images * 3 * size * size for size in sizes)
+    todo = [run.options for name, run in plan.runs.items() if found[name].to_train]
+    needed = sum(parameters(o) * 4 * 5 for o in todo)  # best.pth, last.pth with Adam's two moments, a temporary
+    needed += sum(images * 3 * size * size for size in {o.image_size for o in todo})
     existing = next(f for f in (plan.output_dir, *plan.output_dir.parents) if f.exists())
     free = shutil.disk_usage(existing).free
     if needed > 0.9 * free:
@@ -52,156 +80,107 @@ def check_disk(plan: Plan, found: dict[str, Status], images: int) -> None:
         )
 
 
-# ----------------------------------------------------------------------------------------------
-# How long
-# ----------------------------------------------------------------------------------------------
-# Measured on the quick plan (2 CPU cores; README, "Before the whole plan"). What a run and the report cost besides
-# their passes is Python-bound work (imports, checks, files, figures, the PDF): counted in process starts measured
-# on the machine (`measure_start`), so that a slower machine's estimate grows with it.
-EVAL_SHARE = 1 / 3  # an evaluation pass costs about a third of a training step per image (no backward, no update)
-RUN_OVERHEAD = 0.9  # starts a run spends besides its imports and epochs: the rows checked, the model built, the plot
-EPOCH_OVERHEAD = 0.15  # seconds an epoch spends around its passes: history, the progress line
-SAVED_BYTES_PER_SECOND = 200e6  # best.pth and last.pth (weights and Adam's two moments: 16 bytes a parameter)
-REPORT_PER_RUN = 0.5  # starts the report spends on each run it reads (its figures and tables), beside its evaluation
-REPORT_FIXED = 3.0  # starts the report spends once (its own start, the PDF, the classic baselines on a small split)
-
-
 def split_sizes(options: TrainOptions, rows: int) -> tuple[int, int, int]:
     """(training, validation, test) images of a run on a dataset of ``rows`` rows."""
-    if options.splits is not None:
+    if options.splits is not None or options.cut_val is None or options.cut_test is None:
         return rows, 0, 0  # unknown without reading them: an upper bound
-    assert options.cut_val is not None and options.cut_test is not None
     train, val = int(options.cut_val * rows), int(options.cut_test * rows) - int(options.cut_val * rows)
     return max(1, round(train * options.train_fraction)), val, rows - int(options.cut_test * rows)
 
 
-@dataclass
-class Estimate:
-    seconds: float
-    source: str  # "history" (measured epochs of a run), "probe" (a few batches timed now), "done", "skipped"
-
-
-@dataclass
-class Costs:
-    """What a run costs on this machine besides its epochs, measured once by the dry run."""
-
-    start: float  # seconds to start a train.py process (Python and its imports)
-    decode: float  # seconds to decode and resize one image (the first run at an image size; later ones read the cache)
-
-
-def estimate(
-    plan: Plan, found: dict[str, Status], rows: int, device_name: str, dataset: Path | None = None
-) -> dict[str, Estimate]:
-    """Seconds each run still needs: its epochs (seconds per image from the epochs already measured in a run of
-    the same network, image size, head and augmentation when there is one, else from a few batches timed now),
-    the start of its process, the decode of images no earlier run decoded at its size; and "report", the report."""
-    per_image = measured_speeds(plan, found, rows)
-    device = select_device(device_name)
+def estimate(plan: Plan, found: dict[str, Status], rows: int, device_name: str) -> tuple[dict[str, Estimate], str]:
+    """Seconds each run still needs, and "report"'s: its start, first steps and epochs (seconds per image from the
+    epochs already measured in a run of the same kind when there is one, else timed now); and what to say beside the
+    total when the machine was busy while it measured."""
+    load, device = os.getloadavg()[0], select_device(device_name)
     prepare_device(device)  # as training sets it: on a CPU the allocator alone halves a step's time
-    costs = Costs(measure_start(), measure_decode(dataset))
-    decoded: set[int] = set()
+    start, speeds = measure_start(), dict[tuple, tuple[float, float, str]]()
+    for name, run in plan.runs.items():  # the epochs already measured of each kind of run
+        if history := plan.run(name).history() if found[name].state != "skipped" else []:
+            seconds = sum(r["seconds"] + r.get("train_eval_seconds", 0.0) for r in history) / len(history)
+            speeds.setdefault(speed_key(run.options), (seconds / images_per_epoch(run.options, rows), 0.0, "history"))
     out = {}
     for name, run in plan.runs.items():
-        status = found[name]
-        if status.state in ("finished", "skipped"):
-            out[name] = Estimate(0.0, "done" if status.state == "finished" else "skipped")
+        if not found[name].to_train:
+            out[name] = Estimate(0.0, "done" if found[name].state == "finished" else "skipped")
             continue
-        key = _speed_key(run.options)
-        if key not in per_image:
-            per_image[key] = (probe(run.options, device), "probe")
-        step, source = per_image[key]
-        train, val, _ = split_sizes(run.options, rows)
-        evaluated = val + (min(train, val) if run.options.train_eval == "sample" else train)
+        if (key := speed_key(run.options)) not in speeds:
+            speeds[key] = (*probe(run.options, device), "probe")
+        step, first_steps, source = speeds[key]
         saved = 16 * parameters(run.options) / SAVED_BYTES_PER_SECOND
-        epoch = train * step + evaluated * step * EVAL_SHARE + EPOCH_OVERHEAD + saved
-        first_decode = run.options.image_size not in decoded
-        decoded.add(run.options.image_size)
-        fixed = costs.start * (1 + RUN_OVERHEAD) + (rows * costs.decode if first_decode else 0.0)
-        out[name] = Estimate((run.options.epochs - status.epoch) * epoch + fixed, source)
-    out["report"] = Estimate(report_seconds(plan, rows, per_image, costs.start), "model")
-    return out
+        epoch = images_per_epoch(run.options, rows) * step + EPOCH_OVERHEAD + saved
+        runs = (run.options.epochs - found[name].epoch) * epoch
+        out[name] = Estimate(runs + start + RUN_OVERHEAD + first_steps, source)  # a run that goes on: a new process too
+    out["report"] = Estimate(report_seconds(plan, rows, speeds, start), "model")
+    busy = f" (measured while the machine was busy, load average {load:.1f} on {usable_cpus()} cores: expect more)"
+    return out, busy if load > BUSY * usable_cpus() else ""
 
 
-def measured_speeds(plan: Plan, found: dict[str, Status], rows: int) -> dict[tuple, tuple[float, str]]:
-    """Seconds per training image of each kind of run that has epochs already measured (its history)."""
-    per_image: dict[tuple, tuple[float, str]] = {}
+def report_seconds(plan: Plan, rows: int, speeds: dict[tuple, tuple[float, float, str]], start: float) -> float:
+    """The report: its start, its figures and PDF, and its evaluations: each run's test split, and every split of its
+    best and last model where a section shows them (Part 1 Q3, Q7, Q9.3, Part 2 Q1-Q3)."""
+    every = {run for section in plan.sections if section.kind in ALL_SPLITS for run in section.runs}
+    seconds = start * REPORT_FIXED
     for name, run in plan.runs.items():
-        if found[name].state == "skipped":
-            continue
-        history = plan.run(name).history()
-        if history:
-            train, val, _ = split_sizes(run.options, rows)
-            evaluated = val + (min(train, val) if run.options.train_eval == "sample" else train)
-            seconds = sum(r["seconds"] + r.get("train_eval_seconds", 0.0) for r in history) / len(history)
-            per_image.setdefault(_speed_key(run.options), (seconds / (train + evaluated * EVAL_SHARE), "history"))
-    return per_image
-
-
-def report_seconds(plan: Plan, rows: int, per_image: dict[tuple, tuple[float, str]], start: float) -> float:
-    """The report: each run's test split evaluated once (and three splits of a few), its figures, the PDF."""
-    seconds = REPORT_FIXED * start
-    for run in plan.runs.values():
-        step = per_image.get(_speed_key(run.options), (0.0, ""))[0]
-        _, _, test = split_sizes(run.options, rows)
-        seconds += REPORT_PER_RUN * start + test * step * EVAL_SHARE
+        train, val, test = split_sizes(run.options, rows)
+        images = test + (2 * (train + val) + test if name in every else 0)
+        seconds += start * REPORT_PER_RUN + images * speeds.get(speed_key(run.options), (0.0,))[0] * REPORT_EVAL_SHARE
     return seconds
 
 
+def images_per_epoch(options: TrainOptions, rows: int) -> float:
+    """The training images of an epoch, and its evaluated ones (the training sample, the validation split) in
+    training images' time."""
+    train, val, _ = split_sizes(options, rows)
+    return train + EVAL_SHARE * (val + (min(train, val) if options.train_eval == "sample" else train))
+
+
+def speed_key(options: TrainOptions) -> tuple:
+    return (
+        options.model,
+        options.image_size,
+        options.box_head,
+        options.augment != "off",
+        options.freeze,
+        options.batch_size,
+    )
+
+
 def measure_start() -> float:
-    """Seconds for a new Python process to import what train.py trains with, measured now."""
-    began = time.perf_counter()
-    command = [sys.executable, "-c", "import model.training.fit"]
-    subprocess.run(command, cwd=config.PROJECT_ROOT, capture_output=True, check=False)
-    return time.perf_counter() - began
+    """Seconds for a new Python process to import what train.py trains with (the fastest of two: the idle machine's)."""
+    command = [sys.executable, "-c", "import train"]
+    times = []
+    for _ in range(2):
+        began = time.perf_counter()
+        subprocess.run(command, cwd=config.PROJECT_ROOT, capture_output=True, check=False)
+        times.append(time.perf_counter() - began)
+    return min(times)
 
 
-def measure_decode(dataset: Path | None, images: int = 12) -> float:
-    """Seconds to decode and resize one image of ``dataset``, measured now on a few of its images."""
-    from model.images import decode_image, resize_square
-
-    files = sorted((dataset / "images").rglob("*.jpg"))[:images] if dataset is not None else []
-    if not files:
-        return 0.0
-    began = time.perf_counter()
-    for path in files:
-        rgb, _ = decode_image(path)
-        if rgb is not None:
-            resize_square(rgb, 64)
-    return (time.perf_counter() - began) / len(files)
-
-
-def _speed_key(options: TrainOptions) -> tuple:
-    return options.model, options.image_size, options.box_head, options.augment != "off", options.freeze
-
-
-def probe(options: TrainOptions, device: torch.device, batches: int = 2) -> float:
-    """Seconds per image of a training step, timed on ``batches`` batches of random images with the toolkit's
-    training step."""
+def probe(options: TrainOptions, device: torch.device, warm: int = 3, timed: int = 6) -> tuple[float, float]:
+    """Seconds per image of the run's training step (the fastest of ``timed`` steps on random images, after ``warm``
+    steps), and the seconds its first steps cost beyond that (the kernels made for each shape, once per process)."""
     torch.manual_seed(0)
     model = place_model(build_model(options.model, 3, load_weights=False, **options.network_options), device)
-    optimizer = make_optimizer(
-        options.optimizer, [p for p in model.parameters() if p.requires_grad], options.lr, 0.0, device
-    )
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(options.optimizer, trained, options.lr, 0.0, device)
     precision = resolve_precision(options.precision, device)
-    scaler, loss_fn = precision.grad_scaler(), loss_for(options)
-    size, n = options.image_size, options.batch_size
+    scaler, loss_fn, size, n = precision.grad_scaler(), loss_for(options), options.image_size, options.batch_size
     x = torch.randn(n, 3, size, size, device=device)
-    if channels_last(device):
-        x = x.contiguous(memory_format=torch.channels_last)
-    labels = torch.zeros(n, dtype=torch.int64, device=device)
-    boxes = torch.tensor([[0.2, 0.2, 0.8, 0.8]], device=device).expand(n, 4)
-
-    def step() -> None:
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last(device) else x
+    labels, boxes = (
+        torch.zeros(n, dtype=torch.int64, device=device),
+        torch.tensor([[0.2, 0.2, 0.8, 0.8]], device=device).expand(n, 4),
+    )
+    times = []
+    for _ in range(warm + timed):
+        began = time.perf_counter()
         model.train()
         train_step(model, x, labels, boxes, loss_fn, optimizer, precision, scaler)
-
-    step()  # warm-up
-    synchronize(device)
-    began = time.perf_counter()
-    for _ in range(batches):
-        step()
-    synchronize(device)
-    return (time.perf_counter() - began) / (batches * n)
+        synchronize(device)
+        times.append(time.perf_counter() - began)
+    step = min(times[warm:])
+    return step / n, 2 * sum(t - step for t in times[:warm])  # the evaluation passes make their own kernels too
 
 
 def format_duration(seconds: float) -> str:
@@ -209,9 +188,21 @@ def format_duration(seconds: float) -> str:
         return f"{seconds:.0f} s"
     if seconds < 600:
         return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
-    minutes = seconds / 60
-    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
-def total(estimates: dict[str, Estimate]) -> float:
-    return math.fsum(e.seconds for e in estimates.values())
+def dry_run_table(
+    plan: Plan, found: dict[str, Status], estimates: dict[str, Estimate], plan_name: str, dataset: Path
+) -> Any:
+    """Each run's status, estimate and command."""
+    from rich.table import Table
+
+    table = Table(title=f"The plan {plan_name}: {len(plan.runs)} run(s) in {plan.output_dir}, dataset {dataset}")
+    for column in ("run", "status", "estimate", "command"):
+        table.add_column(column)
+    for name, run in plan.runs.items():
+        e = estimates[name]
+        shown = f"{format_duration(e.seconds)} ({e.source})" if e.seconds else "-"
+        table.add_row(name, found[name].describe(run.options.epochs), shown, plan.shown(name, dataset))
+    table.add_row("(the report)", "after the runs", format_duration(estimates["report"].seconds), "")
+    return table

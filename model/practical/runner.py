@@ -1,9 +1,8 @@
-"""Running the practical's plan: check everything first, then train what is missing (one run after the
-other, several at once with --jobs, or as a Slurm job array), then write the report.
+"""compare.py --practical: check everything first, then train what is missing (one run after the other, several at
+once with --jobs, or as a Slurm job array), then write the report and say what is left to write in it.
 
-Each run is a ``train.py ... --resume-if-started`` process: it starts the run, or goes on with it when its
-folder holds it, and a finished run has nothing to do; the run's folder lock keeps two processes from
-writing one run.
+Each run is a ``train.py ... --resume-if-started`` process: it starts the run, or goes on with it when its folder
+holds it, and a finished run has nothing to do; the run's folder lock keeps two processes from writing one run.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,290 +24,78 @@ from model import config, demo, env
 from model.annotations import DataError, Problems, read_annotations
 from model.dataset import find_dataset, locate_dataset, read_splits
 from model.device import usable_cpus
+from model.errors import UserError
 from model.files import make_folder, refuse_data_folder, write_file
-from model.practical.estimate import check_disk, estimate, format_duration, total
-from model.practical.plan import (
-    Plan,
-    PlanError,
-    Status,
-    from_scratch,
-    lacking_weights,
-    load_plan,
-    statuses,
-    weights_missing_line,
-)
-from model.practical.settings import PracticalSettings
+from model.network import imagenet_weights_file
+from model.practical.plan import Plan, PlanError, Status, from_scratch, lacking_weights, load_plan, statuses
 
-MAX_JOBS_ON_A_GPU = 4  # runs at once on one GPU with --jobs auto (a small network leaves a GPU mostly idle)
+COURSE_RESOURCES = "--gres=shard:1 --cpus-per-task=8 --mem=12G"  # the course's srun options
+PLAN_FILE = config.PROJECT_ROOT / "practical.toml"
+MAX_JOBS_ON_A_GPU = 4  # runs at once on one GPU with --jobs 0 (a small network leaves a GPU mostly idle)
+Echo = Callable[[str], None]
 
 
-def section_kinds() -> dict[str, bool]:
-    """The section kinds the report has a builder for, and whether their sections read runs (imported here: the
-    plan is read without them)."""
+@dataclass(frozen=True)
+class PracticalSettings:
+    """compare.py --practical's options."""
+
+    plan_file: Path = PLAN_FILE
+    quick: bool = False
+    only: str | None = None
+    dry_run: bool = False
+    slurm: bool = False
+    resources: str = COURSE_RESOURCES
+    report_only: bool = False
+    skip_unavailable: bool = False
+    output_dir: Path | None = None
+    out: Path | None = None
+    dataset: Path | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 64
+    jobs: int = 0  # 0: several on a CUDA GPU, one on a CPU
+
+    def __post_init__(self) -> None:
+        if self.only is not None and not [w for w in self.only.split(",") if w.strip()]:
+            raise UserError(f"--only {self.only!r}: names no section; give section ids (e.g. --only Q3,Part2)")
+        modes = (("--dry-run", self.dry_run), ("--slurm", self.slurm), ("--report-only", self.report_only))
+        chosen = [name for name, on in modes if on]
+        if len(chosen) > 1:
+            raise UserError(f"{' and '.join(chosen)} do not go together: choose one")
+        if self.jobs > 1 and (self.slurm or self.report_only):
+            raise UserError("--jobs is for training here; it does not go with --slurm or --report-only")
+
+    @property
+    def runs_dir(self) -> Path:  # absolute: Slurm jobs start in the project's folder, wherever this was called from
+        return (self.output_dir or config.OUTPUT_DIR / ("practical-quick" if self.quick else "practical")).resolve()
+
+    @property
+    def report_dir(self) -> Path:
+        return (self.out or (self.runs_dir if self.quick else Path("doc"))).resolve()
+
+
+def run_practical(settings: PracticalSettings, echo: Echo, print_table: Callable[[Any], None]) -> None:
+    """--practical: check everything, then train what the plan lacks (or submit it), then the report."""
+    from model.practical.estimate import check_disk, dry_run_table, estimate, format_duration
+    from model.practical.report import report_folder
     from model.practical.sections import READS_RUNS
 
-    return dict(READS_RUNS)
-
-
-@contextmanager
-def plan_dataset(
-    plan: Plan, explicit: Path | None, echo: Callable[[str], None], dry_run: bool
-) -> Iterator[tuple[Path, Path]]:
-    """The plan's dataset, said in one line: --dataset or $CVPR_DATASET (in quick mode too), else the course's;
-    else the demo set (quick mode: its own small one), generated once. Yields (the folder to read now, the folder
-    the runs will read): for a dry run, which writes nothing, a demo set not generated yet is read from a
-    temporary copy."""
-    found = find_dataset(explicit)
-    if found is not None:
-        how = "--dataset" if explicit is not None else f"${env.DATASET}" if env.dataset() is not None else "found"
-        echo(f"Dataset: {found} ({how})")
-        yield found.resolve(), found.resolve()
-        return
-    root = (plan.output_dir / "demo" if plan.quick else config.DEMO_DATASET).resolve()
-    images = int(plan.quick.get("demo_images", 240)) if plan.quick else config.DEMO_IMAGES
-    if dry_run and not demo.is_complete(root, images, config.DEMO_SEED):
-        with tempfile.TemporaryDirectory(prefix="cvpr-dry-run-") as scratch:
-            echo(f"Dataset: the demo set {root} of {images} images (not generated yet: checked in a temporary copy)")
-            yield locate_dataset(None, lambda _line: None, Path(scratch) / "demo", images).resolve(), root
-        return
-    generated = not demo.is_complete(root, images, config.DEMO_SEED)
-    located = locate_dataset(None, lambda _line: None, root, images).resolve()
-    echo(f"Dataset: the demo set {located} ({images} images{', generated now' if generated else ''})")
-    yield located, located
-
-
-def prepare_plan(
-    settings: PracticalSettings, echo: Callable[[str], None], dataset: Path, plan: Plan
-) -> tuple[Plan, dict[str, Status]]:
-    """Every run's status; runs needing ImageNet weights this machine lacks train from scratch (said now, before
-    any epoch) or, with --skip-unavailable, are skipped; then every check each run to train makes before its first
-    epoch, made now on the same data (the dry run's too): a plan fails before it trains, not at its eighth run."""
-    found = statuses(plan, dataset)
-    lacking = lacking_weights(plan, found)
-    if lacking and settings.skip_unavailable:
-        echo(f"ResNet-18's ImageNet weights are missing: skipping {', '.join(lacking)} (--skip-unavailable)")
-        found.update({name: Status("skipped", why="no ImageNet weights") for name in lacking})
-    elif lacking:
-        echo(weights_missing_line(lacking))
-        plan.runs.update({name: from_scratch(plan.runs[name]) for name in lacking})
-        found.update(
-            {name: statuses(Plan({name: plan.runs[name]}, [], plan.output_dir), dataset)[name] for name in lacking}
-        )
-    for line in plan.notes:
-        echo(line)
-    check_runs(plan, found, dataset, echo)
-    return plan, found
-
-
-def check_runs(plan: Plan, found: dict[str, Status], dataset: Path, echo: Callable[[str], None]) -> None:
-    """The data checks of every run to start (its rows, its split: train.py's own, with its own messages)."""
-    for name, run in plan.runs.items():
-        if found[name].state != "missing":
-            continue
-        try:
-            read_splits(replace(run.options, dataset=dataset), lambda line, name=name: echo(f"run {name}: {line}"))
-        except DataError as error:
-            raise PlanError(f"run {name}: {error}") from None
-
-
-def choose_jobs(jobs: int, device: str) -> int:
-    """--jobs: as given; 0 (auto): several runs at once on a CUDA GPU (each a process of its own, so a
-    small network's host-bound steps overlap), one at a time on a CPU or MPS (they would share its cores)."""
-    if jobs > 0:
-        return jobs
-    import torch
-
-    on_gpu = device in ("auto", "cuda") and torch.cuda.is_available()
-    return max(1, min(MAX_JOBS_ON_A_GPU, usable_cpus() // 2)) if on_gpu else 1
-
-
-def train_locally(
-    plan: Plan, found: dict[str, Status], dataset: Path | None, echo: Callable[[str], None], jobs: int = 1
-) -> None:
-    """Each run to train or go on with, as train.py processes: one after the other, or ``jobs`` at once
-    (each with its share of the CPU threads and its output in OUTPUT_DIR/logs/); stops starting new ones
-    at the first that fails."""
-    todo = [name for name in plan.runs if found[name].state in ("missing", "partial")]
-    if jobs <= 1 or len(todo) <= 1:
-        for number, name in enumerate(todo, start=1):
-            echo(f"[{number}/{len(todo)}] {plan.shown(plan.runs[name], dataset)}")
-            done = subprocess.run(plan.command(plan.runs[name], dataset))
-            if done.returncode != 0:
-                raise PlanError(
-                    f"run {name} stopped with status {done.returncode} (see above); run the same command again to go "
-                    f"on: finished runs are kept, interrupted ones resume"
-                )
-        return
-    run_at_once(plan, todo, dataset, echo, jobs)
-
-
-def run_at_once(plan: Plan, todo: list[str], dataset: Path | None, echo: Callable[[str], None], jobs: int) -> None:
-    logs = plan.output_dir / "logs"
-    make_folder(logs)
-    environment = {**os.environ, "OMP_NUM_THREADS": str(max(1, usable_cpus() // jobs)), "PYTHONUNBUFFERED": "1"}
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    waiting = list(todo)
-    running: dict[str, tuple[subprocess.Popen, Any, Path]] = {}
-    failed: list[str] = []
-    finished = 0
-    while waiting or running:
-        while waiting and len(running) < jobs and not failed:
-            name = waiting.pop(0)
-            log = logs / f"{name}-{stamp}.log"
-            handle = open(log, "w", encoding="utf-8")  # noqa: SIM115 (closed when the process ends)
-            echo(f"[started {len(todo) - len(waiting)}/{len(todo)}] {plan.shown(plan.runs[name], dataset)} > {log}")
-            running[name] = (
-                subprocess.Popen(
-                    plan.command(plan.runs[name], dataset), stdout=handle, stderr=subprocess.STDOUT, env=environment
-                ),
-                handle,
-                log,
-            )
-        if failed and not running:
-            break
-        time.sleep(0.2)
-        for name, (process, handle, log) in list(running.items()):
-            if process.poll() is None:
-                continue
-            handle.close()
-            del running[name]
-            finished += 1
-            if process.returncode == 0:
-                echo(f"[done {finished}/{len(todo)}] {name}")
-            else:
-                failed.append(name)
-                tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or [""]
-                echo(f"[failed] {name} (status {process.returncode}): {tail[0]} (log: {log})")
-    if failed:
-        raise PlanError(
-            f"run(s) {', '.join(failed)} failed (their logs in {logs}); run the same command again to go on: "
-            f"finished runs are kept, interrupted ones resume"
-        )
-
-
-# ----------------------------------------------------------------------------------------------
-# Slurm
-# ----------------------------------------------------------------------------------------------
-def submit_to_slurm(
-    plan: Plan,
-    found: dict[str, Status],
-    dataset: Path | None,
-    report_args: list[str],
-    resources: str,
-    echo: Callable[[str], None],
-) -> tuple[str | None, str]:
-    """The runs to train as one job array (each task one train.py command, which goes on with its run when
-    the task is requeued), then the report as a job that starts once every task succeeded; their job ids."""
-    queued = _queued_jobs(plan.output_dir)
-    if queued:
-        raise PlanError(
-            f"--slurm: jobs {', '.join(queued)} of this plan ({plan.output_dir}) are still queued or running; "
-            f"wait for them (squeue --me) or cancel them (scancel {' '.join(queued)}) before submitting again"
-        )
-    try:
-        options = shlex.split(resources)
-    except ValueError as error:
-        raise PlanError(f"--resources {resources!r}: {error}; close the quote") from None
-    if shutil.which("sbatch") is None:
-        raise PlanError("--slurm: sbatch is not on this machine's PATH (submit from a Slurm login node)")
-    folder = plan.output_dir / "slurm"
-    todo = [name for name in plan.runs if found[name].state in ("missing", "partial")]
-    commands = [shlex.join(["srun", *plan.command(plan.runs[name], dataset)]) for name in todo]
-    marker = f"--comment=cvpr-plan:{plan.output_dir}"  # finds this plan's jobs in the queue
-    array = None
-    if todo:
-        tasks = folder / f"tasks-{time.strftime('%Y%m%d-%H%M%S')}.txt"
-        write_file(tasks, "".join(f"{command}\n" for command in commands).encode())
-        try:
-            array = _sbatch(
-                [
-                    *("--array", f"0-{len(todo) - 1}", "--job-name", "cvpr-plan", marker, "--signal", "USR1@120"),
-                    f"--output={folder / '%x-%A_%a.out'}",
-                    *options,
-                    str(config.PROJECT_ROOT / "slurm" / "plan_task.sbatch"),
-                    str(tasks),
-                ]
-            )
-        except BaseException:
-            tasks.unlink(missing_ok=True)  # no job was submitted to read it
-            raise
-        for number, (name, command) in enumerate(zip(todo, commands)):
-            echo(f"task {number}: {name}: {command}")
-    after = ["--dependency", f"afterok:{array}", "--kill-on-invalid-dep=yes"] if array else []
-    report = _sbatch(
-        [
-            *after,
-            *("--job-name", "cvpr-report", marker),
-            f"--export=ALL,CVPR_PYTHON={sys.executable}",
-            f"--output={folder / '%x-%j.out'}",
-            *options,
-            str(config.PROJECT_ROOT / "slurm" / "plan_report.sbatch"),
-            *report_args,
-        ]
-    )
-    return array, report
-
-
-def _queued_jobs(output_dir: Path) -> list[str]:
-    """Ids of this user's queued or running jobs submitted for the plan whose runs go to ``output_dir``."""
-    if shutil.which("squeue") is None:
-        return []
-    listed = subprocess.run(["squeue", "--me", "-h", "-o", "%i %k"], capture_output=True, text=True)
-    return [
-        line.split(" ", 1)[0]
-        for line in listed.stdout.splitlines()
-        if line.partition(" ")[2].strip() == f"cvpr-plan:{output_dir}"
-    ]
-
-
-def _sbatch(args: list[str]) -> str:
-    if shutil.which("sbatch") is None:
-        raise PlanError("--slurm: sbatch is not on this machine's PATH (submit from a Slurm login node)")
-    done = subprocess.run(["sbatch", "--parsable", *args], capture_output=True, text=True, cwd=config.PROJECT_ROOT)
-    if done.returncode != 0:
-        raise PlanError(f"--slurm: sbatch refused the job ({(done.stderr.strip().splitlines() or [''])[-1]})")
-    return done.stdout.strip().split(";")[0]
-
-
-def report_args(settings: PracticalSettings, dataset: Path) -> list[str]:
-    """compare.py's options for the report job: the same plan, runs, report folder and dataset."""
-    return [
-        *("--plan", str(settings.plan_file.resolve()), "--output-dir", str(settings.runs_dir)),
-        *("--out", str(settings.report_dir), "--dataset", str(dataset), "--precision", settings.precision),
-        *(["--quick"] if settings.quick else []),
-        *(["--only", settings.only] if settings.only else []),
-        *(["--skip-unavailable"] if settings.skip_unavailable else []),
-    ]
-
-
-def dataset_rows(dataset: Path) -> int:
-    return len(read_annotations(dataset, Problems(skip=True)))
-
-
-# ----------------------------------------------------------------------------------------------
-# The whole story
-# ----------------------------------------------------------------------------------------------
-def run_practical(settings: PracticalSettings, echo: Callable[[str], None], print_table: Callable[[Any], None]) -> None:
-    """--practical: check everything, then train what the plan lacks (or submit it), then the report."""
     started = time.monotonic()
     refuse_data_folder(settings.runs_dir, "--output-dir")  # the runs' folder: checked before anything else is
-    kinds = section_kinds()
-    plan = load_plan(settings.plan_file.resolve(), settings.runs_dir, settings.quick, settings.only, kinds=kinds)
+    plan = load_plan(settings.plan_file.resolve(), settings.runs_dir, settings.quick, settings.only, kinds=READS_RUNS)
     if not settings.report_only and not settings.dry_run:  # the report's folder too is refused before any training
-        from model.practical.report import report_folder
-
         report_folder(settings.report_dir).check_place()
     with plan_dataset(plan, settings.dataset, echo, settings.dry_run) as (dataset, trained_on):
         if not settings.report_only:
-            plan, found = prepare_plan(settings, echo, dataset, plan)
-            rows = dataset_rows(dataset)
+            found = prepare_plan(settings, echo, dataset, plan)
+            rows = len(read_annotations(dataset, Problems(skip=True)))
             check_disk(plan, found, rows)
             if settings.dry_run:
-                estimates = estimate(plan, found, rows, settings.device, dataset)
-                print_table(dry_run_table(plan, found, estimates, settings, trained_on))
+                estimates, note = estimate(plan, found, rows, settings.device)
+                print_table(dry_run_table(plan, found, estimates, settings.plan_file.name, trained_on))
+                total = format_duration(sum(e.seconds for e in estimates.values()))
                 echo(
-                    f"Estimated time: {format_duration(total(estimates))} to train what is missing (from the epochs "
-                    f"already measured in {plan.output_dir}, else a few batches timed now) and write the report "
+                    f"Estimated time: {total}{note} to train what is missing and write the report "
                     f"{settings.report_dir / 'report.md'} with report.pdf. Every run's data checks passed; the dry run "
                     "wrote nothing."
                 )
@@ -324,61 +111,205 @@ def run_practical(settings: PracticalSettings, echo: Callable[[str], None], prin
                 )
                 return
             train_locally(plan, found, dataset, echo, choose_jobs(settings.jobs, settings.device))
-        path = write_plan_report(settings, echo, dataset, kinds)
+        path, left = write_plan_report(settings, echo, dataset)
     echo(
         f"Wrote {path}, {path.with_suffix('.pdf').name} and their tables and figures in {path.parent / 'report'}/ "
         f"({format_duration(time.monotonic() - started)} in all)"
     )
+    for line in left:
+        echo(line)
 
 
-def write_plan_report(
-    settings: PracticalSettings, echo: Callable[[str], None], dataset: Path, kinds: dict[str, bool]
-) -> Path:
-    """The report of the whole plan (--only chose what trained), the runs without ImageNet weights said."""
-    from model.evaluate import Inference
-    from model.practical.context import Context, read_digests
-    from model.practical.report import report_folder, write_report
+@contextmanager
+def plan_dataset(plan: Plan, explicit: Path | None, echo: Echo, dry_run: bool) -> Iterator[tuple[Path, Path]]:
+    """The plan's dataset, said in one line: --dataset or $CVPR_DATASET (in quick mode too), else the course's; else
+    the demo set (quick mode: its own small one), generated once. Yields (the folder to read now, the folder the runs
+    will read): a dry run, which writes nothing, reads a demo set not generated yet from a temporary copy."""
+    found = find_dataset(explicit)
+    if found is not None:
+        how = "--dataset" if explicit is not None else f"${env.DATASET}" if env.dataset() is not None else "found"
+        echo(f"Dataset: {found} ({how})")
+        yield found.resolve(), found.resolve()
+        return
+    root = (plan.output_dir / "demo" if plan.quick else config.DEMO_DATASET).resolve()
+    images = plan.quick.get("demo_images", 240) if plan.quick else config.DEMO_IMAGES
+    complete = demo.is_complete(root, images, config.DEMO_SEED)
+    if dry_run and not complete:
+        with tempfile.TemporaryDirectory(prefix="cvpr-dry-run-") as scratch:
+            echo(f"Dataset: the demo set {root} of {images} images (not generated yet: checked in a temporary copy)")
+            yield locate_dataset(None, lambda _line: None, Path(scratch) / "demo", images).resolve(), root
+        return
+    located = locate_dataset(None, lambda _line: None, root, images).resolve()
+    echo(f"Dataset: the demo set {located} ({images} images{'' if complete else ', generated now'})")
+    yield located, located
 
-    plan = load_plan(
-        settings.plan_file.resolve(), settings.runs_dir, settings.quick, settings.only, for_report=True, kinds=kinds
-    )
+
+def prepare_plan(settings: PracticalSettings, echo: Echo, dataset: Path, plan: Plan) -> dict[str, Status]:
+    """Every run's status; the runs needing ImageNet weights this machine lacks train from scratch (said now, before
+    any epoch) or, with --skip-unavailable, are skipped; then every check each run to train makes before its first
+    epoch, made now on the same data (the dry run's too): a plan fails before it trains, not at its eighth run."""
     found = statuses(plan, dataset)
-    found.update(
-        {
-            n: Status("skipped", why="no ImageNet weights")
-            for n in lacking_weights(plan, found)
-            if settings.skip_unavailable
-        }
-    )
+    if lacking := lacking_weights(plan, found):
+        if settings.skip_unavailable:
+            echo(f"ResNet-18's ImageNet weights are missing: skipping {', '.join(lacking)} (--skip-unavailable)")
+            found.update({name: Status("skipped", why="no ImageNet weights") for name in lacking})
+        else:
+            weights = imagenet_weights_file()
+            echo(
+                f"ResNet-18's ImageNet weights are not in {weights.parent} (this machine may be offline): "
+                f"{', '.join(lacking)} will train from scratch (no ImageNet weights), and the report says so. Put "
+                f"{weights.name} there (doc/troubleshooting.md, 'ImageNet weights offline') to train them as planned, "
+                "or pass --skip-unavailable to leave them out"
+            )
+            plan.runs.update({name: from_scratch(plan.runs[name]) for name in lacking})
+            found.update(statuses(Plan({n: plan.runs[n] for n in lacking}, [], plan.output_dir), dataset))
+    for line in plan.notes:
+        echo(line)
+    for name, run in plan.runs.items():  # train.py's own data checks, with its own messages
+        if found[name].state == "missing":
+            try:  # read_splits speaks before the loop moves on: the lambda's ``name`` is this run's
+                read_splits(replace(run.options, dataset=dataset), lambda line: echo(f"run {name}: {line}"))  # noqa: B023
+            except DataError as error:
+                raise PlanError(f"run {name}: {error}") from None
+    return found
+
+
+def choose_jobs(jobs: int, device: str) -> int:
+    """--jobs: as given; 0: several runs at once on a CUDA GPU (each a process, so that a small network's host-bound
+    steps overlap), one at a time on a CPU or MPS (they would share its cores)."""
+    if jobs > 0:
+        return jobs
+    import torch
+
+    on_gpu = device in ("auto", "cuda") and torch.cuda.is_available()
+    return max(1, min(MAX_JOBS_ON_A_GPU, usable_cpus() // 2)) if on_gpu else 1
+
+
+def train_locally(plan: Plan, found: dict[str, Status], dataset: Path | None, echo: Echo, jobs: int = 1) -> None:
+    """Each run to train or go on with, as a train.py process: one after the other, or ``jobs`` at once (each with its
+    share of the CPU threads, its output in OUTPUT_DIR/logs/); no new one starts once one failed."""
+    todo = [name for name in plan.runs if found[name].to_train]
+    again = "run the same command again to go on: finished runs are kept, interrupted ones resume"
+    if jobs <= 1 or len(todo) <= 1:
+        for number, name in enumerate(todo, start=1):
+            echo(f"[{number}/{len(todo)}] {plan.shown(name, dataset)}")
+            if (status := subprocess.run(plan.command(name, dataset)).returncode) != 0:
+                raise PlanError(f"run {name} stopped with status {status} (see above); {again}")
+        return
+    logs, stamp = plan.output_dir / "logs", time.strftime("%Y%m%d-%H%M%S")
+    make_folder(logs)
+    environment = {**os.environ, "OMP_NUM_THREADS": str(max(1, usable_cpus() // jobs)), "PYTHONUNBUFFERED": "1"}
+    waiting, running, failed, finished = list(todo), dict[str, tuple[subprocess.Popen, Any, Path]](), list[str](), 0
+    while waiting or running:
+        while waiting and len(running) < jobs and not failed:
+            name = waiting.pop(0)
+            log = logs / f"{name}-{stamp}.log"
+            handle = open(log, "w", encoding="utf-8")  # noqa: SIM115 (closed when the process ends)
+            echo(f"[started {len(todo) - len(waiting)}/{len(todo)}] {plan.shown(name, dataset)} > {log}")
+            process = subprocess.Popen(
+                plan.command(name, dataset), stdout=handle, stderr=subprocess.STDOUT, env=environment
+            )
+            running[name] = (process, handle, log)
+        time.sleep(0.2)
+        for name, (process, handle, log) in list(running.items()):
+            if process.poll() is None:
+                continue
+            handle.close()
+            del running[name]
+            finished += 1
+            if process.returncode == 0:
+                echo(f"[done {finished}/{len(todo)}] {name}")
+            else:
+                failed.append(name)
+                tail = (log.read_text(encoding="utf-8", errors="replace").strip().splitlines() or [""])[-1]
+                echo(f"[failed] {name} (status {process.returncode}): {tail} (log: {log})")
+    if failed:
+        raise PlanError(f"run(s) {', '.join(failed)} failed (their logs in {logs}); {again}")
+
+
+def write_plan_report(settings: PracticalSettings, echo: Echo, dataset: Path) -> tuple[Path, list[str]]:
+    """The report of the whole plan (--only chose what trained), the runs without ImageNet weights said; its path
+    and the lines that say what is left to write in it."""
+    from model.evaluate import Inference
+    from model.practical.report import Context, read_digests, report_folder, write_report
+    from model.practical.sections import READS_RUNS
+
+    plan = load_plan(settings.plan_file.resolve(), settings.runs_dir, settings.quick, settings.only, True, READS_RUNS)
+    found = statuses(plan, dataset)
+    if settings.skip_unavailable:
+        found.update({n: Status("skipped", why="no ImageNet weights") for n in lacking_weights(plan, found)})
     inference = Inference.on(settings.device, settings.precision, settings.batch_size)
-    title = "Practical 1: CNN detectors for airplane, face and motorcycle: report draft" + (
-        " (quick mode)" if settings.quick else ""
-    )
-    folder = report_folder(settings.report_dir)
-    with folder.staged() as change:
+    with report_folder(settings.report_dir).staged() as change:
         ctx = Context(plan, found, inference, change, dataset, echo, usable_cpus())
         ctx.previous_digests = read_digests(settings.report_dir)
-        return write_report(ctx, settings.report_dir, title)
+        return write_report(ctx, settings.report_dir)
 
 
-def dry_run_table(
-    plan: Plan, found: dict[str, Status], estimates: dict, settings: PracticalSettings, dataset: Path
-) -> Any:
-    """Each run's status, estimate and command."""
-    from rich.table import Table
-
-    table = Table(
-        title=f"The plan {settings.plan_file.name}: {len(plan.runs)} run(s) in {plan.output_dir}, dataset {dataset}"
-    )
-    for column in ("run", "status", "estimate", "command"):
-        table.add_column(column)
-    for name, run in plan.runs.items():
-        e = estimates[name]
-        table.add_row(
-            name,
-            found[name].describe(run.options.epochs),
-            f"{format_duration(e.seconds)} ({e.source})" if e.seconds else "-",
-            plan.shown(run, dataset),
+# ----------------------------------------------------------------------------------------------
+# Slurm
+# ----------------------------------------------------------------------------------------------
+def submit_to_slurm(plan: Plan, found: dict[str, Status], dataset: Path | None, report_args: list[str],
+                    resources: str, echo: Echo) -> tuple[str | None, str]:  # fmt: skip
+    """The runs to train as one job array (each task one train.py command, which goes on with its run when the task
+    is requeued), then the report as a job that starts once every task succeeded; their job ids."""
+    if queued := queued_jobs(plan.output_dir):
+        raise PlanError(
+            f"--slurm: jobs {', '.join(queued)} of this plan ({plan.output_dir}) are still queued or running; wait for "
+            f"them (squeue --me) or cancel them (scancel {' '.join(queued)}) before submitting again"
         )
-    table.add_row("(the report)", "after the runs", format_duration(estimates["report"].seconds), "")
-    return table
+    try:
+        options = shlex.split(resources)
+    except ValueError as error:
+        raise PlanError(f"--resources {resources!r}: {error}; close the quote") from None
+    folder, marker = plan.output_dir / "slurm", f"--comment=cvpr-plan:{plan.output_dir}"  # finds the plan's jobs
+    todo = [name for name in plan.runs if found[name].to_train]
+    commands = [shlex.join(["srun", *plan.command(name, dataset)]) for name in todo]
+    array = None
+    if todo:
+        tasks = folder / f"tasks-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+        write_file(tasks, "".join(f"{command}\n" for command in commands).encode())
+        try:
+            array_options = ["--array", f"0-{len(todo) - 1}", "--job-name", "cvpr-plan", marker, "--signal", "USR1@120"]
+            array = sbatch(
+                [*array_options, f"--output={folder / '%x-%A_%a.out'}", *options], "plan_task.sbatch", [str(tasks)]
+            )
+        except BaseException:
+            tasks.unlink(missing_ok=True)  # no job was submitted to read it
+            raise
+        for number, (name, command) in enumerate(zip(todo, commands)):
+            echo(f"task {number}: {name}: {command}")
+    after = ["--dependency", f"afterok:{array}", "--kill-on-invalid-dep=yes"] if array else []
+    report_options = [*after, "--job-name", "cvpr-report", marker, f"--export=ALL,CVPR_PYTHON={sys.executable}"]
+    report = sbatch([*report_options, f"--output={folder / '%x-%j.out'}", *options], "plan_report.sbatch", report_args)
+    return array, report
+
+
+def queued_jobs(output_dir: Path) -> list[str]:
+    """Ids of this user's queued or running jobs submitted for the plan whose runs go to ``output_dir``."""
+    if shutil.which("squeue") is None:
+        return []
+    listed = subprocess.run(["squeue", "--me", "-h", "-o", "%i %k"], capture_output=True, text=True)
+    jobs = (line.partition(" ") for line in listed.stdout.splitlines())
+    return [job for job, _, comment in jobs if comment.strip() == f"cvpr-plan:{output_dir}"]
+
+
+def sbatch(options: list[str], script: str, args: list[str]) -> str:
+    """Submit slurm/``script`` with sbatch's ``options`` and the script's ``args``; the job's id."""
+    if shutil.which("sbatch") is None:
+        raise PlanError("--slurm: sbatch is not on this machine's PATH (submit from a Slurm login node)")
+    command = ["sbatch", "--parsable", *options, str(config.PROJECT_ROOT / "slurm" / script), *args]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=config.PROJECT_ROOT)
+    if done.returncode != 0:
+        raise PlanError(f"--slurm: sbatch refused the job ({(done.stderr.strip().splitlines() or [''])[-1]})")
+    return done.stdout.strip().split(";")[0]
+
+
+def report_args(settings: PracticalSettings, dataset: Path) -> list[str]:
+    """compare.py's options for the report job: the same plan, runs, report folder and dataset."""
+    return [
+        *("--plan", str(settings.plan_file.resolve()), "--output-dir", str(settings.runs_dir)),
+        *("--out", str(settings.report_dir), "--dataset", str(dataset), "--precision", settings.precision),
+        *(["--quick"] if settings.quick else []),
+        *(["--only", settings.only] if settings.only else []),
+        *(["--skip-unavailable"] if settings.skip_unavailable else []),
+    ]

@@ -23,40 +23,21 @@ def architecture_frame(model_name: str, options: dict, classes: int, image_size:
     """One row per layer with parameters or a change of shape, in forward order: the part of the network
     (features, classifier, box regressor), the layer, its output shape (channels × height × width, or
     features), its parameters and how many of them train."""
-    model = build_model(model_name, classes, load_weights=False, **options).eval()
-    rows: list[dict[str, object]] = []
-    names = {module: name for name, module in model.named_modules()}
-    hooks = []
+    model = build_model(model_name, classes, load_weights=False, **options).eval()  # built for this table only
+    names, rows = {module: name for name, module in model.named_modules()}, []
 
     def record(module: nn.Module, _inputs: object, output: object) -> None:
-        name = names[module]
+        part, _, layer = names[module].partition(".")
         own = list(module.parameters())
-        rows.append(
-            {
-                "part": name.split(".")[0],
-                "layer": f"{name.split('.', 1)[-1]}: {_describe(module)}",
-                "output": _shape(output),
-                "parameters": sum(p.numel() for p in own),
-                "trainable": sum(p.numel() for p in own if p.requires_grad),
-            }
-        )
+        count = {"parameters": sum(p.numel() for p in own), "trainable": sum(p.numel() for p in own if p.requires_grad)}
+        rows.append({"part": part, "layer": f"{layer}: {_describe(module)}", "output": _shape(output), **count})
 
     for module in _layers(model):
-        hooks.append(module.register_forward_hook(record))
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, image_size, image_size))
-    finally:
-        for hook in hooks:
-            hook.remove()
+        module.register_forward_hook(record)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, image_size, image_size))
     frame = pd.DataFrame(rows)
-    total = {
-        "part": "total",
-        "layer": "",
-        "output": "",
-        "parameters": int(frame["parameters"].sum()),
-        "trainable": int(frame["trainable"].sum()),
-    }
+    total = {"part": "total", "layer": "", "output": "", **frame[["parameters", "trainable"]].sum().to_dict()}
     return pd.concat([frame, pd.DataFrame([total])], ignore_index=True).astype(
         {"parameters": "Int64", "trainable": "Int64"}
     )

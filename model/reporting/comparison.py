@@ -1,14 +1,17 @@
-"""Comparing trained runs (Part 2 Q4, Part 3 Q8, Part 4): each run's best model on its own test split
-into a ModelReport, the classic baselines beside them on the same loss, and every table and figure of
-the comparison, written into an output folder whose files the toolkit owns (never a file of yours).
+"""Comparing trained runs (compare.py RUN..., Part 2 Q4, Part 3 Q8, Part 4): each run's best model on its own test
+split as a ModelReport, the classic baselines beside them on the same loss, the comparison's table, figures,
+galleries and error analysis, written into a folder whose files the toolkit owns (never a file of yours).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from model import config
@@ -25,35 +28,139 @@ from model.evaluate import (
     time_inference,
 )
 from model.files import Folder
-from model.metrics import summarize
+from model.metrics import ImageResults, summarize
 from model.network import count_parameters
 from model.reporting import figures
-from model.reporting.error_analysis import error_analysis
-from model.reporting.model_report import ModelReport, comparison_frame
 from model.reporting.robustness import sweep, write_robustness
-from model.reporting.tables import Sink, write_table
-from model.runs import Run
+from model.reporting.tables import error_analysis, write_table
+from model.runs import Run, training_figures
+
+COUNT_COLUMNS = ("parameters", "trainable", "best_epoch", "image_size")
+TIMING_COLUMNS = ("infer_ms_batched", "infer_ms_single")  # measured anew each time; everything else reproducible
+
+
+@dataclass
+class ModelReport:
+    """What a comparison knows of one trained model (or one classic baseline)."""
+
+    name: str  # what tables and legends show
+    model: str
+    device: str = "cpu"  # where it was evaluated
+    parameters: int | None = None
+    trainable: int | None = None
+    history: list[dict[str, float]] = field(default_factory=list)  # history.csv rows
+    image_size: int | None = None
+    trained_on: str = ""  # the device its (latest) epochs ran on, and with how many threads (run.json)
+    threads: int | None = None
+    best_epoch: int | None = None
+    test: dict = field(default_factory=dict)  # summarize()'s figures and the losses, on the test split
+    results: ImageResults | None = None  # per image, test split
+    extra_sets: dict[str, dict] = field(default_factory=dict)  # name -> figures, e.g. web_images
+    timing: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+    key: str = ""  # what names its files (the run's name)
+    identity: str = ""  # what its figures are drawn from (its stored evaluation's identity)
+    own: np.ndarray | None = None  # the images whose answer is the method's own (a fallback answered the others)
+
+    @property
+    def seconds(self) -> float:
+        """Mean seconds of its epochs."""
+        return float(np.mean([r["seconds"] for r in self.history])) if self.history else math.nan
+
+
+def trained_report(run: Run, checkpoint: Checkpoint, test: dict, results: ImageResults, **more: Any) -> ModelReport:
+    """A trained run's ModelReport: ``test`` and what its folder says of its training (run.json, history.csv)."""
+    facts = run.facts()
+    last = (facts.get("resumed") or [facts])[-1]  # where its latest epochs ran
+    report = ModelReport(run.folder.name, checkpoint.model_name, history=run.history(), test=test, results=results)
+    report.parameters, report.trainable = facts.get("parameters"), facts.get("trainable_parameters")
+    report.image_size, report.best_epoch = checkpoint.image_size, checkpoint.epoch
+    report.trained_on, report.threads, report.key = str(last.get("device", "")), last.get("threads"), run.folder.name
+    for name, value in more.items():
+        setattr(report, name, value)
+    return report
+
+
+def row_of(report: ModelReport, classes: Sequence[str]) -> dict[str, object]:
+    """The comparison table's row: plain values, NaN where a figure does not apply."""
+    best = next((row for row in report.history if int(row["epoch"]) == report.best_epoch), {})
+    prefix, _ = training_figures(report.history)
+    sample = "train_sample" if prefix == "train" else "train_running"  # measured each epoch: not the whole split
+    overall = report.test.get("overall", {})
+    row: dict[str, object] = {"model": report.name, "network": report.model, "parameters": report.parameters}
+    row |= {"trainable": report.trainable, "seconds_per_epoch": report.seconds, "best_epoch": report.best_epoch}
+    row |= {"image_size": report.image_size, "trained_on": report.trained_on or "-"}
+    row |= {f"{sample}_{k}": best.get(f"{prefix}_{k}", math.nan) for k in ("loss", "accuracy")}
+    row |= {f"val_{k}": best.get(f"val_{k}", math.nan) for k in ("loss", "accuracy")}
+    row |= {f"test_{k}": report.test.get(k, math.nan) for k in ("loss", "class_loss", "box_loss")}
+    row |= {f"test_{k}": overall.get(k, math.nan) for k in ("accuracy", "mean_iou")}
+    row["test_iou_at_0.5"] = overall.get("iou_at_threshold", math.nan)
+    for label in classes:
+        figures_of = report.test.get("per_label", {}).get(label, {})
+        row |= {f"{m}_{label}": figures_of.get(k, math.nan) for m, k in (("accuracy", "accuracy"), ("iou", "mean_iou"))}
+    for name, extra in report.extra_sets.items():
+        row |= {f"{name}_{k}": extra["overall"].get(k, math.nan) for k in ("accuracy", "mean_iou")}
+    row |= {f"infer_ms_{k}": report.timing.get(f"{k}_ms", math.nan) for k in ("batched", "single")}
+    return row | {"device": report.device, "note": report.note}
+
+
+def comparison_frame(reports: Sequence[ModelReport], classes: Sequence[str]) -> pd.DataFrame:
+    """One row per model; counts as integers, NaN where a figure does not apply."""
+    return pd.DataFrame([row_of(r, classes) for r in reports]).astype(dict.fromkeys(COUNT_COLUMNS, "Int64"))
 
 
 @dataclass
 class Comparison:
-    """The reports of the compared runs (and baselines), in order, and what else was measured."""
-
     reports: list[ModelReport] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
     robustness: list[dict[str, object]] = field(default_factory=list)
 
-    @property
-    def frame(self) -> pd.DataFrame:
-        return comparison_frame(self.reports, self.classes)
 
-
-def checkpoint_of(run: Path) -> Path:
-    """A run folder's best.pth, or the checkpoint file given."""
-    path = Run(Path(run)).checkpoint_path("best") if Path(run).is_dir() else Path(run)
-    if not path.is_file():
-        raise CheckpointError(f"{run}: no {config.BEST_CHECKPOINT} there (train it first)")
-    return path
+def compare_runs(
+    runs: Sequence[Path],
+    inference: Inference,
+    problems: Problems,
+    csv_files: Sequence[Path] = (),
+    classic: bool = False,
+    robustness: bool = False,
+) -> Comparison:
+    """Each run's best model on its test split (and on ``csv_files``), its inference timed; with ``classic`` the
+    OpenCV baselines fitted and scored on the first run's split; with ``robustness`` the degraded test images."""
+    comparison = Comparison()
+    for run in runs:
+        path = Run(Path(run)).checkpoint_path("best") if Path(run).is_dir() else Path(run)
+        if not path.is_file():
+            raise CheckpointError(f"{run}: no {config.BEST_CHECKPOINT} there (train it first)")
+        checkpoint = Checkpoint(path)
+        if comparison.classes and checkpoint.classes != comparison.classes:
+            raise DataError(
+                f"{path}: its classes {checkpoint.classes} differ from {comparison.classes}; compare runs of one "
+                "dataset"
+            )
+        comparison.classes = checkpoint.classes
+        model = inference.place(checkpoint.build_model())
+        test = decoded(own_split(checkpoint, "test", problems), checkpoint, problems, usable_cpus())
+        if not test.rows:
+            raise DataError(
+                f"{path.parent / config.SPLIT_FILES['test']}: the run's test split is empty (trained with "
+                "--cut-test 1.0?); compare scores runs on their test split: retrain with a test split"
+            )
+        stats, results = run_model(model, test, checkpoint, inference)
+        losses = {"loss": stats.loss, "class_loss": stats.class_loss, "box_loss": stats.box_loss}
+        report = trained_report(Run(path.parent), checkpoint, losses | summarize(results), results)
+        report.name = unique_name(path, checkpoint.model_name, {r.name for r in comparison.reports})
+        report.device, (report.parameters, report.trainable) = str(inference.device), count_parameters(model)
+        for csv_file in csv_files:
+            extra = decoded(other_rows(checkpoint, csv_file, problems), checkpoint, problems, usable_cpus())
+            report.extra_sets[csv_file.stem] = summarize(run_model(model, extra, checkpoint, inference)[1])
+        report.timing = time_inference(model, test, inference)
+        if robustness:
+            comparison.robustness += sweep(report.name, report.test["overall"], model, test, checkpoint, inference)
+        comparison.reports.append(report)
+    if classic and comparison.reports:
+        first = Path(runs[0]) if Path(runs[0]).is_dir() else Path(runs[0]).parent
+        comparison.reports += classic_reports(Run(first), usable_cpus())
+    return comparison
 
 
 def unique_name(checkpoint_path: Path, model_name: str, taken: set[str]) -> str:
@@ -65,99 +172,26 @@ def unique_name(checkpoint_path: Path, model_name: str, taken: set[str]) -> str:
     return name
 
 
-def network_report(path: Path, inference: Inference, problems: Problems, taken: set[str]):
-    """One run's ModelReport on its own test split, its model and its decoded test split."""
-    checkpoint = Checkpoint(path)
-    model = inference.place(checkpoint.build_model())
-    run = Run(path.parent)
-    test_file = run.split_path("test")
-    test = decoded(own_split(checkpoint, "test", problems), checkpoint, problems, usable_cpus())
-    if not test.rows:
-        raise DataError(
-            f"{test_file}: the run's test split is empty (trained with --cut-test 1.0?); compare "
-            f"scores runs on their test split: retrain with a test split"
-        )
-    stats, results = run_model(model, test, checkpoint, inference)
-    total, trainable = count_parameters(model)
-    facts = run.facts()
-    last = (facts.get("resumed") or [facts])[-1]  # where its latest epochs ran
-    report = ModelReport(
-        unique_name(path, checkpoint.model_name, taken),
-        checkpoint.model_name,
-        str(inference.device),
-        total,
-        trainable,
-        run.history(),
-        checkpoint.image_size,
-        str(last.get("device", "")),
-        last.get("threads"),
-        checkpoint.epoch,
-        {"loss": stats.loss, "class_loss": stats.class_loss, "box_loss": stats.box_loss, **summarize(results)},
-        results,
-    )
-    return report, checkpoint, model, test
-
-
-def compare_runs(
-    runs: Sequence[Path],
-    inference: Inference,
-    problems: Problems,
-    csv_files: Sequence[Path] = (),
-    classic: bool = False,
-    robustness: bool = False,
-) -> Comparison:
-    """Evaluate each run's best model on its test split (and on ``csv_files``), time its inference,
-    and with ``classic`` fit and score the OpenCV baselines on the first run's split."""
-    comparison = Comparison()
-    first = None
-    for run in runs:
-        report, checkpoint, model, test = network_report(
-            checkpoint_of(run), inference, problems, {r.name for r in comparison.reports}
-        )
-        if comparison.classes and checkpoint.classes != comparison.classes:
-            raise DataError(
-                f"{checkpoint.path}: its classes {checkpoint.classes} differ from {comparison.classes}; compare runs "
-                f"of one dataset"
-            )
-        comparison.classes = checkpoint.classes
-        for csv_file in csv_files:
-            extra = decoded(other_rows(checkpoint, csv_file, problems), checkpoint, problems, usable_cpus())
-            report.extra_sets[csv_file.stem] = summarize(run_model(model, extra, checkpoint, inference)[1])
-        report.timing = time_inference(model, test, inference)
-        if robustness:
-            comparison.robustness += sweep(report, model, test, checkpoint, inference)
-        comparison.reports.append(report)
-        first = first or (checkpoint, test)
-    if classic and first is not None:
-        comparison.reports += classic_reports(Run(first[0].path.parent), usable_cpus())
-    return comparison
-
-
 def classic_reports(run: Run, workers: int, echo: Callable[[str], None] = print) -> list[ModelReport]:
-    """The OpenCV baselines fitted on the run's training split and scored on its test split with the run's own
-    loss (Part 4: "compute the same loss that you used for your networks"), as stored in the run's evaluations."""
-    return [
-        ModelReport(
-            name,
-            "classic (OpenCV)",
-            "cpu",
-            test=figures,
-            results=results,
-            note=f"fitted on the first run's training split: {figures['chosen']}",
-            key=name,
-            identity=str(figures.get("loss")),
-        )
-        for name, (figures, results) in ensure_classic_evaluation(run, workers, echo).items()
-    ]
+    """The OpenCV baselines fitted on the run's training split and scored on its test split with the run's own loss
+    (Part 4: "compute the same loss that you used for your networks"), as stored in the run's evaluations."""
+    reports = []
+    for name, (test, results) in ensure_classic_evaluation(run, workers, echo).items():
+        face = results.classes.index("face") if name == "haar_face" and "face" in results.classes else None
+        own = None if face is None else results.predicted_labels == face  # the faces its cascade found
+        note = f"fitted on the first run's training split: {test['chosen']}"
+        reports.append(ModelReport(name, "classic (OpenCV)", test=test, results=results, note=note, key=name,
+                                   identity=str(test.get("loss")), own=own))  # fmt: skip
+    return reports
 
 
-FAILURES, BOXES = "failures_", "boxes_"  # how the names of a model's two galleries begin
-
-
+# ----------------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Figure:
-    """A figure to write: its file name, its caption, how to draw it (None: nothing to show), and what it is drawn
-    from (a writer that keeps figures may take the one it has when these did not change)."""
+    """A figure to write: its file name, caption, how to draw it (None: nothing to show), and what it is drawn from
+    (a writer that keeps figures takes the one it has when these did not change)."""
 
     name: str
     caption: str
@@ -166,133 +200,80 @@ class Figure:
 
 
 def comparison_figures(reports: Sequence[ModelReport], classes: Sequence[str], prefix: str = "") -> list[Figure]:
-    """Every comparison figure of ``reports`` (file names start with ``prefix``)."""
+    """Every comparison figure of ``reports`` (file names start with ``prefix``); IoU only where a box head ran."""
     sources = tuple(r.identity for r in reports)
-    out: list[Figure] = []
     trained = [(r.name, r.history) for r in reports if r.history]
+    boxed = [r for r in reports if r.results is not None and r.results.iou is not None]
+    iou, every = (" and mean IoU" if boxed else ""), figures.every(trained)
+    lines = "solid: training sample, dashed: validation, dotted: best epoch"
+    out = []
     if trained:
-        out.append(
-            Figure(
-                f"{prefix}loss_curves.png",
-                "Loss of every model per epoch (solid: training sample, dashed: validation, dotted: best epoch)",
-                lambda: figures.loss_curves_png(trained),
-                sources,
-            )
-        )
-        out.append(
-            Figure(
-                f"{prefix}accuracy_iou_curves.png",
-                "Accuracy (and mean IoU) of every model per epoch",
-                lambda: figures.metric_curves_png(trained),
-                sources,
-            )
-        )
-    names, tests = [r.name for r in reports], [r.test or {} for r in reports]
-    out.append(
-        Figure(
-            f"{prefix}per_label.png",
-            "Accuracy (and mean IoU) per label, test split",
-            lambda: figures.per_label_png(names, tests, classes),
-            sources,
-        )
-    )
-    shown = [(r.name, r.test["confusion"]) for r in reports if r.test and "confusion" in r.test]
-    out.append(
-        Figure(
-            f"{prefix}confusion_matrices.png",
-            "Confusion matrices, test split",
-            lambda: figures.confusion_grid_png([n for n, _ in shown], [c for _, c in shown]),
-            sources,
-        )
-    )
-    boxed = [(r.name, r.results.iou) for r in reports if r.results is not None and r.results.iou is not None]
+        out.append(Figure(f"{prefix}loss_curves.png", f"Loss{every} ({lines})", lambda: figures.losses_png(trained)))
+        accuracy = lambda: figures.accuracy_png(trained)  # noqa: E731
+        out.append(Figure(f"{prefix}accuracy_iou_curves.png", f"Accuracy{iou}{every} ({lines})", accuracy))
+    names, tests = [r.name for r in reports], [r.test for r in reports]
+    per_label = lambda: figures.per_label_png(names, tests, classes)  # noqa: E731
+    out.append(Figure(f"{prefix}per_label.png", f"Accuracy{iou} per label, test split", per_label))
+    shown = [(r.name, r.test["confusion"]) for r in reports if "confusion" in r.test]
+    confusions = lambda: figures.confusion_grid_png(*zip(*shown))  # noqa: E731
+    out.append(Figure(f"{prefix}confusion_matrices.png", "Confusion matrices, test split", confusions))
     if boxed:
-        out.append(
-            Figure(
-                f"{prefix}iou_histograms.png",
-                "IoU of predicted and true boxes, test split",
-                lambda: figures.iou_histograms_png([n for n, _ in boxed], [i for _, i in boxed]),
-                sources,
-            )
+        names, results = [r.name for r in boxed], [r.results for r in boxed if r.results is not None]
+        histograms = lambda: figures.iou_histograms_png(names, [r.iou for r in results if r.iou is not None])  # noqa: E731
+        out.append(Figure(f"{prefix}iou_histograms.png", "IoU of predicted and true boxes, test split", histograms))
+        by_iou = lambda: figures.accuracy_by_iou_png(names, results)  # noqa: E731
+        caption = (
+            "Detection accuracy (right label and IoU at least the threshold) against the IoU threshold, test split"
         )
-        out.append(
-            Figure(
-                f"{prefix}accuracy_by_iou.png",
-                "Detection accuracy (right label and IoU at least the threshold) against the IoU threshold, test split",
-                lambda: figures.accuracy_by_iou_png(
-                    [r for r in reports if r.results is not None and r.results.iou is not None]
-                ),
-                sources,
-            )
-        )
-    return out
+        out.append(Figure(f"{prefix}accuracy_by_iou.png", caption, by_iou))
+    return [Figure(f.name, f.caption, f.draw, sources) for f in out]
+
+
+FAILURES, BOXES = "failures_", "boxes_"  # how the file names of a model's two galleries begin
 
 
 def model_galleries(report: ModelReport, prefix: str = "") -> list[Figure]:
-    """A report's galleries: its misclassified images (Part 1 Q4), its best and lowest boxes (Part 3 Q6); a
-    gallery with nothing to show is left out (its caller says so)."""
+    """A report's galleries: its misclassified images (Part 1 Q4), its best and lowest boxes among the images it
+    answered itself (Part 3 Q6); a gallery with nothing to show is left out (its caller says so)."""
     results = report.results
     if results is None:
         return []
     out = []
-    wrong = figures.label_failures(results)
-    drawn = "orange: predicted box, blue: true box" if results.iou is not None else "blue: true box"
+    wrong, total = figures.label_failures(results)
     if wrong:
+        caption = f"{report.name}: {figures.failures_caption(results, wrong, total)}"
+        draw = lambda: figures.gallery_jpg(results, wrong)  # noqa: E731
         out.append(
-            Figure(
-                f"{prefix}{FAILURES}{report.file_stem}.jpg",
-                f"{report.name}: {figures.failures_shown(results, wrong)} (true and predicted label; {drawn})",
-                lambda: figures.gallery_jpg(results, wrong),
-                (report.identity, wrong),
-            )
+            Figure(f"{prefix}{FAILURES}{report.key or report.name}.jpg", caption, draw, (report.identity, wrong))
         )
-    best, lowest = figures.box_examples(results)
+    best, lowest = figures.box_examples(results, report.own)
     if best:
-        caption = (
-            f"{report.name}: right labels with their boxes, test split: the {len(best)} best "
-            f"({figures.iou_range(results, best)})"
-            + (f", then the {len(lowest)} lowest ({figures.iou_range(results, lowest)})" if lowest else "")
-            + " (orange: predicted, blue: true)"
-        )
-        out.append(
-            Figure(
-                f"{prefix}{BOXES}{report.file_stem}.jpg",
-                caption,
-                lambda: figures.gallery_jpg(results, [*best, *lowest]),
-                (report.identity, best, lowest),
-            )
-        )
+        whose = "the faces its cascade found" if report.own is not None else "right labels"
+        caption = f"{report.name}: {whose} with their boxes, test split: the {len(best)} best"
+        caption += f" ({figures.iou_range(results, best)})"
+        caption += f", then the {len(lowest)} lowest ({figures.iou_range(results, lowest)})" if lowest else ""
+        draw = lambda: figures.gallery_jpg(results, [*best, *lowest])  # noqa: E731
+        name = f"{prefix}{BOXES}{report.key or report.name}.jpg"
+        out.append(Figure(name, caption + " (orange: predicted, blue: true)", draw, (report.identity, best, lowest)))
     return out
 
 
-def write_figures(sink: Sink, figures_to_write: Sequence[Figure]) -> list[tuple[str, Path]]:
-    """Draw and write each figure; (caption, path) of those with something to show."""
-    written = []
-    for figure in figures_to_write:
-        data = figure.draw()
-        if data is not None:
-            written.append((figure.caption, sink.write_bytes(figure.name, data)))
-    return written
-
-
-def error_analysis_markdown(reports: Sequence[ModelReport]) -> str:
-    return "# Error analysis (test split)\n\n" + "\n".join(error_analysis(r.name, r.results) for r in reports)
-
-
 def write_outputs(comparison: Comparison, out: Path) -> None:
-    """comparison.md/.csv/.tex, errors.md, the figures and (when measured) the robustness files, into
-    ``out`` as one change: nothing is replaced when a file there is not the toolkit's."""
-    folder = Folder(out, writer="compare.py", option="--out")
-    with folder.staged() as change:
-        write_table(
-            change,
-            "comparison",
-            comparison.frame,
-            "Model comparison",
-            "Test figures on each run's own test split; train and validation figures at the best epoch.",
+    """comparison.md/.csv/.tex, errors.md, the figures and (when measured) the robustness files, into ``out`` as one
+    change: nothing is replaced when a file there is not the toolkit's."""
+    reports = comparison.reports
+    with Folder(out, writer="compare.py", option="--out").staged() as change:
+        note = "Test figures on each run's own test split; train and validation figures at the best epoch."
+        write_table(change, "comparison", comparison_frame(reports, comparison.classes), "Model comparison", note)
+        change.write_text(
+            "errors.md",
+            "# Error analysis (test split)\n\n" + "\n".join(error_analysis(r.name, r.results) for r in reports),
         )
-        change.write_text("errors.md", error_analysis_markdown(comparison.reports))
-        shown = comparison_figures(comparison.reports, comparison.classes)
-        write_figures(change, [*shown, *(g for r in comparison.reports for g in model_galleries(r))])
+        for figure in [
+            *comparison_figures(reports, comparison.classes),
+            *(g for r in reports for g in model_galleries(r)),
+        ]:
+            if (data := figure.draw()) is not None:
+                change.write_bytes(figure.name, data)
         if comparison.robustness:
             write_robustness(comparison.robustness, change)

@@ -1,13 +1,11 @@
 """Markdown report → PDF, through Typst (the `typst` PyPI package: offline, its own embedded fonts).
 
-`markdown_to_typst` turns the report's Markdown (CommonMark + GitHub pipe tables, parsed with markdown-it-py) into
-a Typst document; `write_pdf` compiles it and writes the PDF atomically.
-
-Every piece of the author's text reaches Typst as a string literal (`#"..."`), never as Typst markup, so characters
-that mean something to Typst (# $ * _ @ < > \\ ` [ ] ~ = / etc.) come out literally. HTML blocks and inline HTML
-(e.g. the `<!-- discussion Q3 -->` markers) are dropped, the text around and between them is kept. The output is
-deterministic: no creation date is written and only the fonts embedded in the typst package are used (system fonts
-are ignored), so the same Markdown gives the same PDF bytes on any machine.
+`markdown_to_typst` turns the report's Markdown (CommonMark and GitHub's pipe tables, parsed by markdown-it-py) into
+a Typst document; `pdf_bytes` compiles it. Every piece of the author's text reaches Typst as a string literal
+(`#"..."`), never as markup, so characters that mean something to Typst come out literally. HTML (the
+`<!-- discussion -->` markers too) is dropped, the text around and inside it kept. A heading is the target of the
+report's links to it (`[title](#anchor)`), as on GitHub. The output is deterministic: no date, only the fonts
+embedded in the typst package.
 """
 
 from __future__ import annotations
@@ -25,158 +23,106 @@ from markdown_it.tree import SyntaxTreeNode
 from model.errors import UserError
 from model.files import write_file
 
-__all__ = ["PdfError", "markdown_to_typst", "pdf_bytes", "write_pdf"]
+# A code block: DejaVu Sans Mono (0.602 em) at 8 pt, 6 pt inset, on an A4 page with 2 cm margins holds
+# (481.9 pt - 12 pt) / 4.82 pt ≈ 97 columns (a few kept for glyphs of a fallback font). A longer line is cut at a
+# space (a shell command goes on after " \", so that it can be copied), never inside a word or a path.
+CODE_COLUMNS = 94
+TEXT_WIDTH = 481.9  # pt: A4 less 2 cm margins
+CELL_CHARACTER, CELL_INSET = 0.5 * 8.0, 2 * 0.45 * 8.0  # pt: a character of a table at 8 pt, a cell's two insets
+WIDEST_TABLE = 14  # columns; a wider table of fewer rows than columns is set on its side
+SHORT_TABLE = 12  # rows a table keeps together on one page (a longer one breaks, its header repeated)
+PLACED_DPI = 150  # an image is never placed larger than its pixels at this resolution
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".pdf"})  # what Typst decodes
+SHELL = ("bash", "sh", "shell", "console")
 
-# Code blocks: DejaVu Sans Mono (advance 0.602 em) at 8 pt in a block with 6 pt inset on an A4 page with 2 cm margins
-# gives (481.9 pt - 12 pt) / 4.82 pt ≈ 97 columns; a run without spaces longer than this is cut into pieces (Typst
-# itself wraps at spaces and after "/" but would let an unbreakable run overflow the page). A few columns of margin
-# cover glyphs taken from a fallback font.
-_CODE_COLUMNS = 94
-_TAB_SIZE = 4
-_WIDEST_TABLE = 14  # columns; a wider table of fewer rows than columns is set on its side in the PDF
-# A table's text is 9 pt, shrunk down to 8 pt (and no further: print must stay readable) to fit the text width; a
-# table wider than that at 8 pt is cut into several, each repeating the first column. Its width is estimated from
-# its cells' characters: Libertinus Serif's digits and lower-case letters average about half an em.
-_TABLE_TEXT_WIDTH = 481.9  # pt: A4 less 2 cm margins
-_CHARACTER = 0.5 * 8.0  # pt, a character at 8 pt
-_CELL_INSET = 2 * 0.45 * 8.0  # pt, a cell's inset on both sides at 8 pt
-_PLACED_DPI = 150  # an image is never placed larger than its pixels at this resolution
+PREAMBLE = Path(__file__).with_name("report.typ")  # the page, text, tables and figures: Typst's own file
 
-# Image formats Typst 0.15 decodes.
-_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".pdf"})
-
-_PREAMBLE = """\
-#set document(title: {title}, date: none)
-#set page(paper: "a4", margin: 2cm, numbering: "1 / 1")
-#set text(font: "Libertinus Serif", size: 11pt, lang: "en", hyphenate: false)
-#set par(justify: true)
-#set heading(numbering: none)
-#show heading: set block(above: 1.4em, below: 0.8em)
-#show heading.where(level: 1): set text(size: 18pt)
-#show heading.where(level: 2): set text(size: 14pt)
-#show heading.where(level: 3): set text(size: 12pt)
-#show heading.where(level: 4): set text(size: 11pt)
-#show raw: set text(font: "DejaVu Sans Mono")
-#show raw.where(block: true): set text(size: 8pt)
-#show raw.where(block: true): set par(justify: false)
-#show link: set text(fill: rgb("#1f4e99"))
-#show figure.caption: set text(size: 10pt)
-
-#let report-code(lang, source) = block(
-  width: 100%, fill: luma(246), stroke: 0.4pt + luma(200), inset: 6pt, radius: 2pt,
-  raw(block: true, lang: lang, source),
-)
-
-#let report-quote(body) = block(
-  width: 100%, inset: (left: 10pt, y: 3pt), stroke: (left: 2pt + luma(170)), body,
-)
-
-// A table at 9 pt, or at the smaller size (down to 8 pt) at which its natural width fits the text width; the font
-// is shrunk rather than the table scaled so that a long table still breaks across pages. Beyond that, Typst's auto
-// columns wrap the cells (the Markdown side cuts tables too wide for 8 pt into several).
-#let report-table(columns, aligns, header, cells) = layout(region => {
-  let make() = table(
-    columns: columns,
-    align: aligns,
-    inset: 0.45em,
-    stroke: 0.4pt + luma(160),
-    fill: (_, y) => if y == 0 { luma(235) },
-    table.header(..header.map(cell => strong(cell))),
-    ..cells,
-  )
-  let natural = measure({ set text(size: 9pt); make() }).width
-  let factor = if natural > 0pt { calc.min(1, calc.max(0.98 * region.width / natural, 8 / 9)) } else { 1 }
-  set text(size: 9pt * factor)
-  set par(justify: false)
-  make()
-})
-
-// An image at the text width, or narrower where its pixels at 150 dpi give less (never enlarged past them), or
-// shorter if that would make it taller than most of a page.
-#let report-image(path, widest) = layout(region => {
-  let img = image(path, width: calc.min(region.width, widest))
-  if measure(img).height > 17cm { image(path, height: 17cm) } else { img }
-})
-
-#let report-missing(note) = block(
-  width: 100%, inset: 10pt, stroke: (paint: luma(150), thickness: 0.5pt, dash: "dashed"),
-  align(center, text(fill: luma(80), note)),
-)
-
-"""
-
-_COMMENT = re.compile(r"<!--.*?-->|<!--.*\Z", re.DOTALL)
-_SCRIPT_STYLE = re.compile(r"<(script|style|textarea)\b.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
-_TAG = re.compile(
-    r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>|<![A-Za-z][^<>]*>|<\?.*?\?>|<!\[CDATA\[.*?\]\]>", re.DOTALL
-)
-_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
-_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-_EXTERNAL_LINK = re.compile(r"^(?:https?|ftp|mailto):", re.IGNORECASE)
-_ALIGN = re.compile(r"text-align:\s*(left|center|right)")
-_STRING_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+COMMENT = re.compile(r"<!--.*?-->|<!--.*\Z", re.DOTALL)
+SCRIPT = re.compile(r"<(script|style|textarea)\b.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
+TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>|<![A-Za-z][^<>]*>|<\?.*?\?>|<!\[CDATA\[.*?\]\]>", re.DOTALL)
+BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|^//")
+EXTERNAL = re.compile(r"^(?:https?|ftp|mailto):", re.IGNORECASE)
+ALIGN = re.compile(r"text-align:\s*(left|center|right)")
+ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def _parser() -> MarkdownIt:
+def parser() -> MarkdownIt:
     return MarkdownIt("commonmark").enable("table").enable("strikethrough")
 
 
-def _string(text: str) -> str:
-    """A Typst string literal holding `text` exactly (NUL and lone surrogates, which Typst refuses, become U+FFFD)."""
+def anchor(title: str) -> str:
+    """The anchor GitHub gives a heading (what the report's links to a section use)."""
+    return re.sub(r"[^a-z0-9 -]", "", title.lower()).replace(" ", "-")
+
+
+def string(text: str) -> str:
+    """A Typst string literal holding ``text`` exactly (NUL and lone surrogates, refused by Typst, become U+FFFD)."""
     out = []
     for ch in text:
-        if ch in _STRING_ESCAPES:
-            out.append(_STRING_ESCAPES[ch])
-        elif unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
-            out.append("\\u{%x}" % (0xFFFD if unicodedata.category(ch) == "Cs" or ch == "\0" else ord(ch)))
+        kind = unicodedata.category(ch)
+        if ch in ESCAPES:
+            out.append(ESCAPES[ch])
+        elif kind in ("Cc", "Cs", "Zl", "Zp"):
+            out.append("\\u{%x}" % (0xFFFD if kind == "Cs" or ch == "\0" else ord(ch)))
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
 
 
-def _columns(text: str) -> int:
+def columns(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
 
 
-def _wrap_code(source: str) -> str:
-    """Tabs expanded, and every run without whitespace wider than the code block cut at `_CODE_COLUMNS` columns."""
-    lines = []
-    for line in source.expandtabs(_TAB_SIZE).split("\n"):
-        if _columns(line) <= _CODE_COLUMNS:
-            lines.append(line)
-            continue
-        pieces = []
-        for run in re.split(r"(\s+)", line):
-            while _columns(run) > _CODE_COLUMNS:
-                cut, width = 0, 0
-                while cut < len(run) and width + _columns(run[cut]) <= _CODE_COLUMNS:
-                    width += _columns(run[cut])
-                    cut += 1
-                pieces.append(run[:cut] + "\n")
-                run = run[cut:]
-            pieces.append(run)
-        lines.append("".join(pieces))
+def wrap_code(source: str, shell: bool) -> str:
+    """Tabs expanded; a line wider than the block cut at its last space that fits (a shell line going on after
+    " \\"); a word wider than the block alone cut where it must (a shell joins the pieces again after "\\")."""
+    end, lines = (" \\" if shell else ""), []
+    for line in source.expandtabs(4).split("\n"):
+        while columns(line) > CODE_COLUMNS:
+            room = CODE_COLUMNS - len(end)
+            while columns(line[:room]) > room:
+                room -= 1
+            cut = line.rfind(" ", 0, room + 1)
+            if cut > len(line) - len(line.lstrip()):  # a space past the indentation: the line goes on after it
+                lines.append(line[:cut] + end)
+                line = ("    " if shell else "") + line[cut + 1 :]
+            else:
+                lines.append(line[:room] + end.strip())
+                line = line[room:]
+        lines.append(line)
     return "\n".join(lines)
 
 
-def _transposed(rows: list[list[SyntaxTreeNode]]) -> list[list[SyntaxTreeNode]]:
-    """A wide table of few rows turned on its side, one row per column: four runs' figures in 22 columns cannot be
-    read on a page, the same figures in 22 rows of five columns can. (markdown-it gives every row the header's
-    number of cells.)"""
-    return [list(column) for column in zip(*rows, strict=True)]
+def plain(node: SyntaxTreeNode) -> str:
+    """The text of an inline node and its descendants, without markup."""
+    if node.type in ("text", "code_inline"):
+        return node.content
+    if node.type in ("softbreak", "hardbreak"):
+        return " "
+    return "".join(plain(child) for child in node.children)
 
 
-def _column_groups(rows: list[list[SyntaxTreeNode]]) -> list[list[list[SyntaxTreeNode]]]:
-    """The table's columns cut into groups that fit the text width at 8 pt, each group after the first led by
-    the first column again (what names the rows); one group when the whole table fits."""
-    widths = [
-        max(len(_plain(row[c].children[0]) if row[c].children else "") for row in rows) * _CHARACTER + _CELL_INSET
-        for c in range(len(rows[0]))
-    ]
+def widest(path: Path) -> str:
+    """The widest an image may be placed: its pixels at PLACED_DPI (the text width where Pillow cannot read it)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return f"{image.size[0] / PLACED_DPI:.3f}in"
+    except (OSError, UnidentifiedImageError, ValueError):
+        return f"{TEXT_WIDTH}pt"
+
+
+def column_groups(rows: list[list[SyntaxTreeNode]]) -> list[list[list[SyntaxTreeNode]]]:
+    """The table's columns cut into groups that fit the text width at 8 pt, each group after the first led by the
+    first column again (what names the rows); one group when the whole table fits."""
+    text = lambda cell: plain(cell.children[0]) if cell.children else ""  # noqa: E731
+    widths = [max(len(text(row[c])) for row in rows) * CELL_CHARACTER + CELL_INSET for c in range(len(rows[0]))]
     groups: list[list[int]] = [[]]
     used = 0.0
     for column, width in enumerate(widths):
-        if groups[-1] and used + width > _TABLE_TEXT_WIDTH:
+        if groups[-1] and used + width > TEXT_WIDTH:
             groups.append([0])
             used = widths[0]
         groups[-1].append(column)
@@ -184,242 +130,179 @@ def _column_groups(rows: list[list[SyntaxTreeNode]]) -> list[list[list[SyntaxTre
     return [[[row[c] for c in group] for row in rows] for group in groups]
 
 
-def _widest(path: Path) -> str:
-    """The widest an image may be placed, as a Typst length: its pixels at `_PLACED_DPI` (read from its header); the
-    text width for a vector image, or a file Pillow cannot read (Typst then says what is wrong with it)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return f"{image.size[0] / _PLACED_DPI:.3f}in"
-    except (OSError, UnidentifiedImageError, ValueError):
-        return f"{_TABLE_TEXT_WIDTH}pt"
-
-
-def _plain(node: SyntaxTreeNode) -> str:
-    """The text of an inline node and its descendants, without markup."""
-    if node.type in ("text", "code_inline"):
-        return node.content
-    if node.type in ("softbreak", "hardbreak"):
-        return " "
-    return "".join(_plain(child) for child in node.children)
-
-
-class _Inline:
-    """Typst markup for a run of inline content; consecutive text goes into one string literal."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.text: list[str] = []
-
-    def add_text(self, text: str) -> None:
-        self.text.append(text)
-
-    def add_markup(self, markup: str) -> None:
-        self.flush()
-        if markup:
-            self.parts.append(markup)
-
-    def flush(self) -> None:
-        if self.text:
-            joined = "".join(self.text)
-            if joined:
-                self.parts.append("#" + _string(joined))
-            self.text = []
-
-    def markup(self) -> str:
-        self.flush()
-        return "".join(self.parts)
-
-
-class _Renderer:
-    def __init__(self, base: Path) -> None:
+class Renderer:
+    def __init__(self, base: Path, targets: set[str]) -> None:
         self.base = Path(os.path.abspath(base))
+        self.targets = targets  # the headings' anchors: what a link within the document may go to
+        self.labelled: set[str] = set()  # a label names one heading: the first of its anchor
         self.title: str | None = None
 
-    # blocks
+    def blocks(self, nodes: Iterable[SyntaxTreeNode], nested: bool = False) -> str:
+        """The blocks in order; a paragraph that leads into a table or a code block is kept on its page."""
+        nodes, out = list(nodes), []
+        for node, after in zip(nodes, [*nodes[1:], None]):
+            text = self.block(node, nested)
+            leads = node.type == "paragraph" and after is not None and after.type in ("table", "fence", "code_block")
+            out.append(f"#block(sticky: true)[{text}]" if leads and text else text)
+        return "\n\n".join(text for text in out if text)
 
-    def blocks(self, nodes: Iterable[SyntaxTreeNode], html_depth: int = 0) -> str:
-        rendered = (self.block(node, html_depth) for node in nodes)
-        return "\n\n".join(text for text in rendered if text)
-
-    def block(self, node: SyntaxTreeNode, html_depth: int = 0) -> str:
+    def block(self, node: SyntaxTreeNode, nested: bool = False) -> str:
         kind = node.type
         if kind == "heading":
-            level = int(node.tag[1:]) if node.tag[1:].isdigit() else 1
-            inline = node.children[0] if node.children else None
-            if level == 1 and self.title is None and inline is not None:
-                self.title = _plain(inline).strip() or None
-            body = self.inline(inline.children) if inline is not None else ""
-            return f"#heading(level: {level})[{body}]"
+            return self.heading(node)
         if kind == "paragraph":
-            return self.paragraph(node)
+            inline = node.children[0].children if node.children else []
+            shown = [c for c in inline if not (c.type == "softbreak" or (c.type == "text" and not c.content.strip()))]
+            if shown and all(c.type == "image" for c in shown):
+                return "\n\n".join(self.figure(c) for c in shown)
+            return self.inline(inline)
         if kind in ("bullet_list", "ordered_list"):
-            return self.list_block(node, html_depth)
+            return self.list_block(node, nested)
         if kind in ("fence", "code_block"):
             lang = node.info.strip().split()[0] if node.info.strip() else ""
-            source = _wrap_code(node.content.removesuffix("\n"))
-            return f"#report-code({_string(lang) if lang else 'none'}, {_string(source)})"
+            source = wrap_code(node.content.removesuffix("\n"), lang in SHELL)
+            return f"#report-code({string(lang) if lang else 'none'}, {string(source)})"
         if kind == "blockquote":
-            return f"#report-quote[{self.blocks(node.children, html_depth)}]"
+            return f"#report-quote[{self.blocks(node.children, nested)}]"
         if kind == "hr":
             return "#line(length: 100%, stroke: 0.5pt + luma(150))"
         if kind == "table":
             return self.table(node)
         if kind == "html_block":
-            return self.html_block(node.content, html_depth)
-        if kind == "inline":
-            return self.inline(node.children)
+            return self.html(node.content, nested)
         if node.children:
-            return self.blocks(node.children, html_depth)
-        return f"#{_string(node.content)}" if node.content.strip() else ""
+            return self.blocks(node.children, nested)
+        return f"#{string(node.content)}" if node.content.strip() else ""
 
-    def paragraph(self, node: SyntaxTreeNode) -> str:
+    def heading(self, node: SyntaxTreeNode) -> str:
+        level = int(node.tag[1:]) if node.tag[1:].isdigit() else 1
         inline = node.children[0] if node.children else None
-        if inline is None:
-            return ""
-        children = inline.children
-        meaningful = [
-            c for c in children if not (c.type == "softbreak" or (c.type == "text" and not c.content.strip()))
-        ]
-        if meaningful and all(c.type == "image" for c in meaningful):
-            return "\n\n".join(self.figure(c) for c in meaningful)
-        return self.inline(children)
+        text = plain(inline).strip() if inline is not None else ""
+        if level == 1 and self.title is None:
+            self.title = text or None
+        label = f" <{anchor(text)}>" if anchor(text) and anchor(text) not in self.labelled else ""
+        self.labelled.add(anchor(text))
+        return f"#heading(level: {level})[{self.inline(inline.children if inline else [])}]{label}"
 
-    def list_block(self, node: SyntaxTreeNode, html_depth: int) -> str:
+    def list_block(self, node: SyntaxTreeNode, nested: bool) -> str:
         items = [c for c in node.children if c.type == "list_item"]
         tight = all(p.hidden for item in items for p in item.children if p.type == "paragraph")
         args = [f"tight: {'true' if tight else 'false'}"]
         if node.type == "ordered_list":
             start = node.attrs.get("start", 1)
             args.insert(0, f"start: {int(start) if str(start).isdigit() else 1}")
-            function = "enum"
-        else:
-            function = "list"
         separator = "\n" if tight else "\n\n"
-        bodies = []
         for item in items:
-            rendered = (self.block(child, html_depth) for child in item.children)
-            bodies.append("[" + separator.join(text for text in rendered if text) + "]")
-        return f"#{function}({', '.join(args + bodies)})"
+            args.append("[" + separator.join(t for child in item.children if (t := self.block(child, nested))) + "]")
+        return f"#{'enum' if node.type == 'ordered_list' else 'list'}({', '.join(args)})"
 
     def table(self, node: SyntaxTreeNode) -> str:
-        rows: list[list[SyntaxTreeNode]] = []
-        for section in node.children:
-            for row in section.children:
-                rows.append([cell for cell in row.children if cell.type in ("th", "td")])
+        rows = [[c for c in row.children if c.type in ("th", "td")] for part in node.children for row in part.children]
         if not rows:
             return ""
-        on_side = len(rows[0]) > _WIDEST_TABLE and 2 <= len(rows) < len(rows[0])
-        if on_side:
-            rows = _transposed(rows)
-        return "\n\n".join(self._table(part, on_side) for part in _column_groups(rows))
+        on_side = len(rows[0]) > WIDEST_TABLE and 2 <= len(rows) < len(rows[0])
+        if on_side:  # four runs' figures in 22 columns cannot be read on a page; 22 rows of five columns can
+            rows = [list(column) for column in zip(*rows, strict=True)]
+        return "\n\n".join(self.table_part(part, on_side) for part in column_groups(rows))
 
-    def _table(self, rows: list[list[SyntaxTreeNode]], on_side: bool) -> str:
+    def table_part(self, rows: list[list[SyntaxTreeNode]], on_side: bool) -> str:
         header, body = rows[0], rows[1:]
-        columns = max(1, len(header))
-        aligns = []
-        for cell in header if not on_side else ():  # on its side, a column mixes the columns' alignments
-            match = _ALIGN.search(str(cell.attrs.get("style", "")))
-            aligns.append(match.group(1) if match else "left")
-        aligns += ["left"] * (columns - len(aligns))
+        width = max(1, len(header))
+        found = [ALIGN.search(str(cell.attrs.get("style", ""))) for cell in header]
+        aligns = ["left" if on_side or m is None else m.group(1) for m in found] + ["left"] * (width - len(found))
 
         def cells(row: Sequence[SyntaxTreeNode]) -> list[str]:
-            out = [f"[{self.inline(cell.children[0].children) if cell.children else ''}]" for cell in row[:columns]]
-            return out + ["[]"] * (columns - len(out))
+            out = [f"[{self.inline(cell.children[0].children) if cell.children else ''}]" for cell in row[:width]]
+            return out + ["[]"] * (width - len(out))
 
-        header_cells = ", ".join(cells(header))
-        body_cells = ", ".join(c for row in body for c in cells(row))
-        return (
-            f"#report-table({columns}, ({', '.join(aligns)},), ({header_cells},), ({body_cells}{',' if body else ''}))"
-        )
+        body_cells = ", ".join(c for row in body for c in cells(row)) + ("," if body else "")
+        head, breakable = ", ".join(cells(header)), "true" if len(body) > SHORT_TABLE else "false"
+        return f"#report-table({width}, ({', '.join(aligns)},), ({head},), ({body_cells}), {breakable})"
 
-    def html_block(self, content: str, html_depth: int) -> str:
-        """An HTML block without its comments and tags; the text left is kept (re-read as Markdown once)."""
-        text = _COMMENT.sub("", _SCRIPT_STYLE.sub("", content))
-        text = _TAG.sub("", _BR.sub("\n", text))
+    def html(self, content: str, nested: bool) -> str:
+        """An HTML block without its comments and tags; the text left is read as Markdown (once)."""
+        text = TAG.sub("", BR.sub("\n", COMMENT.sub("", SCRIPT.sub("", content))))
         if not text.strip():
             return ""
-        if html_depth == 0:
-            return self.blocks(SyntaxTreeNode(_parser().parse(text)).children, html_depth=1)
-        paragraphs = [" ".join(chunk.split()) for chunk in re.split(r"\n\s*\n", text)]
-        return "\n\n".join(f"#{_string(p)}" for p in paragraphs if p)
+        if not nested:
+            return self.blocks(SyntaxTreeNode(parser().parse(text)).children, nested=True)
+        return "\n\n".join(f"#{string(' '.join(p.split()))}" for p in re.split(r"\n\s*\n", text) if p.strip())
 
-    # figures
+    def figure(self, node: SyntaxTreeNode) -> str:
+        src = str(node.attrs.get("src", ""))
+        path, note = self.image_path(src)
+        body = (
+            f"report-image({string(path)}, {widest(self.base / path[1:])})"
+            if path
+            else f"report-missing({string(note)})"
+        )
+        caption = self.inline(node.children)
+        return f"#figure({body}, kind: image, placement: auto{f', caption: [{caption}]' if caption else ''})"
 
-    def image_path(self, src: str) -> tuple[str | None, str]:
-        """(path for Typst relative to the root `base`, or None; the note to show when None)."""
-        if _URL_SCHEME.match(src) or src.startswith("//"):
-            return None, f"(figure not embedded: {src})"
+    def image_path(self, src: str) -> tuple[str, str]:
+        """(the image's path for Typst, from the root ``base``, and ""), or ("", the note shown instead)."""
+        if URL.match(src):
+            return "", f"(figure not embedded: {src})"
         decoded = unquote(src)
         for candidate in dict.fromkeys((decoded, src)):
             full = os.path.abspath(os.path.join(self.base, candidate))
             if os.path.commonpath([full, str(self.base)]) != str(self.base):
-                return None, f"(figure outside the report folder: {decoded})"
+                return "", f"(figure outside the report folder: {decoded})"
             if os.path.isfile(full):
-                if Path(full).suffix.lower() not in _IMAGE_SUFFIXES:
-                    return None, f"(figure format not supported: {decoded})"
+                if Path(full).suffix.lower() not in IMAGE_SUFFIXES:
+                    return "", f"(figure format not supported: {decoded})"
                 return "/" + Path(os.path.relpath(full, self.base)).as_posix(), ""
-        return None, f"(figure missing: {decoded})"
-
-    def figure(self, node: SyntaxTreeNode) -> str:
-        path, note = self.image_path(str(node.attrs.get("src", "")))
-        caption = self.inline(node.children)
-        if path is not None:
-            body = f"report-image({_string(path)}, {_widest(self.base / path.lstrip('/'))})"
-        else:
-            body = f"report-missing({_string(note)})"
-        caption_arg = f", caption: [{caption}]" if caption else ""
-        return f"#figure({body}, kind: image{caption_arg})"
-
-    # inline
+        return "", f"(figure missing: {decoded})"
 
     def inline(self, nodes: Iterable[SyntaxTreeNode]) -> str:
-        out = _Inline()
-        self.add_inline(out, nodes)
-        return out.markup()
+        """Typst markup for a run of inline content; consecutive text goes into one string literal."""
+        parts: list[str] = []
+        text: list[str] = []
 
-    def add_inline(self, out: _Inline, nodes: Iterable[SyntaxTreeNode]) -> None:
+        def markup(code: str) -> None:
+            if "".join(text):
+                parts.append("#" + string("".join(text)))
+            text.clear()
+            parts.append(code)
+
         for node in nodes:
             kind = node.type
-            if kind == "text":
-                out.add_text(node.content)
-            elif kind == "softbreak":
-                out.add_text(" ")
-            elif kind == "hardbreak":
-                out.add_markup("#linebreak()")
+            if kind in ("text", "softbreak"):
+                text.append(node.content if kind == "text" else " ")
+            elif kind == "hardbreak" or (kind == "html_inline" and BR.fullmatch(node.content.strip())):
+                markup("#linebreak()")
             elif kind == "code_inline":
-                out.add_markup(f"#raw({_string(node.content)})")
+                markup(f"#raw({string(node.content)})")
             elif kind in ("em", "strong", "s"):
-                function = {"em": "emph", "strong": "strong", "s": "strike"}[kind]
-                out.add_markup(f"#{function}[{self.inline(node.children)}]")
+                markup(f"#{ {'em': 'emph', 'strong': 'strong', 's': 'strike'}[kind] }[{self.inline(node.children)}]")
             elif kind == "link":
-                href = str(node.attrs.get("href", ""))
-                text = self.inline(node.children)
-                if _EXTERNAL_LINK.match(href):
-                    out.add_markup(f"#link({_string(href)})[{text or '#' + _string(href)}]")
-                else:
-                    out.add_markup(text)
+                markup(self.link(str(node.attrs.get("href", "")), self.inline(node.children)))
             elif kind == "image":
-                out.add_markup(self.figure(node))
-            elif kind == "html_inline":
-                if _BR.fullmatch(node.content.strip()):
-                    out.add_markup("#linebreak()")
-            elif node.children:
-                self.add_inline(out, node.children)
-            elif node.content:
-                out.add_text(node.content)
+                markup(self.figure(node))
+            elif kind != "html_inline" and node.children:
+                markup(self.inline(node.children))
+            elif kind != "html_inline":
+                text.append(node.content)
+        markup("")
+        return "".join(parts)
+
+    def link(self, href: str, text: str) -> str:
+        if EXTERNAL.match(href):
+            return f"#link({string(href)})[{text or '#' + string(href)}]"
+        if href.startswith("#") and href[1:] in self.targets:
+            return f"#link(<{href[1:]}>)[{text}]"
+        return text
 
 
 def markdown_to_typst(markdown: str, base: Path) -> str:
-    """A Typst document for `markdown`, whose image paths are relative to `base` (the Markdown file's folder).
-
-    Images are referenced from the Typst project root, which must be `base` when compiling (as `write_pdf` does).
-    """
-    renderer = _Renderer(base)
-    body = renderer.blocks(SyntaxTreeNode(_parser().parse(markdown)).children)
-    title = _string(renderer.title) if renderer.title else "none"
-    return _PREAMBLE.replace("{title}", title) + body + "\n"
+    """A Typst document for ``markdown``, its image paths relative to ``base`` (the Markdown file's folder), which
+    must be the Typst project's root when compiling (as ``pdf_bytes`` does)."""
+    tree = SyntaxTreeNode(parser().parse(markdown))
+    titles = [plain(n.children[0]).strip() for n in tree.walk() if n.type == "heading" and n.children]
+    renderer = Renderer(base, {anchor(t) for t in titles if anchor(t)})
+    body = renderer.blocks(tree.children)
+    title = string(renderer.title) if renderer.title else "none"
+    return f"#set document(title: {title}, date: none)\n{PREAMBLE.read_text(encoding='utf-8')}{body}\n"
 
 
 class PdfError(UserError):
@@ -427,11 +310,10 @@ class PdfError(UserError):
 
 
 def pdf_bytes(markdown_path: Path) -> bytes:
-    """The Markdown report at ``markdown_path`` as an A4 PDF. PdfError (one line: the Markdown file and
-    Typst's first error) when Typst cannot compile it, or is not installed."""
-    markdown_path = Path(markdown_path)
+    """The Markdown report at ``markdown_path`` as an A4 PDF. PdfError (one line: the Markdown file and Typst's first
+    error) when Typst cannot compile it, or is not installed."""
     try:
-        markdown = markdown_path.read_text(encoding="utf-8-sig")
+        markdown = Path(markdown_path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise PdfError(f"{markdown_path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     try:
@@ -440,18 +322,12 @@ def pdf_bytes(markdown_path: Path) -> bytes:
         raise PdfError(
             f"{markdown_path}: no PDF: the typst package is not installed (pip install -r requirements.txt)"
         ) from None
-    base = markdown_path.resolve().parent
-    source = markdown_to_typst(markdown, base)
-    try:
-        # The source goes in as bytes: typst-py compiles it as a virtual main file at the root, writing nothing there.
-        # (typst.Compiler rather than typst.compile: the stub of compile types input and root as one TypeVar, so
-        # bytes input with a str root fails mypy, while the call itself is fine.)
-        compiler = typst.Compiler(root=str(base), ignore_system_fonts=True)
-        # untagged: poppler (pdftotext, pdffonts) misreads the tagged catalog's /MarkInfo and prints a syntax error
-        data = compiler.compile(input=source.encode("utf-8"), format="pdf", pdf_tags=False)
+    base = Path(markdown_path).resolve().parent
+    try:  # the source as bytes: a virtual main file at the root, nothing written there; untagged: poppler misreads
+        compiler = typst.Compiler(root=str(base), ignore_system_fonts=True)  # a tagged catalog's /MarkInfo
+        data = compiler.compile(input=markdown_to_typst(markdown, base).encode("utf-8"), format="pdf", pdf_tags=False)
     except typst.TypstError as err:
-        message = str(getattr(err, "message", "") or err).strip()
-        first = message.splitlines()[0].strip() if message else type(err).__name__
+        first = (str(getattr(err, "message", "") or err).strip() or type(err).__name__).splitlines()[0]
         raise PdfError(f"{markdown_path}: Typst could not compile the report: {first}") from None
     if not isinstance(data, bytes):
         raise PdfError(f"{markdown_path}: Typst returned no PDF")

@@ -15,9 +15,8 @@ from model.dataset import DetectionDataset
 from model.evaluate import Inference, run_model
 from model.images import to_chw_uint8
 from model.metrics import summarize
-from model.network import Detector
 from model.plots import colours, figure_bytes, plt
-from model.reporting.model_report import ModelReport
+from model.reporting.figures import zoom
 from model.reporting.tables import Sink, write_table
 
 DEGRADATIONS = {  # name -> (unit, levels); the first level is the clean image
@@ -44,22 +43,25 @@ def degrade(images: torch.Tensor, kind: str, level: float, seed: int = 0) -> tor
 
 
 def sweep(
-    report: ModelReport, model: Detector, dataset: DetectionDataset, checkpoint: Checkpoint, inference: Inference
-) -> list[dict[str, object]]:
-    """Test figures per degradation level; the clean level (the first) reuses the report's."""
+    name: str,
+    clean: dict,
+    model: torch.nn.Module,
+    dataset: DetectionDataset,
+    checkpoint: Checkpoint,
+    inference: Inference,
+):
+    """Test figures per degradation level; the clean level (the first) is ``clean``, the model's figures already."""
     rows: list[dict[str, object]] = []
-    assert report.test is not None
     for kind, (unit, levels) in DEGRADATIONS.items():
         for level in levels:
-            if level == levels[0]:
-                figures = report.test["overall"]
-            else:
+            figures = clean
+            if level != levels[0]:
                 degraded = copy.copy(dataset)
-                degraded.images = degrade(dataset.images, kind, level)
+                degraded._source, degraded._position = degrade(dataset.images, kind, level), None  # in memory
                 figures = summarize(run_model(model, degraded, checkpoint, inference)[1])["overall"]
             rows.append(
                 {
-                    "model": report.name,
+                    "model": name,
                     "degradation": kind,
                     "unit": unit,
                     "level": level,
@@ -78,27 +80,23 @@ def write_robustness(rows: Sequence[dict[str, object]], sink: Sink) -> None:
 
 
 def robustness_png(frame: pd.DataFrame) -> bytes:
-    """Accuracy and IoU as the test images are degraded, one panel per degradation."""
-    table = frame.to_dict("records")
-    kinds = list(dict.fromkeys(row["degradation"] for row in table))
-    models = list(dict.fromkeys(row["model"] for row in table))
+    """Accuracy and mean IoU as the test images are degraded, one column of panels per degradation."""
+    kinds, models = list(dict.fromkeys(frame["degradation"])), list(dict.fromkeys(frame["model"]))
     figure, axes = plt.subplots(2, len(kinds), figsize=(4.5 * len(kinds), 7.5), squeeze=False)
     for col, kind in enumerate(kinds):
-        for model, colour in zip(models, colours(len(models))):
-            rows = [r for r in table if r["degradation"] == kind and r["model"] == model]
-            levels = [r["level"] for r in rows]
-            for row_index, metric in enumerate(("accuracy", "mean_iou")):
-                values = [r[metric] for r in rows]
-                axes[row_index][col].plot(levels, values, "o-", color=colour, label=model)
-                axes[row_index][col].set(
-                    title=f"{kind}: {metric.replace('_', ' ')}",
-                    xlabel=rows[0]["unit"] if rows else "",
-                    ylabel=metric.replace("_", " "),
-                    ylim=(0, 1.02),
-                )
-        for row_index in range(2):
-            axes[row_index][col].grid(alpha=0.3)
-            axes[row_index][col].legend(fontsize="small")
+        for row_index, metric in enumerate(("accuracy", "mean_iou")):
+            ax = axes[row_index][col]
+            for model, colour in zip(models, colours(len(models))):
+                rows = frame[(frame["degradation"] == kind) & (frame["model"] == model)]
+                ax.plot(rows["level"], rows[metric], "o-", color=colour, label=model)
+            ax.set(
+                title=f"{kind}: {metric.replace('_', ' ')}",
+                xlabel=DEGRADATIONS[kind][0],
+                ylabel=metric.replace("_", " "),
+            )
+            zoom(ax, list(frame[frame["degradation"] == kind][metric]))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
     figure.suptitle("Robustness: test figures as the images are degraded")
     figure.tight_layout()
     return figure_bytes(figure)

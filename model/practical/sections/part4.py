@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import math
 
-from model.practical.context import Content, Context, num
 from model.practical.plan import Section, shown_path
-from model.practical.sections.common import builder, commands, leaders, names, pointer
+from model.practical.report import Content, Context
+from model.practical.sections.common import builder, commands, leaders, names, num
 from model.practical.sections.part2 import add_galleries, error_analysis_text, network_reports
-from model.reporting.comparison import classic_reports
-from model.reporting.model_report import ModelReport, comparison_frame
+from model.reporting.comparison import ModelReport, classic_reports, comparison_frame
 
 READING = "No run answers this question: it asks you to read. Your notes go in the discussion below."
 KEPT = ("model", "network", "parameters", "test_loss", "test_class_loss", "test_box_loss", "test_accuracy",
@@ -49,7 +48,7 @@ def classic(ctx: Context, section: Section, runs: list[str]) -> Content:
     content.observations += classic_observations(networks, classics)
     shown = [earlier for r in networks if (earlier := ctx.once(f"error-analysis:{r.key}")) is not None]
     if len(shown) == len(networks):  # written already, in the comparison of these networks: not copied
-        content.text.append(pointer(shown[0], "The networks' error analysis"))
+        content.text.append(ctx.pointer(shown[0], "The networks' error analysis"))
         content.text.append(error_analysis_text(classics))
     else:
         content.text.append(error_analysis_text(reports))
@@ -60,24 +59,18 @@ def classic_observations(networks: list[ModelReport], classics: list[ModelReport
     """The best network against the best classic approach, figure by figure, each with its winner."""
     lines = []
     for key, what in (("accuracy", "test accuracy"), ("mean_iou", "mean IoU")):  # higher is better for both
-        net, a = leaders({r.name: _test(r).get(key, math.nan) for r in networks})
-        baseline, b = leaders({r.name: _test(r).get(key, math.nan) for r in classics})
+        net, a = leaders({r.name: r.test.get("overall", {}).get(key, math.nan) for r in networks})
+        baseline, b = leaders({r.name: r.test.get("overall", {}).get(key, math.nan) for r in classics})
         if net and baseline:
             winner = "the network" if a > b else "the classic approach" if b > a else "neither"
             lines.append(
                 f"Best {what}: network {names(net)} {num(a)} against classic {names(baseline)} {num(b)}; {winner} is "
                 "ahead" + (f" by {num(abs(a - b))}." if a != b else ".")
             )
-    losses = [(r, (r.test or {}).get("loss", math.nan)) for r in networks + classics]
-    losses = [(r, value) for r, value in losses if not math.isnan(value)]
-    if losses:
-        lowest, value = min(losses, key=lambda pair: pair[1])
-        lines.append(f"The lowest loss (the run's own loss, for every row) is {lowest.name}'s, {num(value)}.")
+    lowest, value = leaders({r.name: r.test.get("loss", math.nan) for r in networks + classics}, low=True)
+    if lowest:
+        lines.append(f"The lowest loss (the run's own loss, for every row) is {lowest[0]}'s, {num(value)}.")
     return lines
-
-
-def _test(report: ModelReport) -> dict:
-    return (report.test or {}).get("overall", {})
 
 
 @builder("reading", runs=False)
