@@ -148,7 +148,7 @@ def compare(
         )
     except RunError as error:
         raise UserError(str(error)) from None
-    for line in problems.lines():
+    for line in [*problems.lines(), *comparison.warnings]:
         click.echo(line)
     write_outputs(comparison, out)
     table = Table(title="Model comparison (test split)")

@@ -571,6 +571,19 @@ def edit_checkpoint(env: Env) -> None:
     torch.save(data, env.run / "best.pth")
 
 
+def run_on_a_copy(env: Env) -> None:
+    """{case}/other: a tiny run of the same classes, trained on a copy of the dataset in another folder."""
+    shutil.copytree(env.ds, env.case / "copy")
+    tiny_training(env.case / "copy", env.case / "other", env.environment())
+
+
+def planned_for_more(env: Env) -> None:
+    """The run's last.pth as a run planned for 3 epochs leaves it after its first (stopped, not finished)."""
+    data = torch.load(env.run / "last.pth", map_location="cpu", weights_only=True)
+    data["options"]["epochs"] = 3
+    torch.save(data, env.run / "last.pth")
+
+
 def bare_state_dict(env: Env) -> None:
     data = torch.load(env.run / "best.pth", map_location="cpu", weights_only=True)
     torch.save(data["state_dict"], env.case / "weights_only.pth")
@@ -771,6 +784,11 @@ def practical_trained(env: Env) -> None:
     assert done.returncode == 0, f"could not run the plan: {done.stderr[-800:]}"
 
 
+def without_cuda(_env: Env) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: --device cuda is what the plan should use")
+
+
 def corrupt_middle(relative: str) -> Setup:
     """Bytes in the middle of a JPEG overwritten: whole in length, damaged inside (libjpeg decodes it with grey)."""
 
@@ -936,6 +954,10 @@ CASES = [
          "{PREDICT} --save {case}/pred {case}/rows.csv", "image_0099.jpg", **WARN),  # skipped
     case("compare-run-without-best", "mistake", remove("{run}/best.pth"), "compare.py {run} --out {case}/report",
          "best.pth"),
+    case("compare-runs-of-different-datasets", "mistake", run_on_a_copy, "compare.py {run} {case}/other --out "
+         "{case}/report", "copy", "different pictures", **WARN),
+    case("compare-a-partly-trained-run", "mistake", planned_for_more, "compare.py {run} --out {case}/report",
+         "1 of 3 epochs", "unfinished", **WARN),
     case("compare-runs-of-different-classes", "mistake", None, "compare.py {run} {two_run} --out {case}/report",
          "two_run"),
     # ---- non-finite and out-of-range numbers ----------------------------------------------------------
@@ -1029,6 +1051,8 @@ CASES = [
          "{DRY_RUN}", "args"),
     case("plan-unknown-table", "plan", plan("[defaultz]\nargs = ''\n\n" + PLAN), "{DRY_RUN}", "defaultz"),
     case("plan-only-names-no-section", "plan", plan(PLAN), "{DRY_RUN} --only Q99", "Q99"),
+    case("practical-device-cuda-without-a-gpu", "plan", steps(without_cuda, plan(PLAN)), "{PRACTICAL} --dataset {ds} "
+         "--device cuda", "--device cuda"),  # refused before the first run, not at the report
     case("plan-file-missing", "plan", None, "{DRY_RUN}", "plan.toml"),
     # ---- interrupts and kills: real signals to real processes ---------------------------------------------
     case("restart-after-sigkill-in-decode", "signal", killed("{COURSE_TRAIN}", DECODING), "{COURSE_TRAIN}",

@@ -23,7 +23,7 @@ from typing import Any
 from model import config, demo, env
 from model.annotations import DataError, Problems, read_annotations
 from model.dataset import find_dataset, locate_dataset, read_splits
-from model.device import usable_cpus
+from model.device import select_device, usable_cpus
 from model.errors import UserError
 from model.files import make_folder, refuse_data_folder, write_file
 from model.network import imagenet_weights_file
@@ -82,6 +82,8 @@ def run_practical(settings: PracticalSettings, echo: Echo, print_table: Callable
 
     started = time.monotonic()
     refuse_data_folder(settings.runs_dir, "--output-dir")  # the runs' folder: checked before anything else is
+    if not settings.slurm:  # here, not after the runs: they would train on the CPU and the report then fail
+        select_device(settings.device)
     plan = load_plan(settings.plan_file.resolve(), settings.runs_dir, settings.quick, settings.only, kinds=READS_RUNS)
     if not settings.report_only and not settings.dry_run:  # the report's folder too is refused before any training
         report_folder(settings.report_dir).check_place()

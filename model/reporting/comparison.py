@@ -114,6 +114,7 @@ class Comparison:
     reports: list[ModelReport] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
     robustness: list[dict[str, object]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what makes the runs' scores less comparable than they look
 
 
 def compare_runs(
@@ -126,7 +127,7 @@ def compare_runs(
 ) -> Comparison:
     """Each run's best model on its test split (and on ``csv_files``), its inference timed; with ``classic`` the
     OpenCV baselines fitted and scored on the first run's split; with ``robustness`` the degraded test images."""
-    comparison = Comparison()
+    comparison, first_dataset = Comparison(), None
     for run in runs:
         path = Run(Path(run)).checkpoint_path("best") if Path(run).is_dir() else Path(run)
         if not path.is_file():
@@ -137,7 +138,8 @@ def compare_runs(
                 f"{path}: its classes {checkpoint.classes} differ from {comparison.classes}; compare runs of one "
                 "dataset"
             )
-        comparison.classes = checkpoint.classes
+        comparison.classes, first_dataset = checkpoint.classes, first_dataset or checkpoint.dataset
+        comparison.warnings += comparability(path, checkpoint, first_dataset)
         model = inference.place(checkpoint.build_model())
         test = decoded(own_split(checkpoint, "test", problems), checkpoint, problems, usable_cpus())
         if not test.rows:
@@ -161,6 +163,21 @@ def compare_runs(
         first = Path(runs[0]) if Path(runs[0]).is_dir() else Path(runs[0]).parent
         comparison.reports += classic_reports(Run(first), usable_cpus())
     return comparison
+
+
+def comparability(path: Path, checkpoint: Checkpoint, first: Path | None) -> list[str]:
+    """What a reader of the table should know of this run beside the ones before it: a run not finished, a run
+    trained on another dataset folder than the first (its test split holds other pictures)."""
+    warnings = []
+    status = Run(path.parent).status() if path.parent.joinpath(config.LAST_CHECKPOINT).exists() else None
+    if status is not None and status.state == "partial":
+        warnings.append(f"Warning: {path.parent} is {status.describe()}: its scores are those of an unfinished run")
+    if checkpoint.dataset is not None and checkpoint.dataset != first:
+        warnings.append(
+            f"Warning: {path} was trained on {checkpoint.dataset}, the first run on {first}: their test scores are "
+            "on different pictures"
+        )
+    return warnings
 
 
 def unique_name(checkpoint_path: Path, model_name: str, taken: set[str]) -> str:
