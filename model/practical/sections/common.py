@@ -15,12 +15,11 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from model import config
-from model.practical.plan import Section, shown_path
-from model.practical.report import Content, Context
+from model.practical.plan import shown_path
+from model.practical.report import Builder, Content, Context
 from model.reporting import figures as drawn
 from model.runs import training_figures
 
-Builder = Callable[[Context, Section, list[str]], Content]
 BuilderT = TypeVar("BuilderT", bound=Builder)
 BUILDERS: dict[str, Builder] = {}  # kind -> the function that builds a section of that kind
 READS_RUNS: dict[str, bool] = {}  # kind -> whether its sections read runs (a reading section reads none)
