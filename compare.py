@@ -26,13 +26,8 @@ from model.practical.runner import COURSE_RESOURCES, PLAN_FILE, PracticalSetting
 SHARED = ("out", "output_dir", "dataset", "device", "precision", "batch_size")  # options of both programs
 COMPARE_ONLY = ("runs", "csv_files", "train_models", "epochs", "image_size", "pretrained", "skip_bad_rows", "classic",
                 "with_robustness")  # fmt: skip
-SHOWN = {
-    "runs": "RUNS",
-    "csv_files": "--csv",
-    "train_models": "--train",
-    "with_robustness": "--robustness",
-    "plan_file": "--plan",
-}
+SHOWN = {"runs": "RUNS", "csv_files": "--csv", "train_models": "--train", "with_robustness": "--robustness",
+         "plan_file": "--plan"}  # fmt: skip
 TRAIN_CHOICES = {"resnet": ["--fine-tune"]}  # --train's ResNet: the better of Part 3 Q7's two, fine-tuned
 CONSOLE_COLUMNS = ("model", "parameters", "image_size", "trained_on", "seconds_per_epoch", "best_epoch",
                    "val_accuracy", "test_accuracy", "test_mean_iou", "test_iou_at_0.5", "infer_ms_batched",
@@ -60,11 +55,8 @@ CONSOLE_COLUMNS = ("model", "parameters", "image_size", "trained_on", "seconds_p
               "nothing written.")  # fmt: skip
 @click.option("--quick", is_flag=True, help="--practical: the whole plan at reduced scale (minutes on a laptop).")
 @click.option("--slurm", is_flag=True, help="--practical: submit the runs as a Slurm job array, then the report job.")
-@click.option(
-    "--resources",
-    default=COURSE_RESOURCES,
-    help="--slurm: sbatch options of each job (the course's srun options by default).",
-)
+@click.option("--resources", default=COURSE_RESOURCES,
+              help="--slurm: sbatch options of each job (the course's srun options by default).")  # fmt: skip
 @click.option("--jobs", type=click.IntRange(min=0, max=64), default=0,
               help="--practical: runs trained at once on this machine, each a train.py process with its share of the "
               "CPU threads (logs in OUTPUT_DIR/logs/)  [default 0: several on a CUDA GPU, one on a CPU]")  # fmt: skip
@@ -73,9 +65,8 @@ CONSOLE_COLUMNS = ("model", "parameters", "image_size", "trained_on", "seconds_p
               help="--practical: leave out the runs that need ImageNet weights this machine lacks (by default they "
               "train from scratch).")  # fmt: skip
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="--train: epochs  [default: train.py's]")
-@click.option(
-    "--image-size", type=click.IntRange(min=1), default=None, help="--train: image size  [default: train.py's]"
-)
+@click.option("--image-size", type=click.IntRange(min=1), default=None,
+              help="--train: image size  [default: train.py's]")  # fmt: skip
 @click.option("--dataset", type=path_type(), default=None, help="--train and --practical: dataset folder.")
 @click.option("--pretrained/--no-pretrained", default=True, help="--train: resnet from ImageNet weights.")
 @click.option("--skip-bad-rows", is_flag=True, help="--train and evaluation: skip bad rows instead of stopping.")
@@ -111,9 +102,8 @@ def main(**values: Any) -> None:
             from model.practical.runner import run_practical
 
             settings = PracticalSettings(**{f.name: values[f.name] for f in fields(PracticalSettings)})
-            run_practical(
-                settings, click.echo, Console(highlight=False, width=None if sys.stdout.isatty() else 200).print
-            )
+            console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+            run_practical(settings, click.echo, console.print)
         elif wrong := sorted(given - {*COMPARE_ONLY, *SHARED}):
             raise click.UsageError(f"{shown(wrong[0])} goes with --practical (the practical's plan)")
         else:
@@ -124,9 +114,8 @@ def compare(
     runs: tuple[Path, ...], out: Path | None, train_models: str | None, output_dir: Path | None, **values: Any
 ) -> None:
     """Everything compare.py does without --practical: the runs (and --train's) side by side, written to --out."""
-    models = checked_runs(
-        runs, train_models, {"epochs": values["epochs"], "image_size": values["image_size"], "output_dir": output_dir}
-    )
+    train_only = {"epochs": values["epochs"], "image_size": values["image_size"], "output_dir": output_dir}
+    models = checked_runs(runs, train_models, train_only)
     from rich.console import Console
     from rich.table import Table
 
@@ -135,19 +124,15 @@ def compare(
     from model.files import Folder
     from model.reporting.comparison import compare_runs, comparison_frame, write_outputs
     from model.reporting.tables import format_cell
-    from model.runs import RunError
 
     out = out or Path("doc")
     Folder(out, writer="compare.py", option="--out").check_place()  # before anything trains or evaluates
     runs = tuple(dict.fromkeys([*runs, *train_missing(models, output_dir, values)]))
     problems = Problems(skip=values["skip_bad_rows"])
     inference = Inference.on(values["device"], values["precision"], values["batch_size"])
-    try:
-        comparison = compare_runs(
-            runs, inference, problems, values["csv_files"], values["classic"], values["with_robustness"]
-        )
-    except RunError as error:
-        raise UserError(str(error)) from None
+    comparison = compare_runs(
+        runs, inference, problems, values["csv_files"], values["classic"], values["with_robustness"]
+    )
     for line in [*problems.lines(), *comparison.warnings]:
         click.echo(line)
     write_outputs(comparison, out)

@@ -16,14 +16,14 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 DISCUSSION = "<!-- discussion {id} -->\n{text}\n<!-- end of discussion {id} -->"
 PLACEHOLDER = "_Your discussion: {prompt}._"  # what a section's discussion holds until the student writes it
 DEFAULT_PROMPT = "what the figures show, why, and what you would try next"
 BLOCK = re.compile(
-    r"<!--\s*discussion\s+(?P<id>[^\s>]+?)\s*-->[ \t]*\n(?P<text>.*?)\n?[ "
-    r"\t]*<!--\s*end\s+of\s+discussion\s+(?P=id)\s*-->",
-    re.S | re.I,
+    r"(?si)<!--\s*discussion\s+(?P<id>[^\s>]+?)\s*-->[ \t]*\n(?P<text>.*?)\n?[ \t]*"
+    r"<!--\s*end\s+of\s+discussion\s+(?P=id)\s*-->"
 )
 KEPT_TITLE = "## Text kept from the previous version"
 
@@ -66,36 +66,22 @@ def read_previous(current: str | None, generated: str | None) -> Previous:
         return found
     inside = [range(m.start(), m.end()) for m in BLOCK.finditer(current)]
     found.elsewhere = _added_outside(current, generated, inside)
-    kept_before = _kept_section(current)
+    kept_before = current.split(KEPT_TITLE, 1)[1].split("\n## ", 1)[0].strip() if KEPT_TITLE in current else ""
     if kept_before:  # text already moved to the end by an earlier call stays there, once
         found.elsewhere = [kept_before, *[p for p in found.elsewhere if p not in kept_before]]
     return found
 
 
-def _kept_section(text: str) -> str | None:
-    if KEPT_TITLE not in text:
-        return None
-    body = text.split(KEPT_TITLE, 1)[1].split("\n## ", 1)[0].strip()
-    return body or None
-
-
 def _added_outside(current: str, generated: str, inside: list[range]) -> list[str]:
     """Runs of lines that are in ``current`` but not in ``generated``, outside the discussion blocks."""
     ours, theirs = generated.splitlines(keepends=True), current.splitlines(keepends=True)
-    offsets = [0]
-    for line in theirs:
-        offsets.append(offsets[-1] + len(line))
+    offsets = [0, *accumulate(len(line) for line in theirs)]
     passages: list[str] = []
-    matcher = difflib.SequenceMatcher(a=ours, b=theirs, autojunk=False)
-    for tag, _, _, j1, j2 in matcher.get_opcodes():
+    for tag, _, _, j1, j2 in difflib.SequenceMatcher(a=ours, b=theirs, autojunk=False).get_opcodes():
         if tag not in ("insert", "replace"):
             continue
-        lines = [
-            theirs[j]
-            for j in range(j1, j2)
-            if not any(offsets[j] in block for block in inside) and not _generated_looking(theirs[j])
-        ]
-        text = "".join(lines).strip()
+        outside = [theirs[j] for j in range(j1, j2) if not any(offsets[j] in block for block in inside)]
+        text = "".join(line for line in outside if not _generated_looking(line)).strip()
         if text and not is_placeholder(text) and text not in KEPT_TITLE:
             passages.append(text)
     return passages
@@ -104,9 +90,8 @@ def _added_outside(current: str, generated: str, inside: list[range]) -> list[st
 def _generated_looking(line: str) -> bool:
     """A line of the toolkit's own kind that changed between versions (a marker, the kept section's title)."""
     stripped = line.strip()
-    return stripped.startswith(KEPT_TITLE) or (
-        bool(re.fullmatch(r"<!--.*-->", stripped)) and "discussion" not in stripped
-    )
+    marker = bool(re.fullmatch(r"<!--.*-->", stripped)) and "discussion" not in stripped
+    return stripped.startswith(KEPT_TITLE) or marker
 
 
 def kept_text(previous: Previous, section_ids: list[str]) -> list[str]:

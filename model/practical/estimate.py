@@ -43,9 +43,7 @@ EPOCH_OVERHEAD = 0.2  # seconds an epoch spends around its passes: history, plot
 SAVED_BYTES_PER_SECOND = 200e6  # best.pth and last.pth (weights and Adam's two moments: 16 bytes a parameter)
 REPORT_PER_RUN = 0.6  # process starts the report spends on each run it reads (its figures and tables)
 REPORT_FIXED = 4.0  # process starts the report spends once (its own start, the PDF, the classic baselines)
-REPORT_EVAL_SHARE = (
-    1.0  # an image the report evaluates costs a training step's time (measured: one thread, and its files)
-)
+REPORT_EVAL_SHARE = 1.0  # an image the report evaluates costs a training step (measured: one thread, and its files)
 ALL_SPLITS = ("evaluation", "best-vs-last", "network")  # section kinds that show every split of both checkpoints
 BUSY = 0.75  # a load average (other processes) above this share of the cores: the machine was busy
 
@@ -136,14 +134,8 @@ def images_per_epoch(options: TrainOptions, rows: int) -> float:
 
 
 def speed_key(options: TrainOptions) -> tuple:
-    return (
-        options.model,
-        options.image_size,
-        options.box_head,
-        options.augment != "off",
-        options.freeze,
-        options.batch_size,
-    )
+    kind = (options.model, options.image_size, options.box_head)
+    return (*kind, options.augment != "off", options.freeze, options.batch_size)
 
 
 def measure_start() -> float:
@@ -168,10 +160,8 @@ def probe(options: TrainOptions, device: torch.device, warm: int = 3, timed: int
     scaler, loss_fn, size, n = precision.grad_scaler(), loss_for(options), options.image_size, options.batch_size
     x = torch.randn(n, 3, size, size, device=device)
     x = x.contiguous(memory_format=torch.channels_last) if channels_last(device) else x
-    labels, boxes = (
-        torch.zeros(n, dtype=torch.int64, device=device),
-        torch.tensor([[0.2, 0.2, 0.8, 0.8]], device=device).expand(n, 4),
-    )
+    labels = torch.zeros(n, dtype=torch.int64, device=device)
+    boxes = torch.tensor([[0.2, 0.2, 0.8, 0.8]], device=device).expand(n, 4)
     times = []
     for _ in range(warm + timed):
         began = time.perf_counter()
@@ -191,9 +181,8 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
-def dry_run_table(
-    plan: Plan, found: dict[str, Status], estimates: dict[str, Estimate], plan_name: str, dataset: Path
-) -> Any:
+def dry_run_table(plan: Plan, found: dict[str, Status], estimates: dict[str, Estimate], plan_name: str,
+                  dataset: Path) -> Any:  # fmt: skip
     """Each run's status, estimate and command."""
     from rich.table import Table
 

@@ -28,7 +28,7 @@ from model import config
 from model.errors import UserError
 from model.network import NETWORKS, imagenet_weights_file
 from model.options import TrainOptions, at_tiny_scale, flag, given_names, parse
-from model.runs import Run, RunError
+from model.runs import Run
 
 # Each table's keys and the type of their values ("list": of strings); "*" marks the keys an entry needs.
 SCHEMA: dict[str, dict[str, str]] = {
@@ -117,10 +117,8 @@ class Plan:
         return shlex.join(["python", *(shown_path(a) for a in self.command(name, dataset)[1:-1])])
 
 
-def shown_path(path: str | Path | None) -> str:
+def shown_path(path: str | Path) -> str:
     """A path as a user types it in the project's folder: relative to it when inside it."""
-    if path is None:
-        return ""
     path = Path(path)
     inside = path.is_absolute() and path.is_relative_to(config.PROJECT_ROOT)
     return str(path.relative_to(config.PROJECT_ROOT)) if inside else str(path)
@@ -211,10 +209,7 @@ def read_runs(document: dict[str, Any], path: Path, quick: bool) -> tuple[dict[s
     left_out: dict[str, list[str]] = {}
     for number, entry in enumerate(document["run"], start=1):
         name = entry["name"]
-        if not NAME.fullmatch(name) or name in runs:
-            raise PlanError(
-                f"{path}: run {number} needs a name of its own, of letters, digits, '.', '_' and '-' (got {name!r})"
-            )
+        check_name(name, runs, path, f"run {number} needs a name")
         args = [*defaults, *split_args(entry.get("args", ""), path, f"run {name}")]
         options, dropped = parse_run(args, path, name, lenient)
         imagenet = "pretrained" in NETWORKS[options.model].options() and options.pretrained
@@ -242,6 +237,12 @@ def quick_args(args: list[str], options: TrainOptions, settings: dict[str, Any],
     return args
 
 
+def check_name(name: str, taken: Collection[str], path: Path, what: str) -> None:
+    """A run's name or a section's id: one of its own, of the characters NAME allows (``what``: who needs it)."""
+    if not NAME.fullmatch(name) or name in taken:
+        raise PlanError(f"{path}: {what} of its own, of letters, digits, '.', '_' and '-' (got {name!r})")
+
+
 def without(args: list[str], option: str) -> list[str]:
     """``args`` without ``option`` and its value."""
     kept, skip = [], False
@@ -252,19 +253,12 @@ def without(args: list[str], option: str) -> list[str]:
     return kept
 
 
-def read_sections(
-    document: dict[str, Any], path: Path, runs: Mapping[str, PlannedRun], kinds: Mapping[str, bool] | None
-):
+def read_sections(document: dict[str, Any], path: Path, runs: Mapping[str, PlannedRun],
+                  kinds: Mapping[str, bool] | None) -> list[Section]:  # fmt: skip
     sections: list[Section] = []
     for number, entry in enumerate(document["section"], start=1):
-        section = Section(
-            entry["id"], entry["title"], entry["kind"], tuple(entry.get("runs", ())), entry.get("optional", False)
-        )
-        if not NAME.fullmatch(section.id) or section.id in {x.id for x in sections}:
-            raise PlanError(
-                f"{path}: section {number} needs an id of its own, of letters, digits, '.', '_' and '-' "
-                f"(got {section.id!r})"
-            )
+        section = Section(**{**entry, "runs": tuple(entry.get("runs", ()))})  # the keys SCHEMA["section"] allows
+        check_name(section.id, {x.id for x in sections}, path, f"section {number} needs an id")
         if kinds is not None and section.kind not in kinds:
             raise PlanError(f"{path}: section {section.id}: kind {section.kind!r} is none of {', '.join(kinds)}")
         if kinds is not None and kinds[section.kind] != bool(section.runs):
@@ -294,10 +288,8 @@ def load_plan(path: Path, output_dir: Path, quick: bool, only: str | None, for_r
     if for_report:  # the report covers the whole plan: --only chooses what trains, not what is reported
         started = lambda s: any(Run(output_dir / run).has_run for run in s.runs)  # noqa: E731
         chosen = [s for s in sections if s in chosen or not s.optional or started(s)]
-    needed = dict.fromkeys(run for section in chosen for run in section.runs)
-    return Plan(
-        {name: runs[name] for name in needed}, chosen, output_dir, document.get("quick", {}) if quick else {}, notes
-    )
+    needed = {name: runs[name] for section in chosen for name in section.runs}
+    return Plan(needed, chosen, output_dir, document.get("quick", {}) if quick else {}, notes)
 
 
 def select(sections: list[Section], only: str | None, path: Path) -> list[Section]:
@@ -321,12 +313,10 @@ def select(sections: list[Section], only: str | None, path: Path) -> list[Sectio
 # ----------------------------------------------------------------------------------------------
 def run_status(plan: Plan, run: PlannedRun, dataset: Path | None) -> Status:
     """The run's folder through its Run: finished, partly trained (it resumes) or missing. A folder trained with other
-    options, on another dataset, damaged, or written by a running process, is a PlanError."""
+    options, on another dataset, damaged, or written by a running process, is a UserError (the Run's own, or a
+    PlanError)."""
     folder = plan.run(run.name)
-    try:
-        status, held = folder.status(), folder.held_by()
-    except RunError as error:
-        raise PlanError(str(error)) from None
+    status, held = folder.status(), folder.held_by()
     if held is not None:
         raise PlanError(
             f"{folder.folder} is being written by {held}: wait for it to finish (or stop it), then run the plan again"
@@ -360,12 +350,8 @@ def lacking_weights(plan: Plan, found: dict[str, Status]) -> list[str]:
     """The runs to train that need ResNet-18's ImageNet weights this machine does not have."""
     if imagenet_weights_file().exists():
         return []
-    return [
-        name
-        for name, run in plan.runs.items()
-        if found[name].state != "finished" and run.options.weights is None and run.options.pretrained
-        and "pretrained" in NETWORKS[run.options.model].options()
-    ]  # fmt: skip
+    return [name for name, run in plan.runs.items() if found[name].state != "finished" and run.options.weights is None
+            and run.options.pretrained and "pretrained" in NETWORKS[run.options.model].options()]  # fmt: skip
 
 
 def from_scratch(run: PlannedRun) -> PlannedRun:

@@ -19,7 +19,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +31,13 @@ from model.evaluate import Inference, ensure_evaluation, read_per_image
 from model.files import Folder, Staging
 from model.metrics import ImageResults
 from model.options import DEFAULTS, TrainOptions
-from model.practical.documents import Previous, discussion, is_placeholder, kept_text, read_previous
+from model.practical.documents import discussion, is_placeholder, kept_text, read_previous
 from model.practical.plan import Plan, Section, Status, shown_path
 from model.reporting.pdf import PdfError, anchor, pdf_bytes
 from model.reporting.tables import to_markdown, write_table
 from model.runs import CLOCK_COLUMNS, Run
 
+TITLE = "Practical 1: CNN detectors for airplane, face and motorcycle: report draft"
 REPORT, PDF, GENERATED = "report.md", "report.pdf", ".report.generated.md"  # the last: the report as last written
 FIGURE_DIGESTS = "report/.figure-inputs.json"  # figure -> digest of what it was drawn from; report.pdf -> its own
 DRAWING_CODE = ("reporting/figures.py", "draw.py", "plots.py")  # a change there redraws every figure
@@ -59,6 +60,9 @@ INTRO = (
     "large as the validation split (the whole split where that is smaller). Running it again rewrites this file, "
     "report.pdf and report/, and keeps what you write between a section's discussion markers (text you write "
     "elsewhere is kept too, moved to the end). Tables are also in report/ as CSV and LaTeX (\\usepackage{{booktabs}})."
+)
+LEFT_TITLE = (
+    "**Left to do before handing this report in** (the list shrinks as you write; it goes once nothing is left):"
 )
 LEFT = {  # what a section may still wait for, as the list at the top of the report says it
     "discussion": "discussion(s) to write",
@@ -164,17 +168,12 @@ class Context:
     def title(self, section: Section) -> str:
         """The section's heading, its placeholders filled from what its first run trained with (or will)."""
         options = self.options(section.runs[0]) if section.runs else DEFAULTS
-        differ = [
-            n for n in ("epochs", "batch_size", "image_size", "lr") if getattr(options, n) != getattr(DEFAULTS, n)
-        ]
         units = {"epochs": "{} epochs", "batch_size": "batch {}", "image_size": "{} px", "lr": "learning rate {:g}"}
-        shown = ", ".join(units[n].format(getattr(options, n)) for n in differ) + " (the template's settings otherwise)"
+        differ = [n for n in units if getattr(options, n) != getattr(DEFAULTS, n)]
+        shown = ", ".join(units[n].format(getattr(options, n)) for n in differ)
+        shown = f"{shown} (the template's settings otherwise)" if differ else "the template's settings"
         weights = "with ImageNet weights" if options.pretrained else f"{FROM_SCRATCH} (no ImageNet weights)"
-        filled = {
-            "epochs": str(options.epochs),
-            "weights": weights,
-            "setting": shown if differ else "the template's settings",
-        }
+        filled = {"epochs": str(options.epochs), "weights": weights, "setting": shown}
         return re.sub(r"\{(epochs|weights|setting)\}", lambda m: filled[m[1]], section.title)  # any other brace: as is
 
     def pointer(self, earlier: Section, what: str) -> str:
@@ -186,9 +185,8 @@ class Context:
         folder holds it drawn from the same ``inputs``, taken as it is; a figure an earlier section shows, the same
         image, is pointed to instead."""
         relative = f"report/{name}"
-        digest = hashlib.sha256(
-            json.dumps([drawing_code(), name, *inputs], default=str, sort_keys=True).encode()
-        ).hexdigest()
+        drawn_from = json.dumps([drawing_code(), name, *inputs], default=str, sort_keys=True)
+        digest = hashlib.sha256(drawn_from.encode()).hexdigest()
         drawn_as, _, same_as = self.previous_digests.get(relative, "").partition("=")  # "=": pointed to another
         existing = self.sink.owned.folder / (same_as or relative)
         if drawn_as == digest and existing.is_file():
@@ -205,6 +203,9 @@ class Context:
             return
         self.digests[relative], self.placed[image] = digest, relative
         content.figures.append((caption, self.sink.write_bytes(relative, data)))
+
+
+Builder = Callable[[Context, Section, list[str]], Content]  # a section kind's function (model/practical/sections)
 
 
 @functools.cache
@@ -232,11 +233,12 @@ def read_digests(folder: Path) -> dict[str, str]:
         return {}
 
 
-def write_report(ctx: Context, folder: Path) -> tuple[Path, list[str]]:
+def write_report(ctx: Context, folder: Path, builders: Mapping[str, Builder]) -> tuple[Path, list[str]]:
     """report.md, report.pdf and report/ in ``folder`` (through ``ctx.sink``, committed by the caller): what is left
     to write, then every section of the plan, the student's text kept from the previous version; the lines that say
     on the terminal what is left."""
-    previous = read_student_text(folder)
+    read = lambda path: path.read_text(encoding="utf-8") if path.exists() else None  # noqa: E731
+    previous = read_previous(read(folder / REPORT), read(folder / GENERATED))
     for line in previous.warnings():
         ctx.echo(line)
     body: list[str] = []
@@ -246,18 +248,18 @@ def write_report(ctx: Context, folder: Path) -> tuple[Path, list[str]]:
             body += ["", f"## {PARTS[section.part]}"]
         ctx.echo(f"Section {section.id}: {ctx.title(section)}")
         ctx.section = section
-        content = section_content(ctx, section)
+        content = section_content(ctx, section, builders)
         text = previous.discussions.get(section.id)
         unwritten = text is None or is_placeholder(text)
         for what in (content.waiting, ("discussion" if section.runs else "reading") if unwritten else ""):
             if what:
                 left.setdefault(what, []).append(section)
         body += ["", f"### {ctx.title(section)}", "", *render(ctx, section, content)]
-        body += ["", discussion(section.id, text, content.prompt or default_prompt(content))]
-    title = (
-        f"Practical 1: CNN detectors for airplane, face and motorcycle: report draft{QUICK if ctx.plan.quick else ''}"
-    )
-    head = [f"# {title}", "", intro(ctx), "", *left_to_do(ctx, left), "Contents:", "", *contents(ctx)]
+        shown = "the figures and numbers" if content.figures else "the numbers"
+        prompt = content.prompt or f"what {shown} show, why, and what you would try next"
+        body += ["", discussion(section.id, text, prompt)]
+    head = [f"# {TITLE}{QUICK if ctx.plan.quick else ''}", "", intro(ctx), "", *left_to_do(ctx, left), "Contents:", ""]
+    head += contents(ctx)
     text = "\n".join([*head, *body, *kept_text(previous, [s.id for s in ctx.plan.sections])]).rstrip() + "\n"
     ctx.sink.write_text(REPORT, text, editable=True)
     ctx.sink.write_text(GENERATED, text)
@@ -269,26 +271,13 @@ def write_report(ctx: Context, folder: Path) -> tuple[Path, list[str]]:
     return folder / REPORT, [opening, *said] if said else []
 
 
-def read_student_text(folder: Path) -> Previous:
-    current, generated = folder / REPORT, folder / GENERATED
-    read = lambda path: path.read_text(encoding="utf-8") if path.exists() else None  # noqa: E731
-    return read_previous(read(current), read(generated))
-
-
 def left_to_do(ctx: Context, left: dict[str, list[Section]]) -> list[str]:
     """The list of what is left before the report is handed in, each item with a link to its section; none when
     nothing is."""
     if not left:
         return []
-    lines = [
-        "**Left to do before handing this report in** (the list shrinks as you write; it goes once nothing is left):",
-        "",
-    ]
-    for key in LEFT:
-        if key in left:
-            links = ", ".join(f"[{s.id}](#{anchor(ctx.title(s))})" for s in left[key])
-            lines.append(f"- {len(left[key])} {LEFT[key]}: {links}")
-    return [*lines, ""]
+    links = {k: ", ".join(f"[{s.id}](#{anchor(ctx.title(s))})" for s in left[k]) for k in LEFT if k in left}
+    return [LEFT_TITLE, "", *(f"- {len(left[k])} {LEFT[k]}: {links[k]}" for k in links), ""]
 
 
 def write_pdf(ctx: Context, folder: Path, text: str) -> None:
@@ -316,34 +305,22 @@ def contents(ctx: Context) -> list[str]:
     return lines
 
 
-def section_content(ctx: Context, section: Section) -> Content:
-    """The section's content, after a line on its runs not trained yet or partly trained."""
-    from model.practical.sections import BUILDERS
-
+def section_content(ctx: Context, section: Section, builders: Mapping[str, Builder]) -> Content:
+    """The section's content (``builders``: the function of each kind), after a line on its runs not trained yet or
+    partly trained."""
     ready = ctx.ready(section.runs)
     said = lambda r: f"{r} ({ctx.found[r].describe(ctx.plan.runs[r].options.epochs)})"  # noqa: E731
-    text = (
-        [f"Not trained yet: {', '.join(said(r) for r in section.runs if r not in ready)}."]
-        if len(ready) < len(section.runs)
-        else []
-    )
+    unready = [said(r) for r in section.runs if r not in ready]
+    text = [f"Not trained yet: {', '.join(unready)}."] if unready else []
     if partly := [said(r) for r in ready if ctx.found[r].state == "partial"]:
         text.append(f"Partly trained (its best model so far is reported): {', '.join(partly)}.")
     if not ready and section.runs:
         return Content(text=text)
-    content = BUILDERS[section.kind](ctx, section, ready)
+    content = builders[section.kind](ctx, section, ready)
     if "{weights}" in section.title and any(ctx.plan.runs[r].imagenet and not ctx.options(r).pretrained for r in ready):
         content.waiting = "weights"
-    for run in ready:
-        ctx.shown.setdefault(f"run:{run}", section)
     content.text[:0] = text
     return content
-
-
-def default_prompt(content: Content) -> str:
-    return (
-        f"what {'the figures and numbers' if content.figures else 'the numbers'} show, why, and what you would try next"
-    )
 
 
 def intro(ctx: Context) -> str:
@@ -358,12 +335,8 @@ def render(ctx: Context, section: Section, content: Content) -> list[str]:
     for number, (caption, full) in enumerate(content.tables, start=1):
         table = full.dropna(axis=1, how="all")  # e.g. the box columns of classification-only networks
         paths = write_table(ctx.sink, f"report/{section.id}-table-{number}", table, caption)
-        parts += [
-            f"*{caption}* ([CSV]({link(paths['csv'])}), [LaTeX]({link(paths['tex'])}))",
-            "",
-            to_markdown(table, 3),
-            "",
-        ]
+        csv, tex = link(paths["csv"]), link(paths["tex"])
+        parts += [f"*{caption}* ([CSV]({csv}), [LaTeX]({tex}))", "", to_markdown(table, 3), ""]
     parts += [f"![{caption}]({link(path)})\n" for caption, path in content.figures]
     parts += [f"{paragraph}\n" for paragraph in content.text]
     if content.observations:

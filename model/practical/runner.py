@@ -127,8 +127,7 @@ def plan_dataset(plan: Plan, explicit: Path | None, echo: Echo, dry_run: bool) -
     """The plan's dataset, said in one line: --dataset or $CVPR_DATASET (in quick mode too), else the course's; else
     the demo set (quick mode: its own small one), generated once. Yields (the folder to read now, the folder the runs
     will read): a dry run, which writes nothing, reads a demo set not generated yet from a temporary copy."""
-    found = find_dataset(explicit)
-    if found is not None:
+    if (found := find_dataset(explicit)) is not None:
         how = "--dataset" if explicit is not None else f"${env.DATASET}" if env.dataset() is not None else "found"
         echo(f"Dataset: {found} ({how})")
         yield found.resolve(), found.resolve()
@@ -234,7 +233,7 @@ def write_plan_report(settings: PracticalSettings, echo: Echo, dataset: Path) ->
     and the lines that say what is left to write in it."""
     from model.evaluate import Inference
     from model.practical.report import Context, read_digests, report_folder, write_report
-    from model.practical.sections import READS_RUNS
+    from model.practical.sections import BUILDERS, READS_RUNS
 
     plan = load_plan(settings.plan_file.resolve(), settings.runs_dir, settings.quick, settings.only, True, READS_RUNS)
     found = statuses(plan, dataset)
@@ -244,7 +243,7 @@ def write_plan_report(settings: PracticalSettings, echo: Echo, dataset: Path) ->
     with report_folder(settings.report_dir).staged() as change:
         ctx = Context(plan, found, inference, change, dataset, echo, usable_cpus())
         ctx.previous_digests = read_digests(settings.report_dir)
-        return write_report(ctx, settings.report_dir)
+        return write_report(ctx, settings.report_dir, BUILDERS)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,9 +271,8 @@ def submit_to_slurm(plan: Plan, found: dict[str, Status], dataset: Path | None, 
         write_file(tasks, "".join(f"{command}\n" for command in commands).encode())
         try:
             array_options = ["--array", f"0-{len(todo) - 1}", "--job-name", "cvpr-plan", marker, "--signal", "USR1@120"]
-            array = sbatch(
-                [*array_options, f"--output={folder / '%x-%A_%a.out'}", *options], "plan_task.sbatch", [str(tasks)]
-            )
+            array_options += [f"--output={folder / '%x-%A_%a.out'}", *options]
+            array = sbatch(array_options, "plan_task.sbatch", [str(tasks)])
         except BaseException:
             tasks.unlink(missing_ok=True)  # no job was submitted to read it
             raise

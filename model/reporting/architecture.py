@@ -4,6 +4,8 @@ through the real model."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pandas as pd
 import torch
 from torch import nn
@@ -39,40 +41,31 @@ def architecture_frame(model_name: str, options: dict, classes: int, image_size:
     frame = pd.DataFrame(rows)
     total = {"part": "total", "layer": "", "output": "", **frame[["parameters", "trainable"]].sum().to_dict()}
     return pd.concat([frame, pd.DataFrame([total])], ignore_index=True).astype(
-        {"parameters": "Int64", "trainable": "Int64"}
+        dict.fromkeys(("parameters", "trainable"), "Int64")
     )
 
 
-def _layers(model: nn.Module) -> list[nn.Module]:
+def _layers(module: nn.Module) -> Iterator[nn.Module]:
     """The rows of the table: every leaf layer, but a residual block (ResNet's BasicBlock) as one row."""
     from torchvision.models.resnet import BasicBlock
 
-    layers: list[nn.Module] = []
-
-    def visit(module: nn.Module) -> None:
-        for child in module.children():
-            if isinstance(child, BasicBlock) or not list(child.children()):
-                layers.append(child)
-            else:
-                visit(child)
-
-    visit(model)
-    return layers
+    for child in module.children():
+        if isinstance(child, BasicBlock) or not list(child.children()):
+            yield child
+        else:
+            yield from _layers(child)
 
 
 def _describe(module: nn.Module) -> str:
     """The layer in a few words: Conv2d 3→32 3×3, MaxPool 4×4, Linear 576→32, Dropout 0.5, ..."""
     kind = type(module).__name__
     if isinstance(module, nn.Conv2d):
-        k, s = module.kernel_size, module.stride
-        return f"Conv2d {module.in_channels}→{module.out_channels} {k[0]}×{k[1]}" + (
-            f" stride {s[0]}" if s[0] > 1 else ""
-        )
+        k, stride = module.kernel_size, f" stride {module.stride[0]}" if module.stride[0] > 1 else ""
+        return f"Conv2d {module.in_channels}→{module.out_channels} {k[0]}×{k[1]}{stride}"
     if isinstance(module, nn.Linear):
         return f"Linear {module.in_features}→{module.out_features}"
     if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-        size = module.kernel_size
-        side = size if isinstance(size, int) else size[0]
+        side = module.kernel_size if isinstance(module.kernel_size, int) else module.kernel_size[0]
         return f"{kind} {side}×{side}"
     if isinstance(module, nn.BatchNorm2d):
         return f"BatchNorm2d {module.num_features}"

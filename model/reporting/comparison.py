@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from model.runs import Run, training_figures
 
 COUNT_COLUMNS = ("parameters", "trainable", "best_epoch", "image_size")
 TIMING_COLUMNS = ("infer_ms_batched", "infer_ms_single")  # measured anew each time; everything else reproducible
+BY_IOU = "Detection accuracy (right label and IoU at least the threshold) against the IoU threshold, test split"
 
 
 @dataclass
@@ -76,9 +77,7 @@ def trained_report(run: Run, checkpoint: Checkpoint, test: dict, results: ImageR
     report.parameters, report.trainable = facts.get("parameters"), facts.get("trainable_parameters")
     report.image_size, report.best_epoch = checkpoint.image_size, checkpoint.epoch
     report.trained_on, report.threads, report.key = str(last.get("device", "")), last.get("threads"), run.folder.name
-    for name, value in more.items():
-        setattr(report, name, value)
-    return report
+    return replace(report, **more)
 
 
 def row_of(report: ModelReport, classes: Sequence[str]) -> dict[str, object]:
@@ -117,14 +116,8 @@ class Comparison:
     warnings: list[str] = field(default_factory=list)  # what makes the runs' scores less comparable than they look
 
 
-def compare_runs(
-    runs: Sequence[Path],
-    inference: Inference,
-    problems: Problems,
-    csv_files: Sequence[Path] = (),
-    classic: bool = False,
-    robustness: bool = False,
-) -> Comparison:
+def compare_runs(runs: Sequence[Path], inference: Inference, problems: Problems, csv_files: Sequence[Path] = (),
+                 classic: bool = False, robustness: bool = False) -> Comparison:  # fmt: skip
     """Each run's best model on its test split (and on ``csv_files``), its inference timed; with ``classic`` the
     OpenCV baselines fitted and scored on the first run's split; with ``robustness`` the degraded test images."""
     comparison, first_dataset = Comparison(), None
@@ -239,10 +232,7 @@ def comparison_figures(reports: Sequence[ModelReport], classes: Sequence[str], p
         histograms = lambda: figures.iou_histograms_png(names, [r.iou for r in results if r.iou is not None])  # noqa: E731
         out.append(Figure(f"{prefix}iou_histograms.png", "IoU of predicted and true boxes, test split", histograms))
         by_iou = lambda: figures.accuracy_by_iou_png(names, results)  # noqa: E731
-        caption = (
-            "Detection accuracy (right label and IoU at least the threshold) against the IoU threshold, test split"
-        )
-        out.append(Figure(f"{prefix}accuracy_by_iou.png", caption, by_iou))
+        out.append(Figure(f"{prefix}accuracy_by_iou.png", BY_IOU, by_iou))
     return [Figure(f.name, f.caption, f.draw, sources) for f in out]
 
 
@@ -252,17 +242,15 @@ FAILURES, BOXES = "failures_", "boxes_"  # how the file names of a model's two g
 def model_galleries(report: ModelReport, prefix: str = "") -> list[Figure]:
     """A report's galleries: its misclassified images (Part 1 Q4), its best and lowest boxes among the images it
     answered itself (Part 3 Q6); a gallery with nothing to show is left out (its caller says so)."""
-    results = report.results
-    if results is None:
+    if (results := report.results) is None:
         return []
     out = []
     wrong, total = figures.label_failures(results)
     if wrong:
         caption = f"{report.name}: {figures.failures_caption(results, wrong, total)}"
         draw = lambda: figures.gallery_jpg(results, wrong)  # noqa: E731
-        out.append(
-            Figure(f"{prefix}{FAILURES}{report.key or report.name}.jpg", caption, draw, (report.identity, wrong))
-        )
+        name = f"{prefix}{FAILURES}{report.key or report.name}.jpg"
+        out.append(Figure(name, caption, draw, (report.identity, wrong)))
     best, lowest = figures.box_examples(results, report.own)
     if best:
         whose = "the faces its cascade found" if report.own is not None else "right labels"
@@ -282,14 +270,10 @@ def write_outputs(comparison: Comparison, out: Path) -> None:
     with Folder(out, writer="compare.py", option="--out").staged() as change:
         note = "Test figures on each run's own test split; train and validation figures at the best epoch."
         write_table(change, "comparison", comparison_frame(reports, comparison.classes), "Model comparison", note)
-        change.write_text(
-            "errors.md",
-            "# Error analysis (test split)\n\n" + "\n".join(error_analysis(r.name, r.results) for r in reports),
-        )
-        for figure in [
-            *comparison_figures(reports, comparison.classes),
-            *(g for r in reports for g in model_galleries(r)),
-        ]:
+        analyses = "\n".join(error_analysis(r.name, r.results) for r in reports)
+        change.write_text("errors.md", "# Error analysis (test split)\n\n" + analyses)
+        galleries = [g for r in reports for g in model_galleries(r)]
+        for figure in [*comparison_figures(reports, comparison.classes), *galleries]:
             if (data := figure.draw()) is not None:
                 change.write_bytes(figure.name, data)
         if comparison.robustness:

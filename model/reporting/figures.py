@@ -83,10 +83,8 @@ def history_png(histories: Sequence[tuple[str, History]], panels: Sequence[tuple
             prefix, _ = training_figures(history)
             epochs = [r["epoch"] for r in history]
             marker = "o" if len(epochs) < 30 else None  # a run of one or two epochs is a point or two, not a line
-            for values, style in (
-                ([r[f"{prefix}_{key}"] for r in history], "-"),
-                ([r[f"val_{key}"] for r in history], "--"),
-            ):
+            for source, style in ((prefix, "-"), ("val", "--")):
+                values = [r[f"{source}_{key}"] for r in history]
                 ax.plot(epochs, values, style, color=colour, marker=marker, markersize=3)
                 shown += values
             if (best := best_epoch(history)) is not None:
@@ -156,9 +154,8 @@ def iou_histograms_png(names: Sequence[str], ious: Sequence[np.ndarray]) -> byte
     """Distribution of the IoU of predicted and true boxes, per model."""
     figure, (ax,) = panel_grid(1, 1.0 + 0.2 * math.ceil((len(names) + 1) / 3))
     for name, iou, colour in zip(names, ious, colours(len(names))):
-        ax.hist(
-            iou[np.isfinite(iou)], bins=np.linspace(0, 1, 21), histtype="step", linewidth=2, color=colour, label=name
-        )
+        finite = iou[np.isfinite(iou)]
+        ax.hist(finite, bins=np.linspace(0, 1, 21), histtype="step", linewidth=2, color=colour, label=name)
     ax.axvline(0.5, color="grey", linestyle=":", label="IoU 0.5")
     ax.set(title="IoU of predicted and true boxes (test split)", xlabel="IoU", ylabel="images")
     return key_below(figure, *ax.get_legend_handles_labels())
@@ -215,14 +212,12 @@ def label_failures(results: ImageResults) -> tuple[list[int], int]:
 
 def failures_caption(results: ImageResults, shown: Sequence[int], total: int) -> str:
     """What a gallery of ``shown`` (label_failures') holds, and how its images are drawn."""
-    boxes = "true and predicted label; " + (
-        "orange: predicted box, blue: true box" if results.iou is not None else "blue: true box"
+    boxes = "orange: predicted box, blue: true box" if results.iou is not None else "blue: true box"
+    which = f"{len(shown)} most confident of the {total}" if len(shown) < total else str(total)
+    return (
+        f"the {which} misclassified test image{'s' if total > 1 else ''}, most confident first (true and predicted "
+        f"label; {boxes})"
     )
-    if len(shown) < total:
-        return (
-            f"the {len(shown)} most confident of the {total} misclassified test images, most confident first ({boxes})"
-        )
-    return f"the {total} misclassified test image{'s' if total > 1 else ''}, most confident first ({boxes})"
 
 
 def box_examples(results: ImageResults, among: np.ndarray | None = None) -> tuple[list[int], list[int]]:

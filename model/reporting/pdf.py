@@ -119,8 +119,7 @@ def column_groups(rows: list[list[SyntaxTreeNode]]) -> list[list[list[SyntaxTree
     first column again (what names the rows); one group when the whole table fits."""
     text = lambda cell: plain(cell.children[0]) if cell.children else ""  # noqa: E731
     widths = [max(len(text(row[c])) for row in rows) * CELL_CHARACTER + CELL_INSET for c in range(len(rows[0]))]
-    groups: list[list[int]] = [[]]
-    used = 0.0
+    groups, used = [list[int]()], 0.0
     for column, width in enumerate(widths):
         if groups[-1] and used + width > TEXT_WIDTH:
             groups.append([0])
@@ -229,13 +228,10 @@ class Renderer:
         return "\n\n".join(f"#{string(' '.join(p.split()))}" for p in re.split(r"\n\s*\n", text) if p.strip())
 
     def figure(self, node: SyntaxTreeNode) -> str:
-        src = str(node.attrs.get("src", ""))
-        path, note = self.image_path(src)
-        body = (
-            f"report-image({string(path)}, {widest(self.base / path[1:])})"
-            if path
-            else f"report-missing({string(note)})"
-        )
+        path, note = self.image_path(str(node.attrs.get("src", "")))
+        body = f"report-missing({string(note)})"
+        if path:
+            body = f"report-image({string(path)}, {widest(self.base / path[1:])})"
         caption = self.inline(node.children)
         return f"#figure({body}, kind: image, placement: auto{f', caption: [{caption}]' if caption else ''})"
 
@@ -256,8 +252,7 @@ class Renderer:
 
     def inline(self, nodes: Iterable[SyntaxTreeNode]) -> str:
         """Typst markup for a run of inline content; consecutive text goes into one string literal."""
-        parts: list[str] = []
-        text: list[str] = []
+        parts, text = list[str](), list[str]()
 
         def markup(code: str) -> None:
             if "".join(text):

@@ -29,8 +29,7 @@ DEGRADATIONS = {  # name -> (unit, levels); the first level is the clean image
 def degrade(images: torch.Tensor, kind: str, level: float, seed: int = 0) -> torch.Tensor:
     """(N, 3, S, S) uint8 -> the same images blurred, noised or at a lower resolution."""
     out = images.permute(0, 2, 3, 1).numpy().copy()  # (N, S, S, 3)
-    size = out.shape[1]
-    rng = np.random.default_rng(seed)
+    size, rng = out.shape[1], np.random.default_rng(seed)
     for i in range(len(out)):
         if kind == "blur" and level > 0:
             out[i] = cv2.GaussianBlur(out[i], (0, 0), level)
@@ -42,14 +41,8 @@ def degrade(images: torch.Tensor, kind: str, level: float, seed: int = 0) -> tor
     return torch.stack([to_chw_uint8(im) for im in out])
 
 
-def sweep(
-    name: str,
-    clean: dict,
-    model: torch.nn.Module,
-    dataset: DetectionDataset,
-    checkpoint: Checkpoint,
-    inference: Inference,
-):
+def sweep(name: str, clean: dict, model: torch.nn.Module, dataset: DetectionDataset, checkpoint: Checkpoint,
+          inference: Inference) -> list[dict[str, object]]:  # fmt: skip
     """Test figures per degradation level; the clean level (the first) is ``clean``, the model's figures already."""
     rows: list[dict[str, object]] = []
     for kind, (unit, levels) in DEGRADATIONS.items():
@@ -59,16 +52,8 @@ def sweep(
                 degraded = copy.copy(dataset)
                 degraded._source, degraded._position = degrade(dataset.images, kind, level), None  # in memory
                 figures = summarize(run_model(model, degraded, checkpoint, inference)[1])["overall"]
-            rows.append(
-                {
-                    "model": name,
-                    "degradation": kind,
-                    "unit": unit,
-                    "level": level,
-                    "accuracy": figures["accuracy"],
-                    "mean_iou": figures.get("mean_iou", float("nan")),
-                }
-            )
+            row = {"model": name, "degradation": kind, "unit": unit, "level": level, "accuracy": figures["accuracy"]}
+            rows.append(row | {"mean_iou": figures.get("mean_iou", float("nan"))})
     return rows
 
 
@@ -84,16 +69,12 @@ def robustness_png(frame: pd.DataFrame) -> bytes:
     kinds, models = list(dict.fromkeys(frame["degradation"])), list(dict.fromkeys(frame["model"]))
     figure, axes = plt.subplots(2, len(kinds), figsize=(4.5 * len(kinds), 7.5), squeeze=False)
     for col, kind in enumerate(kinds):
-        for row_index, metric in enumerate(("accuracy", "mean_iou")):
-            ax = axes[row_index][col]
+        for ax, metric in zip(axes[:, col], ("accuracy", "mean_iou")):
             for model, colour in zip(models, colours(len(models))):
                 rows = frame[(frame["degradation"] == kind) & (frame["model"] == model)]
                 ax.plot(rows["level"], rows[metric], "o-", color=colour, label=model)
-            ax.set(
-                title=f"{kind}: {metric.replace('_', ' ')}",
-                xlabel=DEGRADATIONS[kind][0],
-                ylabel=metric.replace("_", " "),
-            )
+            what = metric.replace("_", " ")
+            ax.set(title=f"{kind}: {what}", xlabel=DEGRADATIONS[kind][0], ylabel=what)
             zoom(ax, list(frame[frame["degradation"] == kind][metric]))
             ax.grid(alpha=0.3)
             ax.legend(fontsize="small")

@@ -15,12 +15,11 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from model import config
-from model.practical.plan import Section, shown_path
-from model.practical.report import Content, Context
+from model.practical.plan import shown_path
+from model.practical.report import Builder, Content, Context
 from model.reporting import figures as drawn
 from model.runs import training_figures
 
-Builder = Callable[[Context, Section, list[str]], Content]
 BuilderT = TypeVar("BuilderT", bound=Builder)
 BUILDERS: dict[str, Builder] = {}  # kind -> the function that builds a section of that kind
 READS_RUNS: dict[str, bool] = {}  # kind -> whether its sections read runs (a reading section reads none)
@@ -131,9 +130,12 @@ def sample_column(history: list[dict[str, float]], key: str = "accuracy") -> str
     return f"train_sample_{key}" if training_figures(history)[0] == "train" else f"train_running_{key}"
 
 
-def sample_figure(history: list[dict[str, float]], epoch: int, key: str = "accuracy") -> float:
-    """A training figure at ``epoch`` as the run measured it each epoch (its training sample, evaluation mode)."""
-    return at_epoch(history, epoch).get(f"{training_figures(history)[0]}_{key}", math.nan)
+def epoch_accuracies(history: list[dict[str, float]], epoch: int) -> dict[str, float]:
+    """The accuracy at ``epoch`` of the training sample (as the run measured it each epoch, evaluation mode) and of
+    the validation split, named as a table's columns."""
+    row, prefix = at_epoch(history, epoch), training_figures(history)[0]
+    sample = row.get(f"{prefix}_accuracy", math.nan)
+    return {sample_column(history): sample, "val_accuracy": row.get("val_accuracy", math.nan)}
 
 
 def frame(rows: list[dict[str, Any]], counts: tuple[str, ...] = ()) -> pd.DataFrame:

@@ -230,11 +230,8 @@ def best_model(ctx: Context, section: Section, runs: list[str]) -> Content:
         history = ctx.history(run)
         row = at_epoch(history, best_epoch(history))
         ties = [str(int(r["epoch"])) for r in history if r["val_accuracy"] == row["val_accuracy"] and r is not row]
-        tie = (
-            f"; epochs {', '.join(ties)} reach the same validation accuracy with a higher validation loss"
-            if ties
-            else ""
-        )
+        same = "reach the same validation accuracy with a higher validation loss"
+        tie = f"; epochs {', '.join(ties)} {same}" if ties else ""
         content.observations.append(
             f"{ctx.label(run)}: best.pth holds epoch {int(row['epoch'])} of {len(history)} (validation accuracy "
             f"{num(row['val_accuracy'])}, validation loss {num(row['val_loss'], 4)}){tie}."
@@ -316,9 +313,8 @@ def overfitting(ctx: Context, run: str) -> str:
     path = validation_path(history)
     if path is None or len(history) < VERDICT_EPOCHS:
         return (
-            f"{label}: {len(history)} epoch(s) tell nothing of overfitting (a step or two of a "
-            "noisy curve): train for more epochs to see whether the validation loss turns up while the training loss "
-            "falls."
+            f"{label}: {len(history)} epoch(s) tell nothing of overfitting (a step or two of a noisy curve): train for "
+            "more epochs to see whether the validation loss turns up while the training loss falls."
         )
     prefix, _ = training_figures(history)
     low, end, rise = path

@@ -62,9 +62,8 @@ def network(ctx: Context, section: Section, runs: list[str]) -> Content:
         shape = "output shape for one image; parameters"
         content.tables.append((f"{label}: {checkpoint.model_name} at {size} px, layer by layer ({shape})", layers))
         best, last = (checkpoint_row(ctx, run, which) for which in ("best", "last"))
-        content.tables.append(
-            (f"{label}: the best and the last model on the whole splits", frame([best, last], ("epoch",)))
-        )
+        table = frame([best, last], ("epoch",))
+        content.tables.append((f"{label}: the best and the last model on the whole splits", table))
         curves(ctx, content, run)
         total, trainable = int(layers["parameters"].iloc[-1]), int(layers["trainable"].iloc[-1])
         features = layers[layers["part"] == "features"]["output"].iloc[-1]
@@ -180,16 +179,11 @@ def timing_observations(reports: list[ModelReport]) -> list[str]:
         mine, theirs, reference = report.seconds, timed[0].seconds, timed[0]
         if math.isnan(mine) or math.isnan(theirs) or theirs <= 0:
             continue
-        caveats = (
-            [f"at {report.image_size} px against {reference.image_size} px"]
-            if report.image_size != reference.image_size
-            else []
-        )
-        caveats += (
-            [f"on {report.trained_on} against {reference.trained_on}"]
-            if report.trained_on != reference.trained_on
-            else []
-        )
+        caveats = []
+        if report.image_size != reference.image_size:
+            caveats.append(f"at {report.image_size} px against {reference.image_size} px")
+        if report.trained_on != reference.trained_on:
+            caveats.append(f"on {report.trained_on} against {reference.trained_on}")
         shown = f" (not comparable: {', '.join(caveats)})" if caveats else ""
         ratio = f"{mine / theirs:.1f} times {reference.name}'s {theirs:.1f} s"
         lines.append(f"An epoch of {report.name} takes {mine:.1f} s, {ratio}{shown}.")
@@ -215,9 +209,8 @@ def cpu_share(report: ModelReport) -> float:
 def score_observations(reports: list[ModelReport]) -> list[str]:
     """The best test accuracy and the best boxes, every network that ties named."""
     sizes = sorted({r.image_size for r in reports if r.image_size is not None})
-    differ = (
-        f" (not like for like: the runs see {' and '.join(f'{s} px' for s in sizes)} images)" if len(sizes) > 1 else ""
-    )
+    seen = " and ".join(f"{s} px" for s in sizes)
+    differ = f" (not like for like: the runs see {seen} images)" if len(sizes) > 1 else ""
     tied, value = leaders({r.name: overall(r.test) for r in reports})
     boxes, iou = leaders({r.name: overall(r.test, "mean_iou") for r in reports})
     lines = [f"The best test accuracy is {num(value)}, {whose(tied)}{differ}."] if tied else []

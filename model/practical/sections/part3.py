@@ -154,13 +154,8 @@ def box_losses(ctx: Context, section: Section, runs: list[str]) -> Content:
 @builder("boxes")
 def boxes(ctx: Context, section: Section, runs: list[str]) -> Content:
     """Q6: each run's predicted and true boxes drawn: the best and the lowest IoU among right labels."""
-    content = Content(
-        commands=[
-            f"python predict.py --model {shown_path(ctx.run(r).checkpoint_path('best'))} "
-            f"{shown_path(ctx.run(r).split_path('test'))}"
-            for r in runs
-        ]
-    )
+    paths = [(shown_path(ctx.run(r).checkpoint_path("best")), shown_path(ctx.run(r).split_path("test"))) for r in runs]
+    content = Content(commands=[f"python predict.py --model {model} {test}" for model, test in paths])
     for report in network_reports(ctx, runs):
         galleries = [g for g in model_galleries(report, f"{section.id}-") if g.name.startswith(f"{section.id}-{BOXES}")]
         if not galleries:

@@ -32,18 +32,11 @@ def classic(ctx: Context, section: Section, runs: list[str]) -> Content:
     classes = ctx.run(runs[0]).checkpoint("best", mmap=True).classes
     table = comparison_frame(reports, classes)
     keep = [*KEPT, *(c for c in table.columns if c.startswith(("accuracy_", "iou_")))]
-    content.tables.append(
-        (
-            f"Networks and classic OpenCV approaches on the test split of {runs[0]}, on the same loss (the run's "
-            "cross-entropy on the classic methods' calibrated scores, its box loss on their boxes)",
-            table[[c for c in keep if c in table.columns]],
-        )
-    )
-    for report in classics:
-        content.text.append(
-            f"{report.name}: {report.note}; its class loss uses P(true label | its predicted label), from held-out "
-            "predictions on that training split."
-        )
+    caption = f"Networks and classic OpenCV approaches on the test split of {runs[0]}, on the same loss (the run's "
+    caption += "cross-entropy on the classic methods' calibrated scores, its box loss on their boxes)"
+    content.tables.append((caption, table[[c for c in keep if c in table.columns]]))
+    loss = "its class loss uses P(true label | its predicted label), from held-out predictions on that training split"
+    content.text += [f"{report.name}: {report.note}; {loss}." for report in classics]
     add_galleries(ctx, section, content, classics)
     content.observations += classic_observations(networks, classics)
     shown = [earlier for r in networks if (earlier := ctx.once(f"error-analysis:{r.key}")) is not None]

@@ -14,18 +14,7 @@ import numpy as np
 
 from model.practical.plan import Section
 from model.practical.report import Content, Context
-from model.practical.sections.common import (
-    at_epoch,
-    builder,
-    commands,
-    frame,
-    num,
-    overall,
-    per_label,
-    sample_column,
-    sample_figure,
-    weakest,
-)
+from model.practical.sections.common import builder, commands, epoch_accuracies, frame, num, overall, per_label, weakest
 from model.practical.sections.part1 import failure_cases
 from model.reporting import figures as drawn
 
@@ -39,10 +28,8 @@ def fractions(ctx: Context, section: Section, runs: list[str]) -> Content:
         history, epoch, test = ctx.history(run), int(ctx.evaluation(run)["epoch"]), ctx.figures(run)
         rows.append(
             {"run": run, "train_fraction": ctx.options(run).train_fraction,
-             "training_images": ctx.split_sizes(run)["train"],
-             "best_epoch": epoch, sample_column(history): sample_figure(history, epoch),
-             "val_accuracy": at_epoch(history, epoch).get("val_accuracy", math.nan), "test_accuracy": overall(test),
-             **{f"test_{k}": v for k, v in per_label(test).items()}}
+             "training_images": ctx.split_sizes(run)["train"], "best_epoch": epoch, **epoch_accuracies(history, epoch),
+             "test_accuracy": overall(test), **{f"test_{k}": v for k, v in per_label(test).items()}}
         )  # fmt: skip
     caption = "Test accuracy by the share of the training split kept (figures at each run's best epoch)"
     content.tables.append((caption, frame(rows, ("training_images", "best_epoch"))))
@@ -71,9 +58,7 @@ def ablation(ctx: Context, section: Section, runs: list[str]) -> Content:
         losses = np.array([r["val_loss"] for r in history])
         rows.append(
             {"run": run, "dropout": options.dropout, "batchnorm": options.batchnorm, "best_epoch": epoch,
-             sample_column(history): sample_figure(history, epoch),
-             "val_accuracy": at_epoch(history, epoch).get("val_accuracy", math.nan),
-             "test_accuracy": overall(ctx.figures(run)),
+             **epoch_accuracies(history, epoch), "test_accuracy": overall(ctx.figures(run)),
              "val_loss_jumps": float(np.abs(np.diff(losses)).mean()) if len(losses) > 1 else math.nan,
              "val_loss_change": float(losses[-1] - losses[0]) if len(losses) > 1 else math.nan}
         )  # fmt: skip
@@ -84,8 +69,7 @@ def ablation(ctx: Context, section: Section, runs: list[str]) -> Content:
     draw = lambda: drawn.history_png(histories, [("loss", "Loss"), ("accuracy", "Accuracy")], "The runs per epoch")  # noqa: E731
     caption = "Loss and accuracy per epoch (solid: training sample, dashed: validation, dotted: each run's best epoch)"
     ctx.figure(content, f"{section.id}-curves.png", caption, draw, histories)
-    jumps = [r for r in rows if not math.isnan(r["val_loss_jumps"])]
-    if jumps:
+    if jumps := [r for r in rows if not math.isnan(r["val_loss_jumps"])]:
         jumps_of = lambda r: r["val_loss_jumps"]  # noqa: E731
         steadiest, roughest = min(jumps, key=jumps_of), max(jumps, key=jumps_of)
         content.observations.append(
@@ -97,9 +81,8 @@ def ablation(ctx: Context, section: Section, runs: list[str]) -> Content:
         )
     for row in rows[1:]:
         diff = row["test_accuracy"] - rows[0]["test_accuracy"]
-        relation = (
-            f"{num(abs(diff))} {'above' if diff > 0 else 'below'}" if num(abs(diff)) != num(0.0) else "the same as"
-        )
+        same = num(abs(diff)) == num(0.0)
+        relation = "the same as" if same else f"{num(abs(diff))} {'above' if diff > 0 else 'below'}"
         content.observations.append(
             f"{row['run']}: test accuracy {num(row['test_accuracy'])}, {relation} {rows[0]['run']}."
         )
