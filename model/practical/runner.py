@@ -253,6 +253,8 @@ def submit_to_slurm(plan: Plan, found: dict[str, Status], dataset: Path | None, 
                     resources: str, echo: Echo) -> tuple[str | None, str]:  # fmt: skip
     """The runs to train as one job array (each task one train.py command, which goes on with its run when the task
     is requeued), then the report as a job that starts once every task succeeded; their job ids."""
+    if shutil.which("sbatch") is None:
+        raise PlanError("--slurm: sbatch is not on this machine's PATH (submit from a Slurm login node)")
     if queued := queued_jobs(plan.output_dir):
         raise PlanError(
             f"--slurm: jobs {', '.join(queued)} of this plan ({plan.output_dir}) are still queued or running; wait for "
@@ -295,8 +297,6 @@ def queued_jobs(output_dir: Path) -> list[str]:
 
 def sbatch(options: list[str], script: str, args: list[str]) -> str:
     """Submit slurm/``script`` with sbatch's ``options`` and the script's ``args``; the job's id."""
-    if shutil.which("sbatch") is None:
-        raise PlanError("--slurm: sbatch is not on this machine's PATH (submit from a Slurm login node)")
     command = ["sbatch", "--parsable", *options, str(config.PROJECT_ROOT / "slurm" / script), *args]
     done = subprocess.run(command, capture_output=True, text=True, cwd=config.PROJECT_ROOT)
     if done.returncode != 0:
