@@ -85,10 +85,8 @@ def time_inference(model, dataset: DetectionDataset, inference: Inference) -> di
                 model(batches.normalize(images, layout))
             synchronize(inference.device)
             latencies.append(time.perf_counter() - start)
-    return {
-        "batched_ms": 1000 * stats.seconds / max(1, len(dataset)),
-        "single_ms": 1000 * statistics.median(latencies[2:]),
-    }
+    batched, single = 1000 * stats.seconds / max(1, len(dataset)), 1000 * statistics.median(latencies[2:])
+    return {"batched_ms": batched, "single_ms": single}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,18 +272,12 @@ def read_per_image(path: Path, classes: list[str]) -> ImageResults:
     """The per-image CSV of a stored evaluation, back as ImageResults (for galleries drawn later)."""
     frame = pd.read_csv(path)
     index = {c: i for i, c in enumerate(classes)}
-    has_boxes = frame["pred_x1"].notna().any()
-    true_boxes, boxes = (frame[[f"{p}_{c}" for c in CORNERS]].to_numpy(dtype=float) for p in ("true", "pred"))
-    return ImageResults(
-        [Path(p) for p in frame["path"]],
-        list(classes),
-        frame["true_label"].map(index).to_numpy(dtype=int),
-        frame["predicted_label"].map(index).to_numpy(dtype=int),
-        frame["confidence"].to_numpy(dtype=float),
-        frame["iou"].to_numpy(dtype=float) if has_boxes else None,
-        true_boxes,
-        boxes if has_boxes else None,
-    )
+    true, predicted = (frame[f"{k}_label"].map(index).to_numpy(dtype=int) for k in ("true", "predicted"))
+    true_boxes, pred_boxes = (frame[[f"{p}_{c}" for c in CORNERS]].to_numpy(dtype=float) for p in ("true", "pred"))
+    has_boxes, confidence = frame["pred_x1"].notna().any(), frame["confidence"].to_numpy(dtype=float)
+    iou, boxes = (frame["iou"].to_numpy(dtype=float), pred_boxes) if has_boxes else (None, None)
+    paths = [Path(p) for p in frame["path"]]
+    return ImageResults(paths, list(classes), true, predicted, confidence, iou, true_boxes, boxes)
 
 
 def ensure_classic_evaluation(run: Run, workers: int, echo=print) -> dict[str, tuple[dict[str, Any], ImageResults]]:
@@ -298,10 +290,8 @@ def ensure_classic_evaluation(run: Run, workers: int, echo=print) -> dict[str, t
     problems = Problems(skip=True)
     train, test = own_split(checkpoint, "train", problems), own_split(checkpoint, "test", problems)
     everything = train.rows + test.rows
-    identity = {
-        "rows": fingerprint(row_digests(train.root, everything), everything, "classic v1"),
-        "loss": str(checkpoint.options.recorded()),
-    }
+    rows = fingerprint(row_digests(train.root, everything), everything, "classic v1")
+    identity = {"rows": rows, "loss": str(checkpoint.options.recorded())}
     stored = run.evaluation("classic", "test", identity)
     if stored is None:
         echo(f"Fitting the classic baselines on {train.source} (scored on {test.source})")
