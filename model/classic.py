@@ -126,9 +126,8 @@ def load_cascade() -> cv2.CascadeClassifier:
     path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
     cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():
-        raise UserError(
-            f"{path}: OpenCV's Haar cascade is missing (opencv-python 5 ships none: install opencv-python<5)"
-        )
+        raise UserError(f"{path}: OpenCV's Haar cascade is missing (opencv-python 5 ships none: install "
+                        "opencv-python<5)")  # fmt: skip
     return cascade
 
 

@@ -107,9 +107,8 @@ class ScoredSet:
         return {"checkpoint": checkpoint.identity, "rows": fingerprint(row_digests(self.root, self.rows), self.rows)}
 
 
-def rows_of(
-    path: Path, checkpoint: Checkpoint, problems: Problems, dataset: Path | None
-) -> tuple[Path, list[Annotation]]:
+def rows_of(path: Path, checkpoint: Checkpoint, problems: Problems,
+            dataset: Path | None) -> tuple[Path, list[Annotation]]:  # fmt: skip
     """A CSV's rows of the model's classes, and the folder of their images; a run's split file whose images are
     not those its run recorded (another dataset given, or its pictures changed since) is refused."""
     rows = check_labels(read_rows(path, problems), checkpoint.classes, problems)
@@ -117,11 +116,9 @@ def rows_of(
     run, split = Run(Path(path).parent), next((s for s, f in config.SPLIT_FILES.items() if f == Path(path).name), None)
     recorded = run.facts().get("data", {}).get(split) if split and (run.folder / config.RUN_FILE).exists() else None
     if recorded and rows and fingerprint(row_digests(root, rows), rows) != recorded:
-        click.echo(
-            f"warning: {path}: its pictures or boxes in {root} are not those run {run.folder} recorded (in "
-            f"{run.facts().get('dataset')}): the figures are of these; pass --dataset to score that run's own",
-            err=True,
-        )
+        click.echo(f"warning: {path}: its pictures or boxes in {root} are not those run {run.folder} recorded (in "
+                   f"{run.facts().get('dataset')}): the figures are of these; pass --dataset to score that run's own",
+                   err=True)  # fmt: skip
     return root, rows
 
 
@@ -182,16 +179,12 @@ def evaluation_files(checkpoint: Checkpoint, evaluation: SetEvaluation, iou_thre
 
     scored, figures = evaluation.scored, evaluation.figures
     document = {
-        "format": FORMAT,
-        "checkpoint": str(checkpoint.path),
-        "epoch": checkpoint.epoch,
+        "format": FORMAT, "checkpoint": str(checkpoint.path), "epoch": checkpoint.epoch,
         "model": {"name": checkpoint.model_name, "options": checkpoint.record.model_options},
         "classes": checkpoint.classes,
         "set": {"id": scored.id, "name": scored.name, "file": str(scored.source), "own_split": scored.id in SET_NAMES},
-        "identity": scored.identity(checkpoint),
-        "iou_threshold": iou_threshold,
-        "figures": figures,
-    }
+        "identity": scored.identity(checkpoint), "iou_threshold": iou_threshold, "figures": figures,
+    }  # fmt: skip
     title = f"{checkpoint.model_name}: {scored.name} set"
     stem = f"{checkpoint.path.stem}.{scored.id}"
     return {
@@ -306,10 +299,6 @@ def ensure_classic_evaluation(run: Run, workers: int, echo=print) -> dict[str, t
         with run.writer("compare.py --practical"), run.files.staged() as change:
             for name, data in files.items():
                 change.write_bytes(name, data)
-    return {
-        name: (
-            entry["figures"] | {"chosen": entry["chosen"]},
-            read_per_image(run.folder / EVALUATIONS / f"classic-{name}.test.images.csv", checkpoint.classes),
-        )
-        for name, entry in stored["baselines"].items()
-    }
+    return {name: (entry["figures"] | {"chosen": entry["chosen"]},
+                   read_per_image(run.folder / EVALUATIONS / f"classic-{name}.test.images.csv", checkpoint.classes))
+            for name, entry in stored["baselines"].items()}  # fmt: skip

@@ -63,14 +63,10 @@ def _figures(results: ImageResults, selected: np.ndarray, iou_threshold: float) 
     figures = {"images": int(selected.sum()), "correct": int(right[selected].sum()), "accuracy": _mean(right[selected])}
     if results.iou is not None and results.predicted_boxes is not None:
         boxed = selected & results.boxed  # images known by their label alone have no box figures
-        iou = results.iou[boxed]
-        figures.update(
-            images_with_box=int(boxed.sum()),
-            mean_iou=_mean(iou),
-            iou_at_threshold=_mean(iou >= iou_threshold),
-            detection_accuracy=_mean(right[boxed] & (iou >= iou_threshold)),
-            corner_error_px=_mean(np.abs(results.predicted_boxes[boxed] - results.true_boxes[boxed])),
-        )
+        iou, error = results.iou[boxed], np.abs(results.predicted_boxes[boxed] - results.true_boxes[boxed])
+        hit = iou >= iou_threshold
+        figures.update(images_with_box=int(boxed.sum()), mean_iou=_mean(iou), iou_at_threshold=_mean(hit),
+                       detection_accuracy=_mean(right[boxed] & hit), corner_error_px=_mean(error))  # fmt: skip
     return figures
 
 
