@@ -89,8 +89,7 @@ def main(checkpoint, splits, csv_files, dataset, failures, failure_lines, iou_th
 
 
 def given_once(splits: tuple[str, ...], csv_files: tuple[Path, ...]) -> None:
-    twice = sorted({s for s in splits if splits.count(s) > 1})
-    if twice:
+    if twice := sorted({s for s in splits if splits.count(s) > 1}):
         raise UserError(f"--split {twice[0]} is given twice; give each split once")
     resolved = [path.resolve() for path in csv_files]
     for i, (path, where) in enumerate(zip(csv_files, resolved)):

@@ -23,12 +23,7 @@ import numpy as np
 import torch
 
 from model import config, env
-from model.annotations import (
-    ANNOTATIONS,
-    Annotation,
-    Problems,
-    add_box,
-)
+from model.annotations import ANNOTATIONS, Annotation, Problems, add_box
 from model.augment import AUGMENT_POLICIES, POLICIES, Augmenter
 from model.checkpoint import Checkpoint
 from model.cli import FiniteFloat, checked, device_option, path_type, precision_option
@@ -127,11 +122,9 @@ def check_options(mode: str, given: dict[str, bool], gallery: Path | None, galle
     """The options of predictions, --augment-preview and --annotate do not mix."""
     if both:
         raise UserError("--augment-preview and --annotate are two things predict.py does: choose one")
-    allowed = {"--augment-preview": ("--augment", "--save", "--delay"), "--annotate": ()}.get(
-        mode, ("--failures-only", "--iou-threshold", "--cam", "--gallery", "--save", "--delay")
-    )
-    extra = [name for name, on in given.items() if on and name not in allowed]
-    if extra:
+    predicting = ("--failures-only", "--iou-threshold", "--cam", "--gallery", "--save", "--delay")
+    allowed = {"--augment-preview": ("--augment", "--save", "--delay"), "--annotate": ()}.get(mode, predicting)
+    if extra := [name for name, on in given.items() if on and name not in allowed]:
         raise UserError(f"{extra[0]} does not go {f'with {mode}' if mode else 'without --augment-preview'}; drop it")
     if gallery is not None and gallery.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise UserError(f"--gallery {gallery}: a gallery is an image; end its name with .png, .jpg, .jpeg")
@@ -173,17 +166,15 @@ class Outcome:
         return f"{shown}: predicted {self.predicted} {self.confidence:.3f}{detail}{failure}"
 
 
-def predict_one(
-    model, image_bgr: np.ndarray, checkpoint: Checkpoint, inference: Inference, item: Item, threshold: float
-):
+def predict_one(model, bgr: np.ndarray, checkpoint: Checkpoint, inference: Inference, item: Item, threshold: float):
     """One image through the model: its outcome, and the normalised input (1, 3, S, S) (for Grad-CAM)."""
-    rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     x = network_input(rgb, checkpoint.image_size, inference.device, checkpoint.mean, checkpoint.std)
     with torch.no_grad(), inference.precision.autocast():
         logits, boxes = model(x)
     confidence, index = logits.float().softmax(dim=1)[0].max(dim=0)
     predicted = checkpoint.classes[int(index)]
-    height, width = image_bgr.shape[:2]
+    height, width = bgr.shape[:2]
     box = iou = None
     if boxes is not None:
         unit = boxes.float().cpu()  # (1, 4) in [0, 1]
@@ -303,10 +294,9 @@ def annotation_folder(inputs: tuple[Path, ...]) -> Path:
 def annotate_boxes(folder: Path, items: list[Item]) -> None:
     """The boxes of the items without one, drawn (drag, then Enter or Space; c skips) and written one by one."""
     if why := no_window():
-        raise UserError(
-            f"--annotate needs a display to draw on ({why}): run it on a machine with a screen or through ssh -X, or "
-            f"write the rows of {folder / ANNOTATIONS} by hand (web_images/README.md)"
-        )
+        raise UserError(f"--annotate needs a display to draw on ({why}): run it on a machine with a screen or "
+                        f"through ssh -X, or write the rows of {folder / ANNOTATIONS} by hand "
+                        "(web_images/README.md)")  # fmt: skip
     todo = [item for item in items if item.label is not None and item.box is None]
     click.echo(f"{len(todo)} image(s) without a box in {folder / ANNOTATIONS}")
     drawn = 0

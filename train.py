@@ -58,31 +58,28 @@ from model.runs import (
 
 RESUME_OVERRIDES = ("epochs", "device", "workers", "dataset", "precision", "compile")  # what --resume may change
 PLOT_INTERVAL = 20.0  # seconds between two drawings of the plot (always drawn after the last epoch)
-HELP = """Train a detector.
-
-\b
-python train.py                                          # Simple network, template settings
-python train.py --no-box-head                            # Part 1: classification only
-python train.py --model resnet --fine-tune --name resnet_ft
-python train.py --no-box-head --dropout 0 --no-batchnorm --epochs 200 --name plain
-python train.py --config output/plain/config.json --name plain_again
-srun --gres=shard:1 --cpus-per-task=8 --mem=12GB python train.py --model vgg --name vgg
-python train.py --resume output/vgg/last.pth             # after a time limit, preemption or Ctrl-C
-"""
 
 
-@click.command(help=HELP, context_settings={"show_default": True, "max_content_width": 110})
+@click.command(context_settings={"show_default": True, "max_content_width": 110})
 @train_options
 @click.option("--overwrite", is_flag=True, help="Replace the run in the folder (kept until the new one's first epoch).")
 @click.option("--resume", type=path_type("file"), help="Go on with the run of this last.pth (with --epochs: longer).")
-@click.option(
-    "--resume-if-started",
-    is_flag=True,
-    help="Start the run, or go on with it when its folder already holds it (the same options): what a resubmitted "
-    "Slurm job wants. A finished run has nothing to do.",
-)
+@click.option("--resume-if-started", is_flag=True, help="Start the run, or go on with it when its folder already holds "
+              "it (the same options): what a resubmitted Slurm job wants. A finished run has nothing to "
+              "do.")  # fmt: skip
 @click.pass_context
 def main(ctx: click.Context, overwrite: bool, resume: Path | None, resume_if_started: bool, **_options: Any) -> None:
+    """Train a detector.
+
+    \b
+    python train.py                                          # Simple network, template settings
+    python train.py --no-box-head                            # Part 1: classification only
+    python train.py --model resnet --fine-tune --name resnet_ft
+    python train.py --no-box-head --dropout 0 --no-batchnorm --epochs 200 --name plain
+    python train.py --config output/plain/config.json --name plain_again
+    srun --gres=shard:1 --cpus-per-task=8 --mem=12GB python train.py --model vgg --name vgg
+    python train.py --resume output/vgg/last.pth             # after a time limit, preemption or Ctrl-C
+    """
     with checked():
         options, resumed = run_options(ctx, resume, resume_if_started)
         if resumed is not None and resumed.epoch >= options.epochs:  # a resubmitted finished job: no error
@@ -139,8 +136,7 @@ def run_options(ctx: click.Context, resume: Path | None, resume_if_started: bool
         given = {n for n in ctx.params if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE}
         if ctx.meta.get("config"):
             raise click.UsageError("--config and --resume do not go together: --resume goes on with the run's options")
-        extra = sorted(given - {"resume", *RESUME_OVERRIDES})
-        if extra:
+        if extra := sorted(given - {"resume", *RESUME_OVERRIDES}):
             shown = ", ".join(flag(n, ctx.params[n]) if n in FIELDS else "--" + n.replace("_", "-") for n in extra)
             allowed = ", ".join("--" + o for o in RESUME_OVERRIDES)
             raise click.UsageError(f"--resume goes on with the run's own options; only {allowed} may be given with it "
@@ -250,9 +246,8 @@ class State:
             with torch.no_grad(), self.compute.precision.autocast():
                 compiled(self.val.normalize(images, self.compute.channels_last))
         except Exception as error:  # inductor needs a C++ compiler (and Triton on CUDA); MPS is not supported
-            raise UserError(
-                f"--compile: torch.compile cannot compile the model here ({first_line(error)}); train without --compile"
-            ) from None
+            raise UserError(f"--compile: torch.compile cannot compile the model here ({first_line(error)}); train "
+                            "without --compile") from None  # fmt: skip
         self.model = compiled
 
     @property
@@ -298,11 +293,9 @@ def begin(writer: RunWriter, state: State, data: TrainingData, report: Reporter)
     for name, filename in config.SPLIT_FILES.items():
         writer.save(filename, write_rows_text(data.splits[name]).encode())
     writer.save(config.CONFIG_FILE, json_bytes(state.record.options))
-    report.line(
-        f"Training {o.model} ({facts['parameters']:,} parameters, {facts['trainable_parameters']:,} trainable) on "
-        f"{facts['device']} for {o.epochs} epoch{'s' if o.epochs != 1 else ''}, batch {o.batch_size}, lr {o.lr:g}; "
-        f"writing to {writer.run.folder}"
-    )
+    report.line(f"Training {o.model} ({facts['parameters']:,} parameters, {facts['trainable_parameters']:,} trainable) "
+                f"on {facts['device']} for {o.epochs} epoch{'s' if o.epochs != 1 else ''}, batch {o.batch_size}, lr "
+                f"{o.lr:g}; writing to {writer.run.folder}")  # fmt: skip
 
 
 def save_epoch(writer: RunWriter, state: State, row: dict[str, float]) -> bool:

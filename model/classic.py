@@ -40,11 +40,9 @@ def _read(root: Path, row: Annotation) -> np.ndarray:
 
 def hog_features(images: Sequence[np.ndarray]) -> np.ndarray:
     # window 64x64, blocks 16x16 with stride 8, cells 8x8, 9 orientations: 1,764 features
-    hog = cv2.HOGDescriptor((HOG_SIZE, HOG_SIZE), (16, 16), (8, 8), (8, 8), 9)
-    grey = (
-        cv2.cvtColor(cv2.resize(im, (HOG_SIZE, HOG_SIZE), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
-        for im in images
-    )
+    size = (HOG_SIZE, HOG_SIZE)
+    hog = cv2.HOGDescriptor(size, (16, 16), (8, 8), (8, 8), 9)
+    grey = (cv2.cvtColor(cv2.resize(im, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY) for im in images)
     return np.stack([np.asarray(hog.compute(g)).ravel() for g in grey]).astype(np.float32)
 
 
@@ -56,11 +54,6 @@ SVM_GAMMA_FACTORS = (0.5, 1.0, 2.0)
 SVM_FOLDS = 3
 HAAR_MIN_NEIGHBORS = (3, 5, 8, 12, 20)
 HAAR_SELECTION_IMAGES = 300  # training images the Haar threshold is chosen on, at most
-
-
-def median_squared_distance(features: np.ndarray, sample: int = 200) -> float:
-    x = features[:sample]
-    return float(np.median(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)[np.triu_indices(len(x), 1)]))
 
 
 def _grid(values: Sequence[float]) -> cv2.ml.ParamGrid:
@@ -75,21 +68,12 @@ def train_svm(features: np.ndarray, labels: np.ndarray) -> cv2.ml.SVM:
     svm.setType(cv2.ml.SVM_C_SVC)
     svm.setKernel(cv2.ml.SVM_RBF)
     svm.setTermCriteria((cv2.TERM_CRITERIA_MAX_ITER + cv2.TERM_CRITERIA_EPS, 1000, 1e-6))
-    scale = 1.0 / median_squared_distance(features)
-    unused = cv2.ml.ParamGrid.create(0, 0, 0)  # a log step of 0 leaves a parameter out of the search
-    svm.trainAuto(
-        features,
-        cv2.ml.ROW_SAMPLE,
-        labels.astype(np.int32),
-        min(SVM_FOLDS, np.bincount(labels).min()),
-        _grid(SVM_C),
-        _grid([f * scale for f in SVM_GAMMA_FACTORS]),
-        unused,
-        unused,
-        unused,
-        unused,
-        True,
-    )
+    x = features[:200]  # the median squared distance between training HOG vectors, on a sample
+    scale = 1.0 / float(np.median(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)[np.triu_indices(len(x), 1)]))
+    unused = cv2.ml.ParamGrid.create(0, 0, 0)  # a log step of 0 leaves p, nu, coef and degree out of the search
+    folds = min(SVM_FOLDS, np.bincount(labels).min())
+    grids = _grid(SVM_C), _grid([f * scale for f in SVM_GAMMA_FACTORS]), unused, unused, unused, unused
+    svm.trainAuto(features, cv2.ml.ROW_SAMPLE, labels.astype(np.int32), folds, *grids, True)
     return svm
 
 
@@ -142,9 +126,8 @@ def load_cascade() -> cv2.CascadeClassifier:
     path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
     cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():
-        raise UserError(
-            f"{path}: OpenCV's Haar cascade is missing (opencv-python 5 ships none: install opencv-python<5)"
-        )
+        raise UserError(f"{path}: OpenCV's Haar cascade is missing (opencv-python 5 ships none: install "
+                        "opencv-python<5)")  # fmt: skip
     return cascade
 
 
@@ -188,30 +171,8 @@ def calibration(predicted: np.ndarray, true: np.ndarray, classes: int) -> np.nda
     return counts / counts.sum(axis=1, keepdims=True)
 
 
-def scored_losses(
-    probabilities: np.ndarray,
-    labels: np.ndarray,
-    boxes: np.ndarray,
-    true_boxes: np.ndarray,
-    sizes: np.ndarray,
-    loss_fn: DetectionLoss,
-) -> dict[str, float]:
-    """The networks' DetectionLoss on a classic method's scores and boxes: cross-entropy of its calibrated
-    probabilities and the run's box loss on its boxes in [0, 1]."""
-    scale = np.concatenate([sizes, sizes], axis=1).astype(np.float64)
-    unit = lambda b: torch.as_tensor(np.clip(b / scale, 0, 1), dtype=torch.float32)  # noqa: E731
-    logits = torch.as_tensor(np.log(probabilities), dtype=torch.float32)  # softmax(log p) = p
-    losses = loss_fn(logits, unit(boxes), torch.as_tensor(labels, dtype=torch.int64), unit(true_boxes))
-    return {name: float(value) for name, value in zip(("loss", "class_loss", "box_loss"), losses)}
-
-
-def run_baselines(
-    root: Path,
-    train_rows: Sequence[Annotation],
-    test_rows: Sequence[Annotation],
-    classes: Sequence[str],
-    loss_fn: DetectionLoss,
-) -> dict[str, Baseline]:
+def run_baselines(root: Path, train_rows: Sequence[Annotation], test_rows: Sequence[Annotation], classes: Sequence[str],
+                  loss_fn: DetectionLoss) -> dict[str, Baseline]:  # fmt: skip
     """Fit both baselines on ``train_rows`` (their hyper-parameters, and their calibration from held-out
     predictions), then score them on ``test_rows`` with the run's loss (``loss_fn``, the loss_for of its options)."""
     index = {c: i for i, c in enumerate(classes)}
@@ -234,18 +195,25 @@ def run_baselines(
     true_labels = np.array([index[r.label] for r in test_rows])
     true_boxes = np.array([r.box for r in test_rows], dtype=np.float64).reshape(-1, 4)
     sizes = np.array([(im.shape[1], im.shape[0]) for im in test_images]).reshape(-1, 2)
+    scale = np.concatenate([sizes, sizes], axis=1).astype(np.float64)
     edge_boxes = np.array([edge_box(im) for im in test_images]).reshape(-1, 4)
     faces = [largest_face(haar_detections(im, cascade), min_neighbors) for im in test_images]
     haar_labels = _haar_labels(faces, svm_labels, face)
     haar_boxes = np.array([f if f is not None else e for f, e in zip(faces, edge_boxes)]).reshape(-1, 4)
     paths = [image_path(root, r) for r in test_rows]
 
+    def unit(boxes: np.ndarray) -> torch.Tensor:  # pixels -> xyxy in [0, 1], as the networks' loss takes them
+        return torch.as_tensor(np.clip(boxes / scale, 0, 1), dtype=torch.float32)
+
     def baseline(labels: np.ndarray, boxes: np.ndarray, table: np.ndarray, choice: str) -> Baseline:
+        """Its figures, and the networks' DetectionLoss on its calibrated probabilities and its boxes."""
         probabilities = table[labels]  # (N, C): the calibrated scores of each image's predicted label
         iou = pairwise_iou(torch.as_tensor(boxes), torch.as_tensor(true_boxes)).numpy()
         confidence = probabilities[np.arange(len(labels)), labels]
         results = ImageResults(paths, list(classes), true_labels, labels, confidence, iou, true_boxes, boxes)
-        return Baseline(results, scored_losses(probabilities, true_labels, boxes, true_boxes, sizes, loss_fn), choice)
+        logits = torch.as_tensor(np.log(probabilities), dtype=torch.float32)  # softmax(log p) = p
+        losses = loss_fn(logits, unit(boxes), torch.as_tensor(true_labels, dtype=torch.int64), unit(true_boxes))
+        return Baseline(results, dict(zip(("loss", "class_loss", "box_loss"), map(float, losses))), choice)
 
     svm_choice = f"C={svm.getC():g}, gamma={svm.getGamma():.3g}"
     haar_choice = _haar_note(classes, face, min_neighbors, svm_choice)
@@ -259,10 +227,8 @@ def _haar_note(classes: Sequence[str], face: int | None, min_neighbors: int, svm
     if face is None:
         return f"no class is called face, so the cascade decides nothing: its rows are hog_svm's ({svm_choice})"
     others = " and ".join(c for i, c in enumerate(classes) if i != face)
-    return (
-        f"the Haar cascade (minNeighbors={min_neighbors}) says {classes[face]} or not; the images it finds no face in "
-        f"get hog_svm's label and box ({svm_choice}), so its {others} figures are mostly hog_svm's"
-    )
+    return (f"the Haar cascade (minNeighbors={min_neighbors}) says {classes[face]} or not; the images it finds no face "
+            f"in get hog_svm's label and box ({svm_choice}), so its {others} figures are mostly hog_svm's")  # fmt: skip
 
 
 def _haar_labels(faces: Sequence[tuple | None], svm_labels: np.ndarray, face: int | None) -> np.ndarray:

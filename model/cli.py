@@ -56,10 +56,6 @@ def device_option() -> Callable[[Any], Any]:
 
 
 def precision_option() -> Callable[[Any], Any]:
-    return click.option(
-        "--precision",
-        type=click.Choice(PRECISIONS),
-        default="auto",
-        help="Autocast: auto is bf16 on a CUDA GPU that has it (else fp16 with a gradient scaler), and on a CPU "
-        "with native bfloat16 instructions; fp32 elsewhere.",
-    )
+    return click.option("--precision", type=click.Choice(PRECISIONS), default="auto", help="Autocast: auto is bf16 on "
+                        "a CUDA GPU that has it (else fp16 with a gradient scaler), and on a CPU with native bfloat16 "
+                        "instructions; fp32 elsewhere.")  # fmt: skip

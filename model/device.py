@@ -43,13 +43,10 @@ def why_no_cuda() -> str:
     """Why torch sees no CUDA GPU, in words a student can act on."""
     if torch.version.cuda is None:
         return f"this torch ({torch.__version__}) is a CPU-only build: install a CUDA build of torch"
-    granted = env.gpu_granted()
-    if granted:
-        return (
-            f"a GPU is granted ({granted}) but this torch (built for CUDA "
-            f"{torch.version.cuda}) cannot use it: the NVIDIA driver is likely older than CUDA {torch.version.cuda}; "
-            "install a torch built for the driver's CUDA version (nvidia-smi shows it)"
-        )
+    if granted := env.gpu_granted():
+        return (f"a GPU is granted ({granted}) but this torch (built for CUDA {torch.version.cuda}) cannot use it: the "
+                f"NVIDIA driver is likely older than CUDA {torch.version.cuda}; install a torch built for the driver's "
+                "CUDA version (nvidia-smi shows it)")  # fmt: skip
     return "no CUDA GPU is visible"
 
 
@@ -133,8 +130,7 @@ class Precision:
 
 def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """$CVPR_CPU_BF16 when set (the tests set 0: fp32 numbers everywhere), else the CPU's flags (Linux)."""
-    told = env.cpu_bf16()
-    if told is not None:
+    if (told := env.cpu_bf16()) is not None:
         return told
     try:
         flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")

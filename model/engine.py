@@ -158,9 +158,8 @@ class DeviceBatches:
     def __init__(self, dataset: DetectionDataset, device: torch.device, resident: bool = True):
         self.dataset, self.device, self.resident = dataset, device, resident
         self.labels, self.boxes = dataset.labels.to(device), dataset.boxes.to(device)
-        shape = (1, 3, 1, 1)  # the normalisation's constants, on the device once
-        self.mean = torch.tensor(dataset.mean, dtype=torch.float32).view(shape).mul(255.0).to(device)
-        self.std = torch.tensor(dataset.std, dtype=torch.float32).view(shape).mul(255.0).to(device)
+        mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) * 255.0 for v in (dataset.mean, dataset.std))
+        self.mean, self.std = mean.to(device), std.to(device)  # the normalisation's constants, on the device once
         self.images = dataset.images.to(device) if resident and device.type != "cpu" else None
 
     def __len__(self) -> int:
@@ -280,17 +279,10 @@ def has_box_head(model: nn.Module) -> bool:
     return getattr(getattr(model, "_orig_mod", model), "box_regressor", None) is not None  # a torch.compile'd one too
 
 
-def train_one_epoch(
-    model: nn.Module,
-    batches: DeviceBatches,
-    loss_fn: DetectionLoss,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    generator: torch.Generator,
-    settings: Compute,
-    augment: Callable | None = None,
-    on_batch: Callable[[], None] = lambda: None,
-) -> EpochStats:
+def train_one_epoch(model: nn.Module, batches: DeviceBatches, loss_fn: DetectionLoss, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler, generator: torch.Generator, settings: Compute,
+                    augment: Callable | None = None,
+                    on_batch: Callable[[], None] = lambda: None) -> EpochStats:  # fmt: skip
     """One pass over the split in random order; its running loss, accuracy and IoU (dropout on, the weights
     changing as it goes: what the pass itself saw, not what the model scores afterwards)."""
     model.train()
@@ -320,14 +312,9 @@ class Predictions:
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    batches: DeviceBatches,
-    loss_fn: DetectionLoss,
-    settings: Compute,
-    on_batch: Callable[[], None] = lambda: None,
-    keep_predictions: bool = False,
-) -> tuple[EpochStats, Predictions | None]:
+def evaluate(model: nn.Module, batches: DeviceBatches, loss_fn: DetectionLoss, settings: Compute,
+             on_batch: Callable[[], None] = lambda: None,
+             keep_predictions: bool = False) -> tuple[EpochStats, Predictions | None]:  # fmt: skip
     """Loss, accuracy and mean IoU of ``model`` on the split in evaluation mode (and, when asked, the per-image
     predictions on the CPU, in the split's order)."""
     model.eval()

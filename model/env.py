@@ -110,20 +110,6 @@ def display() -> str | None:
     return next((f"{name}={os.environ[name]}" for name in ("DISPLAY", "WAYLAND_DISPLAY") if os.environ.get(name)), None)
 
 
-def check_matplotlib() -> None:
-    """$MPLBACKEND is read when matplotlib is imported, which then fails: said now, in one line, naming it."""
-    value = os.environ.get("MPLBACKEND")
-    if value is None:
-        return
-    try:
-        import matplotlib  # noqa: F401
-    except ValueError:
-        raise UserError(
-            f"$MPLBACKEND={value!r}: not a backend matplotlib knows; unset it (the toolkit draws its figures into "
-            "files with Agg)"
-        ) from None
-
-
 def check_all() -> None:
     """Every variable read, so that a bad value is refused before any work starts (each command calls it first)."""
     for name in SWITCHES:
@@ -131,4 +117,9 @@ def check_all() -> None:
     dataset()
     cache_dir()
     slurm_cpus()
-    check_matplotlib()
+    if (value := os.environ.get("MPLBACKEND")) is not None:  # read when matplotlib is imported, which then fails
+        try:
+            import matplotlib  # noqa: F401
+        except ValueError:
+            raise UserError(f"$MPLBACKEND={value!r}: not a backend matplotlib knows; unset it (the toolkit draws its "
+                            "figures into files with Agg)") from None  # fmt: skip

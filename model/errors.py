@@ -78,9 +78,8 @@ def one_line_errors() -> Iterator[None]:
             _bug()
         raise click.ClickException(describe_os_error(error)) from None
     except MemoryError:
-        raise click.ClickException(
-            "out of memory: lower --batch-size or --image-size, or ask for more memory (srun --mem)"
-        ) from None
+        raise click.ClickException("out of memory: lower --batch-size or --image-size, or ask for more memory "
+                                   "(srun --mem)") from None  # fmt: skip
     except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
         raise
     except Exception:

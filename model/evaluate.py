@@ -85,10 +85,8 @@ def time_inference(model, dataset: DetectionDataset, inference: Inference) -> di
                 model(batches.normalize(images, layout))
             synchronize(inference.device)
             latencies.append(time.perf_counter() - start)
-    return {
-        "batched_ms": 1000 * stats.seconds / max(1, len(dataset)),
-        "single_ms": 1000 * statistics.median(latencies[2:]),
-    }
+    batched, single = 1000 * stats.seconds / max(1, len(dataset)), 1000 * statistics.median(latencies[2:])
+    return {"batched_ms": batched, "single_ms": single}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -109,9 +107,8 @@ class ScoredSet:
         return {"checkpoint": checkpoint.identity, "rows": fingerprint(row_digests(self.root, self.rows), self.rows)}
 
 
-def rows_of(
-    path: Path, checkpoint: Checkpoint, problems: Problems, dataset: Path | None
-) -> tuple[Path, list[Annotation]]:
+def rows_of(path: Path, checkpoint: Checkpoint, problems: Problems,
+            dataset: Path | None) -> tuple[Path, list[Annotation]]:  # fmt: skip
     """A CSV's rows of the model's classes, and the folder of their images; a run's split file whose images are
     not those its run recorded (another dataset given, or its pictures changed since) is refused."""
     rows = check_labels(read_rows(path, problems), checkpoint.classes, problems)
@@ -119,11 +116,9 @@ def rows_of(
     run, split = Run(Path(path).parent), next((s for s, f in config.SPLIT_FILES.items() if f == Path(path).name), None)
     recorded = run.facts().get("data", {}).get(split) if split and (run.folder / config.RUN_FILE).exists() else None
     if recorded and rows and fingerprint(row_digests(root, rows), rows) != recorded:
-        click.echo(
-            f"warning: {path}: its pictures or boxes in {root} are not those run {run.folder} recorded (in "
-            f"{run.facts().get('dataset')}): the figures are of these; pass --dataset to score that run's own",
-            err=True,
-        )
+        click.echo(f"warning: {path}: its pictures or boxes in {root} are not those run {run.folder} recorded (in "
+                   f"{run.facts().get('dataset')}): the figures are of these; pass --dataset to score that run's own",
+                   err=True)  # fmt: skip
     return root, rows
 
 
@@ -184,16 +179,12 @@ def evaluation_files(checkpoint: Checkpoint, evaluation: SetEvaluation, iou_thre
 
     scored, figures = evaluation.scored, evaluation.figures
     document = {
-        "format": FORMAT,
-        "checkpoint": str(checkpoint.path),
-        "epoch": checkpoint.epoch,
+        "format": FORMAT, "checkpoint": str(checkpoint.path), "epoch": checkpoint.epoch,
         "model": {"name": checkpoint.model_name, "options": checkpoint.record.model_options},
         "classes": checkpoint.classes,
         "set": {"id": scored.id, "name": scored.name, "file": str(scored.source), "own_split": scored.id in SET_NAMES},
-        "identity": scored.identity(checkpoint),
-        "iou_threshold": iou_threshold,
-        "figures": figures,
-    }
+        "identity": scored.identity(checkpoint), "iou_threshold": iou_threshold, "figures": figures,
+    }  # fmt: skip
     title = f"{checkpoint.model_name}: {scored.name} set"
     stem = f"{checkpoint.path.stem}.{scored.id}"
     return {
@@ -274,18 +265,12 @@ def read_per_image(path: Path, classes: list[str]) -> ImageResults:
     """The per-image CSV of a stored evaluation, back as ImageResults (for galleries drawn later)."""
     frame = pd.read_csv(path)
     index = {c: i for i, c in enumerate(classes)}
-    has_boxes = frame["pred_x1"].notna().any()
-    true_boxes, boxes = (frame[[f"{p}_{c}" for c in CORNERS]].to_numpy(dtype=float) for p in ("true", "pred"))
-    return ImageResults(
-        [Path(p) for p in frame["path"]],
-        list(classes),
-        frame["true_label"].map(index).to_numpy(dtype=int),
-        frame["predicted_label"].map(index).to_numpy(dtype=int),
-        frame["confidence"].to_numpy(dtype=float),
-        frame["iou"].to_numpy(dtype=float) if has_boxes else None,
-        true_boxes,
-        boxes if has_boxes else None,
-    )
+    true, predicted = (frame[f"{k}_label"].map(index).to_numpy(dtype=int) for k in ("true", "predicted"))
+    true_boxes, pred_boxes = (frame[[f"{p}_{c}" for c in CORNERS]].to_numpy(dtype=float) for p in ("true", "pred"))
+    has_boxes, confidence = frame["pred_x1"].notna().any(), frame["confidence"].to_numpy(dtype=float)
+    iou, boxes = (frame["iou"].to_numpy(dtype=float), pred_boxes) if has_boxes else (None, None)
+    paths = [Path(p) for p in frame["path"]]
+    return ImageResults(paths, list(classes), true, predicted, confidence, iou, true_boxes, boxes)
 
 
 def ensure_classic_evaluation(run: Run, workers: int, echo=print) -> dict[str, tuple[dict[str, Any], ImageResults]]:
@@ -298,10 +283,8 @@ def ensure_classic_evaluation(run: Run, workers: int, echo=print) -> dict[str, t
     problems = Problems(skip=True)
     train, test = own_split(checkpoint, "train", problems), own_split(checkpoint, "test", problems)
     everything = train.rows + test.rows
-    identity = {
-        "rows": fingerprint(row_digests(train.root, everything), everything, "classic v1"),
-        "loss": str(checkpoint.options.recorded()),
-    }
+    rows = fingerprint(row_digests(train.root, everything), everything, "classic v1")
+    identity = {"rows": rows, "loss": str(checkpoint.options.recorded())}
     stored = run.evaluation("classic", "test", identity)
     if stored is None:
         echo(f"Fitting the classic baselines on {train.source} (scored on {test.source})")
@@ -316,10 +299,6 @@ def ensure_classic_evaluation(run: Run, workers: int, echo=print) -> dict[str, t
         with run.writer("compare.py --practical"), run.files.staged() as change:
             for name, data in files.items():
                 change.write_bytes(name, data)
-    return {
-        name: (
-            entry["figures"] | {"chosen": entry["chosen"]},
-            read_per_image(run.folder / EVALUATIONS / f"classic-{name}.test.images.csv", checkpoint.classes),
-        )
-        for name, entry in stored["baselines"].items()
-    }
+    return {name: (entry["figures"] | {"chosen": entry["chosen"]},
+                   read_per_image(run.folder / EVALUATIONS / f"classic-{name}.test.images.csv", checkpoint.classes))
+            for name, entry in stored["baselines"].items()}  # fmt: skip

@@ -34,16 +34,9 @@ class ImageResults:
         if predictions.boxes is not None:
             iou = pairwise_iou(predictions.boxes, dataset.boxes).numpy()
             pred_px = box_to_pixels(predictions.boxes.double(), dataset.sizes).numpy()
-        return cls(
-            dataset.paths(),
-            list(dataset.classes),
-            dataset.labels.numpy(),
-            predicted.numpy(),
-            confidence.numpy(),
-            iou,
-            box_to_pixels(dataset.boxes.double(), dataset.sizes).numpy(),
-            pred_px,
-        )
+        true_px = box_to_pixels(dataset.boxes.double(), dataset.sizes).numpy()
+        labels = dataset.labels.numpy(), predicted.numpy()
+        return cls(dataset.paths(), list(dataset.classes), *labels, confidence.numpy(), iou, true_px, pred_px)
 
     def has_true_box(self, i: int) -> bool:
         """Whether image ``i``'s true box is known (an internet image may come with its label only)."""
@@ -70,14 +63,10 @@ def _figures(results: ImageResults, selected: np.ndarray, iou_threshold: float) 
     figures = {"images": int(selected.sum()), "correct": int(right[selected].sum()), "accuracy": _mean(right[selected])}
     if results.iou is not None and results.predicted_boxes is not None:
         boxed = selected & results.boxed  # images known by their label alone have no box figures
-        iou = results.iou[boxed]
-        figures.update(
-            images_with_box=int(boxed.sum()),
-            mean_iou=_mean(iou),
-            iou_at_threshold=_mean(iou >= iou_threshold),
-            detection_accuracy=_mean(right[boxed] & (iou >= iou_threshold)),
-            corner_error_px=_mean(np.abs(results.predicted_boxes[boxed] - results.true_boxes[boxed])),
-        )
+        iou, error = results.iou[boxed], np.abs(results.predicted_boxes[boxed] - results.true_boxes[boxed])
+        hit = iou >= iou_threshold
+        figures.update(images_with_box=int(boxed.sum()), mean_iou=_mean(iou), iou_at_threshold=_mean(hit),
+                       detection_accuracy=_mean(right[boxed] & hit), corner_error_px=_mean(error))  # fmt: skip
     return figures
 
 
@@ -133,23 +122,16 @@ def average_precision(results: ImageResults) -> dict[str, float]:
 
     if results.iou is None or results.predicted_boxes is None:
         return {}
-    metric = MeanAveragePrecision(
-        box_format="xyxy",
-        iou_type="bbox",
-        iou_thresholds=list(IOU_THRESHOLDS),
-        rec_thresholds=[float(r) for r in np.linspace(0, 1, 101)],
-        max_detection_thresholds=[1, 10, 100],
-    )
+    recall = [float(r) for r in np.linspace(0, 1, 101)]  # xyxy boxes, max. 1, 10, 100 detections: its defaults
+    metric = MeanAveragePrecision(iou_thresholds=list(IOU_THRESHOLDS), rec_thresholds=recall)
 
     def each(values: np.ndarray, dtype=torch.float32) -> list[torch.Tensor]:  # per image with a known box: (1, ...)
         return list(torch.as_tensor(values[results.boxed], dtype=dtype).unsqueeze(1))
 
-    predicted = zip(
-        each(results.predicted_boxes), each(results.confidence), each(results.predicted_labels, torch.int64)
-    )
+    found = zip(each(results.predicted_boxes), each(results.confidence), each(results.predicted_labels, torch.int64))
     true = zip(each(results.true_boxes), each(results.true_labels, torch.int64))
     metric.update(
-        [{"boxes": b, "scores": s, "labels": c} for b, s, c in predicted], [{"boxes": b, "labels": c} for b, c in true]
+        [{"boxes": b, "scores": s, "labels": c} for b, s, c in found], [{"boxes": b, "labels": c} for b, c in true]
     )
     scores = metric.compute()
     return {"map": float(scores["map"]), "map_50": float(scores["map_50"]), "map_75": float(scores["map_75"])}

@@ -44,17 +44,10 @@ class Detector(nn.Module):
         super().__init_subclass__(**kwargs)
         NETWORKS[cls.name] = cls
 
-    def __init__(
-        self,
-        num_classes: int,
-        box_head: bool = True,
-        dropout: float = 0.5,
-        image_size: int = config.IMAGE_SIZE,
-        load_weights: bool = True,  # False: a checkpoint's weights replace any pretrained ones
-        **options: Any,
-    ):
+    def __init__(self, num_classes: int, box_head: bool = True, dropout: float = 0.5,
+                 image_size: int = config.IMAGE_SIZE, load_weights: bool = True, **options: Any):  # fmt: skip
         super().__init__()
-        self.load_weights = load_weights
+        self.load_weights = load_weights  # False: a checkpoint's weights replace any pretrained ones
         self.features = self.make_features(**options)
         n = feature_size(self.features, image_size)
         h1, h2 = self.hidden
@@ -185,10 +178,9 @@ class ResnetDetector(Detector):
                 backbone.load_state_dict(imagenet_weights(weights))
             except (RuntimeError, TypeError, AttributeError) as error:
                 where = f"--weights {weights}" if weights else imagenet_weights_file()
-                raise UserError(
-                    f"{where}: not ResNet-18's ImageNet weights ({str(error).strip().splitlines()[0][:160]}); pass the "
-                    f"{IMAGENET_FILE} file torchvision downloads"
-                ) from None
+                raise UserError(f"{where}: not ResNet-18's ImageNet weights "
+                                f"({str(error).strip().splitlines()[0][:160]}); pass the {IMAGENET_FILE} file "
+                                "torchvision downloads") from None  # fmt: skip
         return nn.Sequential(*list(backbone.children())[:-1], nn.Flatten())  # without its fc layer
 
     def freezes(self, pretrained: bool = True, freeze: bool | None = None, **_options: Any) -> bool:
@@ -219,7 +211,6 @@ def imagenet_weights_file() -> Path:
 
 def imagenet_weights(path: Path | None) -> dict[str, torch.Tensor]:
     """ResNet-18's ImageNet weights from ``path``, else torchvision's cache (downloading them when online)."""
-    where = f"--weights {path}" if path else str(imagenet_weights_file())
     if path is None:
         from torchvision.models import ResNet18_Weights
 
@@ -227,21 +218,17 @@ def imagenet_weights(path: Path | None) -> dict[str, torch.Tensor]:
             return ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
         except Exception as error:  # URLError, socket and HTTP errors: all mean offline
             cache = imagenet_weights_file().parent
-            raise UserError(
-                f"ImageNet weights for resnet18 are not in {cache} and could not be downloaded "
-                f"({type(error).__name__}). On a machine with internet download {IMAGENET_URL} into {cache} (or pass "
-                f"--weights FILE), or train from scratch with --no-pretrained"
-            ) from None
+            raise UserError(f"ImageNet weights for resnet18 are not in {cache} and could not be downloaded "
+                            f"({type(error).__name__}). On a machine with internet download {IMAGENET_URL} into "
+                            f"{cache} (or pass --weights FILE), or train from scratch with "
+                            "--no-pretrained") from None  # fmt: skip
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise UserError(
-            f"{where}: not a loadable weights file ({type(error).__name__}); pass the {IMAGENET_FILE} "
-            "file torchvision downloads"
-        ) from None
+        raise UserError(f"--weights {path}: not a loadable weights file ({type(error).__name__}); pass the "
+                        f"{IMAGENET_FILE} file torchvision downloads") from None  # fmt: skip
     if not isinstance(state, dict) or "format" in state:  # e.g. a checkpoint of this toolkit's train.py
-        raise UserError(
-            f"{where}: a checkpoint of this toolkit, not torchvision's ResNet-18 ImageNet weights; pass the "
-            f"{IMAGENET_FILE} file torchvision downloads (to go on with a run, use train.py --resume)"
-        )
+        raise UserError(f"--weights {path}: a checkpoint of this toolkit, not torchvision's ResNet-18 ImageNet "
+                        f"weights; pass the {IMAGENET_FILE} file torchvision downloads (to go on with a run, use "
+                        "train.py --resume)")  # fmt: skip
     return state.get("state_dict", state)

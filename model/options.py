@@ -125,26 +125,20 @@ def check(o: TrainOptions) -> list[str]:
     if o.weights is not None and not o.pretrained:
         raise UserError("--weights gives ImageNet weights to start from: it does not go with --no-pretrained")
     if o.label_weight == 0 and (not o.box_head or o.box_weight == 0):
-        raise UserError(
-            "--label-weight 0 leaves nothing to learn without a box term: raise --label-weight or --box-weight"
-        )
+        raise UserError("--label-weight 0 leaves nothing to learn without a box term: raise --label-weight or "
+                        "--box-weight")  # fmt: skip
     if o.splits is None and o.cut_val >= o.cut_test:
         raise UserError(f"--cut-val {o.cut_val:g} must be below --cut-test ({o.cut_test:g})")
     plain = o.name is None or (o.name not in ("", ".", "..") and not o.name.startswith(".") and o.name.isprintable())
     if o.name is not None and len(o.name.encode()) > 200:  # with the toolkit's temporary names, past NAME_MAX
-        raise UserError(
-            f"--name: {len(o.name.encode())} bytes long; a run's name is at most 200 bytes: choose a shorter one"
-        )
+        raise UserError(f"--name: {len(o.name.encode())} bytes long; a run's name is at most 200 bytes: choose a "
+                        "shorter one")  # fmt: skip
     if not plain or any(c in (o.name or "") for c in "/\\\0"):
-        raise UserError(
-            f"--name {o.name!r}: a run's name is one plain folder name (no '/', no control character, not starting "
-            "with '.'), so that the run stays inside --output-dir"
-        )
+        raise UserError(f"--name {o.name!r}: a run's name is one plain folder name (no '/', no control character, not "
+                        "starting with '.'), so that the run stays inside --output-dir")  # fmt: skip
     if o.freeze and not o.pretrained and "freeze" in NETWORKS[o.model].options():
-        return [
-            "warning: --freeze with --no-pretrained keeps the backbone's random weights fixed: only the heads learn "
-            "(pass --fine-tune to train the backbone from scratch too)"
-        ]
+        return ["warning: --freeze with --no-pretrained keeps the backbone's random weights fixed: only the heads "
+                "learn (pass --fine-tune to train the backbone from scratch too)"]  # fmt: skip
     return []
 
 
@@ -250,9 +244,8 @@ def read_config(ctx: click.Context, _param: click.Parameter, path: Path | None) 
     try:
         values = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_no_duplicates)
     except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
-        raise click.BadParameter(
-            f"{path}: not a readable JSON file ({error}); fix the file", param_hint="--config"
-        ) from None
+        raise click.BadParameter(f"{path}: not a readable JSON file ({error}); fix the file",
+                                 param_hint="--config") from None  # fmt: skip
     try:
         ctx.default_map = {**(ctx.default_map or {}), **typed(values, str(path), strict=True)}
     except UserError as error:  # click's parsing is not inside the command's one-line errors yet
@@ -283,16 +276,14 @@ def typed(values: Any, where: str, strict: bool) -> dict[str, Any]:
             path = isinstance(kind, click.Path) and not strict  # a recorded path may have moved since
             result[name] = Path(str(value)) if path else kind.convert(value, param, None)
         except click.BadParameter as error:
-            raise UserError(
-                f"{where}: its entry {name!r} is {json.dumps(value)} ({error.message}); fix the file"
-            ) from None
+            raise UserError(f"{where}: its entry {name!r} is {json.dumps(value)} ({error.message}); fix the "
+                            "file") from None  # fmt: skip
     return result
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [key for key, _ in pairs]
-    twice = sorted({key for key in keys if keys.count(key) > 1})
-    if twice:
+    if twice := sorted({key for key in keys if keys.count(key) > 1}):
         raise ValueError(f"{', '.join(twice)} given twice; keep one")
     return dict(pairs)
 
@@ -301,14 +292,9 @@ def train_options(command: Callable) -> Callable:
     """Every option of a run on ``command``: --config, then TrainOptions' fields in their order."""
     for option in reversed(TRAIN_OPTIONS):
         command = option(command)
-    return click.option(
-        "--config",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        callback=read_config,
-        is_eager=True,
-        expose_value=False,
-        help="JSON file of options (e.g. a run's config.json) to train again with.",
-    )(command)
+    return click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), callback=read_config,
+                        is_eager=True, expose_value=False, help="JSON file of options (e.g. a run's config.json) to "
+                        "train again with.")(command)  # fmt: skip
 
 
 def of(ctx: click.Context, lenient: frozenset[str] = frozenset()) -> TrainOptions:
