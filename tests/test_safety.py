@@ -162,11 +162,7 @@ def test_jobs_building_the_same_cache_at_once_cannot_corrupt_it(tmp_path, demo_d
     outputs = {p.communicate(timeout=300)[0] for p in processes}
     assert all(p.returncode == 0 for p in processes)
     again = subprocess.run(
-        python("-c", BUILD, str(demo_dataset), str(tmp_path)),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        python("-c", BUILD, str(demo_dataset), str(tmp_path)), cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert outputs == {again.stdout} and again.stdout.strip().endswith("True")  # same pixels, read back whole
     assert not [p for p in tmp_path.iterdir() if is_temporary(p)] and len(list(tmp_path.iterdir())) == 2
