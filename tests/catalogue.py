@@ -1059,6 +1059,10 @@ CASES = [
          expect="success", process=SIGNAL),  # removes the stale cache temporary
     case("sigint-during-decode", "signal", None, "{COURSE_TRAIN}", "SIGINT", signal=signal.SIGINT, when=DECODING,
          **INTERRUPTED),  # nothing written
+    case("sigterm-during-decode", "signal", folder("{case}/cache"), "{COURSE_TRAIN}",
+         "Interrupted by SIGTERM while reading the dataset: nothing was written", signal=signal.SIGTERM,
+         when=lambda env: once_exists(env.case / "cache", ".*.tmp"), env={"CVPR_CACHE_DIR": "{case}/cache"},
+         **INTERRUPTED),  # preemption: no cache file either (the cache is in the case's folder)
     case("sigint-during-training", "signal", None, train("--epochs 50"), "--resume", signal=signal.SIGINT, when=EPOCH_1,
          allow_new=RESUMABLE, **INTERRUPTED),
     case("sigterm-during-training", "signal", None, train("--epochs 50"), "--resume", signal=signal.SIGTERM,

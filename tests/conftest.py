@@ -281,6 +281,14 @@ def interrupt_training(args: list[str], after: str, signum: int = signal.SIGTERM
     return process.returncode, "".join(lines) + out, err
 
 
+def history(folder: Path) -> list[dict[str, float]]:
+    """A run's history.csv as numbers, without the clock's columns (wall and CPU time differ between runs)."""
+    from model.runs import CLOCK_COLUMNS
+
+    rows = csv.DictReader((folder / "history.csv").read_text().splitlines())
+    return [{k: float(v) for k, v in row.items() if k not in CLOCK_COLUMNS} for row in rows]
+
+
 def stored(folder: Path, which: str = "best", set_id: str = "test") -> dict:
     """The figures of an evaluation eval.py stored: in a run folder's evaluations/, or in an --out folder."""
     base = folder / "evaluations" if (folder / "evaluations").is_dir() else folder

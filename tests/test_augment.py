@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,7 +11,8 @@ import torch
 
 from model import config, demo_images
 from model.augment import POLICIES, Augmenter, Draw, Policy, blur, recolour, to_pixels, warp
-from model.runs import CLOCK_COLUMNS
+
+from conftest import history
 
 SIZE = 128
 MEAN, STD = config.IMAGENET_MEAN, config.IMAGENET_STD
@@ -122,12 +121,9 @@ def test_each_colour_step_does_what_it_says():
     grey = torch.full((1, 3, 4, 4), 100.0)
     colour = torch.tensor([200.0, 50.0, 10.0]).view(1, 3, 1, 1).expand(1, 3, 4, 4).clone()
     assert torch.allclose(recolour(grey, identity(1, brightness=torch.tensor([1.5])), *RAW), grey * 1.5)
-    assert torch.allclose(
-        recolour(grey, identity(1, contrast=torch.tensor([0.2])), *RAW), grey, atol=1e-4
-    )  # at the mean
-    assert torch.allclose(
-        recolour(grey, identity(1, hue=torch.tensor([1.0])), *RAW), grey, atol=1e-3
-    )  # grey has no hue
+    at_the_mean = recolour(grey, identity(1, contrast=torch.tensor([0.2])), *RAW)
+    assert torch.allclose(at_the_mean, grey, atol=1e-4)
+    assert torch.allclose(recolour(grey, identity(1, hue=torch.tensor([1.0])), *RAW), grey, atol=1e-3)  # no hue
     plain = recolour(colour, identity(1, grayscale=torch.tensor([True])), *RAW)
     assert torch.allclose(plain[0, 0], plain[0, 1]) and torch.allclose(plain[0, 1], plain[0, 2])
     assert plain[0, 0, 0, 0].item() == pytest.approx(0.299 * 200 + 0.587 * 50 + 0.114 * 10, abs=1e-3)
@@ -144,20 +140,12 @@ def test_each_colour_step_does_what_it_says():
 
 def test_a_zoom_out_shows_the_mean_colour_around_the_image():
     images = torch.ones(1, 3, 16, 16)  # normalised: a colour above the mean
-    out, box = warp(
-        images,
-        torch.tensor([[0.25, 0.25, 0.75, 0.75]]),
-        identity(1, scale=torch.tensor([0.5]), shift=torch.tensor([[0.25, 0.25]])),
-    )
+    zoom_out = identity(1, scale=torch.tensor([0.5]), shift=torch.tensor([[0.25, 0.25]]))
+    out, box = warp(images, torch.tensor([[0.25, 0.25, 0.75, 0.75]]), zoom_out)
     corner, centre = to_pixels(out, MEAN, STD)[0, :, 0, 0], to_pixels(out, MEAN, STD)[0, :, 8, 8]
     assert torch.allclose(corner, 255 * torch.tensor(MEAN)) and torch.allclose(out[0, :, 8, 8], torch.ones(3))
     assert not torch.allclose(centre, corner)
     assert torch.allclose(box, torch.tensor([[0.375, 0.375, 0.625, 0.625]]))
-
-
-def history(folder: Path) -> list[dict[str, float]]:
-    rows = csv.DictReader((folder / "history.csv").read_text().splitlines())
-    return [{k: float(v) for k, v in row.items() if k not in CLOCK_COLUMNS} for row in rows]
 
 
 def test_augmented_training_records_its_policy_and_resumes_exactly(tmp_path, demo_dataset, script):
@@ -171,35 +159,14 @@ def test_augmented_training_records_its_policy_and_resumes_exactly(tmp_path, dem
     resumed = script("train.py", "--resume", str(tmp_path / "half" / "last.pth"), "--epochs", "4")
     assert resumed.returncode == 0, resumed.stderr
     assert history(tmp_path / "half") == history(tmp_path / "straight")
-    plain = script(
-        "train.py",
-        "--dataset",
-        str(demo_dataset),
-        "--image-size",
-        "64",
-        "--batch-size",
-        "8",
-        "--epochs",
-        "1",
-        "--output-dir",
-        str(tmp_path / "plain"),
-    )
+    unaugmented = [*common[:-2], "--epochs", "1", "--output-dir", str(tmp_path / "plain")]  # common less --augment
+    plain = script("train.py", *unaugmented)
     assert history(tmp_path / "plain")[0] != history(tmp_path / "straight")[0] and plain.returncode == 0
 
 
 def test_predict_previews_what_the_network_is_fed(trained_run, script, tmp_path):
-    done = script(
-        "predict.py",
-        "--model",
-        str(trained_run / "best.pth"),
-        "--augment-preview",
-        "5",
-        "--augment",
-        "strong",
-        "--save",
-        str(tmp_path),
-        str(trained_run / "test_data.csv"),
-    )
+    preview = ["--augment-preview", "5", "--augment", "strong", "--save", str(tmp_path)]
+    done = script("predict.py", "--model", str(trained_run / "best.pth"), *preview, str(trained_run / "test_data.csv"))
     assert done.returncode == 0, done.stderr
     sheets = sorted(tmp_path.glob("*_augmented.png"))
     rows = len((trained_run / "test_data.csv").read_text().splitlines())

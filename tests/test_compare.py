@@ -13,14 +13,8 @@ from model.reporting.comparison import TIMING_COLUMNS
 
 from conftest import stored
 
-FIGURES = [
-    "loss_curves.png",
-    "accuracy_iou_curves.png",
-    "per_label.png",
-    "confusion_matrices.png",
-    "iou_histograms.png",
-    "robustness.png",
-]
+FIGURES = ["loss_curves.png", "accuracy_iou_curves.png", "per_label.png", "confusion_matrices.png"]
+FIGURES += ["iou_histograms.png", "robustness.png"]
 TABLES = ["comparison.md", "comparison.csv", "comparison.tex", "errors.md", "robustness.md", "robustness.csv"]
 
 
@@ -30,23 +24,9 @@ def compared(tmp_path_factory, trained_run, demo_dataset, script):
     base = tmp_path_factory.mktemp("compare")
     shutil.copytree(trained_run, base / "output" / "simple")
     simple_before = (base / "output" / "simple" / "best.pth").read_bytes()
-    command = [
-        "compare.py",
-        "--train",
-        "simple,deeper",
-        "--epochs",
-        "1",
-        "--image-size",
-        "64",
-        "--dataset",
-        str(demo_dataset),
-        "--output-dir",
-        str(base / "output"),
-        "--out",
-        str(base / "doc"),
-        "--classic",
-        "--robustness",
-    ]
+    command = ["compare.py", "--train", "simple,deeper", "--epochs", "1", "--image-size", "64"]
+    command += ["--dataset", str(demo_dataset), "--output-dir", str(base / "output"), "--out", str(base / "doc")]
+    command += ["--classic", "--robustness"]
     first = script(*command)
     assert first.returncode == 0, first.stdout + first.stderr
     first_tables = {name: (base / "doc" / name).read_text() for name in TABLES}
@@ -75,23 +55,9 @@ def test_every_file_written_and_not_empty(compared):
         assert image is not None and image.std() > 10, name  # not blank
     rows = list(csv.DictReader(Path(doc / "comparison.csv").read_text().splitlines()))
     assert [r["model"] for r in rows] == ["simple", "deeper", "hog_svm", "haar_face"]
-    for column in (
-        "parameters",
-        "trainable",
-        "seconds_per_epoch",
-        "best_epoch",
-        "train_sample_loss",
-        "val_accuracy",
-        "test_loss",
-        "test_accuracy",
-        "test_mean_iou",
-        "test_iou_at_0.5",
-        "accuracy_face",
-        "iou_airplane",
-        "infer_ms_batched",
-        "infer_ms_single",
-        "device",
-    ):
+    columns = ["parameters", "trainable", "seconds_per_epoch", "best_epoch", "train_sample_loss", "val_accuracy"]
+    columns += ["test_loss", "test_accuracy", "test_mean_iou", "test_iou_at_0.5", "accuracy_face", "iou_airplane"]
+    for column in [*columns, "infer_ms_batched", "infer_ms_single", "device"]:
         assert rows[0][column] != "", column
     assert "\\begin{tabular}" in (doc / "comparison.tex").read_text()
     errors = (doc / "errors.md").read_text()

@@ -94,35 +94,15 @@ def test_eval_prints_the_templates_block_character_for_character(course_run, scr
 
 def test_given_split_files_are_used_as_they_are(course_dataset, script, tmp_path):
     """--splits: the template's output/ (here the course's own files); the train fraction still cuts."""
-    done = script(
-        "train.py",
-        "--dataset",
-        str(course_dataset),
-        "--splits",
-        str(COURSE_SPLITS),
-        "--output-dir",
-        str(tmp_path),
-        "--train-fraction",
-        "0.05",
-        *SHORT,
-    )
+    given = ["train.py", "--dataset", str(course_dataset), "--splits", str(COURSE_SPLITS)]
+    done = script(*given, "--output-dir", str(tmp_path), "--train-fraction", "0.05", *SHORT)
     assert done.returncode == 0, done.stderr
     for name in ("val_data.csv", "test_data.csv"):
         assert (tmp_path / name).read_bytes() == (COURSE_SPLITS / name).read_bytes()
     kept = (tmp_path / "training_data.csv").read_text().splitlines()
     course = (COURSE_SPLITS / "training_data.csv").read_text().splitlines()
     assert 70 <= len(kept) <= 90 and kept == [row for row in course if row in set(kept)]  # 5 % per class, in order
-    both = script(
-        "train.py",
-        "--dataset",
-        str(course_dataset),
-        "--splits",
-        str(COURSE_SPLITS),
-        "--cut-val",
-        "0.5",
-        "--output-dir",
-        str(tmp_path / "x"),
-    )
+    both = script(*given, "--cut-val", "0.5", "--output-dir", str(tmp_path / "x"))
     assert both.returncode == 1 and "--cut-val does not apply with --splits " in both.stderr
     assert not (tmp_path / "x").exists()
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,18 +10,12 @@ import torch
 from model.annotations import Problems, class_names, read_annotations
 from model.dataset import DetectionDataset
 from model.engine import DeviceBatches
-from model.runs import CLOCK_COLUMNS
 
-from conftest import run_script, stored
+from conftest import history, run_script, stored
 
 pytestmark = pytest.mark.cuda
 
 TINY = ["--image-size", "64", "--batch-size", "8", "--cut-val", "0.6", "--cut-test", "0.8"]
-
-
-def history(folder: Path) -> list[dict[str, float]]:
-    rows = csv.DictReader((folder / "history.csv").read_text().splitlines())
-    return [{k: float(v) for k, v in row.items() if k not in CLOCK_COLUMNS} for row in rows]
 
 
 def gpu_script(*args: str, **options):

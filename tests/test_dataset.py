@@ -63,22 +63,14 @@ def test_last_line_without_newline_and_blank_lines(tmp_path):
     path = tmp_path / "a.csv"
     path.write_text("image_0001.jpg,1,2,30,40,face\n\nimage_0002.jpg,5,6,70,80,face")
     rows = read_rows(path, Problems(skip=False))
-    assert [(r.filename, r.box, r.line) for r in rows] == [
-        ("image_0001.jpg", (1, 2, 30, 40), 1),
-        ("image_0002.jpg", (5, 6, 70, 80), 3),
-    ]
+    expected = [("image_0001.jpg", (1, 2, 30, 40), 1), ("image_0002.jpg", (5, 6, 70, 80), 3)]
+    assert [(r.filename, r.box, r.line) for r in rows] == expected
 
 
 # ---- classes -------------------------------------------------------------------------------
 def test_classes_sorted_and_hidden_or_stray_entries_ignored(tmp_path):
-    root = make_dataset(
-        tmp_path / "d",
-        {
-            "motorcycle": ["image_0001.jpg,1,1,50,50,motorcycle"],
-            "airplane": ["image_0001.jpg,1,1,50,50,airplane"],
-            "face": ["image_0001.jpg,1,1,50,50,face"],
-        },
-    )
+    labels = ("motorcycle", "airplane", "face")
+    root = make_dataset(tmp_path / "d", {label: [f"image_0001.jpg,1,1,50,50,{label}"] for label in labels})
     (root / "images" / ".DS_Store").write_bytes(b"\0")
     (root / "images" / "notes").mkdir()  # a stray folder without annotations
     (root / "annotations" / "._face.csv").write_bytes(b"\x00\x05garbage")  # macOS resource fork
@@ -137,9 +129,8 @@ def test_split_cuts_like_the_template():
 
 
 def test_subsample_is_stratified_with_one_per_class_at_least():
-    rows = [
-        Annotation(f"{i}.jpg", 0, 0, 1, 1, label) for label, n in (("a", 100), ("b", 40), ("c", 3)) for i in range(n)
-    ]
+    sizes = (("a", 100), ("b", 40), ("c", 3))
+    rows = [Annotation(f"{i}.jpg", 0, 0, 1, 1, label) for label, n in sizes for i in range(n)]
     kept = subsample(rows, 0.1)
     counts = {label: sum(r.label == label for r in kept) for label in "abc"}
     assert counts == {"a": 10, "b": 4, "c": 1}
@@ -289,24 +280,13 @@ def test_train_stops_on_a_bad_row_and_skips_it_on_request(tmp_path, demo_dataset
     lines = path.read_text().splitlines()
     lines[3] = lines[3].replace(",", ";", 1)
     path.write_text("\n".join(lines))
-    args = [
-        "train.py",
-        "--dataset",
-        str(root),
-        "--epochs",
-        "1",
-        "--image-size",
-        "64",
-        "--output-dir",
-        str(tmp_path / "o"),
-    ]
+    args = ["train.py", "--dataset", str(root), "--epochs", "1", "--image-size", "64"]
+    args += ["--output-dir", str(tmp_path / "o")]
     failed = script(*args)
     assert failed.returncode == 1
-    assert failed.stderr.strip().splitlines() == [
-        f"Error: {path}:4: expected 6 fields filename,startX,startY,endX,"
-        f"endY,label, got 5 (fix or remove the row, or pass --skip-bad-rows "
-        f"to skip such rows)"
-    ]
+    fields = "filename,startX,startY,endX,endY,label"
+    expected = f"Error: {path}:4: expected 6 fields {fields}, got 5 (fix or remove the row, or pass --skip-bad-rows"
+    assert failed.stderr.strip().splitlines() == [expected + " to skip such rows)"]
     assert not (tmp_path / "o").exists()  # nothing written by a broken run
     done = script(*args, "--skip-bad-rows")
     assert done.returncode == 0, done.stderr

@@ -50,51 +50,26 @@ def test_eval_block_line_by_line_and_json_equal_direct_computation(trained_run, 
 
 def test_eval_sets_default_to_the_three_splits_and_to_none_with_csv(trained_run, script, tmp_path):
     headers = lambda out: [line for line in out.splitlines() if line.startswith("*** ")]  # noqa: E731
-    every = script("eval.py", str(trained_run / "best.pth"), "--out", str(tmp_path))
+    model, val_rows = str(trained_run / "best.pth"), str(trained_run / "val_data.csv")
+    every = script("eval.py", model, "--out", str(tmp_path))
     assert headers(every.stdout) == [f"*** {s} set accuracy" for s in ("train", "validation", "test")]
-    rows = script(
-        "eval.py", str(trained_run / "best.pth"), "--csv", str(trained_run / "val_data.csv"), "--out", str(tmp_path)
-    )
+    rows = script("eval.py", model, "--csv", val_rows, "--out", str(tmp_path))
     assert headers(rows.stdout) == ["*** val_data set accuracy"]
-    both = script(
-        "eval.py",
-        str(trained_run / "best.pth"),
-        "--split",
-        "test",
-        "--csv",
-        str(trained_run / "val_data.csv"),
-        "--out",
-        str(tmp_path),
-    )
+    both = script("eval.py", model, "--split", "test", "--csv", val_rows, "--out", str(tmp_path))
     assert headers(both.stdout) == ["*** test set accuracy", "*** val_data set accuracy"]
 
 
 def test_an_empty_test_split_is_refused_when_asked_for_and_left_out_otherwise(tmp_path, demo_dataset, script):
-    done = script(
-        "train.py",
-        "--dataset",
-        str(demo_dataset),
-        "--output-dir",
-        str(tmp_path),
-        "--epochs",
-        "1",
-        "--image-size",
-        "64",
-        "--cut-val",
-        "0.7",
-        "--cut-test",
-        "1.0",
-    )
+    tiny = ["--epochs", "1", "--image-size", "64", "--cut-val", "0.7", "--cut-test", "1.0"]
+    done = script("train.py", "--dataset", str(demo_dataset), "--output-dir", str(tmp_path), *tiny)
     assert done.returncode == 0 and (tmp_path / "test_data.csv").read_text() == ""
     asked = script("eval.py", str(tmp_path / "best.pth"), "--split", "test", "--out", str(tmp_path / "ev"))
     assert asked.returncode == 1 and len(asked.stderr.strip().splitlines()) == 1, asked.stderr
     assert "test_data.csv: the run's test split is empty" in asked.stderr and not (tmp_path / "ev").exists()
     every = script("eval.py", str(tmp_path / "best.pth"), "--out", str(tmp_path / "ev"))
     assert every.returncode == 0 and "warning: " in every.stderr and "test_data.csv" in every.stderr
-    assert [line for line in every.stdout.splitlines() if line.startswith("*** ")] == [
-        "*** train set accuracy",
-        "*** validation set accuracy",
-    ]
+    headers = [line for line in every.stdout.splitlines() if line.startswith("*** ")]
+    assert headers == ["*** train set accuracy", "*** validation set accuracy"]
     compared = script("compare.py", str(tmp_path), "--out", str(tmp_path / "doc"))
     assert compared.returncode == 1 and len(compared.stderr.strip().splitlines()) == 1
     assert "test_data.csv: the run's test split is empty" in compared.stderr
@@ -108,26 +83,12 @@ def eval_failures(run: Path) -> set[str]:
 def test_failures_only_shows_exactly_evals_failures(trained_run, script, tmp_path):
     assert script("eval.py", str(trained_run / "best.pth"), "--split", "val", "--out", str(tmp_path)).returncode == 0
     expected = eval_failures(tmp_path)
-    done = script(
-        "predict.py",
-        "--model",
-        str(trained_run / "best.pth"),
-        "--failures-only",
-        "--save",
-        str(tmp_path / "shown"),
-        str(trained_run / "val_data.csv"),
-    )
+    model, val_rows = str(trained_run / "best.pth"), str(trained_run / "val_data.csv")
+    done = script("predict.py", "--model", model, "--failures-only", "--save", str(tmp_path / "shown"), val_rows)
     assert done.returncode == 0, done.stderr
     shown = {line.split(":")[0] for line in done.stdout.splitlines() if "FAILURE" in line}
     assert shown == expected and len(list((tmp_path / "shown").glob("[!.]*"))) == len(expected)
-    everything = script(
-        "predict.py",
-        "--model",
-        str(trained_run / "best.pth"),
-        "--save",
-        str(tmp_path / "all"),
-        str(trained_run / "val_data.csv"),
-    )
+    everything = script("predict.py", "--model", model, "--save", str(tmp_path / "all"), val_rows)
     rows = len((trained_run / "val_data.csv").read_text().splitlines())
     assert len(list((tmp_path / "all").glob("[!.]*"))) == rows
     assert f"{rows} image(s) shown of {rows}, {len(expected)} failure(s)" in everything.stdout
@@ -140,21 +101,11 @@ def test_headless_mode_saves_and_says_where(trained_run, script, tmp_path, demo_
     for name in ("image_0001.jpg", "image_0002.jpg"):
         shutil.copy(demo_dataset / "images" / "face" / name, images / name)
     (images / "broken.jpg").write_bytes(b"not an image")
-    done = subprocess.run(
-        python(
-            str(Path.cwd() / "predict.py"), "--model", str(trained_run / "best.pth"), str(tmp_path / "web" / "images")
-        ),
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = python(str(Path.cwd() / "predict.py"), "--model", str(trained_run / "best.pth"), str(images.parent))
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert (
-        "warning: no window: no display (DISPLAY is not set); writing the annotated images to output/predictions/"
-        in done.stdout
-    )
+    no_window = "warning: no window: no display (DISPLAY is not set); writing the annotated images to "
+    assert no_window + "output/predictions/" in done.stdout
     assert "unreadable image " in done.stderr and "broken.jpg (OpenCV cannot decode it), skipped" in done.stderr
     saved = sorted(p.name for p in (tmp_path / "output" / "predictions").glob("[!.]*"))
     assert saved == ["0000_face_broken.jpg", "0001_face_image_0001.jpg", "0002_face_image_0002.jpg"][1:]
@@ -162,17 +113,9 @@ def test_headless_mode_saves_and_says_where(trained_run, script, tmp_path, demo_
 
 
 def test_gallery_holds_the_drawn_boxes(trained_run, script, tmp_path):
-    done = script(
-        "predict.py",
-        "--model",
-        str(trained_run / "best.pth"),
-        "--save",
-        str(tmp_path / "s"),
-        "--gallery",
-        str(tmp_path / "g.png"),
-        "--cam",
-        str(trained_run / "test_data.csv"),
-    )
+    model, test_rows = str(trained_run / "best.pth"), str(trained_run / "test_data.csv")
+    gallery = ["--gallery", str(tmp_path / "g.png"), "--cam"]
+    done = script("predict.py", "--model", model, "--save", str(tmp_path / "s"), *gallery, test_rows)
     assert done.returncode == 0, done.stderr
     image = cv2.imread(str(tmp_path / "g.png"))
     for colour in (PREDICTED, TRUE):
@@ -211,29 +154,14 @@ def test_eval_stops_on_an_unreadable_image_or_skips_it(trained_run, script, tmp_
 @pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed (apt-get install xvfb)")
 def test_real_display_under_xvfb(trained_run, script, tmp_path):
     display = ":93"
-    server = subprocess.Popen(
-        ["Xvfb", display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    xvfb = ["Xvfb", display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"]
+    server = subprocess.Popen(xvfb, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.5)
-        done = subprocess.run(
-            [
-                sys.executable,
-                str(Path.cwd() / "predict.py"),
-                "--model",
-                str(trained_run / "best.pth"),
-                "--delay",
-                "50",
-                str(trained_run / "test_data.csv"),
-            ],
-            cwd=tmp_path,
-            env={**os.environ, "DISPLAY": display},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        model, test_rows = str(trained_run / "best.pth"), str(trained_run / "test_data.csv")
+        command = [sys.executable, str(Path.cwd() / "predict.py"), "--model", model, "--delay", "50", test_rows]
+        environ = {**os.environ, "DISPLAY": display}
+        done = subprocess.run(command, cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=300)
     finally:
         server.terminate()
         server.wait()

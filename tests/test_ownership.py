@@ -68,9 +68,8 @@ def test_an_interrupted_overwrite_keeps_the_old_run_whole(run_with_notes, demo_d
     run = run_with_notes
     before = files(run)
     args = ["--dataset", str(demo_dataset), "--output-dir", str(run.parent), "--name", "r", "--overwrite"]
-    status, out, _ = interrupt_training(
-        [*args, "--epochs", "2", "--image-size", "64"], after="Training simple", signum=signal.SIGINT
-    )
+    args += ["--epochs", "2", "--image-size", "64"]
+    status, out, _ = interrupt_training(args, after="Training simple", signum=signal.SIGINT)
     assert status == 128 + signal.SIGINT, out
     assert "nothing of it was kept" in out and files(run) == before
     assert not [p for p in run.iterdir() if is_temporary(p) or p.name == ".lock"]
@@ -113,18 +112,8 @@ def test_two_processes_on_one_run_folder(tmp_path, demo_dataset):
 
 
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, demo_dataset):
-    args = [
-        "--dataset",
-        str(demo_dataset),
-        "--output-dir",
-        str(tmp_path),
-        "--name",
-        "r",
-        "--epochs",
-        "3",
-        "--image-size",
-        "64",
-    ]
+    args = ["--dataset", str(demo_dataset), "--output-dir", str(tmp_path), "--name", "r"]
+    args += ["--epochs", "3", "--image-size", "64"]
     status, _, _ = interrupt_training(args, after="epoch   1/3", signum=signal.SIGKILL)
     assert status == -signal.SIGKILL and (tmp_path / "r" / ".lock").exists()  # left behind, held by no one
     done = run_main("train.py", "--resume", str(tmp_path / "r" / "last.pth"))
@@ -181,10 +170,8 @@ def test_compare_never_replaces_a_file_it_did_not_write(run_with_notes, tmp_path
     (doc / "errors.md").write_text("my own error analysis")
     done = run_main("compare.py", str(run_with_notes), "--out", str(doc))
     assert done.returncode == 1 and "errors.md: not written by compare.py (a file of yours?)" in done.stderr
-    assert (
-        sorted(p.name for p in doc.iterdir()) == ["errors.md"]
-        and (doc / "errors.md").read_text() == "my own error analysis"
-    )
+    assert sorted(p.name for p in doc.iterdir()) == ["errors.md"]
+    assert (doc / "errors.md").read_text() == "my own error analysis"
     (doc / "errors.md").unlink()
     assert run_main("compare.py", str(run_with_notes), "--out", str(doc)).returncode == 0
     (doc / "comparison.md").write_text((doc / "comparison.md").read_text() + "\nmy note")
@@ -222,9 +209,8 @@ def test_a_students_text_is_kept_whatever_its_markers_look_like(tmp_path, demo_d
     report = out / "report.md"
     text = report.read_text()
     placeholder = "_Your discussion: what the numbers show, why, and what you would try next._"
-    text = text.replace(
-        f"{placeholder}\n<!-- end of discussion Q8 -->", "The loss turns up.\n<!-- end of discussion Q8-->"
-    )
+    end = "<!-- end of discussion Q8 -->"
+    text = text.replace(f"{placeholder}\n{end}", "The loss turns up.\n<!-- end of discussion Q8-->")
     text = text.replace("### One section\n", "### One section\n\nA note of mine under the title.\n")
     report.write_text(text)
     again = report_only(tmp_path, demo_dataset, out)

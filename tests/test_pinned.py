@@ -17,6 +17,7 @@ import csv
 import json
 import math
 import re
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -28,35 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RECORD = Path(__file__).resolve().parent / "data" / "pinned_outputs.json"
 RUNS = {
     "simple": ["--epochs", "2", "--image-size", "64", "--batch-size", "8"],
-    "deeper": [
-        "--model",
-        "deeper",
-        "--epochs",
-        "2",
-        "--image-size",
-        "64",
-        "--batch-size",
-        "8",
-        "--no-box-head",
-        "--lr-schedule",
-        "cosine",
-        "--optimizer",
-        "sgd",
-        "--lr",
-        "0.01",
-        "--dropout",
-        "0",
-        "--no-batchnorm",
-    ],
+    "deeper": shlex.split(
+        "--model deeper --epochs 2 --image-size 64 --batch-size 8 --no-box-head --lr-schedule cosine --optimizer sgd"
+        " --lr 0.01 --dropout 0 --no-batchnorm"
+    ),
 }
-VARYING = {
-    "seconds",
-    "train_eval_seconds",
-    "cpu_seconds",
-    "seconds_per_epoch",
-    "infer_ms_batched",
-    "infer_ms_single",
-}  # wall-clock measurements
+# wall-clock measurements
+VARYING = {"seconds", "train_eval_seconds", "cpu_seconds", "seconds_per_epoch", "infer_ms_batched", "infer_ms_single"}
 
 
 def run(*args: str, cwd: Path = ROOT) -> str:
@@ -75,18 +54,8 @@ def outputs(work: Path) -> dict:
     run("-m", "model.demo", str(dataset), "--images", "45", "--seed", "1")
     pinned: dict = {}
     for name, args in RUNS.items():
-        run(
-            "train.py",
-            "--dataset",
-            str(dataset),
-            "--output-dir",
-            str(work),
-            "--name",
-            name,
-            "--precision",
-            "fp32",
-            *args,
-        )
+        where = ["--dataset", str(dataset), "--output-dir", str(work), "--name", name]
+        run("train.py", *where, "--precision", "fp32", *args)
         folder = work / name
         config = json.loads((folder / "config.json").read_text())
         for key in ("dataset", "output_dir", "overwrite", "workers"):  # places; how the run was started
@@ -100,21 +69,15 @@ def outputs(work: Path) -> dict:
             shown: json.loads((work / f"eval_{name}" / f"best.{split}.json").read_text())
             for split, shown in (("train", "train"), ("val", "validation"), ("test", "test"))
         }
-        predicted = run(
-            "predict.py",
-            "--model",
-            str(folder / "best.pth"),
-            "--save",
-            str(work / f"shown_{name}"),
-            str(folder / "test_data.csv"),
-        ).splitlines()
+        saved, rows = str(work / f"shown_{name}"), str(folder / "test_data.csv")
+        predicted = run("predict.py", "--model", str(folder / "best.pth"), "--save", saved, rows)
         pinned[name] = {
             "config": config,
             "history": history,
             "eval": {shown: e["figures"] for shown, e in evaluations.items()},
             "epoch": evaluations["test"]["epoch"],
             "splits": {f: (folder / f).read_text() for f in ("training_data.csv", "val_data.csv", "test_data.csv")},
-            "predict": [line.split(": ", 1)[1] for line in predicted if ": predicted " in line],
+            "predict": [line.split(": ", 1)[1] for line in predicted.splitlines() if ": predicted " in line],
         }
     run("compare.py", *(str(work / name) for name in RUNS), "--out", str(work / "doc"), "--precision", "fp32")
     pinned["comparison"] = [

@@ -74,18 +74,8 @@ def test_the_dry_run_fails_where_the_run_would_with_its_message_and_writes_nothi
     before = snapshot(tmp_path)
     dry = practical(plan, tmp_path, small, "--dry-run")
     assert dry.returncode == 1 and len(dry.stderr.strip().splitlines()) == 1, dry.stderr
-    own = run_script(
-        "train.py",
-        "--dataset",
-        str(small),
-        "--cut-val",
-        "0.01",
-        "--cut-test",
-        "0.5",
-        *TINY.split(),
-        "--output-dir",
-        str(tmp_path / "own"),
-    )
+    cuts = ["--cut-val", "0.01", "--cut-test", "0.5", *TINY.split()]
+    own = run_script("train.py", "--dataset", str(small), *cuts, "--output-dir", str(tmp_path / "own"))
     message = own.stderr.strip().removeprefix("Error: ")
     assert own.returncode == 1 and "the train split is empty" in message
     assert dry.stderr.strip() == f"Error: run tiny-split: {message}"
@@ -201,19 +191,9 @@ def test_without_imagenet_weights_the_resnet_runs_train_from_scratch_and_say_so(
     assert json.loads((runs / "res" / "config.json").read_text())["pretrained"] is False
     report = (tmp_path / "doc" / "report.md").read_text()
     assert "res (from scratch)" in report and "Not trained yet" not in report
+    args = ["--plan", str(plan), "--output-dir", str(tmp_path / "other"), "--dataset", str(demo_dataset)]
     skipped = run_script(
-        "compare.py",
-        "--practical",
-        "--plan",
-        str(plan),
-        "--output-dir",
-        str(tmp_path / "other"),
-        "--dataset",
-        str(demo_dataset),
-        "--out",
-        str(tmp_path / "doc2"),
-        "--skip-unavailable",
-        env=env,
+        "compare.py", "--practical", *args, "--out", str(tmp_path / "doc2"), "--skip-unavailable", env=env
     )
     assert skipped.returncode == 0, skipped.stderr
     assert not (tmp_path / "other" / "res").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -14,16 +13,10 @@ from model.checkpoint import Checkpoint
 from model.dataset import DetectionDataset
 from model.device import cpu_has_native_bf16, resolve_precision
 from model.engine import DeviceBatches, place_splits
-from model.runs import CLOCK_COLUMNS
 
-from conftest import run_main, run_script, stored
+from conftest import history, run_main, run_script, stored
 
 TINY = ["--image-size", "64", "--batch-size", "8", "--cut-val", "0.6", "--cut-test", "0.8"]
-
-
-def history(folder: Path) -> list[dict[str, float]]:
-    rows = csv.DictReader((folder / "history.csv").read_text().splitlines())
-    return [{k: float(v) for k, v in row.items() if k not in CLOCK_COLUMNS} for row in rows]
 
 
 def test_auto_is_bf16_only_on_a_cpu_with_native_bf16_and_every_precision_resolves(tmp_path, monkeypatch):
@@ -126,18 +119,8 @@ def test_compile_trains_like_eager(tmp_path, demo_dataset):
 
 
 def test_compile_where_it_cannot_is_a_one_line_error(tmp_path, demo_dataset):
-    done = run_script(
-        "train.py",
-        "--dataset",
-        str(demo_dataset),
-        *TINY,
-        "--epochs",
-        "1",
-        "--output-dir",
-        str(tmp_path / "o"),
-        "--compile",
-        env={"CXX": "/bin/false"},
-    )  # inductor then finds no compiler
+    args = ["--dataset", str(demo_dataset), *TINY, "--epochs", "1", "--output-dir", str(tmp_path / "o"), "--compile"]
+    done = run_script("train.py", *args, env={"CXX": "/bin/false"})  # inductor then finds no compiler
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
     assert "--compile: torch.compile cannot compile the model here (" in done.stderr
     assert "train without --compile" in done.stderr and not (tmp_path / "o").exists()

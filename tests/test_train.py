@@ -38,18 +38,8 @@ def test_every_model_trains_and_writes_every_file(tmp_path, demo_dataset, script
     done = train(script, demo_dataset, tmp_path, "--model", name, "--name", name, *extra)
     assert done.returncode == 0, done.stderr
     run = tmp_path / name
-    expected = {
-        "best.pth",
-        "last.pth",
-        "history.csv",
-        "convergence_plot.png",
-        "config.json",
-        "run.json",
-        "training_data.csv",
-        "val_data.csv",
-        "test_data.csv",
-    }
-    assert expected <= {p.name for p in run.iterdir()}
+    expected = {"best.pth", "last.pth", "history.csv", "convergence_plot.png", "config.json", "run.json"}
+    assert expected | {"training_data.csv", "val_data.csv", "test_data.csv"} <= {p.name for p in run.iterdir()}
     assert not [p for p in run.iterdir() if is_temporary(p)]
     # one flushed line per epoch off a terminal, no progress-bar control codes
     epoch_lines = [line for line in done.stdout.splitlines() if line.startswith("epoch ")]
@@ -73,19 +63,8 @@ def test_every_model_trains_and_writes_every_file(tmp_path, demo_dataset, script
 
 
 def test_split_files_sizes_cuts_and_train_fraction(tmp_path, demo_dataset, script):
-    done = train(
-        script,
-        demo_dataset,
-        tmp_path,
-        "--cut-val",
-        "0.6",
-        "--cut-test",
-        "0.8",
-        "--train-fraction",
-        "0.5",
-        "--epochs",
-        "1",
-    )
+    cuts = ["--cut-val", "0.6", "--cut-test", "0.8", "--train-fraction", "0.5"]
+    done = train(script, demo_dataset, tmp_path, *cuts, "--epochs", "1")
     assert done.returncode == 0, done.stderr
     sizes = {
         name: len(read_rows(tmp_path / f"{name}.csv", Problems(skip=False)))
@@ -119,21 +98,15 @@ def test_second_run_never_overwrites_the_first(tmp_path, demo_dataset, script):
 
 
 def test_config_file_reruns_an_experiment(tmp_path, demo_dataset, script):
-    assert (
-        train(
-            script, demo_dataset, tmp_path, "--name", "a", "--dropout", "0", "--no-batchnorm", "--epochs", "1"
-        ).returncode
-        == 0
-    )
+    first = train(script, demo_dataset, tmp_path, "--name", "a", "--dropout", "0", "--no-batchnorm", "--epochs", "1")
+    assert first.returncode == 0
     rerun = script("train.py", "--config", str(tmp_path / "a" / "config.json"), "--name", "b")
     assert rerun.returncode == 0, rerun.stderr
-    a, b = (json.loads((tmp_path / n / "config.json").read_text()) for n in "ab")
-    assert {k: v for k, v in a.items() if k not in ("run", "name")} == {
-        k: v for k, v in b.items() if k not in ("run", "name")
-    }
-    assert (tmp_path / "a" / "history.csv").read_text().splitlines()[1].split(",")[1:6] == (
-        tmp_path / "b" / "history.csv"
-    ).read_text().splitlines()[1].split(",")[1:6]  # same seed, same numbers
+    configs = [json.loads((tmp_path / n / "config.json").read_text()) for n in "ab"]
+    a, b = ({k: v for k, v in c.items() if k not in ("run", "name")} for c in configs)
+    assert a == b
+    first_epochs = [(tmp_path / n / "history.csv").read_text().splitlines()[1].split(",")[1:6] for n in "ab"]
+    assert first_epochs[0] == first_epochs[1]  # same seed, same numbers
     (tmp_path / "typo.json").write_text('{"epohcs": 3}')
     typo = script("train.py", "--config", str(tmp_path / "typo.json"))
     assert typo.returncode == 2 and "unknown option(s) epohcs" in typo.stderr
@@ -154,10 +127,7 @@ def test_diverging_loss_stops_with_a_message(tmp_path, demo_dataset, script):
         (["--lr", "0"], "'--lr': 0.0 is not in the range 0.0<x<=1000000.0"),
         (["--fine-tune"], "--fine-tune does not apply with --model simple; drop it"),
         (["--no-box-head", "--box-loss", "giou"], "--box-loss does not apply with --no-box-head; drop it"),
-        (
-            ["--seed", "99999999999999999999999"],
-            "'--seed': 99999999999999999999999 is not in the range 0<=x<=4294967295",
-        ),
+        (["--seed", "9" * 23], f"'--seed': {'9' * 23} is not in the range 0<=x<=4294967295"),
         (["--dataset", "/nonexistent/data"], "--dataset /nonexistent/data: no images/ and annotations/ folders"),
         (["--device", "cuda"], "--device cuda: "),
         (["--image-size", "48"], "--image-size 48 is too small for --model simple (at least 64 px)"),
@@ -174,25 +144,14 @@ def test_bad_options_rejected_with_a_clear_message(tmp_path, script, args, messa
 def test_cosine_schedule_resumed_with_more_epochs_goes_on_to_zero(tmp_path, demo_dataset, script):
     """Epoch e of E trains at lr (1 + cos(pi (e - 1) / E)) / 2; --resume --epochs 6 re-plans over 6:
     it neither restarts from --lr nor sits at 0."""
-    args = [
-        "--dataset",
-        str(demo_dataset),
-        "--output-dir",
-        str(tmp_path),
-        "--image-size",
-        "64",
-        "--lr",
-        "0.001",
-        "--lr-schedule",
-        "cosine",
-    ]
+    args = ["--dataset", str(demo_dataset), "--output-dir", str(tmp_path), "--image-size", "64"]
+    args += ["--lr", "0.001", "--lr-schedule", "cosine"]
     assert script("train.py", *args, "--epochs", "3").returncode == 0
     resumed = script("train.py", "--resume", str(tmp_path / "last.pth"), "--epochs", "6")
     assert resumed.returncode == 0, resumed.stderr
     lrs = [float(row["lr"]) for row in csv.DictReader(Path(tmp_path / "history.csv").read_text().splitlines())]
-    planned = [
-        0.001 * (1 + math.cos(math.pi * (e - 1) / total)) / 2 for e, total in zip(range(1, 7), [3] * 3 + [6] * 3)
-    ]
+    totals = [3] * 3 + [6] * 3
+    planned = [0.001 * (1 + math.cos(math.pi * (e - 1) / total)) / 2 for e, total in zip(range(1, 7), totals)]
     assert lrs == pytest.approx(planned, rel=1e-6)
     assert 0.001 > lrs[3] > lrs[4] > lrs[5] > 0
 
@@ -253,13 +212,8 @@ def test_signal_then_resume_equals_an_uninterrupted_run(tmp_path, demo_dataset, 
     assert f"Resume with: python train.py --resume {tmp_path / 'last.pth'}" in message
     assert torch.load(tmp_path / "last.pth", weights_only=True)["epoch"] == 2
     assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]  # nothing half-written
-    resumed = subprocess.run(
-        python("train.py", "--resume", str(tmp_path / "last.pth")),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = python("train.py", "--resume", str(tmp_path / "last.pth"))
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert comparable(tmp_path / "history.csv") == comparable(uninterrupted / "history.csv")
     for name in ("best.pth", "last.pth"):
@@ -276,9 +230,8 @@ def test_resume_refuses_other_options_and_finished_runs(tmp_path, uninterrupted,
     finished = script("train.py", "--resume", str(uninterrupted / "last.pth"))  # a resubmitted finished job
     assert finished.returncode == 0 and "has trained its 6 epochs; nothing to do" in finished.stdout
     assert (uninterrupted / "last.pth").read_bytes() == before
-    with_config = script(
-        "train.py", "--resume", str(uninterrupted / "last.pth"), "--config", str(uninterrupted / "config.json")
-    )
+    config = str(uninterrupted / "config.json")
+    with_config = script("train.py", "--resume", str(uninterrupted / "last.pth"), "--config", config)
     assert with_config.returncode == 2 and "--config and --resume do not go together" in with_config.stderr
     best = script("train.py", "--resume", str(uninterrupted / "best.pth"))
     assert best.returncode == 1 and "holds no training state" in best.stderr
@@ -289,14 +242,9 @@ def test_progress_bars_on_a_terminal(tmp_path, demo_dataset):
     import pty
 
     leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "train.py", "--dataset", str(demo_dataset), "--output-dir", str(tmp_path), *TINY],
-        cwd=ROOT,
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        env=cpu_only({**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"}),
-    )
+    command = [sys.executable, "train.py", "--dataset", str(demo_dataset), "--output-dir", str(tmp_path), *TINY]
+    environ = cpu_only({**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"})
+    process = subprocess.Popen(command, cwd=ROOT, stdin=follower, stdout=follower, stderr=follower, env=environ)
     os.close(follower)
     chunks = []
     while True:
