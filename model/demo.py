@@ -20,7 +20,7 @@ import cv2
 from model.annotations import Problems, read_rows
 from model.demo_images import render, render_in_box
 from model.errors import UserError, one_line_errors
-from model.files import make_folder, remove_stale_temporaries, temporary_name, write_file
+from model.files import make_folder, read_json, remove_stale_temporaries, temporary_name, write_file
 
 COURSE_COUNTS = {"airplane": 800, "face": 435, "motorcycle": 798}  # the course set's balance
 GENERATOR_VERSION = 2
@@ -50,10 +50,7 @@ def _number(value: float) -> str:
 
 
 def _marker(root: Path) -> dict | None:
-    try:
-        info = json.loads((Path(root) / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
+    info = read_json(Path(root) / MARKER)
     return info if isinstance(info, dict) else None
 
 

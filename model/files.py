@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from model.errors import UserError, describe_os_error
 
@@ -52,6 +53,16 @@ def write_error(path: Path, error: OSError, needed: int | None = None) -> WriteE
         return WriteError(f"{path}: cannot write: {what} ({amounts}); free some space or write elsewhere")
     error.filename = str(path) if error.filename is None else error.filename
     return WriteError(f"cannot write {path}: {describe_os_error(error)}")
+
+
+def read_json(path: Path, missing: Any = None) -> Any:
+    """The JSON document in ``path``: ``missing`` when there is no such file, None when it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return missing
+    except (OSError, ValueError):
+        return None
 
 
 def make_folder(folder: Path) -> None:
@@ -179,12 +190,7 @@ class Folder:
             raise WriteError(f"{self.option} {self.folder}: {existing} is a file, not a folder; choose another folder")
 
     def manifest(self) -> dict[str, str | None]:
-        try:
-            document = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
-            document = None
+        document = read_json(self.manifest_path, missing={"format": MANIFEST_FORMAT, "files": {}})  # none yet
         files = document.get("files") if isinstance(document, dict) else None
         if not isinstance(document, dict) or document.get("format") != MANIFEST_FORMAT or not isinstance(files, dict):
             raise UserError(

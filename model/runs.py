@@ -33,7 +33,7 @@ from model.checkpoint import Checkpoint, CheckpointError
 from model.device import usable_cpus
 from model.engine import EpochStats
 from model.errors import UserError
-from model.files import Folder, Staging, data_folder_around, holds_data
+from model.files import Folder, Staging, data_folder_around, holds_data, read_json
 from model.lock import FolderLock
 from model.network import count_parameters
 from model.options import TrainOptions, flag
@@ -158,12 +158,7 @@ class Run:
     def facts(self) -> dict[str, Any]:
         """run.json: the dataset and its fingerprint, device, versions, host, Slurm job (and each resumption)."""
         path = self.folder / config.RUN_FILE
-        try:
-            facts = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
-            facts = None
+        facts = read_json(path, missing={})
         if not isinstance(facts, dict):
             raise RunError(f"{path}: damaged (not the JSON object train.py wrote); move the run away to retrain it")
         return facts
@@ -198,10 +193,7 @@ class Run:
     def evaluation(self, which: str, set_id: str, identity: dict[str, str]) -> dict[str, Any] | None:
         """The stored evaluation of checkpoint ``which`` on set ``set_id`` while it is true of the files there
         (``identity``: the checkpoint's save and the rows' content); None otherwise."""
-        try:
-            stored = json.loads(self.evaluation_path(which, set_id).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        stored = read_json(self.evaluation_path(which, set_id))
         return stored if isinstance(stored, dict) and stored.get("identity") == identity else None
 
     def check_place(self, output_dir: Path | None = None) -> None:
