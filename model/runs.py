@@ -42,11 +42,9 @@ EVALUATIONS = "evaluations"  # a run's evaluations (eval.py, the report)
 HISTORY_COLUMNS = (
     "epoch",
     # the practical's training figures: measured in evaluation mode (dropout off), as eval.py measures them, on
-    # the training split or a fixed sample of it (--train-eval); NaN with --train-eval off
-    *(f"train_{k}" for k in ("loss", "class_loss", "box_loss", "accuracy", "iou")),
-    *(f"val_{k}" for k in ("loss", "class_loss", "box_loss", "accuracy", "iou")),
-    # the running figures of the training pass itself (dropout on, the weights changing as it goes)
-    *(f"running_{k}" for k in ("loss", "class_loss", "box_loss", "accuracy", "iou")),
+    # the training split or a fixed sample of it (--train-eval); NaN with --train-eval off; then the validation
+    # figures, and the running figures of the training pass itself (dropout on, the weights changing as it goes)
+    *(f"{s}_{k}" for s in ("train", "val", "running") for k in ("loss", "class_loss", "box_loss", "accuracy", "iou")),
     "train_images_evaluated",  # how many training images the evaluation-mode figures are measured on
     "seconds",  # the training and validation passes
     "train_eval_seconds",  # the evaluation-mode pass over the training images
@@ -94,11 +92,8 @@ def training_figures(history: Sequence[dict[str, float]]) -> tuple[str, str]:
 
 def improves(accuracy: float, loss: float, best: dict[str, float] | None) -> bool:
     """Best = the highest validation accuracy; at equal accuracy, the lower validation loss (Part 1 Q6)."""
-    return (
-        best is None
-        or accuracy > best["val_accuracy"]
-        or (accuracy == best["val_accuracy"] and loss < best["val_loss"])
-    )
+    same = best is not None and accuracy == best["val_accuracy"]
+    return best is None or accuracy > best["val_accuracy"] or (same and loss < best["val_loss"])
 
 
 def best_epoch(history: Sequence[dict[str, float]]) -> int | None:
