@@ -46,8 +46,7 @@ def megabytes(nbytes: float) -> str:
 def write_error(path: Path, error: OSError, needed: int | None = None) -> WriteError:
     """The one-line form of a failed write of ``path`` (with the room it needed, for a full disk)."""
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        existing = next((p for p in (Path(path), *Path(path).parents) if p.exists()), Path("/"))
-        free = shutil.disk_usage(existing).free
+        free = shutil.disk_usage(next((p for p in (Path(path), *Path(path).parents) if p.exists()), Path("/"))).free
         amounts = (f"needs about {megabytes(needed)}, " if needed else "") + f"{megabytes(free)} free"
         what = "disk quota exceeded" if error.errno == errno.EDQUOT else "no space left on the disk"
         return WriteError(f"{path}: cannot write: {what} ({amounts}); free some space or write elsewhere")
@@ -206,23 +205,16 @@ class Folder:
     def refusal(self, name: str, manifest: dict[str, str | None], editable: bool = False) -> str | None:
         """Why the file ``name`` may not be replaced, or None (absent, or the toolkit's and unchanged)."""
         path = self.folder / name
+        kept, choose = "so it is left as it is; move it away", f", or choose another {self.option}"
         if not path.exists() and not path.is_symlink():
             return None
         if path.is_dir() or path.is_symlink():
-            return f"{path}: a folder or a link stands where {self.writer} writes a file; move it away, or choose " + (
-                f"another {self.option}"
-            )
+            return f"{path}: a folder or a link stands where {self.writer} writes a file; move it away{choose}"
         if name not in manifest:
-            return (
-                f"{path}: not written by {self.writer} (a file of yours?), so it is left as it is; move it away, or "
-                f"choose another {self.option}"
-            )
+            return f"{path}: not written by {self.writer} (a file of yours?), {kept}{choose}"
         if editable or manifest[name] is None or manifest[name] == file_sha256(path):
             return None
-        return (
-            f"{path}: changed since {self.writer} wrote it, so it is left as it is; move it away (or delete it) to "
-            f"have it written again, or choose another {self.option}"
-        )
+        return f"{path}: changed since {self.writer} wrote it, {kept} (or delete it) to have it written again{choose}"
 
     def check(self, names: Iterable[str], editable: Iterable[str] = ()) -> None:
         manifest, free = self.manifest(), set(editable)
@@ -308,18 +300,14 @@ class Staging:
                 raise write_error(owned.folder, error) from None
             shutil.rmtree(trash, ignore_errors=True)
             for name in leaving:  # folders the removed files leave empty (a replaced run's evaluations/)
-                for parent in (owned.folder / name).parents:
-                    if parent == owned.folder or not _removed_if_empty(parent):
-                        break
+                _remove_empty(owned.folder / parent for parent in Path(name).parents[:-1])
         self.committed, self.made = True, None
         self.discard()
 
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
         if self.made is not None and not self.committed:  # the folders this change made, while still empty
-            for folder in [self.owned.folder, *self.owned.folder.parents]:
-                if not folder.is_relative_to(self.made) or not _removed_if_empty(folder):
-                    break
+            _remove_empty(f for f in [self.owned.folder, *self.owned.folder.parents] if f.is_relative_to(self.made))
 
 
 class Outputs:
@@ -350,12 +338,11 @@ class Outputs:
                 change.discard()
 
 
-def _removed_if_empty(folder: Path) -> bool:
-    try:
-        folder.rmdir()
-        return True
-    except OSError:
-        return False
+def _remove_empty(folders: Iterable[Path]) -> None:
+    """Each of ``folders`` in turn, up to the first that is not empty (which rmdir refuses)."""
+    with suppress(OSError):
+        for folder in folders:
+            folder.rmdir()
 
 
 def _move(source: Path, target: Path) -> None:
