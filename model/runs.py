@@ -194,8 +194,7 @@ class Run:
     def check_place(self, output_dir: Path | None = None) -> None:
         """A new run goes into a folder of its own: not into data, not the current folder, not outside
         --output-dir."""
-        data = holds_data(self.folder)
-        around = data_folder_around(self.folder)
+        data, around = holds_data(self.folder), data_folder_around(self.folder)
         if data is not None or around is not None:
             shown = f"{self.folder} holds data ({data})" if data else f"{self.folder} lies in the data folder {around}"
             raise RunError(
@@ -242,16 +241,15 @@ class RunWriter:
 
     def __post_init__(self) -> None:
         self.identity = os.stat(self.run.folder)
-        if not self.new:
-            return
-        if self.run.has_run and not self.replace:
+        if self.new and self.run.has_run and not self.replace:
             shown = [n for n in (config.BEST_CHECKPOINT, config.LAST_CHECKPOINT) if (self.run.folder / n).exists()]
             raise RunError(
                 f"{self.run.folder} already holds a run ({', '.join(shown)}): pass --name NEW to keep both, "
                 f"--overwrite to replace it, or --resume {self.run.checkpoint_path('last')} to go on with it"
             )
-        self.run.files.check([n for n in RUN_FILES if (self.run.folder / n).exists()])
-        self.staging = Staging(self.run.files)
+        if self.new:
+            self.run.files.check([n for n in RUN_FILES if (self.run.folder / n).exists()])
+            self.staging = Staging(self.run.files)
 
     @property
     def staged(self) -> bool:
@@ -286,9 +284,7 @@ RUN_FILES = (config.BEST_CHECKPOINT, config.LAST_CHECKPOINT, config.HISTORY_FILE
 # ----------------------------------------------------------------------------------------------
 # What a run records of itself, and the runs it goes on with
 # ----------------------------------------------------------------------------------------------
-def run_facts(
-    data: Any, device: torch.device, model: torch.nn.Module, precision: str, o: TrainOptions
-) -> dict[str, Any]:
+def run_facts(data, device: torch.device, model: torch.nn.Module, precision: str, o: TrainOptions) -> dict[str, Any]:
     """What a run cannot be re-created from its options alone: its data (and their fingerprint), where, how."""
     total, trainable = count_parameters(model)
     return {
@@ -348,8 +344,7 @@ def started_run(options: TrainOptions) -> Checkpoint | None:
     if run.status().state == "missing":
         return None
     checkpoint = run.checkpoint("last")
-    differs = checkpoint.options.differences(options)
-    if differs:
+    if differs := checkpoint.options.differences(options):
         shown = ", ".join(
             f"{flag(n)} {getattr(checkpoint.options, n)!r} (now {getattr(options, n)!r})" for n in differs[:3]
         )
@@ -369,8 +364,7 @@ def check_config_unchanged(checkpoint: Checkpoint) -> None:
         written = TrainOptions.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
     except (OSError, ValueError, UserError):
         raise UserError(f"{path}: not the config.json train.py wrote (edited?); restore it to resume the run") from None
-    differs = written.differences(checkpoint.options)
-    if differs:
+    if differs := written.differences(checkpoint.options):
         shown = ", ".join(f"{flag(n)} {getattr(written, n)!r}" for n in differs[:3])
         raise UserError(
             f"{path}: says {shown}, but the run trained with "
