@@ -95,8 +95,7 @@ class Augmenter:
     """Augments training batches by ``policy``; its random stream is part of a run's state."""
 
     def __init__(self, policy: Policy, seed: int):
-        self.policy = policy
-        self.generator = torch.Generator().manual_seed(seed + AUGMENT_SEED_OFFSET)
+        self.policy, self.generator = policy, torch.Generator().manual_seed(seed + AUGMENT_SEED_OFFSET)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"generator": self.generator.get_state()}
@@ -143,9 +142,7 @@ class Augmenter:
         return Draw(flip, scale, shift, brightness, contrast, saturation, hue, grayscale, sigma)
 
 
-def warp(
-    images: torch.Tensor, boxes: torch.Tensor, draw: Draw, mode: str = "bilinear"
-) -> tuple[torch.Tensor, torch.Tensor]:
+def warp(images: torch.Tensor, boxes: torch.Tensor, draw: Draw, mode="bilinear") -> tuple[torch.Tensor, torch.Tensor]:
     """Flip, scale and shift each image (B, C, S, S) float and its box; outside the source: 0.
 
     A point x of the image (in [0, 1], flipped first: 1 - x) goes to x' = s x + t; the sampling

@@ -45,10 +45,6 @@ class DemoError(UserError):
 Row = tuple[str, float, float, float, float, str]  # filename, startX, startY, endX, endY, label
 
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
 def _marker(root: Path) -> dict | None:
     info = read_json(Path(root) / MARKER)
     return info if isinstance(info, dict) else None
@@ -97,7 +93,8 @@ def _write_label(staging: Path, label: str, entries: list, seed: int) -> None:
         sample = render(label, seed, index) if box is None else render_in_box(label, box, seed, index)
         data = cv2.imencode(".jpg", sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
         write_file(staging / "images" / label / name, data.tobytes(), data_folder=True)
-        return ",".join([name, *(_number(v) for v in (sample.box if box is None else box)), label])
+        numbers = (str(int(v)) if float(v).is_integer() else f"{v:g}" for v in (sample.box if box is None else box))
+        return ",".join([name, *numbers, label])
 
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
         lines = list(pool.map(write, entries))

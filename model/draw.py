@@ -139,8 +139,7 @@ def grad_cam(model: Detector, image: torch.Tensor) -> np.ndarray:
     weights = gradients[0].mean(dim=(1, 2))  # (K,)
     cam = torch.relu((weights[:, None, None] * maps).sum(dim=0))
     cam = cam / cam.max() if cam.max() > 0 else cam
-    size = image.shape[-1]
-    return cv2.resize(cam.float().cpu().numpy(), (size, size), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(cam.float().cpu().numpy(), (image.shape[-1], image.shape[-1]), interpolation=cv2.INTER_LINEAR)
 
 
 def overlay_cam(image_bgr: np.ndarray, cam: np.ndarray, strength: float = 0.45) -> np.ndarray:
@@ -150,13 +149,10 @@ def overlay_cam(image_bgr: np.ndarray, cam: np.ndarray, strength: float = 0.45) 
     return cv2.addWeighted(image_bgr, 1 - strength, heat, strength, 0)
 
 
-def augmentation_sheet(
-    image_bgr: np.ndarray, box, size: int, mean, std, augmenter: Augmenter, count: int
-) -> np.ndarray:
+def augmentation_sheet(image_bgr: np.ndarray, box, size: int, mean, std, augmenter: Augmenter, count) -> np.ndarray:
     """The image resized as the network sees it, then ``count`` augmented versions, side by side, each with its box
     (blue; xyxy in [0, 1]): what training feeds the network."""
-    rgb = resize_square(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), size)
-    images = to_chw_uint8(rgb)[None].repeat(count, 1, 1, 1)
+    images = to_chw_uint8(resize_square(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), size))[None].repeat(count, 1, 1, 1)
     boxes = torch.tensor([box] * count, dtype=torch.float32)
     augmented, moved = augmenter(images, boxes, mean, std)
     tiles = [(images[0].float(), boxes[0]), *zip(to_pixels(augmented, mean, std).clamp(0, 255), moved)]
