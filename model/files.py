@@ -133,11 +133,6 @@ def is_dataset(folder: Path) -> bool:
     return (Path(folder) / "images").is_dir() and (Path(folder) / "annotations").is_dir()
 
 
-def holds_data(folder: Path) -> str | None:
-    """``images/`` or ``annotations/`` when ``folder`` holds one (data of its own), else None."""
-    return next((f"{name}/" for name in ("images", "annotations") if (Path(folder) / name).is_dir()), None)
-
-
 def data_folder_around(path: Path) -> Path | None:
     """The data folder ``path`` is or lies inside (a dataset; a folder of internet images: images/ with
     annotations.csv, or web_images/), or None."""
@@ -218,8 +213,7 @@ class Folder:
 
     def check(self, names: Iterable[str], editable: Iterable[str] = ()) -> None:
         manifest, free = self.manifest(), set(editable)
-        refused = [r for r in (self.refusal(n, manifest, n in free) for n in names) if r]
-        if refused:
+        if refused := [r for r in (self.refusal(n, manifest, n in free) for n in names) if r]:
             more = f" (and {len(refused) - 1} more file(s) like it)" if len(refused) > 1 else ""
             raise UserError(refused[0] + more)
 

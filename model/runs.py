@@ -33,7 +33,7 @@ from model.checkpoint import Checkpoint, CheckpointError
 from model.device import usable_cpus
 from model.engine import EpochStats
 from model.errors import UserError
-from model.files import Folder, Staging, data_folder_around, holds_data, read_json
+from model.files import Folder, Staging, data_folder_around, read_json
 from model.lock import FolderLock
 from model.network import count_parameters
 from model.options import TrainOptions, flag
@@ -75,10 +75,8 @@ def history_bytes(history: Sequence[dict[str, float]]) -> bytes:
             return "nan"
         return repr(float(value)) if isinstance(value, float) else str(value)
 
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(HISTORY_COLUMNS)
-    writer.writerows([shown(row.get(column)) for column in HISTORY_COLUMNS] for row in history)
+    out, rows = io.StringIO(), ([shown(row.get(column)) for column in HISTORY_COLUMNS] for row in history)
+    csv.writer(out, lineterminator="\n").writerows([HISTORY_COLUMNS, *rows])
     return out.getvalue().encode()
 
 
@@ -132,9 +130,7 @@ class Run:
     def split_path(self, split: str) -> Path:
         return self.folder / config.SPLIT_FILES[split]
 
-    @property
-    def has_run(self) -> bool:
-        return any(self.checkpoint_path(w).exists() for w in ("best", "last"))
+    has_run = property(lambda self: any(self.checkpoint_path(w).exists() for w in ("best", "last")))
 
     def checkpoint(self, which: str = "best", mmap: bool = False) -> Checkpoint:
         return Checkpoint(self.checkpoint_path(which), mmap=mmap)
@@ -194,17 +190,16 @@ class Run:
     def check_place(self, output_dir: Path | None = None) -> None:
         """A new run goes into a folder of its own: not into data, not the current folder, not outside
         --output-dir."""
-        data, around = holds_data(self.folder), data_folder_around(self.folder)
+        data = next((f"{name}/" for name in ("images", "annotations") if (self.folder / name).is_dir()), None)
+        around = data_folder_around(self.folder)
+        own = "a run goes into a folder of its own"
         if data is not None or around is not None:
             shown = f"{self.folder} holds data ({data})" if data else f"{self.folder} lies in the data folder {around}"
-            raise RunError(
-                f"{shown} that train.py did not write: a run goes into a folder of its own; choose another "
-                "--output-dir or --name"
-            )
+            raise RunError(f"{shown} that train.py did not write: {own}; choose another --output-dir or --name")
         if self.folder.resolve() == Path.cwd().resolve():
             raise RunError(
-                f"--output-dir {self.folder}: that is the current folder; a run goes into a folder of its own (pass "
-                f"--name NAME, or --output-dir {config.OUTPUT_DIR})"
+                f"--output-dir {self.folder}: that is the current folder; {own} (pass --name NAME, or --output-dir "
+                f"{config.OUTPUT_DIR})"
             )
         if output_dir is not None and not self.folder.resolve().is_relative_to(Path(output_dir).resolve()):
             raise RunError(f"{self.folder} lies outside --output-dir {output_dir}; choose a --name inside it")
@@ -251,9 +246,7 @@ class RunWriter:
             self.run.files.check([n for n in RUN_FILES if (self.run.folder / n).exists()])
             self.staging = Staging(self.run.files)
 
-    @property
-    def staged(self) -> bool:
-        return self.staging is not None and not self.staging.committed
+    staged = property(lambda self: self.staging is not None and not self.staging.committed)
 
     def save(self, name: str, data: bytes) -> None:
         """One file of the run, whole: into the staging folder of a new run, else into the run folder."""
@@ -326,14 +319,13 @@ def history_row(
 
 
 def epoch_line(row: dict[str, float], epochs: int, is_best: bool) -> str:
-    def iou(value: float) -> str:
-        return "" if math.isnan(value) else f" iou {value:.3f}"
+    def figures(split: str) -> str:
+        iou = "" if math.isnan(row[f"{split}_iou"]) else f" iou {row[f'{split}_iou']:.3f}"
+        return f"{split} loss {row[f'{split}_loss']:.4f} acc {row[f'{split}_accuracy']:.3f}{iou}"
 
     train = "train" if not math.isnan(row["train_loss"]) else "running"
     return (
-        f"epoch {int(row['epoch']):>3}/{epochs}  {train} loss {row[f'{train}_loss']:.4f} acc "
-        f"{row[f'{train}_accuracy']:.3f}{iou(row[f'{train}_iou'])} | val loss {row['val_loss']:.4f} acc "
-        f"{row['val_accuracy']:.3f}{iou(row['val_iou'])} | "
+        f"epoch {int(row['epoch']):>3}/{epochs}  {figures(train)} | {figures('val')} | "
         f"{row['seconds']:.1f} s lr {row['lr']:.2e}{'  *best*' if is_best else ''}"
     )
 
