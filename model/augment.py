@@ -103,12 +103,10 @@ class Augmenter:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.generator.set_state(state["generator"].cpu())
 
-    def __call__(
-        self, images: torch.Tensor, boxes: torch.Tensor, mean: Sequence[float], std: Sequence[float]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 images (B, 3, S, S) and their boxes -> normalised float images (what the network eats)
-        and the boxes moved with them. Colour and normalisation are one affine map per image, applied
-        first; then the warp, whose border is 0: the mean colour once normalised."""
+    def __call__(self, images: torch.Tensor, boxes: torch.Tensor, mean, std) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images (B, 3, S, S) and their boxes -> float images normalised by ``mean`` and ``std`` (per
+        channel: what the network eats) and the boxes moved with them. Colour and normalisation are one affine map
+        per image, applied first; then the warp, whose border is 0: the mean colour once normalised."""
         draw = self.draw(boxes)
         on_device = draw.to(images.device)
         x, boxes = warp(recolour(images, on_device, mean, std), boxes, on_device)

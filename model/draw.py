@@ -84,9 +84,8 @@ def _caption_band(width: int, lines: Sequence[str], colour) -> np.ndarray:
     (_, text_h), _ = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
     step = text_h + max(8, text_h // 2)
     band = np.full((step * len(lines) + 6, width, 3), colour, np.uint8)
-    for k, text in enumerate(lines):
-        origin = (6, step * (k + 1) - 2)
-        cv2.putText(band, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, WHITE, thickness, cv2.LINE_AA)
+    for k, text in enumerate(lines, 1):
+        cv2.putText(band, text, (6, step * k - 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, WHITE, thickness, cv2.LINE_AA)
     return band
 
 
