@@ -145,9 +145,16 @@ class Checkpoint:
     facts = property(lambda self: dict(self.data.get("run", {})))
     stale_epochs = property(lambda self: int(self.data.get("stale_epochs", 0)))
     is_resumable = property(lambda self: "optimizer" in self.data and "rng" in self.data)
-    # the dataset the model was trained on, as the run saw it
-    dataset = property(lambda self: Path(self.facts["dataset"]) if self.facts.get("dataset") else None)
-    identity = property(lambda self: str(self.data.get("saved_id") or file_sha256(self.path)))  # evaluations record it
+
+    @property
+    def dataset(self) -> Path | None:
+        """The dataset the model was trained on, as the run saw it."""
+        return Path(self.facts["dataset"]) if self.facts.get("dataset") else None
+
+    @property
+    def identity(self) -> str:
+        """What tells this save from any other (evaluations record it)."""
+        return str(self.data.get("saved_id") or file_sha256(self.path))
 
     def build_model(self, device: torch.device | str = "cpu") -> Detector:
         """The trained network, in eval mode on ``device`` (no pretrained weights fetched)."""

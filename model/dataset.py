@@ -54,10 +54,14 @@ class DetectionDataset(torch.utils.data.Dataset):
         self._source = cache.images[position] if in_memory else cache.images  # (N or all, 3, S, S) uint8
         self._position: torch.Tensor | None = None if in_memory else position  # rows of the cache read lazily
 
-    # (N, 3, S, S) uint8 (read from the memory map when the split does not fit in memory)
-    images = property(lambda self: self._source if self._position is None else self._source[self._position])
+    @property
+    def images(self) -> torch.Tensor:
+        """(N, 3, S, S) uint8 (read from the memory map when the split does not fit in memory)."""
+        return self._source if self._position is None else self._source[self._position]
 
-    images_nbytes = property(lambda self: len(self.rows) * 3 * self.image_size**2)
+    @property
+    def images_nbytes(self) -> int:
+        return len(self.rows) * 3 * self.image_size**2
 
     def gather(self, idx: torch.Tensor) -> torch.Tensor:
         """(B,) indices -> (B, 3, S, S) uint8."""
