@@ -49,15 +49,27 @@ class Annotation:
     source: str = ""  # file the row was read from, for error messages
     line: int = 0  # 1-based line number in that file
 
-    key = property(lambda self: f"{self.label}/{self.filename}")  # the image's id: file names repeat across classes
-    where = property(lambda self: f"{self.source}:{self.line}" if self.source else self.key)
-    box = property(lambda self: (self.x1, self.y1, self.x2, self.y2))
-    # no box is known (its corners are NaN): an internet image given by its label alone
-    label_only = property(lambda self: not all(math.isfinite(v) for v in self.box))
+    @property
+    def key(self) -> str:
+        """Unique identifier of the image: file names repeat across classes."""
+        return f"{self.label}/{self.filename}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}" if self.source else self.key
 
     def to_row(self) -> str:
         numbers = (str(int(v)) if float(v).is_integer() else f"{v:.2f}" for v in self.box)
         return ",".join([self.filename, *numbers, self.label])
+
+    @property
+    def label_only(self) -> bool:
+        """No box is known (its corners are NaN): an internet image given by its label alone."""
+        return not all(math.isfinite(v) for v in self.box)
+
+    @property
+    def box(self) -> Box:
+        return (self.x1, self.y1, self.x2, self.y2)
 
 
 @dataclass
@@ -195,9 +207,10 @@ def read_annotations(root: Path, problems: Problems) -> list[Annotation]:
         count = sum(p.suffix.lower() in config.IMAGE_EXTENSIONS for p in (images_dir / label).iterdir())
         if count:
             path = next((p for p in files if p.stem.lower() == label.lower()), annotations_dir / f"{label}.csv")
-            what = "holds no row" if path.exists() else "is missing"
             if path.stem != label:
                 what = f"holds no row labelled {label!r} (its name differs from images/{label}/ in case only)"
+            else:
+                what = "holds no row" if path.exists() else "is missing"
             problems.report(
                 str(path),
                 f"{what} while {images_dir / label} holds {count} image(s), so class {label!r} would be left out",
@@ -247,7 +260,8 @@ def split_rows(
 
 def read_split_files(folder: Path, problems: Problems) -> dict[str, list[Annotation]]:
     """The three split files of a run folder, or of the course template's output/ (same names)."""
-    if missing := [name for name in config.SPLIT_FILES.values() if not (folder / name).is_file()]:
+    missing = [name for name in config.SPLIT_FILES.values() if not (folder / name).is_file()]
+    if missing:
         raise DataError(
             f"{folder}: no {missing[0]} there; a split folder holds "
             f"{', '.join(config.SPLIT_FILES.values())} (a run folder, or the template's output/)"
