@@ -9,17 +9,34 @@ The splits keep only the rows that can be used: a row skipped with --skip-bad-ro
 file, the test split's included, so that a run's split files can all be evaluated later.
 """
 
+from __future__ import annotations
+
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from model import annotations, config, env  # the module: no "from __future__ import annotations" here
-from model.annotations import Annotation, Box, DataError, Problems, image_files, image_path, web_rows
+from model import config, env
+from model.annotations import (
+    Annotation,
+    Box,
+    DataError,
+    Problems,
+    check_labels,
+    class_names,
+    image_files,
+    image_path,
+    read_annotations,
+    read_rows,
+    read_split_files,
+    split_rows,
+    subsample,
+    web_rows,
+)
 from model.errors import UserError
 from model.files import WriteError, is_dataset, read_json, refuse_data_folder
 from model.images import ImageCache, box_to_unit, fingerprint, fits_in_memory, normalize, row_digests, stored_size
@@ -100,7 +117,8 @@ def locate_dataset(explicit: Path | None, echo: Callable[[str], object], demo_ro
     """``find_dataset``'s, else the demo set, generated once (and said in one line)."""
     from model import demo
 
-    if (found := find_dataset(explicit)) is not None:
+    found = find_dataset(explicit)
+    if found is not None:
         return found
     root, images = demo_root or config.DEMO_DATASET, demo_images or config.DEMO_IMAGES
     if env.tiny() and demo_root is None:  # the docs' commands at the smallest scale: a small demo set of their own
@@ -145,8 +163,8 @@ def read_splits(options: Any, echo: Callable[[str], None], resumed: Any = None) 
     split files (--splits) are read, else the template's shuffled cut."""
     root = locate_dataset(options.dataset, echo)
     problems = Problems(skip=options.skip_bad_rows, strict=options.strict)
-    rows = annotations.read_annotations(root, problems)
-    classes = annotations.class_names(rows)
+    rows = read_annotations(root, problems)
+    classes = class_names(rows)
     if len(classes) < 2:
         raise DataError(
             f"{root / 'annotations'}: only the class {classes[0]!r} has rows; a detector needs two classes or more "
@@ -158,25 +176,18 @@ def read_splits(options: Any, echo: Callable[[str], None], resumed: Any = None) 
                 f"{root}: its classes are {', '.join(classes)}, but {resumed.path} was trained on "
                 f"{', '.join(resumed.classes)}; resume on the dataset the run was trained on (--dataset)"
             )
-        return Rows(root, classes, annotations.read_split_files(resumed.path.parent, problems), problems)
+        return Rows(root, classes, read_split_files(resumed.path.parent, problems), problems)
     if options.splits is not None:  # e.g. the course template's output/
-        splits = annotations.read_split_files(options.splits, problems)
-        annotations.check_labels([row for part in splits.values() for row in part], classes, problems)
+        splits = read_split_files(options.splits, problems)
+        check_labels([row for part in splits.values() for row in part], classes, problems)
     else:
-        splits = annotations.split_rows(rows, options.cut_val, options.cut_test, options.seed)
-    splits["train"] = annotations.subsample(splits["train"], options.train_fraction, options.seed)
+        splits = split_rows(rows, options.cut_val, options.cut_test, options.seed)
+    splits["train"] = subsample(splits["train"], options.train_fraction, options.seed)
     for name in ("train", "val"):
         if not splits[name]:
             raise DataError(f"{drawn_by(options)}: the {name} split is empty; widen it")
-    # a class with no image in a split: allowed (Part 1 Q9.3 trains on 0.5 %), but said: the network cannot learn a
-    # class it never sees, nor its accuracy be measured where it has no image
-    for name, shown in (("train", "training"), ("val", "validation"), ("test", "test")):
-        absent = sorted(set(classes) - {row.label for row in splits[name]})
-        if absent and (name == "train" or splits[name]):
-            drawn = f"the {shown} split ({drawn_by(options)})"
-            where = options.splits / config.SPLIT_FILES[name] if options.splits else drawn
-            what = "the network cannot learn it" if name == "train" else f"its {shown} accuracy is not measured"
-            echo(f"warning: class {' and '.join(absent)} has no image in {where} ({len(splits[name])} images): {what}")
+    for line in split_warnings(options, classes, splits):
+        echo(line)
     return Rows(root, classes, splits, problems)
 
 
@@ -186,6 +197,18 @@ def drawn_by(options: Any) -> str:
         return f"--splits {options.splits}"
     fraction = f" --train-fraction {options.train_fraction:g}" if options.train_fraction < 1 else ""
     return f"--cut-val {options.cut_val:g} --cut-test {options.cut_test:g}{fraction}"
+
+
+def split_warnings(options: Any, classes: Sequence[str], splits: dict[str, list[Annotation]]) -> Iterator[str]:
+    """A class with no image in a split: allowed (Part 1 Q9.3 trains on 0.5 %), but said: the network cannot
+    learn a class it never sees, nor its accuracy be measured where it has no image."""
+    for name, shown in (("train", "training"), ("val", "validation"), ("test", "test")):
+        absent = sorted(set(classes) - {row.label for row in splits[name]})
+        if absent and (name == "train" or splits[name]):
+            drawn = f"the {shown} split ({drawn_by(options)})"
+            where = options.splits / config.SPLIT_FILES[name] if options.splits else drawn
+            what = "the network cannot learn it" if name == "train" else f"its {shown} accuracy is not measured"
+            yield f"warning: class {' and '.join(absent)} has no image in {where} ({len(splits[name])} images): {what}"
 
 
 @dataclass
@@ -206,7 +229,8 @@ def load_splits(options: Any, rows: Rows, echo: Callable[[str], None], interrupt
 
     root, problems, began = rows.root, rows.problems, time.perf_counter()
     everything = [row for part in rows.splits.values() for row in part]
-    workers, folder = options.workers or usable_cpus(), cache_folder() if options.cache else None
+    workers = options.workers or usable_cpus()
+    folder = cache_folder() if options.cache else None
     digests = row_digests(root, everything)
     recorded = (trained or {}).get("data")
     if recorded and recorded != {name: fingerprint(digests, part) for name, part in rows.splits.items()}:
@@ -338,9 +362,9 @@ def items_of(path: Path, dataset: Path | None, checkpoint: Any, problems: Proble
     if path.is_file() and path.suffix.lower() in config.IMAGE_EXTENSIONS:
         return [Item(path)]
     if path.is_file() and path.suffix.lower() == ".csv":
-        root, rows = images_root(path, dataset, checkpoint), annotations.read_rows(path, problems)
+        root, rows = images_root(path, dataset, checkpoint), read_rows(path, problems)
     elif is_dataset(path):
-        root, rows = path, annotations.read_annotations(path, problems)
+        root, rows = path, read_annotations(path, problems)
     elif path.is_dir() and (folder := web_folder(path)) is not None:
         root, rows = folder, web_rows(folder, problems)  # internet images: boxes where annotations.csv has one
     elif path.is_dir():  # images of <label>/ subfolders, and the images beside them (their label unknown)
@@ -348,5 +372,5 @@ def items_of(path: Path, dataset: Path | None, checkpoint: Any, problems: Proble
         return labelled + [Item(p) for p in image_files(path)]
     else:
         raise UserError(f"INPUT {path}: not a CSV file, an image or a folder")
-    rows = annotations.check_labels(rows, checkpoint.classes, problems)
+    rows = check_labels(rows, checkpoint.classes, problems)
     return [Item(image_path(root, r), r.label, None if r.label_only else r.box) for r in rows]
