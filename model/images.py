@@ -17,7 +17,7 @@ import os
 import sys
 import tempfile
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from model import env
-from model.annotations import Annotation, DataError, image_path
+from model.annotations import Annotation, DataError, Problems, image_path
 from model.files import WriteError, make_folder, remove_stale_temporaries, temporary_name, write_error, write_file
 from model.network import ordered
 
@@ -98,7 +98,8 @@ def network_input(image_rgb: np.ndarray, size: int, device, mean: Sequence[float
 
 def box_to_unit(box: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
     """Pixel xyxy of an image of (width, height) -> xyxy in [0, 1]."""
-    return (box[0] / width, box[1] / height, box[2] / width, box[3] / height)
+    x1, y1, x2, y2 = box
+    return (x1 / width, y1 / height, x2 / width, y2 / height)
 
 
 def box_to_pixels(boxes: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
@@ -161,11 +162,18 @@ class ImageCache:
 
     @classmethod
     def build(
-        cls, root, rows, image_size, problems, workers=1, cache_dir=None, interrupt=lambda: None, digests=None
+        cls,
+        root: Path,
+        rows: Sequence[Annotation],
+        image_size: int,
+        problems: Problems,
+        workers: int = 1,
+        cache_dir: Path | None = None,
+        interrupt: Callable[[], None] = lambda: None,
+        digests: dict[str, str] | None = None,
     ) -> ImageCache:
-        """Decode ``rows`` (annotations, by ``root``, to ``image_size``; what cannot be decoded is reported to
-        ``problems``), or read them from the folder ``cache_dir``; ``interrupt`` is called before each image and may
-        raise to stop (a signal): no partial file is left behind then. ``digests``: ``row_digests``'s, when known."""
+        """Decode ``rows`` (or read them from ``cache_dir``); ``interrupt`` is called before each image and may
+        raise to stop (a signal): no partial file is left behind then."""
         rows = sorted(rows, key=lambda r: r.key)
         shape = (len(rows), 3, image_size, image_size)
         path = None
