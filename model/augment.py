@@ -103,7 +103,9 @@ class Augmenter:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.generator.set_state(state["generator"].cpu())
 
-    def __call__(self, images: torch.Tensor, boxes: torch.Tensor, mean, std) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, images: torch.Tensor, boxes: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 images (B, 3, S, S) and their boxes -> float images normalised by ``mean`` and ``std`` (per
         channel: what the network eats) and the boxes moved with them. Colour and normalisation are one affine map
         per image, applied first; then the warp, whose border is 0: the mean colour once normalised."""
@@ -140,7 +142,9 @@ class Augmenter:
         return Draw(flip, scale, shift, brightness, contrast, saturation, hue, grayscale, sigma)
 
 
-def warp(images: torch.Tensor, boxes: torch.Tensor, draw: Draw, mode="bilinear") -> tuple[torch.Tensor, torch.Tensor]:
+def warp(
+    images: torch.Tensor, boxes: torch.Tensor, draw: Draw, mode: str = "bilinear"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Flip, scale and shift each image (B, C, S, S) float and its box; outside the source: 0.
 
     A point x of the image (in [0, 1], flipped first: 1 - x) goes to x' = s x + t; the sampling

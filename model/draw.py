@@ -148,7 +148,9 @@ def overlay_cam(image_bgr: np.ndarray, cam: np.ndarray, strength: float = 0.45) 
     return cv2.addWeighted(image_bgr, 1 - strength, heat, strength, 0)
 
 
-def augmentation_sheet(image_bgr: np.ndarray, box, size: int, mean, std, augmenter: Augmenter, count) -> np.ndarray:
+def augmentation_sheet(
+    image_bgr: np.ndarray, box, size: int, mean, std, augmenter: Augmenter, count: int
+) -> np.ndarray:
     """The image resized as the network sees it, then ``count`` augmented versions, side by side, each with its box
     (blue; xyxy in [0, 1]): what training feeds the network."""
     images = to_chw_uint8(resize_square(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), size))[None].repeat(count, 1, 1, 1)
