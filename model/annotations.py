@@ -144,11 +144,9 @@ def row_problem(fields: list[str]) -> str | None:
         return f"non-finite coordinate in {','.join(coords)!r}"
     if not filename or not label:
         return "empty file name or label"
-    named = [
-        f"{what} {name!r}" for what, name in (("file name", filename), ("label", label)) if not is_plain_name(name)
-    ]
+    named = next((f"{w} {n!r}" for w, n in (("file name", filename), ("label", label)) if not is_plain_name(n)), None)
     layout = "the images are DATASET/images/<label>/<file>"
-    return f"{named[0]} is not a plain name (no folder, no '..'): {layout}" if named else None
+    return f"{named} is not a plain name (no folder, no '..'): {layout}" if named else None
 
 
 def read_rows(path: Path, problems: Problems) -> list[Annotation]:
@@ -204,29 +202,24 @@ def read_annotations(root: Path, problems: Problems) -> list[Annotation]:
                 continue
             rows.append(row)
     for label in sorted(known - {row.label for row in rows}):  # a class that would silently drop out of training
-        _check_empty_class(annotations_dir, label, files, images_dir / label, problems)
+        # images/<label>/ holds images but no row names them (a half-copied dataset?): said with the annotation
+        # file that should hold its rows
+        count = sum(p.suffix.lower() in config.IMAGE_EXTENSIONS for p in (images_dir / label).iterdir())
+        if count:
+            path = next((p for p in files if p.stem.lower() == label.lower()), annotations_dir / f"{label}.csv")
+            if path.stem != label:
+                what = f"holds no row labelled {label!r} (its name differs from images/{label}/ in case only)"
+            else:
+                what = "holds no row" if path.exists() else "is missing"
+            problems.report(
+                str(path),
+                f"{what} while {images_dir / label} holds {count} image(s), so class {label!r} would be left out",
+                "copy the annotation file again, or pass --skip-bad-rows to train without that class",
+            )
     if not rows:
         raise DataError(f"{annotations_dir}: the annotation files hold no usable row")
     check_unique(rows)
     return rows
-
-
-def _check_empty_class(folder: Path, label: str, files: list[Path], images: Path, problems: Problems) -> None:
-    """A class whose images/<label>/ holds images but no annotation row (a half-copied dataset?): named with the
-    annotation file that should hold its rows."""
-    count = sum(p.suffix.lower() in config.IMAGE_EXTENSIONS for p in images.iterdir())  # a folder: read_annotations
-    if not count:
-        return
-    path = next((p for p in files if p.stem.lower() == label.lower()), folder / f"{label}.csv")
-    if path.stem != label:
-        what = f"holds no row labelled {label!r} (its name differs from images/{label}/ in case only)"
-    else:
-        what = "holds no row" if path.exists() else "is missing"
-    problems.report(
-        str(path),
-        f"{what} while {images} holds {count} image(s), so class {label!r} would be left out",
-        "copy the annotation file again, or pass --skip-bad-rows to train without that class",
-    )
 
 
 def check_unique(rows: Sequence[Annotation]) -> None:
@@ -255,10 +248,7 @@ def check_labels(rows: Sequence[Annotation], classes: Sequence[str], problems: P
 # Splits
 # ----------------------------------------------------------------------------------------------
 def split_rows(
-    rows: Sequence[Annotation],
-    cut_val: float = config.CUT_VAL,
-    cut_test: float = config.CUT_TEST,
-    seed: int = config.SPLIT_SEED,
+    rows: Sequence[Annotation], cut_val=config.CUT_VAL, cut_test=config.CUT_TEST, seed: int = config.SPLIT_SEED
 ) -> dict[str, list[Annotation]]:
     """Seeded shuffle, then cut at int(cut_val*N) and int(cut_test*N), as the course template (0 < cut_val <
     cut_test <= 1: --cut-val's and --cut-test's ranges, and options.check)."""
@@ -318,11 +308,8 @@ def image_files(folder: Path) -> list[Path]:
 def web_images(folder: Path) -> list[Path]:
     """The image files under ``folder``/images/<label>/, sorted."""
     images = Path(folder) / "images"
-    labels = sorted(images.iterdir()) if images.is_dir() else []
-    plain = [
-        label for label in labels if label.is_dir() and is_plain_name(label.name) and not label.name.startswith(".")
-    ]
-    return [p for label in plain for p in image_files(label)]
+    labels = [f for f in (sorted(images.iterdir()) if images.is_dir() else []) if f.is_dir() and is_plain_name(f.name)]
+    return [p for label in labels if not label.name.startswith(".") for p in image_files(label)]
 
 
 def boxed_rows(folder: Path, problems: Problems) -> dict[str, Annotation]:
@@ -343,7 +330,6 @@ def web_rows(folder: Path, problems: Problems) -> list[Annotation]:
 def add_box(folder: Path, row: Annotation) -> Path:
     """``row`` added to (or replacing the row of the same image in) ``folder``/annotations.csv; the file's
     other rows are kept as they are, and the file is written whole."""
-    path, rows = Path(folder) / ANNOTATIONS, boxed_rows(folder, Problems(skip=False))
-    rows[row.key] = row
+    path, rows = Path(folder) / ANNOTATIONS, {**boxed_rows(folder, Problems(skip=False)), row.key: row}
     write_file(path, (write_rows_text(list(rows.values())) + "\n").encode(), data_folder=True)  # a student's boxes
     return path

@@ -95,8 +95,7 @@ class Augmenter:
     """Augments training batches by ``policy``; its random stream is part of a run's state."""
 
     def __init__(self, policy: Policy, seed: int):
-        self.policy = policy
-        self.generator = torch.Generator().manual_seed(seed + AUGMENT_SEED_OFFSET)
+        self.policy, self.generator = policy, torch.Generator().manual_seed(seed + AUGMENT_SEED_OFFSET)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"generator": self.generator.get_state()}
@@ -107,9 +106,9 @@ class Augmenter:
     def __call__(
         self, images: torch.Tensor, boxes: torch.Tensor, mean: Sequence[float], std: Sequence[float]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 images (B, 3, S, S) and their boxes -> normalised float images (what the network eats)
-        and the boxes moved with them. Colour and normalisation are one affine map per image, applied
-        first; then the warp, whose border is 0: the mean colour once normalised."""
+        """uint8 images (B, 3, S, S) and their boxes -> float images normalised by ``mean`` and ``std`` (per
+        channel: what the network eats) and the boxes moved with them. Colour and normalisation are one affine map
+        per image, applied first; then the warp, whose border is 0: the mean colour once normalised."""
         draw = self.draw(boxes)
         on_device = draw.to(images.device)
         x, boxes = warp(recolour(images, on_device, mean, std), boxes, on_device)
@@ -136,18 +135,11 @@ class Augmenter:
         near_low, near_high = torch.maximum(low, centred - p.shift), torch.minimum(high, centred + p.shift)
         inside = near_low <= near_high  # else the box only fits away from the centre: the nearest safe t
         drawn = uniform(near_low.T, torch.maximum(near_low, near_high).T, 2, n).T  # x for every image, then y
-        blur = chance(p.blur)
-        return Draw(
-            flip,
-            scale,
-            torch.where(inside, drawn, centred.clamp(min=low, max=high)),
-            uniform(1 - p.brightness, 1 + p.brightness),
-            uniform(1 - p.contrast, 1 + p.contrast),
-            uniform(1 - p.saturation, 1 + p.saturation),
-            uniform(-p.hue, p.hue) * 2 * math.pi,
-            chance(p.grayscale),
-            torch.where(blur, uniform(*p.blur_sigma), torch.zeros(n)),
-        )
+        shift, blur = torch.where(inside, drawn, centred.clamp(min=low, max=high)), chance(p.blur)
+        brightness, contrast, saturation = (uniform(1 - f, 1 + f) for f in (p.brightness, p.contrast, p.saturation))
+        hue, grayscale = uniform(-p.hue, p.hue) * 2 * math.pi, chance(p.grayscale)
+        sigma = torch.where(blur, uniform(*p.blur_sigma), torch.zeros(n))
+        return Draw(flip, scale, shift, brightness, contrast, saturation, hue, grayscale, sigma)
 
 
 def warp(
@@ -184,7 +176,9 @@ def recolour(images: torch.Tensor, draw: Draw, mean: Sequence[float], std: Seque
     # x -> b x; -> c (b x) + (1 - c) m with m the image's mean grey (after the brightness: b m0);
     # -> saturation around each pixel's grey; -> hue rotation about the grey axis; -> grey, maybe
     matrix = saturation * torch.eye(3, device=device) + (1 - saturation) * to_grey  # (B, 3, 3)
-    matrix = hue_rotation(draw.hue, yiq, yiq_inverse) @ matrix
+    cos, sin, one, zero = draw.hue.cos(), draw.hue.sin(), torch.ones_like(draw.hue), torch.zeros_like(draw.hue)
+    rotation = torch.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], 1).view(-1, 3, 3)  # in YIQ: luma kept
+    matrix = yiq_inverse @ rotation @ yiq @ matrix
     matrix = torch.where(draw.grayscale.view(-1, 1, 1), to_grey @ matrix, matrix)
     matrix = matrix * (contrast * brightness).view(-1, 1, 1)
     x = images.float()
@@ -217,14 +211,6 @@ def blur(images: torch.Tensor, draw: Draw) -> torch.Tensor:
 def to_pixels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """Normalised (B, 3, S, S) -> RGB in [0, 255] (to look at what the network was fed)."""
     return images * 255.0 * torch.tensor(std).view(1, 3, 1, 1) + 255.0 * torch.tensor(mean).view(1, 3, 1, 1)
-
-
-def hue_rotation(angle: torch.Tensor, yiq: torch.Tensor, yiq_inverse: torch.Tensor) -> torch.Tensor:
-    """(B,) radians -> (B, 3, 3) RGB matrices that turn the colours about the grey axis (in YIQ: the
-    luma stays, the chroma rotates)."""
-    cos, sin, one, zero = angle.cos(), angle.sin(), torch.ones_like(angle), torch.zeros_like(angle)
-    rotation = torch.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], 1).view(-1, 3, 3)  # (B, 3, 3)
-    return yiq_inverse @ rotation @ yiq
 
 
 def build_augmenter(policy: str, seed: int) -> Augmenter | None:

@@ -46,16 +46,6 @@ def find_folder(source: Path, name: str) -> Path:
     )
 
 
-def read_box(mat_path: Path) -> tuple[int, int, int, int]:
-    """(startX, startY, endX, endY) from a Caltech annotation's box_coord [top, bottom, left, right]."""
-    try:
-        data = scipy.io.loadmat(str(mat_path))
-        top, bottom, left, right = (round(float(v)) for v in np.asarray(data["box_coord"]).ravel()[:4])
-    except Exception as error:  # scipy raises several types for a broken file
-        raise CaltechError(f"{mat_path}: not a Caltech-101 annotation with box_coord ({error})") from None
-    return left, top, right, bottom
-
-
 def import_caltech(source: Path, destination: Path) -> dict[str, int]:
     """Copy the three categories into the course layout; returns images written per label.
 
@@ -96,7 +86,12 @@ def _import_category(roots: tuple[Path, Path], folders: tuple[str, str], label: 
         if image is None:
             raise CaltechError(f"{image_path}: unreadable image")
         height, width = image.shape[:2]
-        box = read_box(mat_path)
+        try:  # box_coord is [top, bottom, left, right]
+            coords = np.asarray(scipy.io.loadmat(str(mat_path))["box_coord"]).ravel()[:4]
+            top, bottom, left, right = (round(float(v)) for v in coords)
+        except Exception as error:  # scipy raises several types for a broken file
+            raise CaltechError(f"{mat_path}: not a Caltech-101 annotation with box_coord ({error})") from None
+        box = (left, top, right, bottom)
         x1, y1, x2, y2 = np.clip(box, 0, (width, height, width, height))  # each corner on its own: never inverted
         if x2 <= x1 or y2 <= y1:
             raise CaltechError(

@@ -11,7 +11,6 @@ file, the test split's included, so that a run's split files can all be evaluate
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -39,7 +38,7 @@ from model.annotations import (
     web_rows,
 )
 from model.errors import UserError
-from model.files import WriteError, is_dataset, refuse_data_folder
+from model.files import WriteError, is_dataset, read_json, refuse_data_folder
 from model.images import ImageCache, box_to_unit, fingerprint, fits_in_memory, normalize, row_digests, stored_size
 
 # A box may stick out of its image by this many pixels (annotation tools round corners outward): it is then clipped.
@@ -315,10 +314,8 @@ def images_root(csv_path: Path, dataset: Path | None, checkpoint: Any) -> Path:
         if (candidate / "images").is_dir():
             return candidate
     run_file = Path(csv_path).parent / config.RUN_FILE  # a run's split file: the dataset that run recorded
-    try:
-        recorded = json.loads(run_file.read_text(encoding="utf-8")).get("dataset") if run_file.exists() else None
-    except (OSError, ValueError, AttributeError):
-        recorded = None
+    facts = read_json(run_file)
+    recorded = facts.get("dataset") if isinstance(facts, dict) else None
     found = Path(recorded) if recorded else checkpoint.dataset
     if recorded and checkpoint.dataset is not None and Path(recorded).resolve() != checkpoint.dataset.resolve():
         import click

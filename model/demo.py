@@ -20,7 +20,7 @@ import cv2
 from model.annotations import Problems, read_rows
 from model.demo_images import render, render_in_box
 from model.errors import UserError, one_line_errors
-from model.files import make_folder, remove_stale_temporaries, temporary_name, write_file
+from model.files import make_folder, read_json, remove_stale_temporaries, temporary_name, write_file
 
 COURSE_COUNTS = {"airplane": 800, "face": 435, "motorcycle": 798}  # the course set's balance
 GENERATOR_VERSION = 2
@@ -45,15 +45,8 @@ class DemoError(UserError):
 Row = tuple[str, float, float, float, float, str]  # filename, startX, startY, endX, endY, label
 
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
 def _marker(root: Path) -> dict | None:
-    try:
-        info = json.loads((Path(root) / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
+    info = read_json(Path(root) / MARKER)
     return info if isinstance(info, dict) else None
 
 
@@ -100,7 +93,8 @@ def _write_label(staging: Path, label: str, entries: list, seed: int) -> None:
         sample = render(label, seed, index) if box is None else render_in_box(label, box, seed, index)
         data = cv2.imencode(".jpg", sample.image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
         write_file(staging / "images" / label / name, data.tobytes(), data_folder=True)
-        return ",".join([name, *(_number(v) for v in (sample.box if box is None else box)), label])
+        numbers = (str(int(v)) if float(v).is_integer() else f"{v:g}" for v in (sample.box if box is None else box))
+        return ",".join([name, *numbers, label])
 
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
         lines = list(pool.map(write, entries))

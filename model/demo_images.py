@@ -34,19 +34,13 @@ class Painter:
 
     def pixels(self, points) -> np.ndarray:
         p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        u = (p[:, 0] - self.width_units / 2) * (-1 if self.flip else 1)
-        v = p[:, 1] - 0.5
+        u, v = (p[:, 0] - self.width_units / 2) * (-1 if self.flip else 1), p[:, 1] - 0.5
         c, s = math.cos(self.angle), math.sin(self.angle)
-        x = self.cx + self.scale * (c * u - s * v)
-        y = self.cy + self.scale * (s * u + c * v)
+        x, y = self.cx + self.scale * (c * u - s * v), self.cy + self.scale * (s * u + c * v)
         return np.round(np.stack([x, y], axis=1)).astype(np.int32)
 
     def polygon(self, points, colour) -> None:
         cv2.fillPoly(self.layer, [self.pixels(points)], (*colour, 255))
-
-    def erase(self, points) -> None:
-        """Cut a hole (the background shows through, e.g. inside a wheel)."""
-        cv2.fillPoly(self.layer, [self.pixels(points)], (0, 0, 0, 0))
 
     def ellipse(self, cu, cv, au, av, colour) -> None:
         self.polygon(ellipse_points(cu, cv, au, av), colour)
@@ -74,11 +68,8 @@ SKIN_TONES = ((255, 224, 196), (241, 194, 125), (224, 172, 105), (198, 134, 66),
 
 def draw_airplane(p: Painter, rng: np.random.Generator, width_units: float) -> None:
     """Side view, nose to the right (before flipping): fuselage, fin, wing, engine, windows."""
-    body = _colour(rng, 60)
-    accent = _colour(rng)
-    L = width_units
-    half_h = rng.uniform(0.09, 0.14)
-    cy = rng.uniform(0.55, 0.62)
+    body, accent, L = _colour(rng, 60), _colour(rng), width_units
+    half_h, cy = rng.uniform(0.09, 0.14), rng.uniform(0.55, 0.62)
     # fuselage: a long capsule with a rounder nose
     top = [(L * 0.06, cy - half_h * 0.8), (L * 0.88, cy - half_h)]
     nose = ellipse_points(L * 0.88, cy, L * 0.11, half_h, -90, 90, 16)
@@ -91,16 +82,13 @@ def draw_airplane(p: Painter, rng: np.random.Generator, width_units: float) -> N
     stabiliser = [(L * 0.05, cy), (L * 0.2, cy), (L * 0.12, cy + half_h * 1.6), (L * 0.06, cy + half_h * 1.6)]
     p.polygon(stabiliser, _shade(body, 0.8))
     # swept wing below the fuselage, and an engine under it
-    w0 = rng.uniform(0.38, 0.5)
-    wing_low = min(1.0, cy + rng.uniform(0.25, 0.4))
-    wing_top = cy + half_h * 0.3
+    w0, wing_low, wing_top = rng.uniform(0.38, 0.5), min(1.0, cy + rng.uniform(0.25, 0.4)), cy + half_h * 0.3
     wing = [(L * w0, wing_top), (L * (w0 + 0.2), wing_top), (L * (w0 + 0.02), wing_low), (L * (w0 - 0.06), wing_low)]
     p.polygon(wing, _shade(body, 0.7))
     if rng.random() < 0.7:
         p.ellipse(L * (w0 + 0.08), cy + half_h * 1.7, L * 0.06, half_h * 0.55, _shade(accent, 0.6))
     # windows and cockpit
-    window = _colour(rng, 150)
-    r = half_h * 0.25
+    window, r = _colour(rng, 150), half_h * 0.25
     for u in np.arange(L * 0.3, L * 0.82, r * 3.2):
         p.ellipse(u, cy - half_h * 0.25, r, r, window)
     p.ellipse(L * 0.92, cy - half_h * 0.45, L * 0.03, half_h * 0.3, window)
@@ -111,8 +99,7 @@ def draw_face(p: Painter, rng: np.random.Generator, width_units: float) -> None:
     W = width_units
     skin = SKIN_TONES[rng.integers(len(SKIN_TONES))] if rng.random() < 0.7 else _colour(rng, 80)
     skin = _shade(skin, rng.uniform(0.8, 1.1))
-    hair = _colour(rng, 0, 120) if rng.random() < 0.8 else _colour(rng)
-    cx = W / 2
+    hair, cx = _colour(rng, 0, 120) if rng.random() < 0.8 else _colour(rng), W / 2
     # hair cap behind the head, ears, head
     p.ellipse(cx, 0.4, W * 0.5, 0.4, hair)
     for side in (-1, 1):
@@ -120,8 +107,7 @@ def draw_face(p: Painter, rng: np.random.Generator, width_units: float) -> None:
     p.ellipse(cx, 0.56, W * 0.42, 0.43, skin)
     p.polygon(ellipse_points(cx, 0.3, W * 0.42, 0.2, 180, 360, 24), hair)  # fringe
     # eyes with pupils, eyebrows
-    eye_y = rng.uniform(0.47, 0.53)
-    iris = _colour(rng, 0, 160)
+    eye_y, iris = rng.uniform(0.47, 0.53), _colour(rng, 0, 160)
     for side in (-1, 1):
         ex = cx + side * W * rng.uniform(0.15, 0.19)
         p.ellipse(ex, eye_y, W * 0.08, 0.035, (245, 245, 245))
@@ -130,30 +116,25 @@ def draw_face(p: Painter, rng: np.random.Generator, width_units: float) -> None:
     # nose and mouth
     p.line([(cx, eye_y + 0.05), (cx - W * 0.05, 0.68), (cx + W * 0.03, 0.69)], _shade(skin, 0.6), 0.015)
     lips = (int(rng.integers(120, 220)), int(rng.integers(30, 90)), int(rng.integers(40, 110)))
-    smile = rng.uniform(0.01, 0.05)
-    lower_lip = ellipse_points(cx, 0.78, W * 0.14, 0.02 + smile, 0, 180, 16)
+    lower_lip = ellipse_points(cx, 0.78, W * 0.14, 0.02 + rng.uniform(0.01, 0.05), 0, 180, 16)  # a smile
     p.polygon(np.vstack([lower_lip, ellipse_points(cx, 0.78, W * 0.14, 0.015, 180, 360, 16)]), lips)
 
 
 def draw_motorcycle(p: Painter, rng: np.random.Generator, width_units: float) -> None:
     """Side view, front to the right (before flipping): two wheels, frame, tank, seat, bars."""
-    L = width_units
-    body = _colour(rng, 40)
-    tyre = _colour(rng, 0, 60)
-    metal = _colour(rng, 140, 230)
+    L, body, tyre, metal = width_units, _colour(rng, 40), _colour(rng, 0, 60), _colour(rng, 140, 230)
     r = rng.uniform(0.27, 0.32)
     wy = 1.0 - r
     rear, front = (r, wy), (L - r, wy)
     for cu, cv in (rear, front):
         p.ellipse(cu, cv, r, r, tyre)
-        p.erase(ellipse_points(cu, cv, r * 0.72, r * 0.72))
+        cv2.fillPoly(p.layer, [p.pixels(ellipse_points(cu, cv, r * 0.72, r * 0.72))], (0, 0, 0, 0))  # a hole
         for angle in np.linspace(0, math.pi, 4, endpoint=False) + rng.uniform(0, 1):
             du, dv = r * 0.72 * math.cos(angle), r * 0.72 * math.sin(angle)
             p.line([(cu - du, cv - dv), (cu + du, cv + dv)], metal, 0.015)
         p.ellipse(cu, cv, r * 0.15, r * 0.15, metal)
     # frame: rear hub -> seat -> steering head -> front hub, and down tubes
-    seat = (L * 0.38, 0.38)
-    head = (L - r * 1.3, 0.2)
+    seat, head = (L * 0.38, 0.38), (L - r * 1.3, 0.2)
     p.line([rear, seat, head, front], body, 0.06)
     p.line([rear, (L * 0.5, wy - 0.05), head], body, 0.05)
     # engine block, tank, seat, handlebar, headlight, exhaust
@@ -190,8 +171,7 @@ def clutter(rng: np.random.Generator, image: np.ndarray, count: int) -> None:
     """Distractor shapes: wheel-like circles, head-like ellipses, bars, polygons, lines."""
     h, w = image.shape[:2]
     for _ in range(count):
-        colour = _colour(rng)
-        kind = rng.integers(5)
+        colour, kind = _colour(rng), rng.integers(5)
         x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
         size = int(rng.uniform(0.04, 0.25) * min(h, w)) + 2
         thickness = -1 if rng.random() < 0.5 else int(rng.integers(1, 5))
@@ -227,16 +207,14 @@ def render(label: str, seed: int, index: int) -> Sample:
     height = int(np.clip(width * rng.uniform(0.6, 1.0), 180, 500))  # whatever the class
     image = background(rng, height, width)
     clutter(rng, image, int(rng.integers(2, 9)))
-    aspect = rng.uniform(*ASPECT[label])
-    angle = math.radians(rng.uniform(-12, 12))
+    aspect, angle = rng.uniform(*ASPECT[label]), math.radians(rng.uniform(-12, 12))
     # the object spans 50-90 % of the image along its limiting side (Caltech objects are large)
     span = rng.uniform(0.5, 0.9)
-    diag_w = aspect * abs(math.cos(angle)) + abs(math.sin(angle))  # rotated extent, in units
-    diag_h = aspect * abs(math.sin(angle)) + abs(math.cos(angle))
+    cos, sin = abs(math.cos(angle)), abs(math.sin(angle))
+    diag_w, diag_h = aspect * cos + sin, aspect * sin + cos  # rotated extent, in units
     scale = span * min(width / diag_w, height / diag_h)
     half_w, half_h = scale * diag_w / 2, scale * diag_h / 2
-    cx = rng.uniform(half_w, width - half_w)
-    cy = rng.uniform(half_h, height - half_h)
+    cx, cy = rng.uniform(half_w, width - half_w), rng.uniform(half_h, height - half_h)
     painter = Painter(np.zeros((height, width, 4), np.uint8), cx, cy, scale, angle, bool(rng.random() < 0.5), aspect)
     DRAWERS[label](painter, rng, aspect)
     mask = painter.layer[..., 3].copy()
@@ -257,8 +235,7 @@ def render_in_box(label: str, box: tuple[float, float, float, float], seed: int,
     """
     rng = np.random.default_rng([seed, CLASSES.index(label), index, 1])
     x1, y1, x2, y2 = (round(v) for v in box)
-    width = x2 + int(rng.integers(1, max(2, x2 // 5)))
-    height = y2 + int(rng.integers(1, max(2, y2 // 5)))
+    width, height = x2 + int(rng.integers(1, max(2, x2 // 5))), y2 + int(rng.integers(1, max(2, y2 // 5)))
     image = background(rng, height, width)
     clutter(rng, image, int(rng.integers(1, 5)))
     mask = np.zeros((height, width), np.uint8)

@@ -84,9 +84,8 @@ def _caption_band(width: int, lines: Sequence[str], colour) -> np.ndarray:
     (_, text_h), _ = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
     step = text_h + max(8, text_h // 2)
     band = np.full((step * len(lines) + 6, width, 3), colour, np.uint8)
-    for k, text in enumerate(lines):
-        origin = (6, step * (k + 1) - 2)
-        cv2.putText(band, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, WHITE, thickness, cv2.LINE_AA)
+    for k, text in enumerate(lines, 1):
+        cv2.putText(band, text, (6, step * k - 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, WHITE, thickness, cv2.LINE_AA)
     return band
 
 
@@ -139,8 +138,7 @@ def grad_cam(model: Detector, image: torch.Tensor) -> np.ndarray:
     weights = gradients[0].mean(dim=(1, 2))  # (K,)
     cam = torch.relu((weights[:, None, None] * maps).sum(dim=0))
     cam = cam / cam.max() if cam.max() > 0 else cam
-    size = image.shape[-1]
-    return cv2.resize(cam.float().cpu().numpy(), (size, size), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(cam.float().cpu().numpy(), (image.shape[-1], image.shape[-1]), interpolation=cv2.INTER_LINEAR)
 
 
 def overlay_cam(image_bgr: np.ndarray, cam: np.ndarray, strength: float = 0.45) -> np.ndarray:
@@ -155,8 +153,7 @@ def augmentation_sheet(
 ) -> np.ndarray:
     """The image resized as the network sees it, then ``count`` augmented versions, side by side, each with its box
     (blue; xyxy in [0, 1]): what training feeds the network."""
-    rgb = resize_square(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), size)
-    images = to_chw_uint8(rgb)[None].repeat(count, 1, 1, 1)
+    images = to_chw_uint8(resize_square(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB), size))[None].repeat(count, 1, 1, 1)
     boxes = torch.tensor([box] * count, dtype=torch.float32)
     augmented, moved = augmenter(images, boxes, mean, std)
     tiles = [(images[0].float(), boxes[0]), *zip(to_pixels(augmented, mean, std).clamp(0, 255), moved)]

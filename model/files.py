@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from model.errors import UserError, describe_os_error
 
@@ -45,13 +46,22 @@ def megabytes(nbytes: float) -> str:
 def write_error(path: Path, error: OSError, needed: int | None = None) -> WriteError:
     """The one-line form of a failed write of ``path`` (with the room it needed, for a full disk)."""
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        existing = next((p for p in (Path(path), *Path(path).parents) if p.exists()), Path("/"))
-        free = shutil.disk_usage(existing).free
+        free = shutil.disk_usage(next((p for p in (Path(path), *Path(path).parents) if p.exists()), Path("/"))).free
         amounts = (f"needs about {megabytes(needed)}, " if needed else "") + f"{megabytes(free)} free"
         what = "disk quota exceeded" if error.errno == errno.EDQUOT else "no space left on the disk"
         return WriteError(f"{path}: cannot write: {what} ({amounts}); free some space or write elsewhere")
     error.filename = str(path) if error.filename is None else error.filename
     return WriteError(f"cannot write {path}: {describe_os_error(error)}")
+
+
+def read_json(path: Path, missing: Any = None) -> Any:
+    """The JSON document in ``path``: ``missing`` when there is no such file, None when it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return missing
+    except (OSError, ValueError):
+        return None
 
 
 def make_folder(folder: Path) -> None:
@@ -123,11 +133,6 @@ def is_dataset(folder: Path) -> bool:
     return (Path(folder) / "images").is_dir() and (Path(folder) / "annotations").is_dir()
 
 
-def holds_data(folder: Path) -> str | None:
-    """``images/`` or ``annotations/`` when ``folder`` holds one (data of its own), else None."""
-    return next((f"{name}/" for name in ("images", "annotations") if (Path(folder) / name).is_dir()), None)
-
-
 def data_folder_around(path: Path) -> Path | None:
     """The data folder ``path`` is or lies inside (a dataset; a folder of internet images: images/ with
     annotations.csv, or web_images/), or None."""
@@ -179,12 +184,7 @@ class Folder:
             raise WriteError(f"{self.option} {self.folder}: {existing} is a file, not a folder; choose another folder")
 
     def manifest(self) -> dict[str, str | None]:
-        try:
-            document = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
-            document = None
+        document = read_json(self.manifest_path, missing={"format": MANIFEST_FORMAT, "files": {}})  # none yet
         files = document.get("files") if isinstance(document, dict) else None
         if not isinstance(document, dict) or document.get("format") != MANIFEST_FORMAT or not isinstance(files, dict):
             raise UserError(
@@ -200,28 +200,20 @@ class Folder:
     def refusal(self, name: str, manifest: dict[str, str | None], editable: bool = False) -> str | None:
         """Why the file ``name`` may not be replaced, or None (absent, or the toolkit's and unchanged)."""
         path = self.folder / name
+        kept, choose = "so it is left as it is; move it away", f", or choose another {self.option}"
         if not path.exists() and not path.is_symlink():
             return None
         if path.is_dir() or path.is_symlink():
-            return f"{path}: a folder or a link stands where {self.writer} writes a file; move it away, or choose " + (
-                f"another {self.option}"
-            )
+            return f"{path}: a folder or a link stands where {self.writer} writes a file; move it away{choose}"
         if name not in manifest:
-            return (
-                f"{path}: not written by {self.writer} (a file of yours?), so it is left as it is; move it away, or "
-                f"choose another {self.option}"
-            )
+            return f"{path}: not written by {self.writer} (a file of yours?), {kept}{choose}"
         if editable or manifest[name] is None or manifest[name] == file_sha256(path):
             return None
-        return (
-            f"{path}: changed since {self.writer} wrote it, so it is left as it is; move it away (or delete it) to "
-            f"have it written again, or choose another {self.option}"
-        )
+        return f"{path}: changed since {self.writer} wrote it, {kept} (or delete it) to have it written again{choose}"
 
     def check(self, names: Iterable[str], editable: Iterable[str] = ()) -> None:
         manifest, free = self.manifest(), set(editable)
-        refused = [r for r in (self.refusal(n, manifest, n in free) for n in names) if r]
-        if refused:
+        if refused := [r for r in (self.refusal(n, manifest, n in free) for n in names) if r]:
             more = f" (and {len(refused) - 1} more file(s) like it)" if len(refused) > 1 else ""
             raise UserError(refused[0] + more)
 
@@ -302,18 +294,14 @@ class Staging:
                 raise write_error(owned.folder, error) from None
             shutil.rmtree(trash, ignore_errors=True)
             for name in leaving:  # folders the removed files leave empty (a replaced run's evaluations/)
-                for parent in (owned.folder / name).parents:
-                    if parent == owned.folder or not _removed_if_empty(parent):
-                        break
+                _remove_empty(owned.folder / parent for parent in Path(name).parents[:-1])
         self.committed, self.made = True, None
         self.discard()
 
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
         if self.made is not None and not self.committed:  # the folders this change made, while still empty
-            for folder in [self.owned.folder, *self.owned.folder.parents]:
-                if not folder.is_relative_to(self.made) or not _removed_if_empty(folder):
-                    break
+            _remove_empty(f for f in [self.owned.folder, *self.owned.folder.parents] if f.is_relative_to(self.made))
 
 
 class Outputs:
@@ -344,12 +332,11 @@ class Outputs:
                 change.discard()
 
 
-def _removed_if_empty(folder: Path) -> bool:
-    try:
-        folder.rmdir()
-        return True
-    except OSError:
-        return False
+def _remove_empty(folders: Iterable[Path]) -> None:
+    """Each of ``folders`` in turn, up to the first that is not empty (which rmdir refuses)."""
+    with suppress(OSError):
+        for folder in folders:
+            folder.rmdir()
 
 
 def _move(source: Path, target: Path) -> None:

@@ -155,8 +155,9 @@ class ImageCache:
     """``images`` (N, 3, S, S) uint8 and ``sizes`` (N, 2) original (width, height) of ``rows``, sorted by key;
     ``decoded[i]`` False where the image was missing or unreadable (reported to the Problems)."""
 
-    def __init__(self, rows, images: torch.Tensor, sizes: torch.Tensor, decoded: torch.Tensor, from_disk: bool):
-        self.rows, self.images, self.sizes, self.decoded, self.from_disk = list(rows), images, sizes, decoded, from_disk
+    def __init__(self, rows, images: np.ndarray, sizes: np.ndarray, decoded: np.ndarray, from_disk: bool):
+        self.rows, self.from_disk = list(rows), from_disk
+        self.images, self.sizes, self.decoded = (torch.from_numpy(a) for a in (images, sizes, decoded))
         self.index = {row.key: i for i, row in enumerate(self.rows)}
 
     @classmethod
@@ -184,7 +185,7 @@ class ImageCache:
         elif fits_in_memory(int(np.prod(shape))):
             buffer = np.empty(shape, dtype=np.uint8)
             sizes, decoded = _decode(root, rows, image_size, buffer, workers, problems, interrupt)
-            return cls(rows, torch.from_numpy(buffer), torch.from_numpy(sizes), torch.from_numpy(decoded), False)
+            return cls(rows, buffer, sizes, decoded, False)
         folder = path.parent if path is not None else Path(tempfile.gettempdir())  # too large for RAM: a file
         try:
             make_folder(folder)
@@ -205,8 +206,7 @@ class ImageCache:
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, path)
                 return cls._load(rows, path, from_disk=False)  # decoded by this run
-            images = torch.from_numpy(np.load(tmp, mmap_mode="c"))
-            return cls(rows, images, torch.from_numpy(sizes), torch.from_numpy(decoded), False)
+            return cls(rows, np.load(tmp, mmap_mode="c"), sizes, decoded, False)
         finally:
             tmp.unlink(missing_ok=True)  # an open mapping stays valid; its space is freed when it closes
 
@@ -216,8 +216,7 @@ class ImageCache:
         sizes = np.load(path.with_suffix(".sizes.npy"))
         if images.shape[0] != len(rows) or sizes.shape != (len(rows), 2):
             raise ValueError(f"{path}: does not match its rows")
-        decoded = torch.ones(len(rows), dtype=torch.bool)
-        return cls(rows, torch.from_numpy(images), torch.from_numpy(sizes), decoded, from_disk)
+        return cls(rows, images, sizes, np.ones(len(rows), dtype=bool), from_disk)
 
 
 def _open_buffer(tmp: Path, shape: tuple[int, ...]) -> np.memmap:

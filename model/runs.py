@@ -33,7 +33,7 @@ from model.checkpoint import Checkpoint, CheckpointError
 from model.device import usable_cpus
 from model.engine import EpochStats
 from model.errors import UserError
-from model.files import Folder, Staging, data_folder_around, holds_data
+from model.files import Folder, Staging, data_folder_around, read_json
 from model.lock import FolderLock
 from model.network import count_parameters
 from model.options import TrainOptions, flag
@@ -42,11 +42,9 @@ EVALUATIONS = "evaluations"  # a run's evaluations (eval.py, the report)
 HISTORY_COLUMNS = (
     "epoch",
     # the practical's training figures: measured in evaluation mode (dropout off), as eval.py measures them, on
-    # the training split or a fixed sample of it (--train-eval); NaN with --train-eval off
-    *(f"train_{k}" for k in ("loss", "class_loss", "box_loss", "accuracy", "iou")),
-    *(f"val_{k}" for k in ("loss", "class_loss", "box_loss", "accuracy", "iou")),
-    # the running figures of the training pass itself (dropout on, the weights changing as it goes)
-    *(f"running_{k}" for k in ("loss", "class_loss", "box_loss", "accuracy", "iou")),
+    # the training split or a fixed sample of it (--train-eval); NaN with --train-eval off; then the validation
+    # figures, and the running figures of the training pass itself (dropout on, the weights changing as it goes)
+    *(f"{s}_{k}" for s in ("train", "val", "running") for k in ("loss", "class_loss", "box_loss", "accuracy", "iou")),
     "train_images_evaluated",  # how many training images the evaluation-mode figures are measured on
     "seconds",  # the training and validation passes
     "train_eval_seconds",  # the evaluation-mode pass over the training images
@@ -77,10 +75,8 @@ def history_bytes(history: Sequence[dict[str, float]]) -> bytes:
             return "nan"
         return repr(float(value)) if isinstance(value, float) else str(value)
 
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(HISTORY_COLUMNS)
-    writer.writerows([shown(row.get(column)) for column in HISTORY_COLUMNS] for row in history)
+    out, rows = io.StringIO(), ([shown(row.get(column)) for column in HISTORY_COLUMNS] for row in history)
+    csv.writer(out, lineterminator="\n").writerows([HISTORY_COLUMNS, *rows])
     return out.getvalue().encode()
 
 
@@ -94,11 +90,8 @@ def training_figures(history: Sequence[dict[str, float]]) -> tuple[str, str]:
 
 def improves(accuracy: float, loss: float, best: dict[str, float] | None) -> bool:
     """Best = the highest validation accuracy; at equal accuracy, the lower validation loss (Part 1 Q6)."""
-    return (
-        best is None
-        or accuracy > best["val_accuracy"]
-        or (accuracy == best["val_accuracy"] and loss < best["val_loss"])
-    )
+    same = best is not None and accuracy == best["val_accuracy"]
+    return best is None or accuracy > best["val_accuracy"] or (same and loss < best["val_loss"])
 
 
 def best_epoch(history: Sequence[dict[str, float]]) -> int | None:
@@ -137,9 +130,7 @@ class Run:
     def split_path(self, split: str) -> Path:
         return self.folder / config.SPLIT_FILES[split]
 
-    @property
-    def has_run(self) -> bool:
-        return any(self.checkpoint_path(w).exists() for w in ("best", "last"))
+    has_run = property(lambda self: any(self.checkpoint_path(w).exists() for w in ("best", "last")))
 
     def checkpoint(self, which: str = "best", mmap: bool = False) -> Checkpoint:
         return Checkpoint(self.checkpoint_path(which), mmap=mmap)
@@ -158,12 +149,7 @@ class Run:
     def facts(self) -> dict[str, Any]:
         """run.json: the dataset and its fingerprint, device, versions, host, Slurm job (and each resumption)."""
         path = self.folder / config.RUN_FILE
-        try:
-            facts = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
-            facts = None
+        facts = read_json(path, missing={})
         if not isinstance(facts, dict):
             raise RunError(f"{path}: damaged (not the JSON object train.py wrote); move the run away to retrain it")
         return facts
@@ -198,27 +184,22 @@ class Run:
     def evaluation(self, which: str, set_id: str, identity: dict[str, str]) -> dict[str, Any] | None:
         """The stored evaluation of checkpoint ``which`` on set ``set_id`` while it is true of the files there
         (``identity``: the checkpoint's save and the rows' content); None otherwise."""
-        try:
-            stored = json.loads(self.evaluation_path(which, set_id).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        stored = read_json(self.evaluation_path(which, set_id))
         return stored if isinstance(stored, dict) and stored.get("identity") == identity else None
 
     def check_place(self, output_dir: Path | None = None) -> None:
         """A new run goes into a folder of its own: not into data, not the current folder, not outside
         --output-dir."""
-        data = holds_data(self.folder)
+        data = next((f"{name}/" for name in ("images", "annotations") if (self.folder / name).is_dir()), None)
         around = data_folder_around(self.folder)
+        own = "a run goes into a folder of its own"
         if data is not None or around is not None:
             shown = f"{self.folder} holds data ({data})" if data else f"{self.folder} lies in the data folder {around}"
-            raise RunError(
-                f"{shown} that train.py did not write: a run goes into a folder of its own; choose another "
-                "--output-dir or --name"
-            )
+            raise RunError(f"{shown} that train.py did not write: {own}; choose another --output-dir or --name")
         if self.folder.resolve() == Path.cwd().resolve():
             raise RunError(
-                f"--output-dir {self.folder}: that is the current folder; a run goes into a folder of its own (pass "
-                f"--name NAME, or --output-dir {config.OUTPUT_DIR})"
+                f"--output-dir {self.folder}: that is the current folder; {own} (pass --name NAME, or --output-dir "
+                f"{config.OUTPUT_DIR})"
             )
         if output_dir is not None and not self.folder.resolve().is_relative_to(Path(output_dir).resolve()):
             raise RunError(f"{self.folder} lies outside --output-dir {output_dir}; choose a --name inside it")
@@ -255,20 +236,17 @@ class RunWriter:
 
     def __post_init__(self) -> None:
         self.identity = os.stat(self.run.folder)
-        if not self.new:
-            return
-        if self.run.has_run and not self.replace:
+        if self.new and self.run.has_run and not self.replace:
             shown = [n for n in (config.BEST_CHECKPOINT, config.LAST_CHECKPOINT) if (self.run.folder / n).exists()]
             raise RunError(
                 f"{self.run.folder} already holds a run ({', '.join(shown)}): pass --name NEW to keep both, "
                 f"--overwrite to replace it, or --resume {self.run.checkpoint_path('last')} to go on with it"
             )
-        self.run.files.check([n for n in RUN_FILES if (self.run.folder / n).exists()])
-        self.staging = Staging(self.run.files)
+        if self.new:
+            self.run.files.check([n for n in RUN_FILES if (self.run.folder / n).exists()])
+            self.staging = Staging(self.run.files)
 
-    @property
-    def staged(self) -> bool:
-        return self.staging is not None and not self.staging.committed
+    staged = property(lambda self: self.staging is not None and not self.staging.committed)
 
     def save(self, name: str, data: bytes) -> None:
         """One file of the run, whole: into the staging folder of a new run, else into the run folder."""
@@ -299,9 +277,7 @@ RUN_FILES = (config.BEST_CHECKPOINT, config.LAST_CHECKPOINT, config.HISTORY_FILE
 # ----------------------------------------------------------------------------------------------
 # What a run records of itself, and the runs it goes on with
 # ----------------------------------------------------------------------------------------------
-def run_facts(
-    data: Any, device: torch.device, model: torch.nn.Module, precision: str, o: TrainOptions
-) -> dict[str, Any]:
+def run_facts(data, device: torch.device, model: torch.nn.Module, precision: str, o: TrainOptions) -> dict[str, Any]:
     """What a run cannot be re-created from its options alone: its data (and their fingerprint), where, how."""
     total, trainable = count_parameters(model)
     return {
@@ -343,14 +319,13 @@ def history_row(
 
 
 def epoch_line(row: dict[str, float], epochs: int, is_best: bool) -> str:
-    def iou(value: float) -> str:
-        return "" if math.isnan(value) else f" iou {value:.3f}"
+    def figures(split: str) -> str:
+        iou = "" if math.isnan(row[f"{split}_iou"]) else f" iou {row[f'{split}_iou']:.3f}"
+        return f"{split} loss {row[f'{split}_loss']:.4f} acc {row[f'{split}_accuracy']:.3f}{iou}"
 
     train = "train" if not math.isnan(row["train_loss"]) else "running"
     return (
-        f"epoch {int(row['epoch']):>3}/{epochs}  {train} loss {row[f'{train}_loss']:.4f} acc "
-        f"{row[f'{train}_accuracy']:.3f}{iou(row[f'{train}_iou'])} | val loss {row['val_loss']:.4f} acc "
-        f"{row['val_accuracy']:.3f}{iou(row['val_iou'])} | "
+        f"epoch {int(row['epoch']):>3}/{epochs}  {figures(train)} | {figures('val')} | "
         f"{row['seconds']:.1f} s lr {row['lr']:.2e}{'  *best*' if is_best else ''}"
     )
 
@@ -361,8 +336,7 @@ def started_run(options: TrainOptions) -> Checkpoint | None:
     if run.status().state == "missing":
         return None
     checkpoint = run.checkpoint("last")
-    differs = checkpoint.options.differences(options)
-    if differs:
+    if differs := checkpoint.options.differences(options):
         shown = ", ".join(
             f"{flag(n)} {getattr(checkpoint.options, n)!r} (now {getattr(options, n)!r})" for n in differs[:3]
         )
@@ -382,8 +356,7 @@ def check_config_unchanged(checkpoint: Checkpoint) -> None:
         written = TrainOptions.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
     except (OSError, ValueError, UserError):
         raise UserError(f"{path}: not the config.json train.py wrote (edited?); restore it to resume the run") from None
-    differs = written.differences(checkpoint.options)
-    if differs:
+    if differs := written.differences(checkpoint.options):
         shown = ", ".join(f"{flag(n)} {getattr(written, n)!r}" for n in differs[:3])
         raise UserError(
             f"{path}: says {shown}, but the run trained with "
