@@ -38,12 +38,14 @@ from model.options import TrainOptions
 from model.practical.plan import Plan, PlanError, Status
 
 EVAL_SHARE = 0.4  # an evaluation pass costs this share of a training step per image (no backward, no update)
-RUN_OVERHEAD = 1.2  # seconds a run spends besides its imports, data and epochs: rows and splits checked, model built
+# seconds a run spends besides `import train`, its data and its epochs: what torch and matplotlib import on first use,
+# rows and splits checked, model built, checkpoints and plots written (the course-sized quick plan, idle 2-core Xeon)
+RUN_OVERHEAD = 6.5
 EPOCH_OVERHEAD = 0.2  # seconds an epoch spends around its passes: history, plot, progress line
 SAVED_BYTES_PER_SECOND = 200e6  # best.pth and last.pth (weights and Adam's two moments: 16 bytes a parameter)
 REPORT_PER_RUN = 0.6  # process starts the report spends on each run it reads (its figures and tables)
 REPORT_FIXED = 4.0  # process starts the report spends once (its own start, the PDF, the classic baselines)
-REPORT_EVAL_SHARE = 1.0  # an image the report evaluates costs a training step (measured: one thread, and its files)
+REPORT_EVAL_SHARE = 0.4  # an image the report evaluates: a share of a training step (measured: one thread, its files)
 ALL_SPLITS = ("evaluation", "best-vs-last", "network")  # section kinds that show every split of both checkpoints
 BUSY = 0.75  # a load average (other processes) above this share of the cores: the machine was busy
 
