@@ -60,7 +60,7 @@ def test_srun_passes_the_exit_status_of_a_bad_option(tmp_path):
         text=True,
         timeout=300,
     )
-    assert done.returncode == 1 and "Error: --epochs 0: must be in [1, 1000000]" in done.stderr
+    assert done.returncode == 2 and "Error: Invalid value for '--epochs': 0 is not in the range" in done.stderr
 
 
 def test_sbatch_training_script(tmp_path, demo_dataset):
