@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+import torch
 
 from model.reporting.comparison import TIMING_COLUMNS
 
@@ -118,3 +119,16 @@ def test_no_runs_is_a_usage_error(script):
     assert done.returncode == 2 and "give run folders or checkpoints" in done.stderr
     missing = script("compare.py", "/nonexistent/run")
     assert missing.returncode == 1 and "no best.pth there" in missing.stderr
+
+
+def test_a_partly_trained_run_is_said_in_the_terminal_and_in_the_table(tmp_path, trained_run, script):
+    """A run stopped after 1 of 3 planned epochs: its scores are shown, and said to be an unfinished run's."""
+    run = tmp_path / "stopped"
+    shutil.copytree(trained_run, run)
+    last = torch.load(run / "last.pth", map_location="cpu", weights_only=True)
+    last["options"]["epochs"] = last["epoch"] + 2
+    torch.save(last, run / "last.pth")
+    done = script("compare.py", str(run), "--out", str(tmp_path / "doc"))
+    assert done.returncode == 0, done.stderr
+    said = f"Warning: {run} is partly trained: {last['epoch']} of {last['epoch'] + 2} epochs"
+    assert said in done.stdout and said in (tmp_path / "doc" / "comparison.md").read_text()

@@ -269,6 +269,7 @@ def write_outputs(comparison: Comparison, out: Path) -> None:
     reports = comparison.reports
     with Folder(out, writer="compare.py", option="--out").staged() as change:
         note = "Test figures on each run's own test split; train and validation figures at the best epoch."
+        note = "\n\n".join([note, *comparison.warnings])  # said in the file too
         write_table(change, "comparison", comparison_frame(reports, comparison.classes), "Model comparison", note)
         analyses = "\n".join(error_analysis(r.name, r.results) for r in reports)
         change.write_text("errors.md", "# Error analysis (test split)\n\n" + analyses)
