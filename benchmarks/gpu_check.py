@@ -127,7 +127,7 @@ def stages(out: Path, tiny: bool) -> list[Stage]:
     if tiny:
         make = ["--images", "120", "--seed", "1"]
         bench = ["--models", "simple", "--batches", "1", "--repeats", "1", "--precisions", "fp32"]
-        plan = ["--quick", "--only", "P1-Q7,P3-Q4"]
+        plan = ["--quick", "--only", "P1-Q7"]  # one run and its report: the stage works
     else:
         make = [f"--rows={SPLITS / f}" for f in ("training_data.csv", "val_data.csv", "test_data.csv")]
         bench = ["--precisions", "fp32,bf16", "--repeats", "2", "--streamed", "--images", "course"]

@@ -10,7 +10,8 @@ is not silently "off"). Variables are read when asked for, so a test or a job ma
     CVPR_KEEP_MEMORY      0: give freed CPU memory back to the system after each batch (default 1: keep it)
     MPLBACKEND            matplotlib's backend, checked: the toolkit draws its figures into files (Agg)
     CVPR_TINY             1: every run at the smallest scale (1 epoch, each network's smallest input side,
-                          a small demo set): what the docs' commands test runs them with (doc/troubleshooting.md)
+                          a small demo set, the dry run's timings from one step): what the docs' commands test
+                          runs them with (doc/troubleshooting.md)
     SLURM_CPUS_PER_TASK   Slurm's --cpus-per-task: caps the threads a job uses
     SLURM_JOB_ID, SLURMD_NODENAME   the Slurm job a run or a lock belongs to
     DISPLAY, WAYLAND_DISPLAY        a screen for predict.py's windows

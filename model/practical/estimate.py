@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from model import config
+from model import config, env
 from model.device import (
     channels_last,
     place_model,
@@ -105,7 +105,7 @@ def estimate(plan: Plan, found: dict[str, Status], rows: int, device_name: str) 
             out[name] = Estimate(0.0, "done" if found[name].state == "finished" else "skipped")
             continue
         if (key := speed_key(run.options)) not in speeds:
-            speeds[key] = (*probe(run.options, device), "probe")
+            speeds[key] = (*probe(run.options, device, *((1, 1) if env.tiny() else (3, 6))), "probe")
         step, first_steps, source = speeds[key]
         saved = 16 * parameters(run.options) / SAVED_BYTES_PER_SECOND
         epoch = images_per_epoch(run.options, rows) * step + EPOCH_OVERHEAD + saved
@@ -141,10 +141,11 @@ def speed_key(options: TrainOptions) -> tuple:
 
 
 def measure_start() -> float:
-    """Seconds for a new Python process to import what train.py trains with (the fastest of two: the idle machine's)."""
+    """Seconds for a new Python process to import what train.py trains with (the fastest of two: the idle machine's;
+    one at tiny scale)."""
     command = [sys.executable, "-c", "import train"]
     times = []
-    for _ in range(2):
+    for _ in range(1 if env.tiny() else 2):
         began = time.perf_counter()
         subprocess.run(command, cwd=config.PROJECT_ROOT, capture_output=True, check=False)
         times.append(time.perf_counter() - began)
