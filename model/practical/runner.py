@@ -103,9 +103,7 @@ def run_practical(settings: PracticalSettings, echo: Echo, print_table: Callable
                 )
                 return
             if settings.slurm:
-                array, report = submit_to_slurm(
-                    plan, found, dataset, report_args(settings, dataset), settings.resources, echo
-                )
+                array, report = submit_to_slurm(plan, found, dataset, settings, echo)
                 echo(
                     f"Submitted: runs {'job array ' + array if array else '(none to train)'}, report job {report} "
                     f"(after the runs succeed); logs in {settings.runs_dir / 'slurm'}/. Submit again after a time "
@@ -249,8 +247,9 @@ def write_plan_report(settings: PracticalSettings, echo: Echo, dataset: Path) ->
 # ----------------------------------------------------------------------------------------------
 # Slurm
 # ----------------------------------------------------------------------------------------------
-def submit_to_slurm(plan: Plan, found: dict[str, Status], dataset: Path | None, report_args: list[str],
-                    resources: str, echo: Echo) -> tuple[str | None, str]:  # fmt: skip
+def submit_to_slurm(
+    plan: Plan, found: dict[str, Status], dataset: Path, settings: PracticalSettings, echo: Echo
+) -> tuple[str | None, str]:
     """The runs to train as one job array (each task one train.py command, which goes on with its run when the task
     is requeued), then the report as a job that starts once every task succeeded; their job ids."""
     if shutil.which("sbatch") is None:
@@ -261,9 +260,9 @@ def submit_to_slurm(plan: Plan, found: dict[str, Status], dataset: Path | None, 
             f"them (squeue --me) or cancel them (scancel {' '.join(queued)}) before submitting again"
         )
     try:
-        options = shlex.split(resources)
+        options = shlex.split(settings.resources)
     except ValueError as error:
-        raise PlanError(f"--resources {resources!r}: {error}; close the quote") from None
+        raise PlanError(f"--resources {settings.resources!r}: {error}; close the quote") from None
     folder, marker = plan.output_dir / "slurm", f"--comment=cvpr-plan:{plan.output_dir}"  # finds the plan's jobs
     todo = [name for name in plan.runs if found[name].to_train]
     commands = [shlex.join(["srun", *plan.command(name, dataset)]) for name in todo]
@@ -282,8 +281,8 @@ def submit_to_slurm(plan: Plan, found: dict[str, Status], dataset: Path | None, 
             echo(f"task {number}: {name}: {command}")
     after = ["--dependency", f"afterok:{array}", "--kill-on-invalid-dep=yes"] if array else []
     report_options = [*after, "--job-name", "cvpr-report", marker, f"--export=ALL,CVPR_PYTHON={sys.executable}"]
-    report = sbatch([*report_options, f"--output={folder / '%x-%j.out'}", *options], "plan_report.sbatch", report_args)
-    return array, report
+    report_options += [f"--output={folder / '%x-%j.out'}", *options]
+    return array, sbatch(report_options, "plan_report.sbatch", report_args(settings, dataset))
 
 
 def queued_jobs(output_dir: Path) -> list[str]:
