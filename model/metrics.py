@@ -38,10 +38,6 @@ class ImageResults:
         labels = dataset.labels.numpy(), predicted.numpy()
         return cls(dataset.paths(), list(dataset.classes), *labels, confidence.numpy(), iou, true_px, pred_px)
 
-    def has_true_box(self, i: int) -> bool:
-        """Whether image ``i``'s true box is known (an internet image may come with its label only)."""
-        return bool(np.isfinite(self.true_boxes[i]).all())
-
     @property
     def boxed(self) -> np.ndarray:
         """(N,) bool: the images whose true box is known."""

@@ -41,8 +41,7 @@ def training_label(history: History) -> str:
 
 def zoom(ax: Any, values: Sequence[float]) -> None:
     """A fraction's axis (accuracy, IoU) spanning the values with a margin, within 0 to 1."""
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    if finite:
+    if finite := [v for v in values if v is not None and math.isfinite(v)]:
         low, high = min(finite), max(finite)
         margin = max(0.02, 0.1 * (high - low))
         ax.set_ylim(max(0.0, low - margin), min(1.0, high + margin) + 0.005)
@@ -178,13 +177,13 @@ def accuracy_by_iou_png(names: Sequence[str], results: Sequence[ImageResults]) -
 def gallery_jpg(results: ImageResults, chosen: Sequence[int], iou_threshold: float = 0.5) -> bytes | None:
     """The images ``chosen`` drawn as predict.py draws them (true and predicted label and box, IoU), as a JPEG grid
     (photographs: 5 times smaller than as PNG, which keeps report.pdf small); None when none can be read."""
-    failed = results.failures(iou_threshold)
+    failed, boxed = results.failures(iou_threshold), results.boxed
     tiles = []
     for i in map(int, chosen):
         image = cv2.imread(str(results.paths[i]))
         if image is None:
             continue
-        true_box = results.true_boxes[i] if results.has_true_box(i) else None
+        true_box = results.true_boxes[i] if boxed[i] else None
         box = results.predicted_boxes[i] if results.predicted_boxes is not None else None
         iou = None if results.iou is None or true_box is None else float(results.iou[i])
         predicted, true = results.classes[results.predicted_labels[i]], results.classes[results.true_labels[i]]
