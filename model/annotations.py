@@ -123,8 +123,7 @@ def parse_row(text: str, source: str, line: int, problems: Problems) -> Annotati
     fields = [f.strip() for f in text.split(",")]
     if fields == [""]:
         return None
-    problem = row_problem(fields)
-    if problem is not None:
+    if (problem := row_problem(fields)) is not None:
         problems.report(f"{source}:{line}", problem)
         return None
     # The box's geometry is checked against its image when the image is loaded (check_box):
@@ -260,8 +259,7 @@ def split_rows(
 
 def read_split_files(folder: Path, problems: Problems) -> dict[str, list[Annotation]]:
     """The three split files of a run folder, or of the course template's output/ (same names)."""
-    missing = [name for name in config.SPLIT_FILES.values() if not (folder / name).is_file()]
-    if missing:
+    if missing := [name for name in config.SPLIT_FILES.values() if not (folder / name).is_file()]:
         raise DataError(
             f"{folder}: no {missing[0]} there; a split folder holds "
             f"{', '.join(config.SPLIT_FILES.values())} (a run folder, or the template's output/)"

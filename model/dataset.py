@@ -117,8 +117,7 @@ def locate_dataset(explicit: Path | None, echo: Callable[[str], object], demo_ro
     """``find_dataset``'s, else the demo set, generated once (and said in one line)."""
     from model import demo
 
-    found = find_dataset(explicit)
-    if found is not None:
+    if (found := find_dataset(explicit)) is not None:
         return found
     root, images = demo_root or config.DEMO_DATASET, demo_images or config.DEMO_IMAGES
     if env.tiny() and demo_root is None:  # the docs' commands at the smallest scale: a small demo set of their own

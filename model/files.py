@@ -146,8 +146,7 @@ def data_folder_around(path: Path) -> Path | None:
 
 
 def refuse_data_folder(path: Path, option: str = "") -> None:
-    around = data_folder_around(path)
-    if around is not None:
+    if (around := data_folder_around(path)) is not None:
         given = f"{option} {path}" if option else str(path)
         where = "is" if Path(path).resolve() == around else f"lies inside {around}, which is"
         raise WriteError(
