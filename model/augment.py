@@ -211,8 +211,3 @@ def blur(images: torch.Tensor, draw: Draw) -> torch.Tensor:
 def to_pixels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """Normalised (B, 3, S, S) -> RGB in [0, 255] (to look at what the network was fed)."""
     return images * 255.0 * torch.tensor(std).view(1, 3, 1, 1) + 255.0 * torch.tensor(mean).view(1, 3, 1, 1)
-
-
-def build_augmenter(policy: str, seed: int) -> Augmenter | None:
-    """--augment POLICY: None for off."""
-    return Augmenter(POLICIES[policy], seed) if policy != "off" else None

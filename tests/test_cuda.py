@@ -112,7 +112,7 @@ def test_a_checkpoint_evaluates_on_the_other_device(tmp_path, demo_dataset, trai
 def test_no_host_sync_per_batch(demo_dataset, augment):
     """A training pass's batches, augmentation, steps and running sums never make the host wait for the
     GPU (torch.cuda.set_sync_debug_mode raises at the first synchronising call)."""
-    from model.augment import build_augmenter
+    from model.augment import POLICIES, Augmenter
     from model.device import place_model, resolve_precision
     from model.engine import DetectionLoss, Totals, make_optimizer, train_step
     from model.network import build_model
@@ -124,7 +124,8 @@ def test_no_host_sync_per_batch(demo_dataset, augment):
     model = place_model(build_model("simple", 3, image_size=64), cuda)
     optimizer = make_optimizer("adam", list(model.parameters()), 1e-4, 0.0, cuda)
     precision = resolve_precision("auto", cuda)
-    scaler, loss_fn, augmenter = precision.grad_scaler(), DetectionLoss(), build_augmenter(augment, 0)
+    scaler, loss_fn = precision.grad_scaler(), DetectionLoss()
+    augmenter = Augmenter(POLICIES[augment], 0) if augment != "off" else None
     totals = Totals(cuda)
     warm = next(batches.batches(8))  # the first step initialises cuDNN and the optimizer's state
     train_step(
