@@ -87,8 +87,8 @@ def main(ctx: click.Context, overwrite: bool, resume: Path | None, resume_if_sta
             return
         report, state = Reporter(), None
         run = Run(resumed.path.parent if resumed else options.run_dir)
+        device = select_device(options.device)  # --device cuda on a machine without one: refused before the data
         rows = read_splits(options, report.line, resumed)  # the data checked before anything is written
-        device = select_device(options.device)
         with stop_on_signals() as stop, run.writer("train.py", new=resumed is None, replace=overwrite) as writer:
             try:
                 data = load_splits(options, rows, report.line, stop, resumed.facts if resumed else None)
