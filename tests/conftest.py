@@ -172,8 +172,16 @@ def trained_run(tmp_path_factory, demo_dataset) -> Path:
     return out
 
 
+# the files that take longest, handed to the workers first (xdist's --dist loadfile gives out whole files in the
+# order collected): the last file to start is then a short one, and both workers finish at about the same time
+LONGEST = ["practical", "docs", "plan", "guides", "bad_input_faults", "train", "slurm", "gpu_check"]
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked cuda run where a CUDA GPU is visible and are skipped elsewhere (CI has none)."""
+    """The longest files first; tests marked cuda run where a CUDA GPU is visible and are skipped elsewhere (CI has
+    none)."""
+    order = {f"test_{name}.py": rank for rank, name in enumerate(LONGEST)}
+    items.sort(key=lambda item: order.get(item.path.name, len(order)))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="no CUDA GPU visible (run on a GPU machine: python -m pytest -m cuda)")
