@@ -105,7 +105,7 @@ def estimate(plan: Plan, found: dict[str, Status], rows: int, device_name: str) 
             out[name] = Estimate(0.0, "done" if found[name].state == "finished" else "skipped")
             continue
         if (key := speed_key(run.options)) not in speeds:
-            speeds[key] = (*probe(run.options, device, *((1, 1) if env.tiny() else (3, 6))), "probe")
+            speeds[key] = (*probe(run.options, device), "probe")
         step, first_steps, source = speeds[key]
         saved = 16 * parameters(run.options) / SAVED_BYTES_PER_SECOND
         epoch = images_per_epoch(run.options, rows) * step + EPOCH_OVERHEAD + saved
@@ -152,9 +152,11 @@ def measure_start() -> float:
     return min(times)
 
 
-def probe(options: TrainOptions, device: torch.device, warm: int = 3, timed: int = 6) -> tuple[float, float]:
-    """Seconds per image of the run's training step (the fastest of ``timed`` steps on random images, after ``warm``
-    steps), and the seconds its first steps cost beyond that (the kernels made for each shape, once per process)."""
+def probe(options: TrainOptions, device: torch.device) -> tuple[float, float]:
+    """Seconds per image of the run's training step (the fastest of 6 steps on random images, after 3 steps; 1 after
+    1 at tiny scale, where the plan is tested, not timed), and the seconds its first steps cost beyond that (the
+    kernels made for each shape, once per process)."""
+    warm, timed = (1, 1) if env.tiny() else (3, 6)
     torch.manual_seed(0)
     model = place_model(build_model(options.model, 3, load_weights=False, **options.network_options), device)
     trained = [p for p in model.parameters() if p.requires_grad]
