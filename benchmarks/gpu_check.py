@@ -3,7 +3,7 @@ about its GPU path, in at most 9 minutes, with only the packages that machine ha
 the pinned one: the versions are recorded), and writes it all into one folder as at most eight files.
 
     python3 -m benchmarks.gpu_check OUT          # on a GPU machine
-    python3 -m benchmarks.gpu_check OUT --tiny   # anywhere, in about two minutes on a CPU (CI runs it)
+    python3 -m benchmarks.gpu_check OUT --tiny   # anywhere, in about half a minute on a CPU (CI runs it)
 
 Stages, each with its own time limit, its progress printed as it goes (a stage that fails or runs out
 of time is recorded as such, and the next one runs):
@@ -120,7 +120,7 @@ def versions() -> str:
 
 
 def stages(out: Path, tiny: bool) -> list[Stage]:
-    """The check's stages; ``tiny``: the same at a size a CPU does in a minute or two."""
+    """The check's stages; ``tiny``: the same at a size a CPU does in half a minute (one run of the plan)."""
     data, runs, report = (str(out / "work" / name) for name in ("dataset", "runs", "report"))
     python = sys.executable
     device = "cpu" if tiny else "cuda"
@@ -232,7 +232,7 @@ def pack(out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for the check's files (created; must be empty or missing)")
-    parser.add_argument("--tiny", action="store_true", help="the same stages at a size a CPU does in minutes")
+    parser.add_argument("--tiny", action="store_true", help="the same stages at a size a CPU does in half a minute")
     args = parser.parse_args(argv)
     out: Path = args.out.resolve()
     if not args.tiny:
