@@ -39,7 +39,7 @@ from model.annotations import (
 )
 from model.errors import UserError
 from model.files import WriteError, is_dataset, read_json, refuse_data_folder
-from model.images import ImageCache, box_to_unit, fingerprint, fits_in_memory, normalize, row_digests, stored_size
+from model.images import ImageCache, box_to_unit, fingerprint, normalize, row_digests, stored_size
 
 # A box may stick out of its image by this many pixels (annotation tools round corners outward): it is then clipped.
 # Beyond that the row is reported as bad.
@@ -48,8 +48,8 @@ TINY_DEMO_IMAGES = 240  # the demo set with $CVPR_TINY=1 (Part 1 Q9.3 trains on 
 
 
 class DetectionDataset(torch.utils.data.Dataset):
-    """The usable rows of one split, decoded once (by an ImageCache, shared between the splits when given); a
-    split too large for memory stays memory-mapped in the cache and is gathered batch by batch."""
+    """The usable rows of one split, decoded once (by an ImageCache, shared between the splits when given) and
+    gathered batch by batch from it."""
 
     def __init__(self, root, rows, classes, image_size, problems, workers=1, mean=None, std=None, cache=None):
         self.root, self.classes, self.image_size = Path(root), list(classes), image_size
@@ -67,13 +67,12 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.labels = torch.tensor([self.classes.index(row.label) for row in self.rows], dtype=torch.int64)  # (N,)
         self.boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)  # (N, 4) in [0, 1]
         self.sizes = cache.sizes[position].reshape(-1, 2)  # (N, 2) original (width, height)
-        in_memory = fits_in_memory(self.images_nbytes)
-        self._source = cache.images[position] if in_memory else cache.images  # (N or all, 3, S, S) uint8
-        self._position: torch.Tensor | None = None if in_memory else position  # rows of the cache read lazily
+        self._source = cache.images  # (all, 3, S, S) uint8, not copied: a batch gathers its rows from the cache
+        self._position: torch.Tensor | None = position  # (N,) the split's rows there (None: _source is the split)
 
     @property
     def images(self) -> torch.Tensor:
-        """(N, 3, S, S) uint8 (read from the memory map when the split does not fit in memory)."""
+        """(N, 3, S, S) uint8, gathered from the cache."""
         return self._source if self._position is None else self._source[self._position]
 
     @property

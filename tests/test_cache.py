@@ -4,12 +4,13 @@ when the images do not fit in memory."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import cv2
 import pytest
 import torch
 
-from model import dataset as dataset_module
+from model import images as images_module
 from model.annotations import Problems, class_names, read_annotations
 from model.dataset import DetectionDataset
 from model.engine import DeviceBatches
@@ -76,9 +77,10 @@ def test_too_large_for_memory_stays_memory_mapped(dataset_copy, monkeypatch):
     rows = read_annotations(dataset_copy, Problems(skip=False))
     classes = class_names(rows)
     in_memory = DetectionDataset(dataset_copy, rows, classes, 32, Problems(skip=False))
-    monkeypatch.setattr(dataset_module, "fits_in_memory", lambda _nbytes: False)  # nothing fits
+    monkeypatch.setattr(images_module, "fits_in_memory", lambda _nbytes: False)  # nothing fits: decoded to a file
     mapped = DetectionDataset(dataset_copy, rows, classes, 32, Problems(skip=False))
-    assert mapped._position is not None  # gathered batch by batch from the mapping
+    held = [line for line in Path("/proc/self/maps").read_text().splitlines() if ".cache.npy." in line]
+    assert held and all(line.endswith("(deleted)") for line in held)  # mapped, its file already unlinked
     idx = torch.tensor([5, 0, 17])
     assert torch.equal(mapped.gather(idx), in_memory.images[idx])
     assert torch.equal(mapped.images, in_memory.images)
