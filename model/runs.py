@@ -167,12 +167,10 @@ class Run:
             raise RunError(f"{error}; move {self.folder} away to retrain it") from None
         planned, patience = last.options.epochs, last.options.patience
         stopped_early = bool(patience) and last.epoch > 0 and last.stale_epochs >= patience
-        state = "finished" if last.epoch >= planned or stopped_early else "partial"
-        return RunStatus(state, last.epoch, planned)
+        return RunStatus("finished" if last.epoch >= planned or stopped_early else "partial", last.epoch, planned)
 
     def options(self) -> TrainOptions:
-        which = "last" if self.checkpoint_path("last").exists() else "best"
-        return self.checkpoint(which, mmap=True).options
+        return self.checkpoint("last" if self.checkpoint_path("last").exists() else "best", mmap=True).options
 
     def held_by(self) -> str | None:
         """Who writes the folder now (a running train.py), or None."""
