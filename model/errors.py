@@ -17,9 +17,6 @@ from contextlib import contextmanager
 
 import click
 
-BUG_EXIT_STATUS = 70  # EX_SOFTWARE
-BUG_LINE = "This looks like a bug of the toolkit: please report it with the traceback above."
-
 
 class UserError(Exception):
     """Bad input or an unusable setting: the message is one line naming the file or option and the fix."""
@@ -90,5 +87,5 @@ def one_line_errors() -> Iterator[None]:
 
 def _bug() -> None:
     traceback.print_exc()
-    print(BUG_LINE, file=sys.stderr)
-    sys.exit(BUG_EXIT_STATUS)
+    print("This looks like a bug of the toolkit: please report it with the traceback above.", file=sys.stderr)
+    sys.exit(70)  # EX_SOFTWARE
