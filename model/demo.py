@@ -29,8 +29,7 @@ MARKER = "demo.json"  # written last: its presence means the dataset is complete
 
 def class_counts(total: int) -> dict[str, int]:
     """Split ``total`` images like the course set (800 / 435 / 798), at least 2 per class."""
-    course_total = sum(COURSE_COUNTS.values())
-    counts = {c: max(2, round(total * n / course_total)) for c, n in COURSE_COUNTS.items()}
+    counts = {c: max(2, round(total * n / sum(COURSE_COUNTS.values()))) for c, n in COURSE_COUNTS.items()}
     counts["airplane"] += total - sum(counts.values()) if total >= 6 else 0
     return counts
 
