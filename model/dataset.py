@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,8 +184,15 @@ def read_splits(options: Any, echo: Callable[[str], None], resumed: Any = None) 
     for name in ("train", "val"):
         if not splits[name]:
             raise DataError(f"{drawn_by(options)}: the {name} split is empty; widen it")
-    for line in split_warnings(options, classes, splits):
-        echo(line)
+    # a class with no image in a split: allowed (Part 1 Q9.3 trains on 0.5 %), but said: the network cannot learn a
+    # class it never sees, nor its accuracy be measured where it has no image
+    for name, shown in (("train", "training"), ("val", "validation"), ("test", "test")):
+        absent = sorted(set(classes) - {row.label for row in splits[name]})
+        if absent and (name == "train" or splits[name]):
+            drawn = f"the {shown} split ({drawn_by(options)})"
+            where = options.splits / config.SPLIT_FILES[name] if options.splits else drawn
+            what = "the network cannot learn it" if name == "train" else f"its {shown} accuracy is not measured"
+            echo(f"warning: class {' and '.join(absent)} has no image in {where} ({len(splits[name])} images): {what}")
     return Rows(root, classes, splits, problems)
 
 
@@ -195,18 +202,6 @@ def drawn_by(options: Any) -> str:
         return f"--splits {options.splits}"
     fraction = f" --train-fraction {options.train_fraction:g}" if options.train_fraction < 1 else ""
     return f"--cut-val {options.cut_val:g} --cut-test {options.cut_test:g}{fraction}"
-
-
-def split_warnings(options: Any, classes: Sequence[str], splits: dict[str, list[Annotation]]) -> Iterator[str]:
-    """A class with no image in a split: allowed (Part 1 Q9.3 trains on 0.5 %), but said: the network cannot
-    learn a class it never sees, nor its accuracy be measured where it has no image."""
-    for name, shown in (("train", "training"), ("val", "validation"), ("test", "test")):
-        absent = sorted(set(classes) - {row.label for row in splits[name]})
-        if absent and (name == "train" or splits[name]):
-            drawn = f"the {shown} split ({drawn_by(options)})"
-            where = options.splits / config.SPLIT_FILES[name] if options.splits else drawn
-            what = "the network cannot learn it" if name == "train" else f"its {shown} accuracy is not measured"
-            yield f"warning: class {' and '.join(absent)} has no image in {where} ({len(splits[name])} images): {what}"
 
 
 @dataclass
