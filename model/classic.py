@@ -96,8 +96,7 @@ def edge_box(image: np.ndarray) -> Box:
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0)
     median = float(np.median(grey))
-    edges = cv2.Canny(grey, 0.66 * median, 1.33 * median)
-    blobs = cv2.dilate(edges, np.ones((5, 5), np.uint8), iterations=2)
+    blobs = cv2.dilate(cv2.Canny(grey, 0.66 * median, 1.33 * median), np.ones((5, 5), np.uint8), iterations=2)
     contours, _ = cv2.findContours(blobs, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return (0.0, 0.0, float(width), float(height))
@@ -186,8 +185,7 @@ def run_baselines(root: Path, train_rows: Sequence[Annotation], test_rows: Seque
     detections = [haar_detections(im, cascade) for im in chosen]
     min_neighbors = choose_min_neighbors(detections, train_labels[: len(chosen)] == face)
     held_out = out_of_fold_labels(train_features, train_labels, svm)
-    found = [largest_face(d, min_neighbors) for d in detections]
-    haar_held_out = _haar_labels(found, held_out[: len(chosen)], face)
+    haar_held_out = _haar_labels([largest_face(d, min_neighbors) for d in detections], held_out[: len(chosen)], face)
     svm_calibration = calibration(held_out, train_labels, len(classes))
     haar_calibration = calibration(haar_held_out, train_labels[: len(chosen)], len(classes))
     test_images = [_read(root, r) for r in test_rows]
