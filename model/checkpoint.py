@@ -98,13 +98,8 @@ class Checkpoint:
             )
         if not isinstance(data.get("version"), int) or data["version"] > VERSION:
             raise CheckpointError(f"{path}: written by a newer version of the toolkit; update the toolkit")
-        self.data = data
-        self._check()
-
-    def _check(self) -> None:
-        """Every part a checkpoint must have, of the right kind (a hand-edited one is refused in one line)."""
-        data, model = self.data, self.data.get("model")
-        normalization = data.get("normalization", {})
+        self.data, model = data, data.get("model")
+        # every part a checkpoint must have, of the right kind (a hand-edited one is refused in one line)
         fine = (
             isinstance(model, dict)
             and model.get("name") in NETWORKS
@@ -116,7 +111,7 @@ class Checkpoint:
             and isinstance(data.get("image_size"), int)
             and isinstance(data.get("epoch", 0), int)
             and isinstance(data.get("run", {}), dict)
-            and all(isinstance(v, list) and len(v) == 3 for v in normalization.values())
+            and all(isinstance(v, list) and len(v) == 3 for v in data.get("normalization", {}).values())
         )
         if not fine:
             raise CheckpointError(
