@@ -270,14 +270,11 @@ class Staging:
     def write_text(self, name: str, text: str, editable: bool = False) -> Path:
         return self.write_bytes(name, text.encode("utf-8"), editable)
 
-    def check(self) -> None:
-        self.owned.check(self.hashes, self.editable)
-
     def commit(self, replace_all: bool = False) -> None:
         """Every name checked, then the files moved into place and the manifest rewritten; ``replace_all``: the
         toolkit's other files there (a replaced run's) go. Nothing changes when a name is refused."""
         owned = self.owned
-        self.check()
+        owned.check(self.hashes, self.editable)
         leaving = sorted(set(owned.owned()) - set(self.hashes)) if replace_all else []
         if self.hashes or leaving:
             manifest = self.folder / temporary_name("manifest")  # a disk too full for it stops before any move
@@ -323,7 +320,7 @@ class Outputs:
         try:
             if kind is None:
                 for change in self.changes:
-                    change.check()
+                    change.owned.check(change.hashes, change.editable)
                 for change in self.changes:
                     change.commit()
         finally:
