@@ -242,10 +242,13 @@ def write_report(ctx: Context, folder: Path, builders: Mapping[str, Builder]) ->
     for line in previous.warnings():
         ctx.echo(line)
     body: list[str] = []
+    contents: list[str] = []  # a link to each part and each section
     left: dict[str, list[Section]] = {}
     for section in ctx.plan.sections:
         if section.part != (ctx.section.part if ctx.section else ""):
             body += ["", f"## {PARTS[section.part]}"]
+            contents.append(f"- [{PARTS[section.part]}](#{anchor(PARTS[section.part])})")
+        contents.append(f"  - [{ctx.title(section)}](#{anchor(ctx.title(section))})")
         ctx.echo(f"Section {section.id}: {ctx.title(section)}")
         ctx.section = section
         content = section_content(ctx, section, builders)
@@ -259,8 +262,7 @@ def write_report(ctx: Context, folder: Path, builders: Mapping[str, Builder]) ->
         prompt = content.prompt or f"what {shown} show, why, and what you would try next"
         body += ["", discussion(section.id, text, prompt)]
     head = [f"# {TITLE}{QUICK if ctx.plan.quick else ''}", "", intro(ctx), "", *left_to_do(ctx, left), "Contents:", ""]
-    head += contents(ctx)
-    text = "\n".join([*head, *body, *kept_text(previous, [s.id for s in ctx.plan.sections])]).rstrip() + "\n"
+    text = "\n".join([*head, *contents, *body, *kept_text(previous, [s.id for s in ctx.plan.sections])]).rstrip() + "\n"
     ctx.sink.write_text(REPORT, text, editable=True)
     ctx.sink.write_text(GENERATED, text)
     write_pdf(ctx, folder, text)
@@ -293,16 +295,6 @@ def write_pdf(ctx: Context, folder: Path, text: str) -> None:
         ctx.digests[PDF] = digest
     except PdfError as error:  # e.g. typst missing on a machine with its own packages: the rest is written
         ctx.echo(f"warning: {error}")
-
-
-def contents(ctx: Context) -> list[str]:
-    lines, part = [], ""
-    for section in ctx.plan.sections:
-        if section.part != part:
-            part = section.part
-            lines.append(f"- [{PARTS[part]}](#{anchor(PARTS[part])})")
-        lines.append(f"  - [{ctx.title(section)}](#{anchor(ctx.title(section))})")
-    return lines
 
 
 def section_content(ctx: Context, section: Section, builders: Mapping[str, Builder]) -> Content:
