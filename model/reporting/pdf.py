@@ -197,8 +197,6 @@ class Renderer:
 
     def table(self, node: SyntaxTreeNode) -> str:
         rows = [[c for c in row.children if c.type in ("th", "td")] for part in node.children for row in part.children]
-        if not rows:
-            return ""
         on_side = len(rows[0]) > WIDEST_TABLE and 2 <= len(rows) < len(rows[0])
         if on_side:  # four runs' figures in 22 columns cannot be read on a page; 22 rows of five columns can
             rows = [list(column) for column in zip(*rows, strict=True)]
