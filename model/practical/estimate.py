@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+import timeit
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,12 +145,8 @@ def measure_start() -> float:
     """Seconds for a new Python process to import what train.py trains with (the fastest of two: the idle machine's;
     one at tiny scale)."""
     command = [sys.executable, "-c", "import train"]
-    times = []
-    for _ in range(1 if env.tiny() else 2):
-        began = time.perf_counter()
-        subprocess.run(command, cwd=config.PROJECT_ROOT, capture_output=True, check=False)
-        times.append(time.perf_counter() - began)
-    return min(times)
+    start = functools.partial(subprocess.run, command, cwd=config.PROJECT_ROOT, capture_output=True, check=False)
+    return min(timeit.repeat(start, repeat=1 if env.tiny() else 2, number=1))
 
 
 def probe(options: TrainOptions, device: torch.device) -> tuple[float, float]:
