@@ -72,8 +72,7 @@ def check_disk(plan: Plan, found: dict[str, Status], images: int) -> None:
     todo = [run.options for name, run in plan.runs.items() if found[name].to_train]
     needed = sum(parameters(o) * 4 * 5 for o in todo)  # best.pth, last.pth with Adam's two moments, a temporary
     needed += sum(images * 3 * size * size for size in {o.image_size for o in todo})
-    existing = next(f for f in (plan.output_dir, *plan.output_dir.parents) if f.exists())
-    free = shutil.disk_usage(existing).free
+    free = shutil.disk_usage(next(f for f in (plan.output_dir, *plan.output_dir.parents) if f.exists())).free
     if needed > 0.9 * free:
         raise PlanError(
             f"{plan.output_dir}: {free / 2**30:.1f} GiB free, the runs need about {needed / 2**30:.1f} GiB "
@@ -188,9 +187,8 @@ def dry_run_table(plan: Plan, found: dict[str, Status], estimates: dict[str, Est
     """Each run's status, estimate and command."""
     from rich.table import Table
 
-    table = Table(title=f"The plan {plan_name}: {len(plan.runs)} run(s) in {plan.output_dir}, dataset {dataset}")
-    for column in ("run", "status", "estimate", "command"):
-        table.add_column(column)
+    title = f"The plan {plan_name}: {len(plan.runs)} run(s) in {plan.output_dir}, dataset {dataset}"
+    table = Table("run", "status", "estimate", "command", title=title)
     for name, run in plan.runs.items():
         e = estimates[name]
         shown = f"{format_duration(e.seconds)} ({e.source})" if e.seconds else "-"
