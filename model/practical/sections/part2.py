@@ -86,9 +86,8 @@ def network_reports(ctx: Context, runs: list[str]) -> list[ModelReport]:
         stored = ctx.evaluation(run)
         test = {**stored["figures"], "box_loss": stored["figures"].get("box_loss", math.nan)}
         checkpoint = ctx.run(run).checkpoint("best", mmap=True)
-        report = trained_report(ctx.run(run), checkpoint, test, ctx.per_image(run), identity=str(stored["identity"]))
-        report.name, report.device = ctx.label(run), str(ctx.inference.device)
-        reports.append(report)
+        more = {"identity": str(stored["identity"]), "name": ctx.label(run), "device": str(ctx.inference.device)}
+        reports.append(trained_report(ctx.run(run), checkpoint, test, ctx.per_image(run), **more))
     return reports
 
 
