@@ -119,11 +119,10 @@ def loss_weights(ctx: Context, section: Section, runs: list[str]) -> Content:
         "runs change only the two weights."
     )
     content.tables.append(("The weights of the class and box terms", pd.DataFrame(rows)))
-    by_run = {r["run"]: r for r in rows}
     for key, what in (("test_mean_iou", "mean IoU"), ("test_accuracy", "test accuracy")):
         tied, value = leaders({r["run"]: r[key] for r in rows})
         if tied:
-            weights = names([f"box weight {by_run[r]['box_weight']:g} ({r})" for r in tied])
+            weights = names([f"box weight {ctx.options(r).box_weight:g} ({r})" for r in tied])
             content.observations.append(f"The best {what}, {num(value)}, comes with {weights}.")
     return content
 
