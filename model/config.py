@@ -11,7 +11,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = Path("output")
 
-# Where the course dataset is looked for, in this order (model/data/location.py):
+# Where the course dataset is looked for, in this order (model/dataset.py, find_dataset):
 # --dataset PATH, then $CVPR_DATASET, then the course cluster's folder, then ./dataset.
 COURSE_DATASET = Path("/matieres/5MMVORF/01-dataset")
 LOCAL_DATASET = Path("dataset")
@@ -19,7 +19,7 @@ LOCAL_DATASET = Path("dataset")
 DEMO_DATASET = PROJECT_ROOT / "output" / "demo_dataset"
 DEMO_IMAGES = 600  # sized so that the README's main command trains in < 5 min on 2 CPU cores
 DEMO_SEED = 0
-# Decoded images, one memory-mapped file per dataset and image size (model/data/cache.py); delete at will.
+# Decoded images, one memory-mapped file per dataset and image size (model/images.py, ImageCache); delete at will.
 # $CVPR_CACHE_DIR moves it (e.g. to a cluster's scratch disk).
 CACHE_DIR = PROJECT_ROOT / "output" / "cache"
 
@@ -53,5 +53,5 @@ LAST_CHECKPOINT = "last.pth"
 SPLIT_FILES = {"train": "training_data.csv", "val": "val_data.csv", "test": "test_data.csv"}
 HISTORY_FILE = "history.csv"
 PLOT_FILE = "convergence_plot.png"
-CONFIG_FILE = "config.json"  # the run's options (model/experiment/options.py)
+CONFIG_FILE = "config.json"  # the run's options (model/options.py)
 RUN_FILE = "run.json"  # what the options do not say: dataset path, device, versions, host, Slurm job

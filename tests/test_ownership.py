@@ -1,5 +1,5 @@
-"""One owner for a run's folder (model/runs/run.py) and for the folders of generated documents
-(model/core/owned.py): nothing of the user's lost, no two runs mixed, no figure from the wrong rows.
+"""One owner for a run's folder (model/runs.py) and for the folders of generated documents
+(model/files.py): nothing of the user's lost, no two runs mixed, no figure from the wrong rows.
 Each case was a reproduction on the toolkit before its run folder had an owner."""
 
 from __future__ import annotations
