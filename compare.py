@@ -10,6 +10,8 @@ An option of the other program is refused (never silently ignored), and so is a 
 
 from __future__ import annotations
 
+import atexit
+import gc
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -202,4 +204,5 @@ def train_missing(models: list[str], output_dir: Path | None, values: dict[str, 
 
 
 if __name__ == "__main__":
+    atexit.register(gc.freeze)  # the exit's last garbage collections skip torch's objects: 0.2 s, not 0.5-1 s
     main()

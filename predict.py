@@ -10,6 +10,8 @@ feeds the network instead; --annotate draws the boxes of internet images with th
 
 from __future__ import annotations
 
+import atexit
+import gc
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -323,4 +325,5 @@ def annotate_boxes(folder: Path, items: list[Item]) -> None:
 
 
 if __name__ == "__main__":
+    atexit.register(gc.freeze)  # the exit's last garbage collections skip torch's objects: 0.2 s, not 0.5-1 s
     main()

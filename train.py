@@ -11,6 +11,7 @@ and manifest.json (the toolkit's files there).
 
 from __future__ import annotations
 
+import atexit
 import gc
 import json
 import math
@@ -359,7 +360,5 @@ def interrupted(interrupt: Interrupted, writer: RunWriter, state: State | None) 
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:  # the exit's last garbage collections then skip torch's objects: 0.1 s after the last line, not 1 s
-        gc.freeze()
+    atexit.register(gc.freeze)  # the exit's last garbage collections skip torch's objects: 0.2 s, not 0.5-1 s
+    main()
