@@ -207,6 +207,18 @@ def render(label: str, seed: int, index: int) -> Sample:
     height = int(np.clip(width * rng.uniform(0.6, 1.0), 180, 500))  # whatever the class
     image = background(rng, height, width)
     clutter(rng, image, int(rng.integers(2, 9)))
+    layer = draw_object(label, rng, height, width)
+    mask = layer[..., 3].copy()
+    image[mask > 0] = layer[..., :3][mask > 0]
+    clutter(rng, image, int(rng.integers(0, 3)) if rng.random() < 0.3 else 0)  # a little occlusion
+    if rng.random() < 0.3:
+        image = cv2.GaussianBlur(image, (3, 3), 0)
+    x, y, w, h = cv2.boundingRect(mask)  # the drawn pixels' tight bound
+    return Sample(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), mask, (x, y, x + w, y + h))
+
+
+def draw_object(label: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """The object alone, tilted, at a random place: (H, W, 4) uint8, its RGB colour and its mask as alpha."""
     aspect, angle = rng.uniform(*ASPECT[label]), math.radians(rng.uniform(-12, 12))
     # the object spans 50-90 % of the image along its limiting side (Caltech objects are large)
     span = rng.uniform(0.5, 0.9)
@@ -217,21 +229,16 @@ def render(label: str, seed: int, index: int) -> Sample:
     cx, cy = rng.uniform(half_w, width - half_w), rng.uniform(half_h, height - half_h)
     painter = Painter(np.zeros((height, width, 4), np.uint8), cx, cy, scale, angle, bool(rng.random() < 0.5), aspect)
     DRAWERS[label](painter, rng, aspect)
-    mask = painter.layer[..., 3].copy()
-    image[mask > 0] = painter.layer[..., :3][mask > 0]
-    clutter(rng, image, int(rng.integers(0, 3)) if rng.random() < 0.3 else 0)  # a little occlusion
-    if rng.random() < 0.3:
-        image = cv2.GaussianBlur(image, (3, 3), 0)
-    x, y, w, h = cv2.boundingRect(mask)  # the drawn pixels' tight bound
-    return Sample(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), mask, (x, y, x + w, y + h))
+    return painter.layer
 
 
 def render_in_box(label: str, box: tuple[float, float, float, float], seed: int, index: int) -> Sample:
     """An image of ``label`` whose object fills the given box (pixels, xyxy) exactly.
 
     The image is just large enough to hold the box plus a random margin, as when a dataset is
-    rebuilt from annotation rows alone (the course's split files): the object of ``render`` is
-    cut out and stretched onto the box. A box of zero width or height gets no object.
+    rebuilt from annotation rows alone (the course's split files): an object drawn alone at a
+    Caltech-like size is cut to its bound and stretched onto the box. A box of zero width or
+    height gets no object.
     """
     rng = np.random.default_rng([seed, CLASSES.index(label), index, 1])
     x1, y1, x2, y2 = (round(v) for v in box)
@@ -240,10 +247,9 @@ def render_in_box(label: str, box: tuple[float, float, float, float], seed: int,
     clutter(rng, image, int(rng.integers(1, 5)))
     mask = np.zeros((height, width), np.uint8)
     if x2 > x1 and y2 > y1:
-        source = render(label, seed, index)
-        sx1, sy1, sx2, sy2 = source.box
-        rgba = np.dstack([cv2.cvtColor(source.image, cv2.COLOR_BGR2RGB), source.mask])[sy1:sy2, sx1:sx2]
-        patch = cv2.resize(rgba, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)  # (h, w, 4)
+        layer = draw_object(label, rng, height=240, width=320)
+        sx, sy, sw, sh = cv2.boundingRect(layer[..., 3])
+        patch = cv2.resize(layer[sy : sy + sh, sx : sx + sw], (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
         mask[y1:y2, x1:x2] = patch[..., 3]
         image[y1:y2, x1:x2][patch[..., 3] > 0] = patch[..., :3][patch[..., 3] > 0]
     return Sample(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), mask, (x1, y1, x2, y2))
