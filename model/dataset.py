@@ -112,15 +112,22 @@ def find_dataset(explicit: Path | None) -> Path | None:
     return named or next((p for p in (config.COURSE_DATASET, config.LOCAL_DATASET) if is_dataset(p)), None)
 
 
-def locate_dataset(explicit: Path | None, echo: Callable[[str], object], demo_root=None, demo_images=None) -> Path:
-    """``find_dataset``'s, else the demo set, generated once (and said in one line)."""
+def default_demo() -> tuple[Path, int]:
+    """The demo set used where no dataset is found, and its size; the docs' commands at the smallest scale
+    ($CVPR_TINY=1) have a small one of their own."""
+    if env.tiny():
+        return config.DEMO_DATASET.with_name(f"{config.DEMO_DATASET.name}-tiny"), TINY_DEMO_IMAGES
+    return config.DEMO_DATASET, config.DEMO_IMAGES
+
+
+def locate_dataset(explicit: Path | None, echo: Callable[[str], object], demo_root=None, demo_images=0) -> Path:
+    """``find_dataset``'s, else the demo set (``default_demo``'s, or ``demo_images`` at ``demo_root``), generated
+    once (and said in one line)."""
     from model import demo
 
     if (found := find_dataset(explicit)) is not None:
         return found
-    root, images = demo_root or config.DEMO_DATASET, demo_images or config.DEMO_IMAGES
-    if env.tiny() and demo_root is None:  # the docs' commands at the smallest scale: a small demo set of their own
-        root, images = root.with_name(f"{root.name}-tiny"), TINY_DEMO_IMAGES
+    root, images = (demo_root, demo_images) if demo_root is not None else default_demo()
     if demo.is_complete(root, images, config.DEMO_SEED):  # generated once, by an earlier run
         echo(f"No course dataset found: using the demo dataset in {root}")
     else:

@@ -22,7 +22,7 @@ from typing import Any
 
 from model import config, demo, env
 from model.annotations import DataError, Problems, read_annotations
-from model.dataset import find_dataset, locate_dataset, read_splits
+from model.dataset import default_demo, find_dataset, locate_dataset, read_splits
 from model.device import select_device, usable_cpus
 from model.errors import UserError
 from model.files import make_folder, refuse_data_folder, write_file
@@ -123,15 +123,16 @@ def run_practical(settings: PracticalSettings, echo: Echo, print_table: Callable
 @contextmanager
 def plan_dataset(plan: Plan, explicit: Path | None, echo: Echo, dry_run: bool) -> Iterator[tuple[Path, Path]]:
     """The plan's dataset, said in one line: --dataset or $CVPR_DATASET (in quick mode too), else the course's; else
-    the demo set (quick mode: its own small one), generated once. Yields (the folder to read now, the folder the runs
-    will read): a dry run, which writes nothing, reads a demo set not generated yet from a temporary copy."""
+    the demo set train.py would use (quick mode: its own small one), generated once. Yields (the folder to read now,
+    the folder the runs will read): a dry run, which writes nothing, reads a demo set not generated yet from a
+    temporary copy."""
     if (found := find_dataset(explicit)) is not None:
         how = "--dataset" if explicit is not None else f"${env.DATASET}" if env.dataset() is not None else "found"
         echo(f"Dataset: {found} ({how})")
         yield found.resolve(), found.resolve()
         return
-    root = (plan.output_dir / "demo" if plan.quick else config.DEMO_DATASET).resolve()
-    images = plan.quick.get("demo_images", 240) if plan.quick else config.DEMO_IMAGES
+    root, images = (plan.output_dir / "demo", plan.quick.get("demo_images", 240)) if plan.quick else default_demo()
+    root = root.resolve()
     complete = demo.is_complete(root, images, config.DEMO_SEED)
     if dry_run and not complete:
         with tempfile.TemporaryDirectory(prefix="cvpr-dry-run-") as scratch:
