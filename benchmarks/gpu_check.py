@@ -126,7 +126,7 @@ def stages(out: Path, tiny: bool) -> list[Stage]:
     device = "cpu" if tiny else "cuda"
     if tiny:
         make = ["--images", "120", "--seed", "1"]
-        bench = ["--models", "simple", "--batches", "1", "--repeats", "1", "--precisions", "fp32"]
+        bench = ["--models", "simple", "--batch-size", "8", "--batches", "1", "--repeats", "1", "--precisions", "fp32"]
         plan = ["--quick", "--only", "P1-Q7"]  # one run and its report: the stage works
     else:
         make = [f"--rows={SPLITS / f}" for f in ("training_data.csv", "val_data.csv", "test_data.csv")]
