@@ -29,7 +29,7 @@ def test_catalogue_is_well_formed():
         assert case.names or case.expect == "success", case.id
         assert (case.signal is None) == (case.when is None) == (case.expect != "interrupted"), case.id
         in_a_process = ("image-size-3000-out-of-memory", "mplbackend-that-does-not-exist")  # a process's own limits
-        assert bool(case.process) == (case.kind == "signal" or case.id in in_a_process), case.id
+        assert bool(case.process) == (case.signal is not None or case.id in in_a_process), case.id  # sent to it
         command = expand(case.command)
         if command.startswith("train.py") and "--resume" not in command and case.kind != "signal":
             assert "--epochs" in command and "--image-size" in command, case.id

@@ -187,19 +187,18 @@ def test_without_imagenet_weights_the_resnet_runs_train_from_scratch_and_say_so(
     assert dry.returncode == 0, dry.stderr
     assert "res will train from scratch (no ImageNet weights)" in dry.stdout and not runs.joinpath("res").exists()
     args = ["--plan", str(plan), "--output-dir", str(runs), "--dataset", str(demo_dataset)]
-    # a process: its runs' lines are in its stdout
-    done = run_script("compare.py", "--practical", *args, "--out", str(tmp_path / "doc"), env=env)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.index("will train from scratch") < done.stdout.index("epoch   1/1")  # said before epoch 1
-    assert json.loads((runs / "res" / "config.json").read_text())["pretrained"] is False
-    report = (tmp_path / "doc" / "report.md").read_text()
-    assert "res (from scratch)" in report and "Not trained yet" not in report
-    args = ["--plan", str(plan), "--output-dir", str(tmp_path / "other"), "--dataset", str(demo_dataset)]
     skipped = run_main(
         "compare.py", "--practical", *args, "--out", str(tmp_path / "doc2"), "--skip-unavailable", env=env
     )
     assert skipped.returncode == 0, skipped.stderr
-    assert not (tmp_path / "other" / "res").exists()
+    assert (runs / "small" / "best.pth").exists() and not (runs / "res").exists()
+    # then without --skip-unavailable, as a process: its runs' lines are in its stdout ("small" is kept)
+    done = run_script("compare.py", "--practical", *args, "--out", str(tmp_path / "doc"), env=env)
+    assert done.returncode == 0 and "[1/1] python train.py " in done.stdout, done.stderr
+    assert done.stdout.index("will train from scratch") < done.stdout.index("epoch   1/1")  # said before epoch 1
+    assert json.loads((runs / "res" / "config.json").read_text())["pretrained"] is False
+    report = (tmp_path / "doc" / "report.md").read_text()
+    assert "res (from scratch)" in report and "Not trained yet" not in report
 
 
 def test_a_run_trained_otherwise_is_refused_not_replaced(tmp_path, demo_dataset):

@@ -23,7 +23,7 @@ from model.files import is_temporary
 from model.network import NETWORKS
 from model.runs import CLOCK_COLUMNS, HISTORY_COLUMNS, improves
 
-from conftest import ROOT, cpu_only, interrupt_training, python
+from conftest import ROOT, cpu_only, interrupt_training
 
 TINY = ["--epochs", "2", "--image-size", "64", "--batch-size", "16"]
 
@@ -204,7 +204,7 @@ def comparable(history_csv: Path) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])
-def test_signal_then_resume_equals_an_uninterrupted_run(tmp_path, demo_dataset, uninterrupted, signum):
+def test_signal_then_resume_equals_an_uninterrupted_run(tmp_path, demo_dataset, uninterrupted, signum, script):
     args = ["--dataset", str(demo_dataset), "--output-dir", str(tmp_path), *RESUMABLE]
     status, message, err = interrupt_training(args, after="epoch   2/6", signum=signum)  # while epoch 3 trains
     assert status == 128 + signum, err
@@ -212,8 +212,7 @@ def test_signal_then_resume_equals_an_uninterrupted_run(tmp_path, demo_dataset, 
     assert f"Resume with: python train.py --resume {tmp_path / 'last.pth'}" in message
     assert torch.load(tmp_path / "last.pth", weights_only=True)["epoch"] == 2
     assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]  # nothing half-written
-    command = python("train.py", "--resume", str(tmp_path / "last.pth"))
-    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    resumed = script("train.py", "--resume", str(tmp_path / "last.pth"))  # no signal now: in this process
     assert resumed.returncode == 0, resumed.stderr
     assert comparable(tmp_path / "history.csv") == comparable(uninterrupted / "history.csv")
     for name in ("best.pth", "last.pth"):
