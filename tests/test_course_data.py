@@ -108,8 +108,10 @@ def test_given_split_files_are_used_as_they_are(course_dataset, script, tmp_path
 
 
 def test_classic_baselines_beat_the_majority_class_on_the_course_rows(course_dataset):
+    """Fitted on every third training row (542 images: all 1,626 gave the same verdict, 99.5 and 96.1 % against 99.0
+    and 96.1 %, in twice the time), scored on the whole test split."""
     problems = Problems(skip=False)
-    train = read_rows(COURSE_SPLITS / "training_data.csv", problems)
+    train = read_rows(COURSE_SPLITS / "training_data.csv", problems)[::3]
     test = read_rows(COURSE_SPLITS / "test_data.csv", problems)
     classes = class_names(train)
     majority = max(sum(r.label == c for r in test) for c in classes) / len(test)

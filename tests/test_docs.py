@@ -24,6 +24,7 @@ GUIDES = sorted(p for p in (ROOT / "doc").glob("*.md") if p.name != "report.md")
 DOCS = [ROOT / "README.md", *GUIDES]
 SETUP = ("python3 -m venv", ". .venv/bin/activate", "pip install", "python -m pytest")  # what .ci/run does itself
 OPTIONS = ROOT / "doc" / "options.md"
+AFTER_THE_README = {"troubleshooting.md"}  # the guides whose commands use output/last.pth, output/test_data.csv
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,14 +123,14 @@ def slurm_runs() -> bool:
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory) -> Callable[[str], tuple[Path, dict[str, str]]]:
     """For each document, a copy of the project as a student has it, and the environment its commands run in;
-    for a document of doc/, after the README's first command (its commands use the run it made). One copy a
-    document: the file's tests run in order on one worker (pyproject's --dist loadfile)."""
+    for a guide that uses the run the README's first command made, after that command. One copy a document: the
+    file's tests run in order on one worker (pyproject's --dist loadfile)."""
     made: dict[str, tuple[Path, dict[str, str]]] = {}
 
     def project(document: str) -> tuple[Path, dict[str, str]]:
         if document not in made:
             copy, environ = student_project(tmp_path_factory.mktemp(document))
-            if document != "README.md":
+            if document in AFTER_THE_README:
                 first = commands_of(ROOT / "README.md")[0]
                 subprocess.run(["bash", "-c", first], cwd=copy, env=environ, capture_output=True, check=True)
             made[document] = copy, environ
@@ -196,13 +197,13 @@ def student_project(base: Path) -> tuple[Path, dict[str, str]]:
 
 
 def as_tested(command: str) -> str | None:
-    """The command as the test runs it (None: not here): a plan as its dry run, sbatch waiting for its job."""
+    """The command as the test runs it (None: not here): a plan as its dry run."""
     if command.startswith(("srun ", "sbatch ")) and not slurm_runs():
         return None
     if "--practical" in command:
         command = command.replace(" --slurm", "")
         command += "" if "--dry-run" in command else " --dry-run"
-    return command.replace("sbatch ", "sbatch --wait ", 1)
+    return command
 
 
 @pytest.mark.parametrize("document, number, command", every_command([ROOT / "README.md"]))
@@ -218,6 +219,10 @@ def run_documented(projects, document: str, command: str) -> None:
     done = subprocess.run(["bash", "-c", tested], cwd=copy, env=environ, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"{document}: {tested}\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
     assert "Traceback" not in done.stderr
+    if tested.startswith("sbatch "):  # "Submitted batch job N": the job must run to its end
+        from conftest import job_logs, wait_for_job
+
+        assert wait_for_job(done.stdout.split()[-1]) == "COMPLETED", job_logs(copy / "output" / "logs")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, interrupt_training, python, slurm_available, wait_for_job
+from conftest import ROOT, interrupt_training, job_logs, run_main, slurm_available, wait_for_job
 
 if not slurm_available():
     pytest.skip("no Slurm controller answers (bring one up with .ci/slurm-up.sh)", allow_module_level=True)
@@ -63,40 +63,23 @@ def test_srun_passes_the_exit_status_of_a_bad_option(tmp_path):
     assert done.returncode == 2 and "Error: Invalid value for '--epochs': 0 is not in the range" in done.stderr
 
 
+def submit(*args: str) -> str:
+    """``sbatch ARGS`` from the project's folder: the job's id."""
+    done = subprocess.run(["sbatch", "--parsable", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def test_sbatch_training_script(tmp_path, demo_dataset):
     log = tmp_path / "train-%j.out"
-    done = subprocess.run(
-        [
-            "sbatch",
-            "--wait",
-            f"--output={log}",
-            "slurm/train.sbatch",
-            "--dataset",
-            str(demo_dataset),
-            "--output-dir",
-            str(tmp_path),
-            "--name",
-            "batch",
-            *TINY,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    job_id = done.stdout.strip().split()[-1]
+    common = ["--dataset", str(demo_dataset), "--output-dir", str(tmp_path), "--name", "batch", *TINY]
+    job_id = submit(f"--output={log}", "slurm/train.sbatch", *common)
+    assert wait_for_job(job_id) == "COMPLETED", job_logs(tmp_path)
     text = (tmp_path / f"train-{job_id}.out").read_text()
     assert f"job {job_id} on" in text and "epoch   2/2" in text and "Best epoch" in text
     assert {"best.pth", "last.pth", "history.csv", "config.json"} <= {p.name for p in (tmp_path / "batch").iterdir()}
-    failing = subprocess.run(
-        ["sbatch", "--wait", f"--output={tmp_path / 'bad-%j.out'}", "slurm/train.sbatch", "--model", "nonexistent"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert failing.returncode != 0  # sbatch --wait returns the job's exit status
+    failing = submit(f"--output={tmp_path / 'bad-%j.out'}", "slurm/train.sbatch", "--model", "nonexistent")
+    assert wait_for_job(failing) == "FAILED"  # the job ends with train.py's exit status
 
 
 def test_resubmitting_with_finished_and_interrupted_runs_ends_with_the_comparison(tmp_path, demo_dataset):
@@ -104,13 +87,7 @@ def test_resubmitting_with_finished_and_interrupted_runs_ends_with_the_compariso
     interrupted one trains its last epoch, and the comparison job (afterok) runs."""
     out, doc = tmp_path / "output", tmp_path / "doc"
     common = ["--dataset", str(demo_dataset), "--output-dir", str(out), *TINY]
-    finished = subprocess.run(
-        python("train.py", "--model", "simple", "--name", "simple", *common),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    finished = run_main("train.py", "--model", "simple", "--name", "simple", *common)
     assert finished.returncode == 0, finished.stderr
     status, _, _ = interrupt_training(["--model", "deeper", "--name", "deeper", *common], after="epoch   1/2")
     assert status == 128 + signal.SIGTERM  # preempted after its first epoch
