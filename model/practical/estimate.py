@@ -141,11 +141,11 @@ def speed_key(options: TrainOptions) -> tuple:
 
 
 def measure_start() -> float:
-    """Seconds for a new Python process to import what train.py trains with (the fastest of two: the idle machine's;
-    one at tiny scale)."""
+    """Seconds for a new Python process to import what train.py trains with (one start: this process has just read
+    the same files, so a second would find them no warmer)."""
     command = [sys.executable, "-c", "import train"]
     start = functools.partial(subprocess.run, command, cwd=config.PROJECT_ROOT, capture_output=True, check=False)
-    return min(timeit.repeat(start, repeat=1 if env.tiny() else 2, number=1))
+    return timeit.timeit(start, number=1)
 
 
 def probe(options: TrainOptions, device: torch.device) -> tuple[float, float]:
