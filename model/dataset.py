@@ -63,17 +63,16 @@ class DetectionDataset(torch.utils.data.Dataset):
                 self.rows.append(row)
                 positions.append(i)
                 boxes.append(box_to_unit(box, width, height))
-        position = torch.tensor(positions, dtype=torch.int64)
+        self._position = torch.tensor(positions, dtype=torch.int64)  # (N,) the split's rows in the cache
         self.labels = torch.tensor([self.classes.index(row.label) for row in self.rows], dtype=torch.int64)  # (N,)
         self.boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)  # (N, 4) in [0, 1]
-        self.sizes = cache.sizes[position].reshape(-1, 2)  # (N, 2) original (width, height)
-        self._source = cache.images  # (all, 3, S, S) uint8, not copied: a batch gathers its rows from the cache
-        self._position: torch.Tensor | None = position  # (N,) the split's rows there (None: _source is the split)
+        self.sizes = cache.sizes[self._position].reshape(-1, 2)  # (N, 2) original (width, height)
+        self._cached = cache.images  # (all, 3, S, S) uint8, not copied: a batch gathers its rows from the cache
 
     @property
     def images(self) -> torch.Tensor:
         """(N, 3, S, S) uint8, gathered from the cache."""
-        return self._source if self._position is None else self._source[self._position]
+        return self._cached[self._position]
 
     @property
     def images_nbytes(self) -> int:
@@ -81,7 +80,7 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def gather(self, idx: torch.Tensor) -> torch.Tensor:
         """(B,) indices -> (B, 3, S, S) uint8."""
-        return self._source[idx if self._position is None else self._position[idx]]
+        return self._cached[self._position[idx]]
 
     def __len__(self) -> int:
         return len(self.rows)

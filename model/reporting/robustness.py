@@ -50,7 +50,8 @@ def sweep(name: str, clean: dict, model: torch.nn.Module, dataset: DetectionData
             figures = clean
             if level != levels[0]:
                 degraded = copy.copy(dataset)
-                degraded._source, degraded._position = degrade(dataset.images, kind, level), None  # in memory
+                degraded._cached = degrade(dataset.images, kind, level)  # (N, 3, S, S) in memory: its rows in order
+                degraded._position = torch.arange(len(dataset))
                 figures = summarize(run_model(model, degraded, checkpoint, inference)[1])["overall"]
             row = {"model": name, "degradation": kind, "unit": unit, "level": level, "accuracy": figures["accuracy"]}
             rows.append(row | {"mean_iou": figures.get("mean_iou", float("nan"))})
